@@ -1,0 +1,65 @@
+// Command synscope tells where a TCP handshake dies and why. This package
+// only parses flags and renders; the work lives in internal/.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/synscope/synscope/internal/lab"
+	"github.com/synscope/synscope/internal/report"
+)
+
+// exitError carries an exit code chosen by a subcommand (1 = problems
+// found) without printing anything more.
+type exitError struct{ code int }
+
+func (e exitError) Error() string { return fmt.Sprintf("exit %d", e.code) }
+
+func main() {
+	// The lab re-executes this binary to run its listener and client
+	// inside namespaces; that path never returns.
+	lab.MaybeRunAgent()
+	os.Exit(run(os.Args[1:]))
+}
+
+func run(args []string) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	root := newRootCmd()
+	root.SetArgs(args)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return report.ExitHealthy
+	}
+	var ee exitError
+	if errors.As(err, &ee) {
+		return ee.code
+	}
+	fmt.Fprintf(os.Stderr, "synscope: %v\n", err)
+	return report.ExitError
+}
+
+func newRootCmd() *cobra.Command {
+	doctor := newDoctorCmd()
+	root := &cobra.Command{
+		Use:   "synscope",
+		Short: "Find where a TCP handshake dies and why",
+		Long: "synscope tells you where a TCP handshake dies and why, with the evidence and the fix.\n" +
+			"Without a subcommand it runs `synscope doctor`.",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		Args:          cobra.NoArgs,
+		RunE:          doctor.RunE,
+	}
+	root.Flags().AddFlagSet(doctor.Flags())
+	root.AddCommand(doctor, newLabCmd(), newTraceCmd(), newPcapCmd(), newCausesCmd())
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return err })
+	return root
+}

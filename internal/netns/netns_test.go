@@ -1,0 +1,65 @@
+package netns
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+)
+
+func TestOpenBadSpecs(t *testing.T) {
+	for _, spec := range []string{"pid:x", "pid:-3", "no-such-ns-synscope-test", "/nonexistent/path"} {
+		if _, err := Open(spec); err == nil {
+			t.Errorf("Open(%q) succeeded", spec)
+		} else if strings.Contains(err.Error(), "\n") {
+			t.Errorf("Open(%q): multi-line error %q", spec, err)
+		}
+	}
+}
+
+func TestCurrent(t *testing.T) {
+	tg, err := Open("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !tg.Current || tg.Inode == 0 || tg.Label() != "host" {
+		t.Fatalf("unexpected %+v", tg)
+	}
+	if got := tg.CommandPrefix("ip"); got != "ip" {
+		t.Fatalf("prefix %q", got)
+	}
+}
+
+func TestCreateDo(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to create namespaces")
+	}
+	name := fmt.Sprintf("synscope-t-%d", os.Getpid())
+	tg, err := Create(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tg.Delete()
+	self, _ := Open("")
+	if tg.Inode == self.Inode || tg.Current {
+		t.Fatal("created namespace is the current one")
+	}
+	var inner string
+	if err := tg.Do(func() error {
+		b, err := os.ReadFile("/proc/thread-self/net/dev")
+		inner = string(b)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Count(inner, ":") != 1 || !strings.Contains(inner, "lo:") {
+		t.Fatalf("expected only lo in the new namespace, got:\n%s", inner)
+	}
+	if got := tg.CommandPrefix("ip"); got != "ip -n "+name {
+		t.Fatalf("prefix %q", got)
+	}
+	byPid, err := Open(fmt.Sprintf("pid:%d", os.Getpid()))
+	if err != nil || !byPid.Current {
+		t.Fatalf("pid:self should be current: %v %+v", err, byPid)
+	}
+}
