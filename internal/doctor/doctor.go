@@ -1,0 +1,497 @@
+// Package doctor inspects one network namespace and names the reasons its
+// TCP handshakes die. It runs the collectors (counters, sockets, capture,
+// routes, sysctls, firewall, conntrack) around a sampling window, replays
+// the kernel's SYN-ACK route lookup for every peer it learns of, and turns
+// the evidence into ranked findings from the cause catalog.
+package doctor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/synscope/synscope/internal/capture"
+	"github.com/synscope/synscope/internal/counters"
+	"github.com/synscope/synscope/internal/firewall"
+	"github.com/synscope/synscope/internal/netns"
+	"github.com/synscope/synscope/internal/report"
+	"github.com/synscope/synscope/internal/routes"
+	"github.com/synscope/synscope/internal/sockets"
+	"github.com/synscope/synscope/internal/sysctl"
+)
+
+// Options configure one run.
+type Options struct {
+	// Netns is the namespace spec ("" = the caller's own).
+	Netns string
+	// Window is how long to sample counters and packets.
+	Window time.Duration
+	// Peers are clients the user named (--peer); Port 0 = unknown.
+	Peers []netip.AddrPort
+	// Ports restricts the check to these listening ports (empty = all).
+	Ports []uint16
+	// NoCapture skips the packet capture.
+	NoCapture bool
+}
+
+// MaxWindow bounds --window: the doctor is a snapshot, not a monitor.
+const MaxWindow = 10 * time.Minute
+
+// Run inspects the namespace and returns the report. An error means the
+// run could not happen at all (bad namespace, no access to it); collectors
+// that fail only mark their check.
+func Run(ctx context.Context, opts Options) (*report.Report, error) {
+	if opts.Window < 0 || opts.Window > MaxWindow {
+		return nil, fmt.Errorf("window %v out of range (0 to %v)", opts.Window, MaxWindow)
+	}
+	t, err := netns.Open(opts.Netns)
+	if err != nil {
+		return nil, err
+	}
+	defer t.Close()
+
+	r := &run{opts: opts, ev: &Evidence{Target: t, Window: opts.Window}}
+	r.start(ctx)
+	select {
+	case <-ctx.Done():
+		r.abort()
+		return nil, ctx.Err()
+	case <-time.After(opts.Window):
+	}
+	r.finish()
+
+	rep := &report.Report{
+		Schema:        report.Schema,
+		Time:          time.Now().UTC(),
+		Target:        report.Target{Netns: t.Label(), NetnsInode: t.Inode, Kernel: kernelRelease()},
+		WindowSeconds: opts.Window.Seconds(),
+		Checks:        r.checks,
+	}
+	rep.Target.Hostname, _ = os.Hostname()
+	rep.Findings = Diagnose(r.ev)
+	rep.Counters = interestingDeltas(r.ev.CounterDeltas)
+	rep.Listeners = summariseListeners(r.ev)
+	rep.Peers = summarisePeers(r.ev)
+	rep.Sort()
+	return rep, nil
+}
+
+// run holds one doctor run's collection state.
+type run struct {
+	opts Options
+	ev   *Evidence
+
+	mu     sync.Mutex
+	checks []report.Check
+	wg     sync.WaitGroup
+	cap    *capture.Session
+}
+
+func (r *run) check(name string, began time.Time, err error, detail string) {
+	c := report.Check{Name: name, Status: report.Ran, Detail: detail,
+		DurationMS: float64(time.Since(began).Microseconds()) / 1000}
+	if err != nil {
+		c.Status = report.Failed
+		if isPermission(err) {
+			c.Status = report.Skipped
+		}
+		c.Detail = err.Error()
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.checks = append(r.checks, c)
+}
+
+func (r *run) skip(name, why string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.checks = append(r.checks, report.Check{Name: name, Status: report.Skipped, Detail: why})
+}
+
+func isPermission(err error) bool {
+	return errors.Is(err, os.ErrPermission) || errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES)
+}
+
+// start takes the first samples and starts what runs through the window.
+// Routes, sysctls and the firewall do not need the window's end, so they are
+// read during it: that keeps the time beyond the window small.
+func (r *run) start(ctx context.Context) {
+	t := r.ev.Target
+	began := time.Now()
+	var startSnap *counters.Snapshot
+	err := t.Do(func() error {
+		var err error
+		startSnap, err = counters.Read(netns.ProcNet)
+		return err
+	})
+	if err == nil {
+		r.ev.Counters = startSnap
+	}
+	r.check("counters-start", began, err, "")
+
+	began = time.Now()
+	err = t.Do(func() error {
+		var err error
+		r.ev.ListenersStart, err = sockets.Listeners()
+		return err
+	})
+	r.check("listeners-start", began, err, "")
+
+	if r.opts.NoCapture {
+		r.skip("capture", "disabled by --no-capture")
+	} else {
+		began = time.Now()
+		err = t.Do(func() error {
+			var err error
+			r.cap, err = capture.Start(capture.Options{Ports: r.opts.Ports})
+			return err
+		})
+		if err != nil {
+			if isPermission(err) {
+				r.skip("capture", "needs CAP_NET_RAW: "+err.Error())
+			} else {
+				r.check("capture", began, err, "")
+			}
+			r.cap = nil
+		}
+	}
+
+	began = time.Now()
+	fwStart, err := firewall.Inspect(t.FD())
+	if err == nil {
+		r.ev.FirewallStart = fwStart
+	} else {
+		r.check("firewall", began, err, "")
+	}
+
+	ct := new(counters.Conntrack)
+	if err := t.Do(func() error {
+		var err error
+		*ct, err = counters.ReadConntrack(netns.ProcNet, "/proc/sys")
+		return err
+	}); err == nil {
+		r.ev.ConntrackStart = ct
+	}
+
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		began := time.Now()
+		err := t.Do(func() error {
+			st, err := routes.Collect()
+			if err != nil {
+				return err
+			}
+			r.ev.Routes = st
+			var ifaces []string
+			for _, l := range st.Links {
+				ifaces = append(ifaces, l.Name)
+			}
+			r.ev.Sysctl = sysctl.Relevant(ifaces)
+			return nil
+		})
+		detail := ""
+		if r.ev.Routes != nil {
+			detail = fmt.Sprintf("%d routes, %d rules, %d neighbours", len(r.ev.Routes.Routes), len(r.ev.Routes.Rules), len(r.ev.Routes.Neighbors))
+		}
+		r.check("routes", began, err, detail)
+		if err == nil {
+			r.check("sysctls", began, nil, fmt.Sprintf("%d values", len(r.ev.Sysctl)))
+		}
+	}()
+}
+
+func (r *run) abort() {
+	if r.cap != nil {
+		_, _ = r.cap.Stop()
+	}
+	r.wg.Wait()
+}
+
+// finish takes the end samples and replays the route lookups.
+func (r *run) finish() {
+	t := r.ev.Target
+	var capErr error
+	var capRes *capture.Result
+	capBegan := time.Now()
+	if r.cap != nil {
+		capRes, capErr = r.cap.Stop()
+	}
+
+	began := time.Now()
+	var endSnap *counters.Snapshot
+	err := t.Do(func() error {
+		var err error
+		endSnap, err = counters.Read(netns.ProcNet)
+		return err
+	})
+	if err == nil && r.ev.Counters != nil {
+		r.ev.CounterDeltas = counters.Diff(r.ev.Counters, endSnap)
+		r.ev.Counters = endSnap
+		r.check("counters", began, nil, fmt.Sprintf("%d counters moved in %v", len(r.ev.CounterDeltas), r.opts.Window))
+	} else if err != nil {
+		r.check("counters", began, err, "")
+	}
+
+	began = time.Now()
+	err = t.Do(func() error {
+		var err error
+		if r.ev.Listeners, err = sockets.Listeners(); err != nil {
+			return err
+		}
+		r.ev.SynRecv, err = sockets.SynRecv()
+		return err
+	})
+	if err == nil {
+		var inodes []uint32
+		for _, s := range r.ev.Listeners {
+			inodes = append(inodes, s.Inode)
+		}
+		r.ev.Owners, _ = sockets.Owners("/proc", inodes)
+	}
+	r.check("sockets", began, err, fmt.Sprintf("%d listeners, %d SYN-RECV", len(r.ev.Listeners), len(r.ev.SynRecv)))
+
+	if r.cap != nil {
+		if capErr == nil {
+			r.ev.Capture = capRes
+			r.check("capture", capBegan, nil, fmt.Sprintf("%d handshake packets, %d flows, %d kernel drops",
+				capRes.Packets, len(capRes.Flows), capRes.KernelDrops))
+		} else {
+			r.check("capture", capBegan, capErr, "")
+		}
+	}
+
+	if r.ev.FirewallStart != nil {
+		began = time.Now()
+		fw, err := firewall.Inspect(t.FD())
+		if err == nil {
+			r.ev.Firewall = fw
+			r.ev.FirewallDeltas = firewall.Diff(r.ev.FirewallStart, fw)
+			r.check("firewall", began, nil, fmt.Sprintf("%d rules in %d tables", len(fw.Rules), fw.Tables))
+		} else {
+			r.check("firewall", began, err, "")
+		}
+	}
+
+	ct := new(counters.Conntrack)
+	if err := t.Do(func() error {
+		var err error
+		*ct, err = counters.ReadConntrack(netns.ProcNet, "/proc/sys")
+		return err
+	}); err == nil && ct.Available {
+		r.ev.Conntrack = ct
+		r.check("conntrack", time.Now(), nil, fmt.Sprintf("%d/%d entries", ct.Count, ct.Max))
+	} else if err == nil {
+		r.skip("conntrack", "nf_conntrack not loaded")
+	}
+
+	r.wg.Wait()
+	began = time.Now()
+	r.ev.Replays = r.replay()
+	if r.ev.Routes != nil {
+		r.check("route-replay", began, nil, fmt.Sprintf("%d SYN-ACK route lookups replayed", len(r.ev.Replays)))
+	}
+}
+
+// peers gathers the clients to replay: named ones, unanswered SYNs seen in
+// the window, and the SYN-RECV request sockets.
+func (r *run) peers() []Peer {
+	var out []Peer
+	seen := map[netip.AddrPort]bool{}
+	add := func(p Peer) {
+		k := netip.AddrPortFrom(p.Addr, p.Port)
+		if seen[k] {
+			return
+		}
+		seen[k] = true
+		out = append(out, p)
+	}
+	for _, ap := range r.opts.Peers {
+		add(Peer{Addr: ap.Addr().Unmap(), Port: ap.Port(), Source: FromFlag})
+	}
+	if r.ev.Capture != nil {
+		for i := range r.ev.Capture.Flows {
+			f := &r.ev.Capture.Flows[i]
+			if f.Dir != capture.Inbound || f.Answered() || f.Refused() {
+				continue
+			}
+			add(Peer{Addr: f.Client.Addr().Unmap(), Port: f.Client.Port(), Source: FromCapture, Flow: f})
+		}
+	}
+	for _, s := range r.ev.SynRecv {
+		add(Peer{Addr: s.Remote.Addr().Unmap(), Port: s.Remote.Port(), Source: FromSockets})
+	}
+	const maxPeers = 64
+	if len(out) > maxPeers {
+		out = out[:maxPeers]
+	}
+	return out
+}
+
+// replay asks the kernel, for each peer, the route lookup that
+// inet_csk_route_req would make for the SYN-ACK.
+func (r *run) replay() []Replay {
+	if r.ev.Routes == nil {
+		return nil
+	}
+	var out []Replay
+	var qs []Replay
+	for _, p := range r.peers() {
+		for _, q := range r.queriesFor(p) {
+			qs = append(qs, q)
+		}
+	}
+	if len(qs) == 0 {
+		return nil
+	}
+	_ = r.ev.Target.Do(func() error {
+		for _, q := range qs {
+			q.Result = routes.Replay(q.Result.Query)
+			out = append(out, q)
+		}
+		return nil
+	})
+	return out
+}
+
+// queriesFor builds the lookups for one peer: from the address its SYN was
+// sent to (when captured) or from each local address of the family, with
+// the matching listener's mark, uid and bound device.
+func (r *run) queriesFor(p Peer) []Replay {
+	fam := 4
+	if p.Addr.Is6() {
+		fam = 6
+	}
+	var out []Replay
+	mk := func(src netip.Addr, l *sockets.Socket) {
+		q := routes.Query{Src: src, Dst: p.Addr, Dport: p.Port}
+		if l != nil {
+			q.Sport = l.Local.Port()
+			q.Mark = l.Mark
+			q.UID = l.UID
+			q.HasUID = true
+			q.Oif = int(l.Ifindex)
+		}
+		out = append(out, Replay{Peer: p, Listener: l, Result: routes.Result{Query: q}})
+	}
+	if p.Flow != nil {
+		srv := p.Flow.Server
+		mk(srv.Addr().Unmap(), r.listenerFor(srv))
+		return out
+	}
+	ls := r.listenersOfFamily(fam)
+	if len(ls) == 0 {
+		for _, a := range r.localAddrs(fam) {
+			mk(a, nil)
+		}
+		return out
+	}
+	for _, l := range ls {
+		la := l.Local.Addr().Unmap()
+		if !la.IsUnspecified() {
+			if la.Is4() == (fam == 4) {
+				mk(la, l)
+			}
+			continue
+		}
+		for _, a := range r.localAddrs(fam) {
+			mk(a, l)
+		}
+	}
+	const maxQueries = 16
+	if len(out) > maxQueries {
+		out = out[:maxQueries]
+	}
+	return out
+}
+
+// listenerFor finds the listener a SYN to srv lands on: an exact address
+// match first, then a wildcard of the same family or a dual-stack [::].
+func (r *run) listenerFor(srv netip.AddrPort) *sockets.Socket {
+	var wild *sockets.Socket
+	a := srv.Addr().Unmap()
+	for i := range r.ev.Listeners {
+		l := &r.ev.Listeners[i]
+		if l.Local.Port() != srv.Port() {
+			continue
+		}
+		la := l.Local.Addr().Unmap()
+		if la == a {
+			return l
+		}
+		if la.IsUnspecified() && (la.Is4() == a.Is4() || (a.Is4() && l.Family == unix.AF_INET6)) && wild == nil {
+			wild = l
+		}
+	}
+	return wild
+}
+
+func (r *run) listenersOfFamily(fam int) []*sockets.Socket {
+	var out []*sockets.Socket
+	dedup := map[string]bool{}
+	for i := range r.ev.Listeners {
+		l := &r.ev.Listeners[i]
+		if len(r.opts.Ports) > 0 && !containsPort(r.opts.Ports, l.Local.Port()) {
+			continue
+		}
+		la := l.Local.Addr().Unmap()
+		if la.IsLoopback() {
+			continue
+		}
+		ok := (fam == 4 && (la.Is4() || (la.IsUnspecified() && l.Family == unix.AF_INET6))) || (fam == 6 && l.Family == unix.AF_INET6 && !la.Is4())
+		if !ok {
+			continue
+		}
+		// One lookup per distinct (address, mark, uid, device): ports do
+		// not change the route unless rules match on them, which is rare.
+		k := fmt.Sprintf("%s|%d|%d|%d", la, l.Mark, l.UID, l.Ifindex)
+		if dedup[k] {
+			continue
+		}
+		dedup[k] = true
+		out = append(out, l)
+	}
+	return out
+}
+
+func containsPort(ps []uint16, p uint16) bool {
+	for _, x := range ps {
+		if x == p {
+			return true
+		}
+	}
+	return false
+}
+
+// localAddrs lists the namespace's global addresses of a family.
+func (r *run) localAddrs(fam int) []netip.Addr {
+	var out []netip.Addr
+	for _, a := range r.ev.Routes.Addrs {
+		ip := a.Prefix.Addr()
+		if ip.Is4() != (fam == 4) || ip.IsLoopback() || ip.IsLinkLocalUnicast() {
+			continue
+		}
+		out = append(out, ip)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Less(out[j]) })
+	if len(out) > 4 {
+		out = out[:4]
+	}
+	return out
+}
+
+func kernelRelease() string {
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		return ""
+	}
+	return strings.TrimRight(string(u.Release[:]), "\x00")
+}

@@ -1,0 +1,84 @@
+package doctor
+
+import (
+	"net/netip"
+	"time"
+
+	"github.com/synscope/synscope/internal/capture"
+	"github.com/synscope/synscope/internal/counters"
+	"github.com/synscope/synscope/internal/firewall"
+	"github.com/synscope/synscope/internal/netns"
+	"github.com/synscope/synscope/internal/routes"
+	"github.com/synscope/synscope/internal/sockets"
+)
+
+// Evidence is everything the collectors saw. Diagnose is a pure function of
+// it, so rules can be table-tested on recorded evidence. A nil pointer or
+// false *OK field means "not checked" (the reason is in the report's checks).
+type Evidence struct {
+	Target *netns.Target
+	Window time.Duration
+
+	// Counters: since-boot values at the end, and the change over the window.
+	Counters      *counters.Snapshot
+	CounterDeltas counters.Delta
+
+	// Listeners at the start and the end of the window.
+	ListenersStart, Listeners []sockets.Socket
+	SynRecv                   []sockets.Socket
+	Owners                    map[uint32][]sockets.Proc
+
+	Capture *capture.Result
+
+	Routes *routes.State
+	// Replays of the SYN-ACK route lookup, one per (peer, local address).
+	Replays []Replay
+
+	Sysctl map[string]string
+
+	ConntrackStart, Conntrack *counters.Conntrack
+
+	FirewallStart, Firewall *firewall.Ruleset
+	// FirewallDeltas: packet counter increase per rule key over the window.
+	FirewallDeltas map[string]uint64
+}
+
+// PeerSource says how a peer became known.
+type PeerSource string
+
+// Peer sources.
+const (
+	FromFlag    PeerSource = "flag"
+	FromCapture PeerSource = "capture"
+	FromSockets PeerSource = "syn-recv"
+)
+
+// Peer is a client whose handshake the doctor looks at.
+type Peer struct {
+	Addr   netip.Addr
+	Port   uint16 // client port, 0 when unknown
+	Source PeerSource
+	// Flow is the captured handshake, when the peer came from the capture.
+	Flow *capture.Flow
+}
+
+// Replay is one replayed SYN-ACK route lookup and what it was for.
+type Replay struct {
+	Peer     Peer
+	Listener *sockets.Socket
+	Result   routes.Result
+}
+
+func (e *Evidence) delta(name string) int64 {
+	if e.CounterDeltas == nil {
+		return 0
+	}
+	return e.CounterDeltas[name]
+}
+
+func (e *Evidence) total(name string) uint64 {
+	if e.Counters == nil {
+		return 0
+	}
+	return e.Counters.Values[name]
+}
