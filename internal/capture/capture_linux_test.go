@@ -1,0 +1,346 @@
+package capture
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/synscope/synscope/internal/netns"
+)
+
+// testLab is two namespaces joined by veth s0 (server) – c0 (client):
+// 10.77.0.1/24, fd77::1/64 on s0; 10.77.0.2/24, fd77::2/64 on c0. The
+// client also owns 198.51.100.2 and 2001:db8:77::2 on its lo, which the
+// server has no route to: SYNs from those addresses reach the server but
+// its SYN-ACK route lookup fails, so they go unanswered.
+type testLab struct {
+	srv, cli  *netns.Target
+	srvIfidx  int
+	srvLoIdx  int
+	cliMAC    net.HardwareAddr
+	listener  net.Listener // [::]:8080 in srv
+	accepted  chan int64   // bytes read per accepted connection
+	listenErr chan error
+}
+
+var (
+	srvV4      = netip.MustParseAddr("10.77.0.1")
+	srvV6      = netip.MustParseAddr("fd77::1")
+	cliV4      = netip.MustParseAddr("10.77.0.2")
+	cliV6      = netip.MustParseAddr("fd77::2")
+	orphanV4   = netip.MustParseAddr("198.51.100.2")
+	orphanV6   = netip.MustParseAddr("2001:db8:77::2")
+	listenPort = uint16(8080)
+	closedPort = uint16(8081)
+)
+
+func needRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: creates network namespaces and AF_PACKET sockets")
+	}
+}
+
+func writeSysctl(path, val string) error {
+	if err := os.WriteFile(filepath.Join("/proc/sys", path), []byte(val), 0o644); err != nil {
+		return fmt.Errorf("sysctl %s=%s: %w", path, val, err)
+	}
+	return nil
+}
+
+func addAddr(link netlink.Link, cidr string) error {
+	a, err := netlink.ParseAddr(cidr)
+	if err != nil {
+		return err
+	}
+	a.Flags |= unix.IFA_F_NODAD // no DAD: usable at once
+	if err := netlink.AddrAdd(link, a); err != nil {
+		return fmt.Errorf("addr %s on %s: %w", cidr, link.Attrs().Name, err)
+	}
+	return nil
+}
+
+func newTestLab(t *testing.T) *testLab {
+	t.Helper()
+	needRoot(t)
+	l := &testLab{accepted: make(chan int64, 64), listenErr: make(chan error, 1)}
+	for _, side := range []struct {
+		p    **netns.Target
+		role string
+	}{{&l.srv, "srv"}, {&l.cli, "cli"}} {
+		name := fmt.Sprintf("capture-%s-%d", side.role, os.Getpid())
+		tg, err := netns.Create(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			if err := tg.Delete(); err != nil {
+				t.Errorf("cleanup: %v", err)
+			}
+		})
+		*side.p = tg
+	}
+	err := l.srv.Do(func() error {
+		veth := &netlink.Veth{
+			LinkAttrs:     netlink.LinkAttrs{Name: "s0"},
+			PeerName:      "c0",
+			PeerNamespace: netlink.NsFd(l.cli.FD()),
+		}
+		if err := netlink.LinkAdd(veth); err != nil {
+			return fmt.Errorf("veth: %w", err)
+		}
+		s0, err := netlink.LinkByName("s0")
+		if err != nil {
+			return err
+		}
+		l.srvIfidx = s0.Attrs().Index
+		lo, err := netlink.LinkByName("lo")
+		if err != nil {
+			return err
+		}
+		l.srvLoIdx = lo.Attrs().Index
+		for _, c := range []string{"10.77.0.1/24", "fd77::1/64"} {
+			if err := addAddr(s0, c); err != nil {
+				return err
+			}
+		}
+		for _, p := range []string{"net/ipv4/conf/all/rp_filter", "net/ipv4/conf/s0/rp_filter"} {
+			if err := writeSysctl(p, "0"); err != nil {
+				return err
+			}
+		}
+		return netlink.LinkSetUp(s0)
+	})
+	if err != nil {
+		t.Fatalf("server side: %v", err)
+	}
+	err = l.cli.Do(func() error {
+		c0, err := netlink.LinkByName("c0")
+		if err != nil {
+			return err
+		}
+		l.cliMAC = c0.Attrs().HardwareAddr
+		for _, c := range []string{"10.77.0.2/24", "fd77::2/64"} {
+			if err := addAddr(c0, c); err != nil {
+				return err
+			}
+		}
+		lo, err := netlink.LinkByName("lo")
+		if err != nil {
+			return err
+		}
+		for _, c := range []string{"198.51.100.2/32", "2001:db8:77::2/128"} {
+			if err := addAddr(lo, c); err != nil {
+				return err
+			}
+		}
+		// One retransmission, then give up: SYN at 0 s and 1 s.
+		if err := writeSysctl("net/ipv4/tcp_syn_retries", "1"); err != nil {
+			return err
+		}
+		return netlink.LinkSetUp(c0)
+	})
+	if err != nil {
+		t.Fatalf("client side: %v", err)
+	}
+	err = l.srv.Do(func() error {
+		ln, err := net.Listen("tcp", fmt.Sprintf(":%d", listenPort))
+		l.listener = ln
+		return err
+	})
+	if err != nil {
+		t.Fatalf("listener: %v", err)
+	}
+	t.Cleanup(func() { l.listener.Close() })
+	go func() {
+		for {
+			c, err := l.listener.Accept()
+			if err != nil {
+				l.listenErr <- err
+				return
+			}
+			go func() {
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(10 * time.Second))
+				n, _ := io.Copy(io.Discard, c)
+				l.accepted <- n
+			}()
+		}
+	}()
+	return l
+}
+
+// dial connects from the client namespace; local may be invalid (any).
+func (l *testLab) dial(local netip.Addr, to netip.AddrPort, timeout time.Duration) (net.Conn, error) {
+	var c net.Conn
+	err := l.cli.Do(func() error {
+		d := net.Dialer{Timeout: timeout}
+		if local.IsValid() {
+			d.LocalAddr = &net.TCPAddr{IP: local.AsSlice()}
+		}
+		var err error
+		c, err = d.Dial("tcp", to.String())
+		return err
+	})
+	return c, err
+}
+
+func startIn(t *testing.T, tg *netns.Target, opts Options) *Session {
+	t.Helper()
+	var s *Session
+	if err := tg.Do(func() error {
+		var err error
+		s, err = Start(opts)
+		return err
+	}); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	t.Cleanup(func() { s.Stop() })
+	return s
+}
+
+func logFlow(t *testing.T, f Flow) {
+	t.Helper()
+	rtt := "-"
+	if f.Answered() {
+		rtt = f.FirstSYNACK.Sub(f.FirstSYN).String()
+	}
+	t.Logf("flow %s %v → %v if%d mac %v syn %d synack %d rst %d crst %d ttl %d mss %d syn→synack %s",
+		f.Dir, f.Client, f.Server, f.Ifindex, f.ClientMAC, f.SYNs, f.SYNACKs, f.RSTs, f.ClientRSTs, f.TTL, f.MSS, rtt)
+}
+
+func handshakePackets(r *Result) uint64 {
+	var n uint64
+	for _, f := range r.Flows {
+		n += uint64(f.SYNs + f.SYNACKs + f.RSTs + f.ClientRSTs)
+	}
+	return n
+}
+
+func findFlow(r *Result, match func(Flow) bool) (Flow, bool) {
+	for _, f := range r.Flows {
+		if match(f) {
+			return f, true
+		}
+	}
+	return Flow{}, false
+}
+
+func TestCaptureHandshakes(t *testing.T) {
+	l := newTestLab(t)
+	s := startIn(t, l.srv, Options{})
+
+	type answered struct {
+		client netip.AddrPort
+		v6     bool
+	}
+	var ok []answered
+	for _, dst := range []netip.Addr{srvV4, srvV6} {
+		c, err := l.dial(netip.Addr{}, netip.AddrPortFrom(dst, listenPort), 2*time.Second)
+		if err != nil {
+			t.Fatalf("connect to listener %v: %v", dst, err)
+		}
+		ok = append(ok, answered{netip.MustParseAddrPort(c.LocalAddr().String()), dst.Is6()})
+		c.Close()
+		_, err = l.dial(netip.Addr{}, netip.AddrPortFrom(dst, closedPort), 2*time.Second)
+		if !errors.Is(err, syscall.ECONNREFUSED) {
+			t.Fatalf("connect to closed port on %v: want ECONNREFUSED, got %v", dst, err)
+		}
+	}
+	// The unanswered SYNs: 2.2 s lets the 1 s retransmission go out.
+	var wg sync.WaitGroup
+	for _, p := range [][2]netip.Addr{{orphanV4, srvV4}, {orphanV6, srvV6}} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := l.dial(p[0], netip.AddrPortFrom(p[1], listenPort), 2200*time.Millisecond)
+			if err == nil {
+				t.Errorf("connect from %v unexpectedly succeeded", p[0])
+			}
+		}()
+	}
+	wg.Wait()
+	r, err := s.Stop()
+	if err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+	for _, f := range r.Flows {
+		logFlow(t, f)
+	}
+	t.Logf("packets %d drops %d overflow %d duration %v", r.Packets, r.KernelDrops, r.OverflowFlows, r.Duration)
+
+	for _, a := range ok {
+		f, found := findFlow(r, func(f Flow) bool { return f.Client == a.client })
+		if !found {
+			t.Errorf("no flow for answered client %v", a.client)
+			continue
+		}
+		wantMSS := uint16(1460)
+		if a.v6 {
+			wantMSS = 1440
+		}
+		if !f.Answered() || f.Refused() || f.SYNs != 1 || f.SYNACKs != 1 || f.RSTs != 0 {
+			t.Errorf("%v: want answered with 1 SYN, 1 SYN-ACK: %+v", a.client, f)
+		}
+		if f.Dir != Inbound || f.Ifindex != l.srvIfidx || f.Server.Port() != listenPort {
+			t.Errorf("%v: dir %v ifindex %d server %v, want inbound on %d", a.client, f.Dir, f.Ifindex, f.Server, l.srvIfidx)
+		}
+		if f.ClientMAC.String() != l.cliMAC.String() {
+			t.Errorf("%v: client MAC %v, want c0's %v", a.client, f.ClientMAC, l.cliMAC)
+		}
+		if f.TTL != 64 || f.MSS != wantMSS {
+			t.Errorf("%v: ttl %d mss %d, want 64 %d", a.client, f.TTL, f.MSS, wantMSS)
+		}
+		if f.FirstSYNACK.Before(f.FirstSYN) || f.FirstSYNACK.Sub(f.FirstSYN) > time.Second {
+			t.Errorf("%v: implausible SYN→SYN-ACK time %v", a.client, f.FirstSYNACK.Sub(f.FirstSYN))
+		}
+	}
+	for _, dst := range []netip.Addr{srvV4, srvV6} {
+		want := netip.AddrPortFrom(dst, closedPort)
+		f, found := findFlow(r, func(f Flow) bool { return f.Server == want })
+		if !found || !f.Refused() || f.RSTs != 1 || f.SYNs != 1 || f.Dir != Inbound {
+			t.Errorf("closed port %v: want refused flow, got %v %+v", want, found, f)
+		}
+	}
+	un := r.Unanswered(Inbound)
+	for _, src := range []netip.Addr{orphanV4, orphanV6} {
+		f, found := findFlow(&Result{Flows: un}, func(f Flow) bool { return f.Client.Addr() == src })
+		if !found {
+			t.Errorf("Unanswered(Inbound) lacks %v: %+v", src, un)
+			continue
+		}
+		if f.SYNs < 2 || f.LastSYN.Sub(f.FirstSYN) < 500*time.Millisecond {
+			t.Errorf("%v: want ≥2 SYNs about 1 s apart, got %d over %v", src, f.SYNs, f.LastSYN.Sub(f.FirstSYN))
+		}
+	}
+	if len(un) != 2 {
+		t.Errorf("Unanswered(Inbound) = %d flows, want 2", len(un))
+	}
+	if n := len(r.Unanswered(Outbound)); n != 0 {
+		t.Errorf("Unanswered(Outbound) = %d flows, want 0", n)
+	}
+	if r.KernelDrops != 0 || r.OverflowFlows != 0 {
+		t.Errorf("drops %d overflow %d", r.KernelDrops, r.OverflowFlows)
+	}
+	if r.Duration < 2*time.Second {
+		t.Errorf("duration %v shorter than the test", r.Duration)
+	}
+	// Every packet read must be one of the flows' handshake packets.
+	if n := handshakePackets(r); r.Packets != n || n < 12 {
+		t.Errorf("Packets = %d, flows account for %d (want ≥ 12)", r.Packets, n)
+	}
+	if r2, err2 := s.Stop(); r2 != r || err2 != nil {
+		t.Errorf("second Stop: %p %v, want the same result", r2, err2)
+	}
+}
