@@ -1,0 +1,498 @@
+package lab
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/synscope/synscope/internal/netns"
+)
+
+func TestMain(m *testing.M) {
+	// Up re-executes the test binary as listener/client agents.
+	MaybeRunAgent()
+	os.Exit(m.Run())
+}
+
+func needRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("lab tests need root: they create network namespaces")
+	}
+}
+
+// testPrefix is unique per test process and purpose, and short enough for
+// the 12-character limit.
+func testPrefix(tag string) string {
+	return fmt.Sprintf("l%d%s", os.Getpid()%100000, tag)
+}
+
+// readCounters returns the nstat-style counters (TcpExtListenDrops,
+// IpOutNoRoutes, Ip6InDiscards, ...) of namespace ns.
+func readCounters(ns string) (map[string]uint64, error) {
+	t, err := netns.Open(ns)
+	if err != nil {
+		return nil, err
+	}
+	defer t.Close()
+	out := map[string]uint64{}
+	err = t.Do(func() error {
+		for _, f := range []string{"snmp", "netstat"} {
+			if err := parsePairs(filepath.Join(netns.ProcNet, f), out); err != nil {
+				return err
+			}
+		}
+		return parseSnmp6(filepath.Join(netns.ProcNet, "snmp6"), out)
+	})
+	return out, err
+}
+
+// parsePairs reads the header/value line pairs of /proc/net/{snmp,netstat};
+// "TcpExt: ListenDrops" becomes TcpExtListenDrops as nstat names it.
+func parsePairs(path string, out map[string]uint64) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	for i := 0; i+1 < len(lines); i += 2 {
+		h, v := strings.Fields(lines[i]), strings.Fields(lines[i+1])
+		if len(h) != len(v) || len(h) == 0 {
+			continue
+		}
+		pfx := strings.TrimSuffix(h[0], ":")
+		for j := 1; j < len(h); j++ {
+			n, _ := strconv.ParseUint(v[j], 10, 64)
+			out[pfx+h[j]] = n
+		}
+	}
+	return nil
+}
+
+func parseSnmp6(path string, out map[string]uint64) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fs := strings.Fields(sc.Text())
+		if len(fs) == 2 {
+			n, _ := strconv.ParseUint(fs[1], 10, 64)
+			out[fs[0]] = n
+		}
+	}
+	return sc.Err()
+}
+
+func nsExists(name string) bool {
+	_, err := os.Stat(filepath.Join(netns.RunDir, name))
+	return err == nil
+}
+
+// waitFor polls cond until it returns nil or the timeout passes.
+func waitFor(timeout time.Duration, cond func() error) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		err := cond()
+		if err == nil || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func TestPrefixValidation(t *testing.T) {
+	for _, p := range []string{"UPPER", "has space", "waytoolongprefix", "a/b", "x_y"} {
+		if err := ValidatePrefix(p); err == nil {
+			t.Errorf("ValidatePrefix(%q) accepted", p)
+		}
+		if _, err := Up(context.Background(), "healthy", Options{Prefix: p}); err == nil || strings.Contains(err.Error(), "\n") {
+			t.Errorf("Up with prefix %q: want one-line error, got %v", p, err)
+		}
+	}
+	for _, p := range []string{"", "synscope", "a-1", "abcdefghijkl"} {
+		if err := ValidatePrefix(p); err != nil {
+			t.Errorf("ValidatePrefix(%q): %v", p, err)
+		}
+	}
+	if _, err := Up(context.Background(), "no-such-scenario", Options{}); err == nil || !strings.Contains(err.Error(), "healthy") {
+		t.Errorf("unknown scenario: want error listing names, got %v", err)
+	}
+}
+
+func TestScenarioCatalog(t *testing.T) {
+	seen := map[string]bool{}
+	for _, s := range Scenarios() {
+		if seen[s.Name] {
+			t.Errorf("duplicate scenario %s", s.Name)
+		}
+		seen[s.Name] = true
+		if s.Family != 4 && s.Family != 6 {
+			t.Errorf("%s: family %d", s.Name, s.Family)
+		}
+		if s.Description == "" {
+			t.Errorf("%s: no description", s.Name)
+		}
+	}
+	for _, n := range []string{"healthy", "missing-default-route-v4", "missing-default-route-v6"} {
+		if !seen[n] {
+			t.Errorf("missing scenario %s", n)
+		}
+	}
+}
+
+// TestLabCore brings up healthy and both missing-default-route scenarios in
+// parallel and checks each really behaves as described.
+func TestLabCore(t *testing.T) {
+	needRoot(t)
+	cases := []struct {
+		scenario string
+		tag      string
+		badFam   int // family whose handshake must fail; 0 = none
+	}{
+		{"healthy", "h", 0},
+		{"missing-default-route-v6", "m6", 6},
+		{"missing-default-route-v4", "m4", 4},
+	}
+	for _, tc := range cases {
+		t.Run(tc.scenario, func(t *testing.T) {
+			t.Parallel()
+			prefix := testPrefix(tc.tag)
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			env, err := Up(ctx, tc.scenario, Options{Prefix: prefix})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = Down(prefix) })
+			if env.Server != prefix+"-srv" || env.Client != prefix+"-cli" || env.Router != prefix+"-rtr" {
+				t.Fatalf("namespace names: %+v", env)
+			}
+			for _, fam := range []int{4, 6} {
+				err := env.Dial(ctx, fam, 2*time.Second)
+				if fam == tc.badFam && err == nil {
+					t.Errorf("v%d handshake completed, want failure", fam)
+				}
+				if fam != tc.badFam && err != nil {
+					t.Errorf("v%d: %v", fam, err)
+				}
+			}
+			if tc.badFam == 0 {
+				c, err := readCounters(env.Server)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if c["TcpExtListenDrops"] != 0 {
+					t.Errorf("healthy lab has ListenDrops=%d", c["TcpExtListenDrops"])
+				}
+				return
+			}
+			noRoutes := "IpOutNoRoutes"
+			if tc.badFam == 6 {
+				noRoutes = "Ip6OutNoRoutes"
+			}
+			// The background client keeps sending SYNs: drops must rise.
+			first, err := readCounters(env.Server)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := waitFor(10*time.Second, func() error {
+				c, err := readCounters(env.Server)
+				if err != nil {
+					return err
+				}
+				if c["TcpExtListenDrops"] <= first["TcpExtListenDrops"] || c[noRoutes] == 0 {
+					return fmt.Errorf("ListenDrops %d -> %d, %s %d", first["TcpExtListenDrops"], c["TcpExtListenDrops"], noRoutes, c[noRoutes])
+				}
+				return nil
+			}); err != nil {
+				t.Error(err)
+			}
+			if err := Down(prefix); err != nil {
+				t.Fatal(err)
+			}
+			for _, ns := range []string{env.Client, env.Router, env.Server} {
+				if nsExists(ns) {
+					t.Errorf("%s still exists after Down", ns)
+				}
+			}
+			if _, err := Load(prefix); err == nil {
+				t.Error("state file survives Down")
+			}
+			if err := Down(prefix); err != nil {
+				t.Errorf("second Down: %v", err)
+			}
+		})
+	}
+}
+
+// TestLabCrashRecovery: a lab whose creator is gone (no Env in memory) is
+// removed by Down from its name alone, agents included.
+func TestLabCrashRecovery(t *testing.T) {
+	needRoot(t)
+	prefix := testPrefix("c")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := Up(ctx, "healthy", Options{Prefix: prefix}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = Down(prefix) })
+	env, err := Load(prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if env.Scenario != "healthy" || env.Port != Port || env.ServerV6 != ServerV6 {
+		t.Fatalf("loaded %+v", env)
+	}
+	if err := env.Dial(ctx, 6, 2*time.Second); err != nil {
+		t.Fatalf("dial from loaded env: %v", err)
+	}
+	agents := AgentStatus(prefix)
+	if len(agents) != 2 {
+		t.Fatalf("want listener and client agents, got %+v", agents)
+	}
+	// Up again with the same prefix replaces the lab.
+	if _, err := Up(ctx, "no-listener", Options{Prefix: prefix, NoClient: true}); err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range agents {
+		if alive(a.PID) {
+			t.Errorf("agent %s (pid %d) of the replaced lab still alive", a.Name, a.PID)
+		}
+	}
+	// Simulate a crash: forget everything but the prefix.
+	if err := Down(prefix); err != nil {
+		t.Fatal(err)
+	}
+	for _, ns := range []string{prefix + "-cli", prefix + "-rtr", prefix + "-srv"} {
+		if nsExists(ns) {
+			t.Errorf("%s still exists", ns)
+		}
+	}
+	if err := Down(prefix); err != nil {
+		t.Errorf("Down on nothing: %v", err)
+	}
+}
+
+// TestLabNAT: with NAT the server sees the router's address as source.
+func TestLabNAT(t *testing.T) {
+	needRoot(t)
+	prefix := testPrefix("n")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	env, err := Up(ctx, "healthy", Options{Prefix: prefix, NAT: true, NoClient: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = Down(prefix) })
+	for _, fam := range []int{4, 6} {
+		if err := env.Dial(ctx, fam, 2*time.Second); err != nil {
+			t.Fatalf("v%d: %v", fam, err)
+		}
+	}
+	ctr, err := NftCounters(env.Router)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ctr["postrouting"] < 2 {
+		t.Errorf("masquerade counter %d, want >= 2", ctr["postrouting"])
+	}
+	// Verify with ss that the server saw the router as peer (TIME_WAIT or
+	// closed sockets keep the peer address).
+	out, _ := exec.Command("ip", "netns", "exec", env.Server, "ss", "-tan").CombinedOutput()
+	if strings.Contains(string(out), "10.77.1.2") {
+		t.Errorf("server sees the client address despite NAT:\n%s", out)
+	}
+}
+
+// faultCheck proves a scenario's fault happened, from the kernel's own
+// counters (or nft rule counters) in the server namespace.
+type faultCheck struct {
+	// counters that must be > 0 in the server namespace
+	positive []string
+	// counters that must stay 0
+	zero []string
+	// nft chain (in the server or, with nftNS "cli", client) whose rule
+	// counters must be > 0
+	nftChain string
+	nftCli   bool
+	// dialOK: the scenario's family still completes handshakes
+	dialOK bool
+	extra  func(env *Env) error
+}
+
+var faultChecks = map[string]faultCheck{
+	"policy-rule-no-route":    {positive: []string{"TcpExtListenDrops", "IpOutNoRoutes"}},
+	"unreachable-route-v4":    {positive: []string{"TcpExtListenDrops", "IpOutNoRoutes"}},
+	"blackhole-route-v4":      {positive: []string{"TcpExtListenDrops", "IpOutNoRoutes"}},
+	"prohibit-route-v4":       {positive: []string{"TcpExtListenDrops", "IpOutNoRoutes"}},
+	"unreachable-route-v6":    {positive: []string{"TcpExtListenDrops"}},
+	"blackhole-route-v6":      {positive: []string{"TcpExtListenDrops"}},
+	"prohibit-route-v6":       {positive: []string{"TcpExtListenDrops"}},
+	"fwmark-no-route":         {positive: []string{"TcpExtListenDrops", "IpOutNoRoutes"}},
+	"accept-queue-overflow":   {positive: []string{"TcpExtListenOverflows", "TcpExtListenDrops"}},
+	"backlog-capped":          {dialOK: true, zero: []string{"TcpExtListenDrops"}, extra: checkSomaxconn},
+	"syn-queue-overflow":      {positive: []string{"TcpExtTCPReqQFullDrop", "TcpExtListenDrops"}},
+	"syn-flood-cookies":       {dialOK: true, positive: []string{"TcpExtTCPReqQFullDoCookies", "TcpExtSyncookiesSent"}},
+	"firewall-drop-syn":       {nftChain: "input", zero: []string{"TcpPassiveOpens"}},
+	"firewall-drop-synack":    {nftChain: "output", positive: []string{"TcpExtTCPTimeouts"}, zero: []string{"TcpExtTCPSynRetrans"}},
+	"firewall-reject":         {nftChain: "input", zero: []string{"TcpPassiveOpens"}},
+	"rp-filter-strict":        {positive: []string{"TcpExtIPReversePathFilter"}},
+	"no-listener":             {positive: []string{"TcpOutRsts"}},
+	"listener-wrong-address":  {positive: []string{"TcpOutRsts"}},
+	"listener-bound-device":   {positive: []string{"TcpOutRsts"}},
+	"neighbor-unreachable-v4": {positive: []string{"TcpExtTCPSynRetrans", "TcpExtListenDrops"}},
+	"neighbor-unreachable-v6": {positive: []string{"TcpExtTCPSynRetrans"}},
+	"synack-unanswered":       {positive: []string{"TcpExtTCPSynRetrans"}, nftChain: "input", nftCli: true},
+	"ipv6-disabled":           {positive: []string{"Ip6InDiscards"}},
+	"tcp-minttl":              {positive: []string{"TcpExtTCPMinTTLDrop"}},
+	"tcp-md5-mismatch":        {positive: []string{"TcpExtTCPMD5NotFound"}},
+	"healthy-under-load":      {dialOK: true, zero: []string{"TcpExtListenDrops"}, extra: checkLoad},
+}
+
+func checkSomaxconn(env *Env) error {
+	out, err := exec.Command("ip", "netns", "exec", env.Server, "ss", "-Hltn", "sport = :8080").CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("ss: %v: %s", err, out)
+	}
+	f := strings.Fields(string(out))
+	if len(f) < 3 || f[2] != "128" {
+		return fmt.Errorf("listener Send-Q (max backlog) want 128: %q", out)
+	}
+	return nil
+}
+
+func checkLoad(env *Env) error {
+	c, err := readCounters(env.Server)
+	if err != nil {
+		return err
+	}
+	if c["TcpPassiveOpens"] < 300 {
+		return fmt.Errorf("only %d passive opens under load", c["TcpPassiveOpens"])
+	}
+	return nil
+}
+
+func (fc faultCheck) check(env *Env) error {
+	c, err := readCounters(env.Server)
+	if err != nil {
+		return err
+	}
+	var miss []string
+	for _, k := range fc.positive {
+		if c[k] == 0 {
+			miss = append(miss, k+"=0")
+		}
+	}
+	for _, k := range fc.zero {
+		if c[k] != 0 {
+			miss = append(miss, fmt.Sprintf("%s=%d (want 0)", k, c[k]))
+		}
+	}
+	if fc.nftChain != "" {
+		ns := env.Server
+		if fc.nftCli {
+			ns = env.Client
+		}
+		ctr, err := NftCounters(ns)
+		if err != nil {
+			return err
+		}
+		if ctr[fc.nftChain] == 0 {
+			miss = append(miss, "nft "+fc.nftChain+" counter=0")
+		}
+	}
+	if fc.extra != nil {
+		if err := fc.extra(env); err != nil {
+			miss = append(miss, err.Error())
+		}
+	}
+	if len(miss) > 0 {
+		return fmt.Errorf("%s", strings.Join(miss, ", "))
+	}
+	return nil
+}
+
+// TestScenarioFaults brings up every fault scenario (several at a time,
+// each with its own prefix) and proves with kernel counters that the fault
+// really happens on this kernel.
+func TestScenarioFaults(t *testing.T) {
+	needRoot(t)
+	if testing.Short() {
+		t.Skip("-short: skipping the full scenario sweep")
+	}
+	var list []Scenario
+	for _, s := range Scenarios() {
+		if _, ok := faultChecks[s.Name]; ok {
+			list = append(list, s)
+		}
+	}
+	type result struct {
+		err  error
+		logs string
+	}
+	results := make([]chan result, len(list))
+	sem := make(chan struct{}, 8)
+	var wg sync.WaitGroup
+	for i, s := range list {
+		results[i] = make(chan result, 1)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			results[i] <- runFaultScenario(s, fmt.Sprintf("l%d-%d", os.Getpid()%10000, i))
+		}()
+	}
+	for i, s := range list {
+		t.Run(s.Name, func(t *testing.T) {
+			r := <-results[i]
+			if r.err != nil {
+				t.Errorf("%v%s", r.err, r.logs)
+			}
+		})
+	}
+	wg.Wait()
+}
+
+func runFaultScenario(s Scenario, prefix string) (res struct {
+	err  error
+	logs string
+}) {
+	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
+	defer cancel()
+	env, err := Up(ctx, s.Name, Options{Prefix: prefix})
+	if err != nil {
+		res.err = err
+		return res
+	}
+	defer Down(prefix)
+	fc := faultChecks[s.Name]
+	res.err = waitFor(12*time.Second, func() error { return fc.check(env) })
+	dialErr := env.Dial(ctx, s.Family, 1500*time.Millisecond)
+	switch {
+	case fc.dialOK && dialErr != nil:
+		res.err = fmt.Errorf("%v; v%d dial should work: %v", res.err, s.Family, dialErr)
+	case !fc.dialOK && dialErr == nil:
+		res.err = fmt.Errorf("%v; v%d dial completed, want failure", res.err, s.Family)
+	}
+	if res.err != nil {
+		logs, _ := filepath.Glob(filepath.Join(agentDir(prefix), "*.log"))
+		for _, l := range logs {
+			if b, _ := os.ReadFile(l); len(b) > 0 {
+				res.logs += "\n" + filepath.Base(l) + ": " + string(b)
+			}
+		}
+	}
+	return res
+}
