@@ -1,0 +1,659 @@
+// SPDX-License-Identifier: GPL-2.0
+/* synscope trace: per-SYN fate from tracepoints only (tp_btf).
+ *
+ * Why this shape: drops decided inside tcp_conn_request (no route for the
+ * SYN-ACK, accept queue full) end in consume_skb, so skb:kfree_skb never sees
+ * them. A listener's SYN is processed synchronously in softirq on one CPU, from
+ * netif_receive_skb to the free of the skb, and the SYN-ACK's route lookup and
+ * first transmit happen inside that window. So we keep one "current SYN"
+ * context per CPU, let the fib lookup, SYN-ACK transmit, RST and drop
+ * tracepoints annotate it, and emit one event when the SYN skb is freed.
+ */
+#include "core.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_endian.h>
+
+char LICENSE[] SEC("license") = "GPL";
+
+#define ETH_P_IP 0x0800
+#define ETH_P_IPV6 0x86DD
+#define IPPROTO_TCP 6
+#define AF_INET 2
+#define AF_INET6 10
+
+#define TH_FIN 0x01
+#define TH_SYN 0x02
+#define TH_RST 0x04
+#define TH_ACK 0x10
+
+#define MAX_PORTS 16
+#define MAX_PEERS 16
+
+/* Event kinds; keep in sync with events.go. */
+enum {
+	EV_SYN = 1,       /* a SYN's processing ended (freed) */
+	EV_SYNACK = 2,    /* a SYN-ACK of a tracked flow left (retransmit or late) */
+	EV_ACK = 3,       /* the handshake's final ACK arrived */
+	EV_RETRANS = 4,   /* tcp_retransmit_synack for a tracked flow */
+	EV_DROP = 5,      /* kfree_skb of a handshake packet outside the SYN window */
+};
+
+/* EV_SYN flags. */
+enum {
+	F_CONSUMED = 1 << 0,    /* SYN freed by consume_skb (not kfree_skb) */
+	F_SYNACK = 1 << 1,      /* SYN-ACK queued to a device while processing */
+	F_RST = 1 << 2,         /* tcp_send_reset answered the SYN */
+	F_FIB = 1 << 3,         /* a reply route lookup was seen; fib_err valid */
+	F_SYNACK_DROP = 1 << 4, /* SYN-ACK freed by kfree_skb while processing */
+	F_SAMPLED = 1 << 5,
+};
+
+/* Counter indexes; keep in sync with events.go. */
+enum {
+	C_SYN = 0,
+	C_SYN_UNSAMPLED,
+	C_SYN_SYNACK,
+	C_SYN_ROUTE_FAIL,
+	C_SYN_CONSUMED_SILENT,
+	C_SYN_RST,
+	C_SYN_DROPPED,
+	C_SYNACK_DROPPED,
+	C_SYNACK_RETRANS,
+	C_ACK,
+	C_LOST,
+	C_MAX,
+};
+
+#define DROP_SLOTS 1024 /* [0,512) SYN reasons, [512,1024) SYN-ACK reasons */
+
+struct config {
+	__u32 netns;        /* 0: every namespace */
+	__u32 nports;
+	__u16 ports[MAX_PORTS]; /* server ports, host order */
+	__u32 npeers;
+	__u8 peers[MAX_PEERS][16]; /* client addresses, v4 as ::ffff:a.b.c.d */
+	__u32 events_per_sec; /* sampled SYNs per second per CPU; 0 = unlimited */
+};
+
+volatile const struct config cfg = {};
+
+struct tuple {
+	__u8 saddr[16];
+	__u8 daddr[16];
+	__u16 sport; /* host order */
+	__u16 dport;
+	__u8 family;
+	__u8 flags; /* TCP flags */
+	__u8 pad[2];
+};
+
+struct event {
+	__u64 ts;
+	__u64 ts_end;
+	__u64 location;
+	__u32 netns;
+	__u32 kind;
+	struct tuple t; /* as on the wire for the packet concerned */
+	__u32 reason;   /* kfree_skb reason of the SYN (EV_SYN) or packet */
+	__u32 rst_reason;
+	__s32 fib_err;
+	__u32 fib_table;
+	__u32 flags;
+	__u32 synack_reason; /* EV_SYN: kfree reason of the SYN-ACK */
+	__u64 synack_ts;
+};
+
+struct synctx {
+	__u64 skb;
+	__u64 ts;
+	__u64 synack_ts;
+	__u32 netns;
+	__u32 flags;
+	__s32 fib_err;
+	__u32 fib_table;
+	__u32 rst_reason;
+	__u32 synack_reason;
+	struct tuple t;
+};
+
+struct flowkey {
+	__u8 caddr[16];
+	__u8 saddr[16];
+	__u16 cport;
+	__u16 sport;
+	__u32 netns;
+};
+
+struct flowval {
+	__u64 syn_ts;
+};
+
+struct ratestate {
+	__u64 window;
+	__u64 count;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 20);
+} events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct synctx);
+} ctxmap SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct ratestate);
+} ratemap SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, C_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} counters SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, DROP_SLOTS);
+	__type(key, __u32);
+	__type(value, __u64);
+} drops SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct flowkey);
+	__type(value, struct flowval);
+} flows SEC(".maps");
+
+static __always_inline void count(__u32 idx)
+{
+	__u64 *v = bpf_map_lookup_elem(&counters, &idx);
+	if (v)
+		*v += 1;
+}
+
+static __always_inline void count_drop(__u32 reason, bool synack)
+{
+	__u32 idx = reason < 511 ? reason : 511;
+	if (reason & 0xffff0000)
+		idx = 511; /* subsystem reasons share one slot */
+	if (synack)
+		idx += 512;
+	__u64 *v = bpf_map_lookup_elem(&drops, &idx);
+	if (v)
+		*v += 1;
+}
+
+static __always_inline __u32 netns_of_dev(struct net_device *dev)
+{
+	if (!dev)
+		return 0;
+	return BPF_CORE_READ(dev, nd_net.net, ns.inum);
+}
+
+static __always_inline __u32 netns_of_skb(struct sk_buff *skb)
+{
+	__u32 ns = netns_of_dev(BPF_CORE_READ(skb, dev));
+	if (ns)
+		return ns;
+	struct sock *sk = BPF_CORE_READ(skb, sk);
+	if (!sk)
+		return 0;
+	return BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+}
+
+static __always_inline void v4mapped(__u8 *dst, __be32 a)
+{
+	__builtin_memset(dst, 0, 10);
+	dst[10] = 0xff;
+	dst[11] = 0xff;
+	__builtin_memcpy(dst + 12, &a, 4);
+}
+
+static __always_inline bool addr_eq(const __u8 *a, const __u8 *b)
+{
+	const __u64 *x = (const __u64 *)a, *y = (const __u64 *)b;
+	return x[0] == y[0] && x[1] == y[1];
+}
+
+/* parse reads the IP and TCP headers of skb. atdata: headers start at
+ * skb->data (receive path, before the network header is reset); otherwise at
+ * skb->head + network_header (transmit and drop paths). */
+static __always_inline int parse(struct sk_buff *skb, bool atdata, struct tuple *t)
+{
+	__u16 proto = bpf_ntohs(BPF_CORE_READ(skb, protocol));
+	unsigned char *nh;
+	if (atdata) {
+		nh = BPF_CORE_READ(skb, data);
+	} else {
+		__u16 off = BPF_CORE_READ(skb, network_header);
+		if (off == (__u16)~0U)
+			return -1;
+		nh = BPF_CORE_READ(skb, head) + off;
+	}
+	unsigned char *th;
+	if (proto == ETH_P_IP) {
+		__u8 vihl;
+		if (bpf_probe_read_kernel(&vihl, 1, nh))
+			return -1;
+		if ((vihl >> 4) != 4)
+			return -1;
+		__u8 ipproto;
+		if (bpf_probe_read_kernel(&ipproto, 1, nh + 9) || ipproto != IPPROTO_TCP)
+			return -1;
+		__be32 a[2];
+		if (bpf_probe_read_kernel(a, 8, nh + 12))
+			return -1;
+		v4mapped(t->saddr, a[0]);
+		v4mapped(t->daddr, a[1]);
+		t->family = AF_INET;
+		th = nh + (vihl & 0xf) * 4;
+	} else if (proto == ETH_P_IPV6) {
+		__u8 nxt;
+		if (bpf_probe_read_kernel(&nxt, 1, nh + 6) || nxt != IPPROTO_TCP)
+			return -1;
+		if (bpf_probe_read_kernel(t->saddr, 16, nh + 8) ||
+		    bpf_probe_read_kernel(t->daddr, 16, nh + 24))
+			return -1;
+		t->family = AF_INET6;
+		th = nh + 40;
+	} else {
+		return -1;
+	}
+	__be16 ports[2];
+	if (bpf_probe_read_kernel(ports, 4, th))
+		return -1;
+	t->sport = bpf_ntohs(ports[0]);
+	t->dport = bpf_ntohs(ports[1]);
+	if (bpf_probe_read_kernel(&t->flags, 1, th + 13))
+		return -1;
+	return 0;
+}
+
+/* match applies the port, peer and netns filters to a flow given as
+ * (client, server port). */
+static __always_inline bool match(const __u8 *client, __u16 sport, __u32 netns)
+{
+	if (cfg.netns && netns && cfg.netns != netns)
+		return false;
+	__u32 np = cfg.nports;
+	if (np) {
+		bool ok = false;
+		for (int i = 0; i < MAX_PORTS; i++) {
+			if (i >= np)
+				break;
+			if (cfg.ports[i] == sport) {
+				ok = true;
+				break;
+			}
+		}
+		if (!ok)
+			return false;
+	}
+	__u32 npe = cfg.npeers;
+	if (npe) {
+		bool ok = false;
+		for (int i = 0; i < MAX_PEERS; i++) {
+			if (i >= npe)
+				break;
+			if (addr_eq((const __u8 *)cfg.peers[i], client)) {
+				ok = true;
+				break;
+			}
+		}
+		if (!ok)
+			return false;
+	}
+	return true;
+}
+
+static __always_inline bool sample(void)
+{
+	__u32 lim = cfg.events_per_sec;
+	if (!lim)
+		return true;
+	__u32 k = 0;
+	struct ratestate *r = bpf_map_lookup_elem(&ratemap, &k);
+	if (!r)
+		return false;
+	__u64 w = bpf_ktime_get_ns() / 1000000000ULL;
+	if (r->window != w) {
+		r->window = w;
+		r->count = 0;
+	}
+	if (r->count >= lim)
+		return false;
+	r->count++;
+	return true;
+}
+
+static __always_inline struct synctx *getctx(void)
+{
+	__u32 k = 0;
+	return bpf_map_lookup_elem(&ctxmap, &k);
+}
+
+static __always_inline void flowkey_from(struct flowkey *k, const __u8 *client, __u16 cport,
+					 const __u8 *server, __u16 sport, __u32 netns)
+{
+	__builtin_memcpy(k->caddr, client, 16);
+	__builtin_memcpy(k->saddr, server, 16);
+	k->cport = cport;
+	k->sport = sport;
+	k->netns = netns;
+}
+
+static __always_inline void emit_pkt(__u32 kind, __u32 netns, struct tuple *t, __u32 reason,
+				     __u64 location)
+{
+	struct event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		count(C_LOST);
+		return;
+	}
+	__builtin_memset(e, 0, sizeof(*e));
+	e->ts = bpf_ktime_get_ns();
+	e->kind = kind;
+	e->netns = netns;
+	e->t = *t;
+	e->reason = reason;
+	e->location = location;
+	bpf_ringbuf_submit(e, 0);
+}
+
+/* A SYN arrives at a device: open the per-CPU context. */
+SEC("tp_btf/netif_receive_skb")
+int BPF_PROG(on_rx, struct sk_buff *skb)
+{
+	struct tuple t = {};
+	if (parse(skb, true, &t))
+		return 0;
+	__u8 fl = t.flags & (TH_SYN | TH_ACK | TH_RST | TH_FIN);
+	__u32 netns = netns_of_dev(BPF_CORE_READ(skb, dev));
+	if (fl == TH_SYN) {
+		if (!match(t.saddr, t.dport, netns))
+			return 0;
+		struct synctx *c = getctx();
+		if (!c)
+			return 0;
+		__builtin_memset(c, 0, sizeof(*c));
+		c->skb = (__u64)skb;
+		c->ts = bpf_ktime_get_ns();
+		c->netns = netns;
+		c->t = t;
+		return 0;
+	}
+	if (fl == TH_ACK) {
+		struct flowkey k = {};
+		flowkey_from(&k, t.saddr, t.sport, t.daddr, t.dport, netns);
+		if (!bpf_map_lookup_elem(&flows, &k))
+			return 0;
+		bpf_map_delete_elem(&flows, &k);
+		count(C_ACK);
+		emit_pkt(EV_ACK, netns, &t, 0, 0);
+	}
+	return 0;
+}
+
+static __always_inline bool reply_of_ctx(struct synctx *c, struct tuple *t)
+{
+	return c->skb && t->sport == c->t.dport && t->dport == c->t.sport &&
+	       addr_eq(t->saddr, c->t.daddr) && addr_eq(t->daddr, c->t.saddr);
+}
+
+/* A packet is queued to a device: a SYN-ACK (or the SYN being forwarded). */
+SEC("tp_btf/net_dev_queue")
+int BPF_PROG(on_tx, struct sk_buff *skb)
+{
+	struct synctx *c = getctx();
+	if (c && c->skb == (__u64)skb) {
+		/* The SYN leaves this host or namespace: not ours to judge here;
+		 * a veth peer will reopen the context on receive. */
+		c->skb = 0;
+		return 0;
+	}
+	struct tuple t = {};
+	if (parse(skb, false, &t))
+		return 0;
+	if ((t.flags & (TH_SYN | TH_ACK)) != (TH_SYN | TH_ACK))
+		return 0;
+	if (c && reply_of_ctx(c, &t)) {
+		if (!(c->flags & F_SYNACK)) {
+			c->flags |= F_SYNACK;
+			c->synack_ts = bpf_ktime_get_ns();
+		}
+		return 0;
+	}
+	__u32 netns = netns_of_skb(skb);
+	struct flowkey k = {};
+	flowkey_from(&k, t.daddr, t.dport, t.saddr, t.sport, netns);
+	if (!bpf_map_lookup_elem(&flows, &k))
+		return 0;
+	emit_pkt(EV_SYNACK, netns, &t, 0, 0);
+	return 0;
+}
+
+static __always_inline void fib_result(__u8 proto, __u16 sport, __u16 dport, const __u8 *src,
+				       const __u8 *dst, __s32 err, __u32 table)
+{
+	if (proto != IPPROTO_TCP)
+		return;
+	struct synctx *c = getctx();
+	if (!c || !c->skb)
+		return;
+	if (sport != c->t.dport || dport != c->t.sport || !addr_eq(dst, c->t.saddr) ||
+	    !addr_eq(src, c->t.daddr))
+		return;
+	/* Policy routing walks several tables; the last lookup decides. */
+	c->flags |= F_FIB;
+	c->fib_err = err;
+	c->fib_table = table;
+}
+
+SEC("tp_btf/fib_table_lookup")
+int BPF_PROG(on_fib4, u32 tb_id, const struct flowi4 *flp, const struct fib_nh_common *nhc,
+	     int err)
+{
+	__u8 src[16], dst[16];
+	v4mapped(src, BPF_CORE_READ(flp, saddr));
+	v4mapped(dst, BPF_CORE_READ(flp, daddr));
+	fib_result(BPF_CORE_READ(flp, __fl_common.flowic_proto),
+		   bpf_ntohs(BPF_CORE_READ(flp, uli.ports.sport)),
+		   bpf_ntohs(BPF_CORE_READ(flp, uli.ports.dport)), src, dst, err, tb_id);
+	return 0;
+}
+
+SEC("tp_btf/fib6_table_lookup")
+int BPF_PROG(on_fib6, const struct net *net, const struct fib6_result *res,
+	     struct fib6_table *table, const struct flowi6 *flp)
+{
+	__u8 src[16], dst[16];
+	BPF_CORE_READ_INTO(&src, flp, saddr);
+	BPF_CORE_READ_INTO(&dst, flp, daddr);
+	/* Same mapping as the kernel's ip6_rt_type_to_error. */
+	__s32 err = 0;
+	switch (BPF_CORE_READ(res, fib6_type)) {
+	case 6: /* RTN_BLACKHOLE */
+		err = -22;
+		break;
+	case 7: /* RTN_UNREACHABLE (also the null entry: no route) */
+		err = -113;
+		break;
+	case 8: /* RTN_PROHIBIT */
+		err = -13;
+		break;
+	case 9: /* RTN_THROW */
+		err = -11;
+		break;
+	case 10: /* RTN_NAT */
+	case 11: /* RTN_XRESOLVE */
+		err = -22;
+		break;
+	}
+	__u32 tb = table ? BPF_CORE_READ(table, tb6_id) : 0;
+	fib_result(BPF_CORE_READ(flp, __fl_common.flowic_proto),
+		   bpf_ntohs(BPF_CORE_READ(flp, uli.ports.sport)),
+		   bpf_ntohs(BPF_CORE_READ(flp, uli.ports.dport)), src, dst, err, tb);
+	return 0;
+}
+
+SEC("tp_btf/tcp_send_reset")
+int BPF_PROG(on_reset, const struct sock *sk, const struct sk_buff *skb, int reason)
+{
+	struct synctx *c = getctx();
+	if (c && c->skb && c->skb == (__u64)skb) {
+		c->flags |= F_RST;
+		c->rst_reason = reason;
+	}
+	return 0;
+}
+
+/* finish closes the context when the SYN skb is freed and emits its event. */
+static __always_inline void finish(struct synctx *c, bool dropped, __u32 reason, __u64 location)
+{
+	count(C_SYN);
+	if (dropped) {
+		c->flags &= ~F_CONSUMED;
+		count(C_SYN_DROPPED);
+		count_drop(reason, false);
+	} else {
+		c->flags |= F_CONSUMED;
+	}
+	if (c->flags & F_RST)
+		count(C_SYN_RST);
+	if (c->flags & F_SYNACK)
+		count(C_SYN_SYNACK);
+	if (c->flags & F_SYNACK_DROP)
+		count(C_SYNACK_DROPPED);
+	if (!dropped && !(c->flags & (F_SYNACK | F_RST | F_SYNACK_DROP))) {
+		if ((c->flags & F_FIB) && c->fib_err)
+			count(C_SYN_ROUTE_FAIL);
+		else
+			count(C_SYN_CONSUMED_SILENT);
+	}
+	if (!sample()) {
+		count(C_SYN_UNSAMPLED);
+		c->skb = 0;
+		return;
+	}
+	c->flags |= F_SAMPLED;
+	if (!dropped && !(c->flags & F_RST)) {
+		/* A request may exist: follow its SYN-ACKs and final ACK. */
+		struct flowkey k = {};
+		flowkey_from(&k, c->t.saddr, c->t.sport, c->t.daddr, c->t.dport, c->netns);
+		struct flowval v = {.syn_ts = c->ts};
+		bpf_map_update_elem(&flows, &k, &v, BPF_ANY);
+	}
+	struct event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		count(C_LOST);
+		c->skb = 0;
+		return;
+	}
+	e->ts = c->ts;
+	e->ts_end = bpf_ktime_get_ns();
+	e->location = location;
+	e->netns = c->netns;
+	e->kind = EV_SYN;
+	e->t = c->t;
+	e->reason = dropped ? reason : 0;
+	e->rst_reason = c->rst_reason;
+	e->fib_err = c->fib_err;
+	e->fib_table = c->fib_table;
+	e->flags = c->flags;
+	e->synack_reason = c->synack_reason;
+	e->synack_ts = c->synack_ts;
+	bpf_ringbuf_submit(e, 0);
+	c->skb = 0;
+}
+
+SEC("tp_btf/consume_skb")
+int BPF_PROG(on_consume, struct sk_buff *skb, void *location)
+{
+	struct synctx *c = getctx();
+	if (c && c->skb && c->skb == (__u64)skb)
+		finish(c, false, 0, (__u64)location);
+	return 0;
+}
+
+SEC("tp_btf/kfree_skb")
+int BPF_PROG(on_kfree, struct sk_buff *skb, void *location, int reason, struct sock *rx_sk)
+{
+	struct synctx *c = getctx();
+	if (c && c->skb && c->skb == (__u64)skb) {
+		finish(c, true, reason, (__u64)location);
+		return 0;
+	}
+	struct tuple t = {};
+	if (parse(skb, false, &t))
+		return 0;
+	__u8 fl = t.flags & (TH_SYN | TH_ACK | TH_RST);
+	if (fl == (TH_SYN | TH_ACK)) {
+		if (c && reply_of_ctx(c, &t)) {
+			c->flags |= F_SYNACK_DROP;
+			c->synack_reason = reason;
+			count_drop(reason, true);
+			return 0;
+		}
+		__u32 netns = netns_of_skb(skb);
+		if (!match(t.daddr, t.sport, netns))
+			return 0;
+		count_drop(reason, true);
+		struct flowkey k = {};
+		flowkey_from(&k, t.daddr, t.dport, t.saddr, t.sport, netns);
+		if (bpf_map_lookup_elem(&flows, &k))
+			emit_pkt(EV_DROP, netns, &t, reason, (__u64)location);
+		return 0;
+	}
+	if (fl == TH_ACK) {
+		/* A final ACK dropped (e.g. TCP_LISTEN_OVERFLOW, 6.15+). */
+		__u32 netns = netns_of_skb(skb);
+		struct flowkey k = {};
+		flowkey_from(&k, t.saddr, t.sport, t.daddr, t.dport, netns);
+		if (bpf_map_lookup_elem(&flows, &k))
+			emit_pkt(EV_DROP, netns, &t, reason, (__u64)location);
+	}
+	return 0;
+}
+
+SEC("tp_btf/tcp_retransmit_synack")
+int BPF_PROG(on_rtx_synack, const struct sock *sk, const struct request_sock *req)
+{
+	struct tuple t = {};
+	__u16 fam = BPF_CORE_READ(req, __req_common.skc_family);
+	if (fam == AF_INET) {
+		v4mapped(t.saddr, BPF_CORE_READ(req, __req_common.skc_rcv_saddr));
+		v4mapped(t.daddr, BPF_CORE_READ(req, __req_common.skc_daddr));
+	} else if (fam == AF_INET6) {
+		BPF_CORE_READ_INTO(&t.saddr, req, __req_common.skc_v6_rcv_saddr);
+		BPF_CORE_READ_INTO(&t.daddr, req, __req_common.skc_v6_daddr);
+	} else {
+		return 0;
+	}
+	t.family = fam;
+	t.sport = BPF_CORE_READ(req, __req_common.skc_num);
+	t.dport = bpf_ntohs(BPF_CORE_READ(req, __req_common.skc_dport));
+	t.flags = TH_SYN | TH_ACK;
+	__u32 netns = BPF_CORE_READ(req, __req_common.skc_net.net, ns.inum);
+	if (!match(t.daddr, t.sport, netns))
+		return 0;
+	count(C_SYNACK_RETRANS);
+	struct flowkey k = {};
+	flowkey_from(&k, t.daddr, t.dport, t.saddr, t.sport, netns);
+	if (bpf_map_lookup_elem(&flows, &k))
+		emit_pkt(EV_RETRANS, netns, &t, 0, 0);
+	return 0;
+}
+
+/* Keep the event layout in BTF so bpf2go can generate its Go twin. */
+const struct event *unused_event __attribute__((unused));

@@ -1,0 +1,13 @@
+// Package trace watches TCP handshakes as they happen and tells, per SYN,
+// whether it was answered, refused or dropped and why, using only tracepoints
+// (tp_btf): it works where kprobes and fentry are unavailable.
+//
+// Drops decided inside tcp_conn_request (no route for the SYN-ACK, accept
+// queue full) consume the SYN instead of freeing it with a drop reason, so
+// skb:kfree_skb alone is blind to them. The BPF side keeps a per-CPU context
+// for the SYN being processed, lets fib_table_lookup / fib6_table_lookup,
+// net_dev_queue, tcp_send_reset and kfree_skb annotate it, and emits one
+// event when the SYN skb is freed; user space (Engine) combines those events
+// with the later SYN-ACK retransmits and the final ACK into a fate per SYN,
+// named by the causes catalog.
+package trace

@@ -1,0 +1,192 @@
+package trace
+
+import (
+	"net/netip"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Kind says which kernel moment an Event records.
+type Kind uint32
+
+// Event kinds; values match bpf/synscope.c.
+const (
+	// KindSYN: a SYN's processing ended (its skb was freed), with what was
+	// seen meanwhile: reply route lookup, SYN-ACK queued or dropped, RST.
+	KindSYN Kind = 1
+	// KindSynAck: a later SYN-ACK of a followed flow left a device.
+	KindSynAck Kind = 2
+	// KindAck: the handshake's final ACK of a followed flow arrived.
+	KindAck Kind = 3
+	// KindRetrans: tcp_retransmit_synack for a followed flow.
+	KindRetrans Kind = 4
+	// KindDrop: kfree_skb of a followed flow's SYN-ACK or final ACK.
+	KindDrop Kind = 5
+)
+
+func (k Kind) String() string {
+	switch k {
+	case KindSYN:
+		return "syn"
+	case KindSynAck:
+		return "synack"
+	case KindAck:
+		return "ack"
+	case KindRetrans:
+		return "synack-retransmit"
+	case KindDrop:
+		return "drop"
+	}
+	return "unknown"
+}
+
+// SYN event flags; values match bpf/synscope.c.
+const (
+	FlagConsumed   = 1 << 0
+	FlagSynAck     = 1 << 1
+	FlagRST        = 1 << 2
+	FlagFib        = 1 << 3
+	FlagSynAckDrop = 1 << 4
+	FlagSampled    = 1 << 5
+)
+
+// Counter indexes; values match bpf/synscope.c.
+const (
+	cSyn = iota
+	cSynUnsampled
+	cSynSynack
+	cSynRouteFail
+	cSynConsumedSilent
+	cSynRst
+	cSynDropped
+	cSynackDropped
+	cSynackRetrans
+	cAck
+	cLost
+	c_max
+)
+
+const dropSlots = 1024
+
+// Event is one decoded kernel observation. Client is always the side that
+// sent the SYN, Server the listener side, whatever the packet's direction.
+type Event struct {
+	Kind Kind
+	// Time is when the SYN arrived (KindSYN) or the packet was seen.
+	Time time.Time
+	// Mono is the kernel's CLOCK_MONOTONIC time of Time, for latencies.
+	Mono time.Duration
+	// End is when the SYN's processing ended (KindSYN only).
+	End    time.Duration
+	Netns  uint32
+	Client netip.AddrPort
+	Server netip.AddrPort
+	// TCPFlags of the packet concerned.
+	TCPFlags uint8
+	// Flags are the Flag* bits (KindSYN).
+	Flags uint32
+	// DropReason names the kfree_skb reason: of the SYN (KindSYN when not
+	// FlagConsumed) or of the packet (KindDrop). Empty when none.
+	DropReason string
+	// Location is the kernel address that freed the skb.
+	Location uint64
+	// RSTReason names tcp_send_reset's reason when FlagRST.
+	RSTReason string
+	// FibErr and FibTable are the last reply route lookup's result (FlagFib).
+	FibErr   int32
+	FibTable uint32
+	// SynAckDropReason names the kfree_skb reason of the SYN-ACK
+	// (FlagSynAckDrop).
+	SynAckDropReason string
+	// SynAckMono is when the SYN-ACK was queued (FlagSynAck).
+	SynAckMono time.Duration
+}
+
+// clockOffset converts CLOCK_MONOTONIC (bpf_ktime_get_ns) to wall time.
+type clockOffset struct{ wallMinusMono time.Duration }
+
+func newClockOffset() clockOffset {
+	var ts unix.Timespec
+	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	return clockOffset{wallMinusMono: time.Duration(time.Now().UnixNano()) - time.Duration(ts.Nano())}
+}
+
+func (c clockOffset) wall(mono uint64) time.Time {
+	return time.Unix(0, int64(c.wallMinusMono)+int64(mono))
+}
+
+func addr(b [16]uint8, family uint8) netip.Addr {
+	a := netip.AddrFrom16(b)
+	if family == unix.AF_INET {
+		return a.Unmap()
+	}
+	return a
+}
+
+func decode(r *synscopeEvent, n *Names, clk clockOffset) Event {
+	src := netip.AddrPortFrom(addr(r.T.Saddr, r.T.Family), r.T.Sport)
+	dst := netip.AddrPortFrom(addr(r.T.Daddr, r.T.Family), r.T.Dport)
+	e := Event{
+		Kind:     Kind(r.Kind),
+		Time:     clk.wall(r.Ts),
+		Mono:     time.Duration(r.Ts),
+		End:      time.Duration(r.TsEnd),
+		Netns:    r.Netns,
+		TCPFlags: r.T.Flags,
+		Flags:    r.Flags,
+		Location: r.Location,
+		FibErr:   r.FibErr,
+		FibTable: r.FibTable,
+	}
+	// SYN and final ACK travel client→server; SYN-ACKs server→client.
+	switch e.Kind {
+	case KindSYN, KindAck:
+		e.Client, e.Server = src, dst
+	case KindDrop:
+		if r.T.Flags&0x12 == 0x12 {
+			e.Client, e.Server = dst, src
+		} else {
+			e.Client, e.Server = src, dst
+		}
+	default:
+		e.Client, e.Server = dst, src
+	}
+	if e.Kind == KindSYN {
+		if e.Flags&FlagConsumed == 0 {
+			e.DropReason = n.DropReason(r.Reason)
+		}
+		if e.Flags&FlagRST != 0 {
+			e.RSTReason = n.RstReason(r.RstReason)
+		}
+		if e.Flags&FlagSynAckDrop != 0 {
+			e.SynAckDropReason = n.DropReason(r.SynackReason)
+		}
+		if e.Flags&FlagSynAck != 0 {
+			e.SynAckMono = time.Duration(r.SynackTs)
+		}
+	}
+	if e.Kind == KindDrop {
+		e.DropReason = n.DropReason(r.Reason)
+	}
+	return e
+}
+
+// Counters are the kernel-side totals for every SYN that passed the
+// filters, sampled or not.
+type Counters struct {
+	SYNs              uint64 `json:"syns"`
+	Unsampled         uint64 `json:"unsampled"`
+	SynAcked          uint64 `json:"synacked"`
+	RouteFailed       uint64 `json:"route_failed"`
+	ConsumedSilently  uint64 `json:"consumed_silently"`
+	Reset             uint64 `json:"reset"`
+	Dropped           uint64 `json:"dropped"`
+	SynackDropped     uint64 `json:"synack_dropped"`
+	SynackRetransmits uint64 `json:"synack_retransmits"`
+	Acks              uint64 `json:"acks"`
+	// Lost counts events the ring buffer had no room for.
+	Lost              uint64            `json:"lost"`
+	SYNDropReasons    map[string]uint64 `json:"syn_drop_reasons,omitempty"`
+	SynackDropReasons map[string]uint64 `json:"synack_drop_reasons,omitempty"`
+}

@@ -1,0 +1,294 @@
+package trace
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
+	"github.com/cilium/ebpf/link"
+	"github.com/cilium/ebpf/ringbuf"
+	"github.com/cilium/ebpf/rlimit"
+)
+
+// Limits of the in-kernel filters (see bpf/synscope.c).
+const (
+	MaxPorts = 16
+	MaxPeers = 16
+)
+
+// DefaultSamplesPerSec bounds the SYNs per second and per CPU that become
+// events; the rest only move counters, so a flood costs counters not events.
+const DefaultSamplesPerSec = 500
+
+// ErrNoBTF means the kernel exposes no BTF (/sys/kernel/btf/vmlinux), which
+// tp_btf programs and CO-RE both need.
+var ErrNoBTF = errors.New("kernel BTF not available (/sys/kernel/btf/vmlinux missing): trace needs a kernel built with CONFIG_DEBUG_INFO_BTF")
+
+// ErrNotPermitted means loading BPF programs was refused: trace needs root
+// (or CAP_BPF + CAP_PERFMON).
+var ErrNotPermitted = errors.New("not permitted to load BPF programs: run trace as root (needs CAP_BPF and CAP_PERFMON)")
+
+// Options selects what the tracer watches. Every filter runs in the kernel.
+type Options struct {
+	// Netns is a network namespace inode; 0 watches every namespace.
+	Netns uint32
+	// Ports are server (listener) ports; empty means any.
+	Ports []uint16
+	// Peers are client addresses; empty means any.
+	Peers []netip.Addr
+	// SamplesPerSec caps sampled SYNs per second per CPU; 0 means
+	// DefaultSamplesPerSec, negative means unlimited.
+	SamplesPerSec int
+}
+
+// Tracer is a loaded and attached set of handshake tracepoint programs.
+type Tracer struct {
+	objs  synscopeObjects
+	links []link.Link
+	rd    *ringbuf.Reader
+	names *Names
+	clock clockOffset
+}
+
+func (o Options) config() (synscopeConfig, error) {
+	var c synscopeConfig
+	c.Netns = o.Netns
+	if len(o.Ports) > MaxPorts {
+		return c, fmt.Errorf("at most %d ports can be filtered, got %d", MaxPorts, len(o.Ports))
+	}
+	if len(o.Peers) > MaxPeers {
+		return c, fmt.Errorf("at most %d peers can be filtered, got %d", MaxPeers, len(o.Peers))
+	}
+	c.Nports = uint32(len(o.Ports))
+	copy(c.Ports[:], o.Ports)
+	c.Npeers = uint32(len(o.Peers))
+	for i, p := range o.Peers {
+		c.Peers[i] = mapped(p).As16()
+	}
+	switch {
+	case o.SamplesPerSec == 0:
+		c.EventsPerSec = DefaultSamplesPerSec
+	case o.SamplesPerSec > 0:
+		c.EventsPerSec = uint32(o.SamplesPerSec)
+	}
+	return c, nil
+}
+
+// mapped returns a as a 16-byte address with IPv4 as ::ffff:a.b.c.d, the form
+// the BPF side stores.
+func mapped(a netip.Addr) netip.Addr {
+	if a.Is4() {
+		return netip.AddrFrom16(a.As16())
+	}
+	return a
+}
+
+// Open loads the BPF programs with opts' filters and attaches them.
+// It returns ErrNoBTF or ErrNotPermitted (wrapped) when the machine cannot
+// run the tracer.
+func Open(opts Options) (*Tracer, error) {
+	cfg, err := opts.config()
+	if err != nil {
+		return nil, err
+	}
+	if _, err := os.Stat("/sys/kernel/btf/vmlinux"); err != nil {
+		return nil, ErrNoBTF
+	}
+	names, err := LoadNames()
+	if err != nil {
+		return nil, err
+	}
+	if os.Geteuid() != 0 {
+		return nil, ErrNotPermitted
+	}
+	// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK.
+	_ = rlimit.RemoveMemlock()
+
+	spec, err := loadSynscope()
+	if err != nil {
+		return nil, fmt.Errorf("load BPF spec: %w", err)
+	}
+	if err := spec.Variables["cfg"].Set(cfg); err != nil {
+		return nil, fmt.Errorf("set BPF filter config: %w", err)
+	}
+	t := &Tracer{names: names, clock: newClockOffset()}
+	if err := spec.LoadAndAssign(&t.objs, nil); err != nil {
+		if errors.Is(err, os.ErrPermission) {
+			return nil, fmt.Errorf("%w: %v", ErrNotPermitted, err)
+		}
+		var ve *ebpf.VerifierError
+		if errors.As(err, &ve) {
+			return nil, fmt.Errorf("BPF verifier rejected the tracer: %+v", ve)
+		}
+		return nil, fmt.Errorf("load BPF objects: %w", err)
+	}
+	progs := []*ebpf.Program{
+		t.objs.OnRx, t.objs.OnTx, t.objs.OnFib4, t.objs.OnFib6, t.objs.OnReset,
+		t.objs.OnConsume, t.objs.OnKfree, t.objs.OnRtxSynack,
+	}
+	for _, p := range progs {
+		l, err := link.AttachTracing(link.TracingOptions{Program: p})
+		if err != nil {
+			t.Close()
+			if errors.Is(err, os.ErrPermission) {
+				return nil, fmt.Errorf("%w: attach %s: %v", ErrNotPermitted, p, err)
+			}
+			return nil, fmt.Errorf("attach %s: %w", p, err)
+		}
+		t.links = append(t.links, l)
+	}
+	t.rd, err = ringbuf.NewReader(t.objs.Events)
+	if err != nil {
+		t.Close()
+		return nil, fmt.Errorf("open event ring buffer: %w", err)
+	}
+	return t, nil
+}
+
+// Names returns the kernel enum names the tracer resolved at load time.
+func (t *Tracer) Names() *Names { return t.names }
+
+// Read blocks until the next event, the deadline passes
+// (os.ErrDeadlineExceeded) or the tracer is closed (os.ErrClosed).
+func (t *Tracer) Read(deadline time.Time) (Event, error) {
+	t.rd.SetDeadline(deadline)
+	rec, err := t.rd.Read()
+	if err != nil {
+		return Event{}, err
+	}
+	var raw synscopeEvent
+	if err := binary.Read(bytes.NewReader(rec.RawSample), binary.NativeEndian, &raw); err != nil {
+		return Event{}, fmt.Errorf("decode event: %w", err)
+	}
+	return decode(&raw, t.names, t.clock), nil
+}
+
+// Counters sums the per-CPU counters the BPF side keeps for every SYN,
+// sampled or not.
+func (t *Tracer) Counters() (Counters, error) {
+	var c Counters
+	vals := make([]uint64, c_max)
+	for i := range vals {
+		var per []uint64
+		if err := t.objs.Counters.Lookup(uint32(i), &per); err != nil {
+			return c, fmt.Errorf("read counter %d: %w", i, err)
+		}
+		for _, v := range per {
+			vals[i] += v
+		}
+	}
+	c.SYNs = vals[cSyn]
+	c.Unsampled = vals[cSynUnsampled]
+	c.SynAcked = vals[cSynSynack]
+	c.RouteFailed = vals[cSynRouteFail]
+	c.ConsumedSilently = vals[cSynConsumedSilent]
+	c.Reset = vals[cSynRst]
+	c.Dropped = vals[cSynDropped]
+	c.SynackDropped = vals[cSynackDropped]
+	c.SynackRetransmits = vals[cSynackRetrans]
+	c.Acks = vals[cAck]
+	c.Lost = vals[cLost]
+	c.SYNDropReasons = map[string]uint64{}
+	c.SynackDropReasons = map[string]uint64{}
+	var per []uint64
+	for i := uint32(0); i < dropSlots; i++ {
+		if err := t.objs.Drops.Lookup(i, &per); err != nil {
+			return c, fmt.Errorf("read drop counter %d: %w", i, err)
+		}
+		var n uint64
+		for _, v := range per {
+			n += v
+		}
+		if n == 0 {
+			continue
+		}
+		if i < dropSlots/2 {
+			c.SYNDropReasons[t.names.DropReason(i)] += n
+		} else {
+			c.SynackDropReasons[t.names.DropReason(i-dropSlots/2)] += n
+		}
+	}
+	return c, nil
+}
+
+// Close detaches the programs and frees the maps.
+func (t *Tracer) Close() error {
+	var errs []error
+	if t.rd != nil {
+		errs = append(errs, t.rd.Close())
+	}
+	for _, l := range t.links {
+		errs = append(errs, l.Close())
+	}
+	errs = append(errs, t.objs.Close())
+	return errors.Join(errs...)
+}
+
+// Names resolves kernel enum values to names from the running kernel's BTF,
+// so new drop reasons need no synscope release.
+type Names struct {
+	drop map[uint32]string
+	rst  map[uint32]string
+}
+
+// LoadNames reads enum skb_drop_reason and enum sk_rst_reason from the
+// kernel's BTF.
+func LoadNames() (*Names, error) {
+	spec, err := btf.LoadKernelSpec()
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, ErrNoBTF
+		}
+		return nil, fmt.Errorf("load kernel BTF: %w", err)
+	}
+	n := &Names{}
+	if n.drop, err = enumNames(spec, "skb_drop_reason", "SKB_DROP_REASON_"); err != nil {
+		return nil, err
+	}
+	// sk_rst_reason exists since 6.10; older kernels simply get numbers.
+	n.rst, _ = enumNames(spec, "sk_rst_reason", "SK_RST_REASON_")
+	return n, nil
+}
+
+func enumNames(spec *btf.Spec, name, prefix string) (map[uint32]string, error) {
+	var e *btf.Enum
+	if err := spec.TypeByName(name, &e); err != nil {
+		return nil, fmt.Errorf("find enum %s in kernel BTF: %w", name, err)
+	}
+	m := make(map[uint32]string, len(e.Values))
+	for _, v := range e.Values {
+		nm := v.Name
+		if len(nm) > len(prefix) && nm[:len(prefix)] == prefix {
+			nm = nm[len(prefix):]
+		}
+		m[uint32(v.Value)] = nm
+	}
+	return m, nil
+}
+
+// NewNames builds a Names from explicit tables (for tests and recorded
+// fixtures).
+func NewNames(drop, rst map[uint32]string) *Names { return &Names{drop: drop, rst: rst} }
+
+// DropReason names a skb_drop_reason value ("NO_SOCKET"), or "reason-N" when
+// the kernel does not know it.
+func (n *Names) DropReason(v uint32) string {
+	if s, ok := n.drop[v]; ok {
+		return s
+	}
+	return fmt.Sprintf("reason-%d", v)
+}
+
+// RstReason names a sk_rst_reason value.
+func (n *Names) RstReason(v uint32) string {
+	if s, ok := n.rst[v]; ok {
+		return s
+	}
+	return fmt.Sprintf("rst-reason-%d", v)
+}
