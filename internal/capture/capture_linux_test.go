@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"syscall"
 	"testing"
@@ -342,5 +343,199 @@ func TestCaptureHandshakes(t *testing.T) {
 	}
 	if r2, err2 := s.Stop(); r2 != r || err2 != nil {
 		t.Errorf("second Stop: %p %v, want the same result", r2, err2)
+	}
+}
+
+// The filter must run in the kernel: bulk TCP data and UDP never reach the
+// socket, so Packets counts only the handshake.
+func TestCaptureFilterInKernel(t *testing.T) {
+	l := newTestLab(t)
+	var udp net.PacketConn
+	if err := l.srv.Do(func() error {
+		var err error
+		udp, err = net.ListenPacket("udp", ":9999")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer udp.Close()
+	udpGot := make(chan int, 1)
+	go func() {
+		n := 0
+		buf := make([]byte, 2048)
+		for {
+			udp.SetReadDeadline(time.Now().Add(time.Second))
+			if _, _, err := udp.ReadFrom(buf); err != nil {
+				udpGot <- n
+				return
+			}
+			n++
+		}
+	}()
+
+	s := startIn(t, l.srv, Options{})
+	c, err := l.dial(netip.Addr{}, netip.AddrPortFrom(srvV4, listenPort), 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.(*net.TCPConn).SetNoDelay(true)
+	const segments, size = 200, 1000
+	chunk := make([]byte, size)
+	for i := 0; i < segments; i++ {
+		if _, err := c.Write(chunk); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.(*net.TCPConn).CloseWrite() // FIN, not RST
+	var u net.Conn
+	if err := l.cli.Do(func() error {
+		var err error
+		u, err = net.Dial("udp", netip.AddrPortFrom(srvV4, 9999).String())
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 300; i++ {
+		u.Write(chunk[:100])
+	}
+	u.Close()
+	var got int64
+	select {
+	case got = <-l.accepted:
+	case <-time.After(5 * time.Second):
+		t.Fatal("server never finished reading")
+	}
+	c.Close()
+	nUDP := <-udpGot
+	r, err := s.Stop()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range r.Flows {
+		logFlow(t, f)
+	}
+	if got != segments*size || nUDP == 0 {
+		t.Fatalf("traffic did not flow: tcp %d bytes, udp %d datagrams", got, nUDP)
+	}
+	t.Logf("sent %d TCP bytes and %d UDP datagrams; capture read %d packets", got, nUDP, r.Packets)
+	if r.Packets != 2 || len(r.Flows) != 1 || !r.Flows[0].Answered() {
+		t.Errorf("want exactly SYN + SYN-ACK read, got %d packets, %d flows", r.Packets, len(r.Flows))
+	}
+}
+
+// Ports is applied in the kernel: a refused handshake to another port is
+// not even read.
+func TestCapturePorts(t *testing.T) {
+	l := newTestLab(t)
+	s := startIn(t, l.srv, Options{Ports: []uint16{listenPort}})
+	c, err := l.dial(netip.Addr{}, netip.AddrPortFrom(srvV6, listenPort), 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	if _, err := l.dial(netip.Addr{}, netip.AddrPortFrom(srvV6, closedPort), 2*time.Second); !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Fatalf("want ECONNREFUSED, got %v", err)
+	}
+	r, err := s.Stop()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range r.Flows {
+		logFlow(t, f)
+	}
+	if len(r.Flows) != 1 || r.Flows[0].Server.Port() != listenPort || r.Packets != 2 {
+		t.Errorf("want one flow to port %d from 2 packets, got %d flows, %d packets", listenPort, len(r.Flows), r.Packets)
+	}
+}
+
+// Loopback shows each packet twice (leaving and arriving); each handshake
+// must be counted once.
+func TestCaptureLoopback(t *testing.T) {
+	l := newTestLab(t)
+	s := startIn(t, l.srv, Options{})
+	for _, dst := range []string{"127.0.0.1", "::1"} {
+		if err := l.srv.Do(func() error {
+			c, err := net.DialTimeout("tcp", net.JoinHostPort(dst, "8080"), 2*time.Second)
+			if err != nil {
+				return err
+			}
+			c.Close()
+			_, err = net.DialTimeout("tcp", net.JoinHostPort(dst, "8081"), 2*time.Second)
+			if !errors.Is(err, syscall.ECONNREFUSED) {
+				return fmt.Errorf("closed port: want ECONNREFUSED, got %v", err)
+			}
+			return nil
+		}); err != nil {
+			t.Fatalf("%s: %v", dst, err)
+		}
+	}
+	r, err := s.Stop()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Flows) != 4 {
+		t.Fatalf("want 4 flows, got %d", len(r.Flows))
+	}
+	for _, f := range r.Flows {
+		logFlow(t, f)
+		if f.SYNs != 1 || f.Dir != Inbound || f.Ifindex != l.srvLoIdx {
+			t.Errorf("%v → %v: want one inbound SYN on lo (%d)", f.Client, f.Server, l.srvLoIdx)
+		}
+		switch f.Server.Port() {
+		case listenPort:
+			if f.SYNACKs != 1 || !f.Answered() {
+				t.Errorf("%v: want 1 SYN-ACK, got %d", f.Server, f.SYNACKs)
+			}
+		case closedPort:
+			if f.RSTs != 1 || !f.Refused() {
+				t.Errorf("%v: want 1 RST, got %d", f.Server, f.RSTs)
+			}
+		}
+	}
+	if r.Packets != 8 {
+		t.Errorf("Packets = %d, want 8 (loopback duplicates must be dropped in the kernel)", r.Packets)
+	}
+}
+
+// Without CAP_NET_RAW Start must fail with an error the doctor can
+// recognise. Capabilities are per thread, so dropping the effective set on
+// a locked thread affects nothing else; the thread is restored after.
+func TestStartWithoutCapNetRaw(t *testing.T) {
+	needRoot(t)
+	done := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+		var data [2]unix.CapUserData
+		if err := unix.Capget(&hdr, &data[0]); err != nil {
+			done <- fmt.Errorf("capget: %w", err)
+			return // thread stays locked and dies with the goroutine
+		}
+		orig := data
+		data[unix.CAP_NET_RAW/32].Effective &^= 1 << (unix.CAP_NET_RAW % 32)
+		if err := unix.Capset(&hdr, &data[0]); err != nil {
+			done <- fmt.Errorf("capset: %w", err)
+			return
+		}
+		s, err := Start(Options{})
+		if s != nil {
+			s.Stop()
+		}
+		if rerr := unix.Capset(&hdr, &orig[0]); rerr == nil {
+			runtime.UnlockOSThread()
+		}
+		if err == nil {
+			done <- errors.New("Start succeeded without CAP_NET_RAW")
+			return
+		}
+		if !errors.Is(err, os.ErrPermission) || !errors.Is(err, unix.EPERM) {
+			done <- fmt.Errorf("error does not wrap EPERM/os.ErrPermission: %v", err)
+			return
+		}
+		t.Logf("without CAP_NET_RAW: %v", err)
+		done <- nil
+	}()
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }

@@ -50,7 +50,7 @@ type Flow struct {
 	Client     netip.AddrPort   // the SYN's source
 	Server     netip.AddrPort   // the SYN's destination
 	Ifindex    int              // where the first SYN was seen
-	ClientMAC  net.HardwareAddr // link-layer source of the first SYN (nil on links without one)
+	ClientMAC  net.HardwareAddr // link-layer source of the first SYN (nil on loopback and raw-IP links)
 	SYNs       int              // SYNs seen (retransmissions included)
 	SYNACKs    int              // SYN-ACKs seen in reply
 	RSTs       int              // RSTs from the server side (refusals)
@@ -176,7 +176,8 @@ func (t *table) add(p *Packet, s seen) {
 					Dir: dir, Client: p.Src, Server: p.Dst, Ifindex: s.ifindex,
 					SYNs: 1, FirstSYN: s.at, LastSYN: s.at, TTL: p.TTL, MSS: p.MSS,
 				},
-				mac: p.SrcMAC, hasMAC: p.HasMAC,
+				// Loopback's Ethernet header is all zeros: no information.
+				mac: p.SrcMAC, hasMAC: p.HasMAC && !s.loopback,
 			})
 			t.index[k] = len(t.flows) - 1
 			return
