@@ -539,3 +539,93 @@ func TestStartWithoutCapNetRaw(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// tun is ARPHRD_NONE: frames carry no link header. A SYN written into the
+// tun fd arrives on t0 and the listener's SYN-ACK leaves through it.
+func TestCaptureTun(t *testing.T) {
+	l := newTestLab(t)
+	var tun *netlink.Tuntap
+	if err := l.srv.Do(func() error {
+		tun = &netlink.Tuntap{
+			LinkAttrs:  netlink.LinkAttrs{Name: "t0"},
+			Mode:       netlink.TUNTAP_MODE_TUN,
+			Flags:      netlink.TUNTAP_NO_PI,
+			Queues:     1,
+			NonPersist: true,
+		}
+		if err := netlink.LinkAdd(tun); err != nil {
+			return fmt.Errorf("tun: %w", err)
+		}
+		link, err := netlink.LinkByName("t0")
+		if err != nil {
+			return err
+		}
+		tun.Index = link.Attrs().Index
+		for _, c := range []string{"10.99.0.1/24", "fd99::1/64"} {
+			if err := addAddr(link, c); err != nil {
+				return err
+			}
+		}
+		if err := writeSysctl("net/ipv4/conf/t0/rp_filter", "0"); err != nil {
+			return err
+		}
+		return netlink.LinkSetUp(link)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		for _, f := range tun.Fds {
+			f.Close()
+		}
+	}()
+	s := startIn(t, l.srv, Options{})
+	peers := []struct{ client, server netip.AddrPort }{
+		{netip.MustParseAddrPort("10.99.0.2:41000"), netip.MustParseAddrPort("10.99.0.1:8080")},
+		{netip.MustParseAddrPort("[fd99::2]:41000"), netip.MustParseAddrPort("[fd99::1]:8080")},
+		{netip.MustParseAddrPort("10.99.0.2:41001"), netip.MustParseAddrPort("10.99.0.1:8081")},
+	}
+	for _, p := range peers {
+		syn := craft(t, frameSpec{raw: true, v6: p.client.Addr().Is6(), src: p.client, dst: p.server,
+			syn: true, ttl: 61, mss: 1300})
+		if _, err := tun.Fds[0].Write(syn); err != nil {
+			t.Fatalf("writing SYN into tun: %v", err)
+		}
+	}
+	// Read the replies back so we know the kernel answered before Stop.
+	replies := 0
+	buf := make([]byte, 2048)
+	deadline := time.Now().Add(2 * time.Second)
+	for replies < len(peers) && time.Now().Before(deadline) {
+		tun.Fds[0].SetReadDeadline(deadline)
+		n, err := tun.Fds[0].Read(buf)
+		if err != nil {
+			break
+		}
+		if p, ok := Decode(buf[:n], LinkNone); ok && (p.SYNACK() || p.RST()) {
+			replies++
+		}
+	}
+	r, err := s.Stop()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range r.Flows {
+		logFlow(t, f)
+	}
+	if replies != len(peers) {
+		t.Fatalf("kernel answered %d of %d SYNs written into tun", replies, len(peers))
+	}
+	for i, p := range peers {
+		f, found := findFlow(r, func(f Flow) bool { return f.Client == p.client && f.Server == p.server })
+		if !found {
+			t.Errorf("no flow %v → %v", p.client, p.server)
+			continue
+		}
+		if f.Dir != Inbound || f.Ifindex != tun.Index || f.SYNs != 1 || f.TTL != 61 || f.MSS != 1300 || f.ClientMAC != nil {
+			t.Errorf("%v: unexpected %+v", p.client, f)
+		}
+		if wantRefused := i == 2; f.Refused() != wantRefused || f.Answered() == wantRefused {
+			t.Errorf("%v: answered %v refused %v", p.client, f.Answered(), f.Refused())
+		}
+	}
+}
