@@ -1,0 +1,448 @@
+package routes
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// Query is the SYN-ACK route lookup of one listener for one client, with the
+// inputs inet_csk_route_req / inet6_csk_route_req take from the listener and
+// the SYN.
+type Query struct {
+	Src, Dst     netip.Addr // Src = listener's local address (the SYN's destination), Dst = client
+	Sport, Dport uint16     // local port, client port
+	Mark         uint32     // listener SO_MARK (or the SYN's mark with tcp_fwmark_accept=1)
+	UID          uint32     // listener sk_uid
+	HasUID       bool       // false: the kernel uses the caller's uid, as `ip route get` does
+	Oif          int        // listener's bound device ifindex, 0 = none
+	TOS          uint8
+	// OifName is the name of Oif, used only to print Command. Optional:
+	// Replay fills it in the Result's copy of the query; without it Command
+	// prints "if<N>", which iproute2 also accepts.
+	OifName string
+}
+
+// Command is the equivalent `ip route get` command line, for a human to
+// confirm the lookup by hand inside the namespace. For IPv6 with an oif the
+// source is left out, which makes the kernel's lookup strict about the
+// device as route_req's is for a device-bound listener.
+func (q Query) Command() string { return q.CommandWith("ip") }
+
+// CommandWith is Command with another program prefix, e.g. "ip -n srv" from
+// netns.Target.CommandPrefix("ip").
+func (q Query) CommandWith(ip string) string {
+	var b strings.Builder
+	b.WriteString(ip)
+	if q.Dst.Is6() && !q.Dst.Is4In6() {
+		b.WriteString(" -6")
+	} else {
+		b.WriteString(" -4")
+	}
+	b.WriteString(" route get ")
+	b.WriteString(q.Dst.String())
+	// A v6 lookup with a source and an oif is not strict about the device,
+	// unlike route_req's for a device-bound listener; without the source it
+	// is (see Replay).
+	if q.Src.IsValid() && (q.Oif == 0 && q.OifName == "" || q.Src.Unmap().Is4()) {
+		b.WriteString(" from " + q.Src.String())
+	}
+	if q.Oif != 0 || q.OifName != "" {
+		name := q.OifName
+		if name == "" {
+			name = "if" + strconv.Itoa(q.Oif)
+		}
+		b.WriteString(" oif " + name)
+	}
+	if q.TOS != 0 {
+		fmt.Fprintf(&b, " tos 0x%x", q.TOS)
+	}
+	b.WriteString(" ipproto tcp")
+	if q.Sport != 0 {
+		fmt.Fprintf(&b, " sport %d", q.Sport)
+	}
+	if q.Dport != 0 {
+		fmt.Fprintf(&b, " dport %d", q.Dport)
+	}
+	if q.Mark != 0 {
+		fmt.Fprintf(&b, " mark 0x%x", q.Mark)
+	}
+	if q.HasUID {
+		fmt.Fprintf(&b, " uid %d", q.UID)
+	}
+	return b.String()
+}
+
+// Result is the kernel's answer to a Query. OK is false exactly when the
+// kernel's route_req would return NULL and drop the SYN.
+type Result struct {
+	Query   Query
+	OK      bool
+	Errno   syscall.Errno // EHOSTUNREACH, ENETUNREACH, EINVAL (blackhole), EACCES (prohibit), ...
+	Err     string        // strerror text, "" when OK
+	Type    string        // route type of the match when the kernel reports it ("unicast", "local", "unreachable", ...); "" on a plain error
+	Table   int
+	Gateway netip.Addr
+	Dev     string
+	Ifindex int
+	Prefsrc netip.Addr
+}
+
+// String renders the answer on one line, like `ip route get` does, or
+// "error: No route to host (-113)".
+func (r Result) String() string {
+	var b strings.Builder
+	if r.Type != "" && r.Type != "unicast" {
+		b.WriteString(r.Type + " ")
+	}
+	if r.Type == "" && !r.OK {
+		return fmt.Sprintf("error: %s (-%d)", r.Err, int(r.Errno))
+	}
+	b.WriteString(r.Query.Dst.String())
+	if r.Query.Src.IsValid() {
+		b.WriteString(" from " + r.Query.Src.String())
+	}
+	if r.Gateway.IsValid() {
+		b.WriteString(" via " + r.Gateway.String())
+	}
+	if r.Dev != "" {
+		b.WriteString(" dev " + r.Dev)
+	} else if r.Ifindex != 0 {
+		fmt.Fprintf(&b, " dev if%d", r.Ifindex)
+	}
+	if r.Table != 0 && r.Table != unix.RT_TABLE_MAIN {
+		b.WriteString(" table " + TableName(r.Table))
+	}
+	if r.Prefsrc.IsValid() {
+		b.WriteString(" src " + r.Prefsrc.String())
+	}
+	if !r.OK {
+		fmt.Fprintf(&b, ": error: %s (-%d)", r.Err, int(r.Errno))
+	}
+	return b.String()
+}
+
+// Route is one routing table entry. A multipath route appears once per next
+// hop, each with the same Dst, so that every gateway is visible.
+type Route struct {
+	Family   int // unix.AF_INET or unix.AF_INET6
+	Table    int
+	Type     string       // unicast, local, broadcast, unreachable, blackhole, prohibit, throw, ...
+	Dst      netip.Prefix // zero Prefix = default route
+	Gateway  netip.Addr
+	Dev      string
+	Ifindex  int
+	Protocol string // kernel, boot, static, dhcp, ra, ...
+	Metric   int
+	Src      netip.Addr // preferred source
+}
+
+// IsDefault reports whether r is a default route (0.0.0.0/0 or ::/0).
+func (r Route) IsDefault() bool { return !r.Dst.IsValid() || r.Dst.Bits() == 0 }
+
+// String renders the route like `ip route show table all` does.
+func (r Route) String() string {
+	var b strings.Builder
+	if r.Type != "" && r.Type != "unicast" {
+		b.WriteString(r.Type + " ")
+	}
+	if r.IsDefault() {
+		b.WriteString("default")
+	} else {
+		b.WriteString(r.Dst.String())
+	}
+	if r.Gateway.IsValid() {
+		b.WriteString(" via " + r.Gateway.String())
+	}
+	if r.Dev != "" {
+		b.WriteString(" dev " + r.Dev)
+	}
+	if r.Table != 0 && r.Table != unix.RT_TABLE_MAIN {
+		b.WriteString(" table " + TableName(r.Table))
+	}
+	if r.Protocol != "" && r.Protocol != "boot" {
+		b.WriteString(" proto " + r.Protocol)
+	}
+	if r.Src.IsValid() {
+		b.WriteString(" src " + r.Src.String())
+	}
+	if r.Metric != 0 {
+		fmt.Fprintf(&b, " metric %d", r.Metric)
+	}
+	return b.String()
+}
+
+// Rule is one policy routing rule.
+type Rule struct {
+	Family     int
+	Priority   int
+	Table      int
+	Src, Dst   netip.Prefix // zero = all
+	Mark, Mask uint32
+	HasMark    bool
+	UIDRange   string // "1000-1000", "" = any
+	IifName    string
+	OifName    string
+	Action     string // lookup, goto, nop, unreachable, blackhole, prohibit
+	Invert     bool   // "not": the selector is negated
+	Goto       int    // target priority of a goto rule
+	Text       string // like `ip rule` prints it, without the tab after the priority
+}
+
+// render builds Text from the fields plus selectors only `ip rule` shows.
+func (r Rule) render(extra, tail []string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d: ", r.Priority)
+	if r.Invert {
+		b.WriteString("not ")
+	}
+	if r.Src.IsValid() {
+		b.WriteString("from " + prefixText(r.Src))
+	} else {
+		b.WriteString("from all")
+	}
+	if r.Dst.IsValid() {
+		b.WriteString(" to " + prefixText(r.Dst))
+	}
+	if r.HasMark {
+		if r.Mask == 0xffffffff {
+			fmt.Fprintf(&b, " fwmark 0x%x", r.Mark)
+		} else {
+			fmt.Fprintf(&b, " fwmark 0x%x/0x%x", r.Mark, r.Mask)
+		}
+	}
+	if r.IifName != "" {
+		b.WriteString(" iif " + r.IifName)
+	}
+	if r.OifName != "" {
+		b.WriteString(" oif " + r.OifName)
+	}
+	if r.UIDRange != "" {
+		b.WriteString(" uidrange " + r.UIDRange)
+	}
+	for _, e := range extra {
+		b.WriteString(" " + e)
+	}
+	switch r.Action {
+	case "lookup":
+		b.WriteString(" lookup " + TableName(r.Table))
+	case "goto":
+		fmt.Fprintf(&b, " goto %d", r.Goto)
+	default:
+		b.WriteString(" " + r.Action)
+	}
+	for _, e := range tail {
+		b.WriteString(" " + e)
+	}
+	return b.String()
+}
+
+// prefixText prints a host prefix without its length, as iproute2 does.
+func prefixText(p netip.Prefix) string {
+	if p.IsSingleIP() {
+		return p.Addr().String()
+	}
+	return p.String()
+}
+
+// Link is a network interface.
+type Link struct {
+	Index        int
+	Name         string
+	Up           bool // IFF_UP (administratively up)
+	HardwareAddr net.HardwareAddr
+	Kind         string // veth, bridge, vrf, ... ("" for physical devices)
+	Master       int    // ifindex of the master (bridge, bond, vrf), 0 = none
+}
+
+// Addr is an interface address; Prefix holds the local address with the
+// connected prefix length.
+type Addr struct {
+	Ifindex int
+	Prefix  netip.Prefix
+	Scope   string // global, site, link, host, nowhere
+	Flags   string // space-separated, as `ip addr` prints them (permanent, tentative, dadfailed, ...)
+}
+
+// Neighbor is an ARP / NDP cache entry.
+type Neighbor struct {
+	Ifindex int
+	Dev     string
+	IP      netip.Addr
+	LLAddr  net.HardwareAddr
+	State   string // REACHABLE, STALE, DELAY, PROBE, FAILED, INCOMPLETE, PERMANENT, NOARP, NONE
+	Router  bool   // NTF_ROUTER: the neighbour said it is a router (IPv6 NA R flag)
+}
+
+// State is the routing state of one namespace.
+type State struct {
+	Routes    []Route
+	Rules     []Rule
+	Links     []Link
+	Addrs     []Addr
+	Neighbors []Neighbor
+}
+
+var tableNames = map[int]string{
+	unix.RT_TABLE_UNSPEC:  "unspec",
+	unix.RT_TABLE_COMPAT:  "compat",
+	unix.RT_TABLE_DEFAULT: "default",
+	unix.RT_TABLE_MAIN:    "main",
+	unix.RT_TABLE_LOCAL:   "local",
+}
+
+// TableName is the iproute2 name of a table id ("main", "local", or the number).
+func TableName(id int) string {
+	if n, ok := tableNames[id]; ok {
+		return n
+	}
+	return strconv.Itoa(id)
+}
+
+var routeTypes = []string{
+	unix.RTN_UNSPEC:      "unspec",
+	unix.RTN_UNICAST:     "unicast",
+	unix.RTN_LOCAL:       "local",
+	unix.RTN_BROADCAST:   "broadcast",
+	unix.RTN_ANYCAST:     "anycast",
+	unix.RTN_MULTICAST:   "multicast",
+	unix.RTN_BLACKHOLE:   "blackhole",
+	unix.RTN_UNREACHABLE: "unreachable",
+	unix.RTN_PROHIBIT:    "prohibit",
+	unix.RTN_THROW:       "throw",
+	unix.RTN_NAT:         "nat",
+	unix.RTN_XRESOLVE:    "xresolve",
+}
+
+func routeTypeName(t uint8) string {
+	if int(t) < len(routeTypes) {
+		return routeTypes[t]
+	}
+	return strconv.Itoa(int(t))
+}
+
+var protoNames = map[uint8]string{
+	unix.RTPROT_UNSPEC:     "unspec",
+	unix.RTPROT_REDIRECT:   "redirect",
+	unix.RTPROT_KERNEL:     "kernel",
+	unix.RTPROT_BOOT:       "boot",
+	unix.RTPROT_STATIC:     "static",
+	unix.RTPROT_RA:         "ra",
+	unix.RTPROT_DHCP:       "dhcp",
+	unix.RTPROT_ZEBRA:      "zebra",
+	unix.RTPROT_BIRD:       "bird",
+	unix.RTPROT_KEEPALIVED: "keepalived",
+	unix.RTPROT_BGP:        "bgp",
+	unix.RTPROT_OSPF:       "ospf",
+	unix.RTPROT_ISIS:       "isis",
+	unix.RTPROT_BABEL:      "babel",
+}
+
+func protoName(p uint8) string {
+	if n, ok := protoNames[p]; ok {
+		return n
+	}
+	return strconv.Itoa(int(p))
+}
+
+func scopeName(s uint8) string {
+	switch s {
+	case unix.RT_SCOPE_UNIVERSE:
+		return "global"
+	case unix.RT_SCOPE_SITE:
+		return "site"
+	case unix.RT_SCOPE_LINK:
+		return "link"
+	case unix.RT_SCOPE_HOST:
+		return "host"
+	case unix.RT_SCOPE_NOWHERE:
+		return "nowhere"
+	}
+	return strconv.Itoa(int(s))
+}
+
+var addrFlagNames = []struct {
+	bit  uint32
+	name string
+}{
+	{unix.IFA_F_SECONDARY, "secondary"},
+	{unix.IFA_F_NODAD, "nodad"},
+	{unix.IFA_F_OPTIMISTIC, "optimistic"},
+	{unix.IFA_F_DADFAILED, "dadfailed"},
+	{unix.IFA_F_HOMEADDRESS, "home"},
+	{unix.IFA_F_DEPRECATED, "deprecated"},
+	{unix.IFA_F_TENTATIVE, "tentative"},
+	{unix.IFA_F_PERMANENT, "permanent"},
+	{unix.IFA_F_MANAGETEMPADDR, "mngtmpaddr"},
+	{unix.IFA_F_NOPREFIXROUTE, "noprefixroute"},
+	{unix.IFA_F_MCAUTOJOIN, "autojoin"},
+	{unix.IFA_F_STABLE_PRIVACY, "stable-privacy"},
+}
+
+func addrFlagsText(f uint32) string {
+	var out []string
+	for _, n := range addrFlagNames {
+		if f&n.bit != 0 {
+			out = append(out, n.name)
+		}
+	}
+	return strings.Join(out, " ")
+}
+
+var neighStates = []struct {
+	bit  uint16
+	name string
+}{
+	{unix.NUD_INCOMPLETE, "INCOMPLETE"},
+	{unix.NUD_REACHABLE, "REACHABLE"},
+	{unix.NUD_STALE, "STALE"},
+	{unix.NUD_DELAY, "DELAY"},
+	{unix.NUD_PROBE, "PROBE"},
+	{unix.NUD_FAILED, "FAILED"},
+	{unix.NUD_NOARP, "NOARP"},
+	{unix.NUD_PERMANENT, "PERMANENT"},
+}
+
+func neighStateText(s uint16) string {
+	if s == 0 {
+		return "NONE"
+	}
+	var out []string
+	for _, n := range neighStates {
+		if s&n.bit != 0 {
+			out = append(out, n.name)
+		}
+	}
+	return strings.Join(out, " ")
+}
+
+var ruleActions = map[uint8]string{
+	unix.FR_ACT_TO_TBL:      "lookup",
+	unix.FR_ACT_GOTO:        "goto",
+	unix.FR_ACT_NOP:         "nop",
+	unix.FR_ACT_BLACKHOLE:   "blackhole",
+	unix.FR_ACT_UNREACHABLE: "unreachable",
+	unix.FR_ACT_PROHIBIT:    "prohibit",
+}
+
+func ruleActionName(a uint8) string {
+	if n, ok := ruleActions[a]; ok {
+		return n
+	}
+	return "action " + strconv.Itoa(int(a))
+}
+
+// errnoText is strerror without the Go-specific lower-case form, so that the
+// text matches what `ip route get` prints ("No route to host").
+func errnoText(e syscall.Errno) string {
+	s := e.Error()
+	if s == "" {
+		return s
+	}
+	return strings.ToUpper(s[:1]) + s[1:]
+}
