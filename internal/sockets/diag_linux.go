@@ -32,45 +32,59 @@ const (
 // Drops). The kernel adds the mark when the caller has CAP_NET_ADMIN. The
 // netlink socket is created in the calling thread's namespace.
 func Dump(families []uint8, states uint32) ([]Socket, error) {
-	raw, err := dumpRaw(families, states)
-	if err != nil {
-		return nil, err
-	}
-	return ParseMessages(raw)
+	var out []Socket
+	err := dump(families, states, func(msg []byte) error {
+		s, err := parseDiagMsg(msg[sizeofNlMsghdr:])
+		if err != nil {
+			return err
+		}
+		out = append(out, s)
+		return nil
+	})
+	return out, err
 }
 
 // dumpRaw returns the reply messages of all families concatenated, exactly
 // as received, so tests can record them.
 func dumpRaw(families []uint8, states uint32) ([]byte, error) {
+	var out []byte
+	err := dump(families, states, func(msg []byte) error {
+		out = append(out, msg...)
+		return nil
+	})
+	return out, err
+}
+
+// dump sends one request per family and hands each diag message (header
+// included, padding excluded) to fn; fn must not keep msg.
+func dump(families []uint8, states uint32, fn func(msg []byte) error) error {
 	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_SOCK_DIAG)
 	if err != nil {
-		return nil, fmt.Errorf("sock_diag: netlink socket: %w", err)
+		return fmt.Errorf("sock_diag: netlink socket: %w", err)
 	}
 	defer unix.Close(fd)
 	tv := unix.NsecToTimeval(recvTimeout.Nanoseconds())
 	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
-		return nil, fmt.Errorf("sock_diag: set receive timeout: %w", err)
+		return fmt.Errorf("sock_diag: set receive timeout: %w", err)
 	}
 	if err := unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
-		return nil, fmt.Errorf("sock_diag: bind: %w", err)
+		return fmt.Errorf("sock_diag: bind: %w", err)
 	}
-	var out []byte
 	buf := make([]byte, recvBufSize)
 	for i, fam := range families {
 		if fam != unix.AF_INET && fam != unix.AF_INET6 {
-			return nil, fmt.Errorf("sock_diag: family %d is neither AF_INET nor AF_INET6", fam)
+			return fmt.Errorf("sock_diag: family %d is neither AF_INET nor AF_INET6", fam)
 		}
 		seq := uint32(i + 1)
 		req := buildRequest(fam, states, seq)
 		if err := unix.Sendto(fd, req, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
-			return nil, fmt.Errorf("sock_diag: send %s dump request: %w", familyName(fam), err)
+			return fmt.Errorf("sock_diag: send %s dump request: %w", familyName(fam), err)
 		}
-		out, err = receiveDump(fd, buf, seq, out)
-		if err != nil {
-			return nil, fmt.Errorf("sock_diag: %s dump: %w", familyName(fam), err)
+		if err := receiveDump(fd, buf, seq, fn); err != nil {
+			return fmt.Errorf("sock_diag: %s dump: %w", familyName(fam), err)
 		}
 	}
-	return out, nil
+	return nil
 }
 
 func buildRequest(family uint8, states, seq uint32) []byte {
@@ -91,8 +105,8 @@ func buildRequest(family uint8, states, seq uint32) []byte {
 	return b
 }
 
-// receiveDump appends the messages answering seq to out until NLMSG_DONE.
-func receiveDump(fd int, buf []byte, seq uint32, out []byte) ([]byte, error) {
+// receiveDump passes the diag messages answering seq to fn until NLMSG_DONE.
+func receiveDump(fd int, buf []byte, seq uint32, fn func([]byte) error) error {
 	ne := binary.NativeEndian
 	for {
 		n, _, err := unix.Recvfrom(fd, buf, 0)
@@ -101,9 +115,9 @@ func receiveDump(fd int, buf []byte, seq uint32, out []byte) ([]byte, error) {
 				continue
 			}
 			if errors.Is(err, unix.EAGAIN) {
-				return nil, fmt.Errorf("no reply within %s", recvTimeout)
+				return fmt.Errorf("no reply within %s", recvTimeout)
 			}
-			return nil, fmt.Errorf("receive: %w", err)
+			return fmt.Errorf("receive: %w", err)
 		}
 		b := buf[:n]
 		// Walk the headers only to find the end and errors; ParseMessages
@@ -114,7 +128,7 @@ func receiveDump(fd int, buf []byte, seq uint32, out []byte) ([]byte, error) {
 			typ := ne.Uint16(b[off+4:])
 			mseq := ne.Uint32(b[off+8:])
 			if l < sizeofNlMsghdr || off+l > len(b) {
-				return nil, fmt.Errorf("malformed netlink message (length %d at offset %d of %d)", l, off, len(b))
+				return fmt.Errorf("malformed netlink message (length %d at offset %d of %d)", l, off, len(b))
 			}
 			if mseq == seq {
 				switch typ {
@@ -122,23 +136,25 @@ func receiveDump(fd int, buf []byte, seq uint32, out []byte) ([]byte, error) {
 					done = true
 					if l >= sizeofNlMsghdr+4 {
 						if e := int32(ne.Uint32(b[off+sizeofNlMsghdr:])); e < 0 {
-							return nil, fmt.Errorf("dump interrupted: %w", unix.Errno(-e))
+							return fmt.Errorf("dump interrupted: %w", unix.Errno(-e))
 						}
 					}
 				case unix.NLMSG_ERROR:
 					if l >= sizeofNlMsghdr+4 {
 						if e := int32(ne.Uint32(b[off+sizeofNlMsghdr:])); e < 0 {
-							return nil, explainErrno(unix.Errno(-e))
+							return explainErrno(unix.Errno(-e))
 						}
 					}
-				default:
-					out = append(out, b[off:off+l]...)
+				case unix.SOCK_DIAG_BY_FAMILY:
+					if err := fn(b[off : off+l]); err != nil {
+						return err
+					}
 				}
 			}
 			off += nlmsgAlign(l)
 		}
 		if done {
-			return out, nil
+			return nil
 		}
 	}
 }
