@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"testing"
 	"time"
 
 	"github.com/synscope/synscope/internal/netns"
@@ -151,6 +152,11 @@ func (l *lab) startAgent(ctx context.Context, t *netns.Target, spec agentSpec) e
 	defer logf.Close()
 	_ = os.Remove(spec.PidFile)
 	cmd := exec.Command(exe)
+	if testing.Testing() {
+		// A test binary whose TestMain forgot MaybeRunAgent must not
+		// run its whole suite inside a lab namespace: make it run none.
+		cmd.Args = append(cmd.Args, "-test.run=^$", "-test.count=1")
+	}
 	cmd.Env = append(os.Environ(), agentEnv+"="+string(b), prefixEnv+"="+l.prefix)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Dir = "/"
@@ -173,7 +179,11 @@ func (l *lab) startAgent(ctx context.Context, t *netns.Target, spec agentSpec) e
 		select {
 		case err := <-exited:
 			log, _ := os.ReadFile(logPath)
-			return fmt.Errorf("lab agent %s exited before ready (%v): %s", spec.Kind, err, strings.TrimSpace(string(log)))
+			msg := strings.Join(strings.Fields(string(log)), " ")
+			if testing.Testing() && err == nil {
+				msg += " (does this test package's TestMain call lab.MaybeRunAgent() first?)"
+			}
+			return fmt.Errorf("lab agent %s exited before ready (%v): %s", spec.Kind, err, msg)
 		case <-deadline.C:
 			_ = cmd.Process.Kill()
 			return fmt.Errorf("lab agent %s: not ready after 10s", spec.Kind)

@@ -344,9 +344,9 @@ var faultChecks = map[string]faultCheck{
 	"backlog-capped":          {dialOK: true, zero: []string{"TcpExtListenDrops"}, extra: checkSomaxconn},
 	"syn-queue-overflow":      {positive: []string{"TcpExtTCPReqQFullDrop", "TcpExtListenDrops"}},
 	"syn-flood-cookies":       {dialOK: true, positive: []string{"TcpExtTCPReqQFullDoCookies", "TcpExtSyncookiesSent"}},
-	"firewall-drop-syn":       {nftChain: "input", zero: []string{"TcpPassiveOpens"}},
+	"firewall-drop-syn":       {nftChain: "input"},
 	"firewall-drop-synack":    {nftChain: "output", positive: []string{"TcpExtTCPTimeouts"}, zero: []string{"TcpExtTCPSynRetrans"}},
-	"firewall-reject":         {nftChain: "input", zero: []string{"TcpPassiveOpens"}},
+	"firewall-reject":         {nftChain: "input"},
 	"rp-filter-strict":        {positive: []string{"TcpExtIPReversePathFilter"}},
 	"no-listener":             {positive: []string{"TcpOutRsts"}},
 	"listener-wrong-address":  {positive: []string{"TcpOutRsts"}},
@@ -495,4 +495,43 @@ func runFaultScenario(s Scenario, prefix string) (res struct {
 		}
 	}
 	return res
+}
+
+// TestAgentsExitWhenLabGone: agents notice their namespace was deleted
+// behind the lab's back (ip netns del, a crashed Down) and exit by themselves.
+func TestAgentsExitWhenLabGone(t *testing.T) {
+	needRoot(t)
+	prefix := testPrefix("g")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := Up(ctx, "syn-flood-cookies", Options{Prefix: prefix}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = Down(prefix) })
+	agents := AgentStatus(prefix)
+	if len(agents) != 3 {
+		t.Fatalf("want listener, client and syngen, got %+v", agents)
+	}
+	for _, ns := range []string{prefix + "-cli", prefix + "-rtr", prefix + "-srv"} {
+		tg, err := netns.Open(ns)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := tg.Delete(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := waitFor(4*time.Second, func() error {
+		for _, a := range agents {
+			if alive(a.PID) {
+				return fmt.Errorf("agent %s (pid %d) still running", a.Name, a.PID)
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Error(err)
+	}
+	if err := Down(prefix); err != nil {
+		t.Errorf("Down after the namespaces vanished: %v", err)
+	}
 }
