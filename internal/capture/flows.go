@@ -109,8 +109,9 @@ type flowKey struct {
 // flow costs only the map slot.
 type flowState struct {
 	Flow
-	mac    [6]byte
-	hasMAC bool
+	mac     [6]byte
+	hasMAC  bool
+	replyIf int // interface of the first SYN-ACK/RST counted, 0 before
 }
 
 // seen is how the read loop describes where a packet was observed.
@@ -147,12 +148,15 @@ func (t *table) portWanted(p uint16) bool {
 	return len(t.ports) == 0 || slices.Contains(t.ports, p)
 }
 
-// add accounts one decoded packet. Rules that keep a forwarding namespace
-// (which sees a SYN arrive on one interface and leave on another) from
-// counting it twice: a SYN counts only in the direction and on the
+// add accounts one decoded packet. A packet can be seen more than once: a
+// forwarding namespace sees a SYN arrive on one interface and leave on
+// another, and stacked devices (vlan, bridge, bond) show it on the upper
+// and the lower device. So: a SYN counts only in the direction and on the
 // interface where the flow was first seen; a reply (SYN-ACK, server RST)
-// only in the opposite direction; a client RST only in the same direction.
-// On loopback the direction is ignored since each packet is seen once.
+// only in the opposite direction and on the interface of the first reply,
+// which need not be the SYN's (asymmetric routing); a client RST only in
+// the SYN's direction. On loopback each packet is seen once (the filter
+// drops the outgoing copy), and its direction means nothing.
 func (t *table) add(p *Packet, s seen) {
 	t.packets++
 	dir := Inbound
@@ -192,6 +196,14 @@ func (t *table) add(p *Packet, s seen) {
 		if i, ok := t.index[flowKey{client: p.Dst, server: p.Src}]; ok {
 			f := &t.flows[i]
 			if !s.loopback && f.Dir == dir {
+				return
+			}
+			// Stacked devices (vlan on a NIC, bridge and port, bond and
+			// slave) show one reply once per device: count it on the
+			// first device it was seen on only.
+			if f.replyIf == 0 {
+				f.replyIf = s.ifindex
+			} else if f.replyIf != s.ifindex {
 				return
 			}
 			if p.RST() {
