@@ -336,9 +336,9 @@ func parseRule(p []byte) Rule {
 		Invert: flags&unix.FIB_RULE_INVERT != 0,
 	}
 	dstLen, srcLen, tos := int(p[1]), int(p[2]), p[3]
-	var extra, tail []string
+	var x ruleExtras
 	if tos != 0 {
-		extra = append(extra, fmt.Sprintf("tos 0x%x", tos))
+		x.tos = fmt.Sprintf("0x%02x", tos)
 	}
 	var src, dst netip.Addr
 	maskSeen := false
@@ -370,19 +370,19 @@ func parseRule(p []byte) Rule {
 			}
 		case unix.FRA_IP_PROTO:
 			if len(d) >= 1 {
-				extra = append(extra, "ipproto "+ipProtoName(d[0]))
+				x.ipproto = "ipproto " + ipProtoName(d[0])
 			}
 		case unix.FRA_SPORT_RANGE, unix.FRA_DPORT_RANGE:
 			if len(d) >= 4 {
-				name := "sport "
-				if t == unix.FRA_DPORT_RANGE {
-					name = "dport "
-				}
 				lo, hi := ne.Uint16(d), ne.Uint16(d[2:])
-				if lo == hi {
-					extra = append(extra, name+strconv.Itoa(int(lo)))
+				v := strconv.Itoa(int(lo))
+				if lo != hi {
+					v = fmt.Sprintf("%d-%d", lo, hi)
+				}
+				if t == unix.FRA_DPORT_RANGE {
+					x.dport = "dport " + v
 				} else {
-					extra = append(extra, fmt.Sprintf("%s%d-%d", name, lo, hi))
+					x.sport = "sport " + v
 				}
 			}
 		case unix.FRA_L3MDEV:
@@ -407,9 +407,9 @@ func parseRule(p []byte) Rule {
 		r.OifName += " [detached]"
 	}
 	if suppress >= 0 {
-		tail = append(tail, "suppress_prefixlength "+strconv.Itoa(suppress))
+		x.suppress = strconv.Itoa(suppress)
 	}
-	r.Text = r.render(extra, tail)
+	r.Text = r.render(x)
 	if l3mdev && r.Action == "lookup" {
 		r.Text = replaceLookup(r.Text, TableName(r.Table), "[l3mdev-table]")
 	}

@@ -454,6 +454,21 @@ func TestCollectKernel(t *testing.T) {
 		if err := h.RuleAdd(r); err != nil {
 			return err
 		}
+		r = netlink.NewRule()
+		r.Family, r.Priority, r.Table, r.Invert, r.Tos = unix.AF_INET, 5, unix.RT_TABLE_MAIN, true, 0x10
+		r.Dst = prefixNet(netip.MustParsePrefix("192.0.2.0/24"))
+		r.IifName, r.IPProto = "eth0", unix.IPPROTO_TCP
+		r.Sport, r.Dport = netlink.NewRulePortRange(1000, 2000), netlink.NewRulePortRange(80, 80)
+		r.SuppressPrefixlen = 0
+		if err := h.RuleAdd(r); err != nil {
+			return err
+		}
+		r = netlink.NewRule()
+		r.Family, r.Priority, r.Goto = unix.AF_INET6, 6, 101
+		r.OifName = "s0"
+		if err := h.RuleAdd(r); err != nil {
+			return err
+		}
 		return h.NeighAdd(&netlink.Neigh{LinkIndex: n.s0, IP: net.ParseIP("10.77.0.9"), HardwareAddr: net.HardwareAddr{2, 0, 0, 0, 0, 9}, State: netlink.NUD_PERMANENT})
 	})
 	s := n.collect(t)

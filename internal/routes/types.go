@@ -194,8 +194,13 @@ type Rule struct {
 	Text       string // like `ip rule` prints it, without the tab after the priority
 }
 
-// render builds Text from the fields plus selectors only `ip rule` shows.
-func (r Rule) render(extra, tail []string) string {
+// ruleExtras are selectors `ip rule` shows that Rule has no field for.
+type ruleExtras struct {
+	tos, ipproto, sport, dport, suppress string
+}
+
+// render builds Text in iproute2's order (ip/iprule.c print_rule).
+func (r Rule) render(x ruleExtras) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%d: ", r.Priority)
 	if r.Invert {
@@ -208,6 +213,9 @@ func (r Rule) render(extra, tail []string) string {
 	}
 	if r.Dst.IsValid() {
 		b.WriteString(" to " + prefixText(r.Dst))
+	}
+	if x.tos != "" {
+		b.WriteString(" tos " + x.tos)
 	}
 	if r.HasMark {
 		if r.Mask == 0xffffffff {
@@ -225,8 +233,10 @@ func (r Rule) render(extra, tail []string) string {
 	if r.UIDRange != "" {
 		b.WriteString(" uidrange " + r.UIDRange)
 	}
-	for _, e := range extra {
-		b.WriteString(" " + e)
+	for _, e := range []string{x.ipproto, x.sport, x.dport} {
+		if e != "" {
+			b.WriteString(" " + e)
+		}
 	}
 	switch r.Action {
 	case "lookup":
@@ -236,8 +246,8 @@ func (r Rule) render(extra, tail []string) string {
 	default:
 		b.WriteString(" " + r.Action)
 	}
-	for _, e := range tail {
-		b.WriteString(" " + e)
+	if x.suppress != "" {
+		b.WriteString(" suppress_prefixlength " + x.suppress)
 	}
 	return b.String()
 }
