@@ -2,14 +2,113 @@ package main
 
 import (
 	"errors"
+	"fmt"
+	"os"
 
 	"github.com/spf13/cobra"
+
+	"github.com/synscope/synscope/internal/pcap"
+	"github.com/synscope/synscope/internal/report"
 )
 
 func newPcapCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:   "pcap",
-		Short: "(pcap: not built yet)",
-		RunE:  func(*cobra.Command, []string) error { return errors.New("pcap is not implemented yet") },
+	var (
+		asJSON, table, verify  bool
+		filter, client, server string
+		htmlOut, annotateOut   string
+		ladder                 int
+	)
+	cmd := &cobra.Command{
+		Use:   "pcap FILE | pcap --client A.pcap --server B.pcap",
+		Short: "Analyse TCP handshakes in a capture, or compare client-side and server-side captures",
+		Long: "pcap reads a pcap/pcapng capture and gives each TCP connection Zeek's conn_state and history plus a\n" +
+			"finer verdict (SYN timed out, refused, ICMP unreachable, SYN-ACK unanswered, ACK instead of SYN-ACK, ...)\n" +
+			"mapped to the cause catalog. With --client and --server it pairs the same connections in two captures\n" +
+			"(across NAT and clock offset) and says where each one died.",
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			cfg := pcap.Config{VerifyChecksums: verify}
+			if filter != "" {
+				f, err := pcap.ParseFilter(filter)
+				if err != nil {
+					return err
+				}
+				cfg.Filter = f
+			}
+			out := c.OutOrStdout()
+			if client != "" || server != "" {
+				if client == "" || server == "" || len(args) > 0 {
+					return errors.New("comparison needs both --client and --server and no FILE")
+				}
+				cmp, err := pcap.CompareFiles(client, server, cfg)
+				if err != nil {
+					return err
+				}
+				if asJSON {
+					if err := cmp.WriteJSON(out); err != nil {
+						return err
+					}
+				} else {
+					cmp.WriteText(out)
+				}
+				if cmp.Failed() > 0 {
+					return exitError{report.ExitProblems}
+				}
+				return nil
+			}
+			if len(args) != 1 {
+				return errors.New("give a capture FILE, or --client and --server")
+			}
+			cfg.KeepPackets = ladder > 0 || htmlOut != "" || annotateOut != ""
+			rep, err := pcap.AnalyzeFile(args[0], cfg)
+			if err != nil && rep == nil {
+				return err
+			}
+			if annotateOut != "" {
+				if aerr := pcap.Annotate(args[0], annotateOut, rep.Conns); aerr != nil {
+					return aerr
+				}
+				fmt.Fprintf(os.Stderr, "wrote %s\n", annotateOut)
+			}
+			if htmlOut != "" {
+				if herr := pcap.WriteHTMLFile(htmlOut, rep, ladder); herr != nil {
+					return herr
+				}
+				fmt.Fprintf(os.Stderr, "wrote %s\n", htmlOut)
+			}
+			switch {
+			case asJSON:
+				if jerr := rep.WriteJSON(out); jerr != nil {
+					return jerr
+				}
+			case ladder > 0:
+				conn := rep.Conn(ladder)
+				if conn == nil {
+					return fmt.Errorf("no connection %d (the capture has %d)", ladder, len(rep.Conns))
+				}
+				pcap.Ladder(out, conn)
+			default:
+				rep.WriteText(out, table)
+			}
+			if err != nil {
+				// Truncated capture: the report above covers what was read.
+				return err
+			}
+			if rep.Summary.Failed > 0 {
+				return exitError{report.ExitProblems}
+			}
+			return nil
+		},
 	}
+	f := cmd.Flags()
+	f.BoolVar(&asJSON, "json", false, "print JSON")
+	f.BoolVar(&table, "table", false, "list every connection")
+	f.StringVar(&filter, "filter", "", `keep packets matching hosts/ports, e.g. "10.0.0.1", "port 443", "10.0.0.1:443", "10.0.0.0/8,22"`)
+	f.BoolVar(&verify, "verify-checksums", false, "drop bad-checksum packets as Zeek does without -C (off: endpoint captures carry offloaded checksums)")
+	f.IntVar(&ladder, "ladder", 0, "draw a ladder diagram of connection `N` (IDs from --table)")
+	f.StringVar(&htmlOut, "html", "", "write an HTML report with SVG ladders to `FILE` (connection --ladder N, else the failed ones)")
+	f.StringVar(&annotateOut, "annotate", "", "write the input as pcapng with a comment on each packet stating its verdict to `FILE`")
+	f.StringVar(&client, "client", "", "client-side capture (with --server)")
+	f.StringVar(&server, "server", "", "server-side capture (with --client)")
+	return cmd
 }

@@ -1,0 +1,308 @@
+package pcap
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/synscope/synscope/internal/causes"
+	"github.com/synscope/synscope/internal/pcap/decode"
+)
+
+// Report is the result of analysing one capture.
+type Report struct {
+	File    string      `json:"file"`
+	Stats   Stats       `json:"stats"`
+	Summary Summary     `json:"summary"`
+	Conns   []*Conn     `json:"connections"`
+	Error   string      `json:"error,omitempty"`
+	Causes  []causes.ID `json:"causes,omitempty"`
+}
+
+// Count is a named counter.
+type Count struct {
+	Name  string `json:"name"`
+	Count int    `json:"count"`
+}
+
+// Summary aggregates verdicts.
+type Summary struct {
+	Connections int     `json:"connections"`
+	ByVerdict   []Count `json:"by_verdict"`
+	ByState     []Count `json:"by_conn_state"`
+	// WorstPeers and WorstPorts rank responders by failed handshakes.
+	WorstPeers []Count `json:"worst_peers,omitempty"`
+	WorstPorts []Count `json:"worst_ports,omitempty"`
+	Failed     int     `json:"failed"`
+}
+
+// Failed reports whether the verdict means the handshake did not complete.
+func (v Verdict) Failed() bool {
+	switch v {
+	case VerdictEstablished, VerdictMidstream, VerdictOneDirection, VerdictClientAbort:
+		return false
+	}
+	return true
+}
+
+// Summarizer accumulates a Summary without keeping connections.
+type Summarizer struct {
+	n       int
+	failed  int
+	verdict map[string]int
+	state   map[string]int
+	peers   map[string]int
+	ports   map[string]int
+	causes  map[causes.ID]bool
+}
+
+// NewSummarizer returns an empty Summarizer.
+func NewSummarizer() *Summarizer {
+	return &Summarizer{verdict: map[string]int{}, state: map[string]int{}, peers: map[string]int{}, ports: map[string]int{}, causes: map[causes.ID]bool{}}
+}
+
+// Add counts one connection.
+func (s *Summarizer) Add(c *Conn) {
+	s.n++
+	s.verdict[string(c.Verdict)]++
+	s.state[c.ConnState]++
+	if c.Cause != "" {
+		s.causes[c.Cause] = true
+	}
+	if c.Verdict.Failed() {
+		s.failed++
+		srv, port := c.ServerEnd()
+		s.peers[srv]++
+		s.ports[fmt.Sprint(port)]++
+	}
+}
+
+// ServerEnd returns the server address and port in synscope's view (the
+// receiver of the first SYN; Zeek's responder otherwise).
+func (c *Conn) ServerEnd() (string, uint16) {
+	if c.ClientIsOrig {
+		return c.RespH, c.RespP
+	}
+	return c.OrigH, c.OrigP
+}
+
+// ClientEnd returns the client address and port.
+func (c *Conn) ClientEnd() (string, uint16) {
+	if c.ClientIsOrig {
+		return c.OrigH, c.OrigP
+	}
+	return c.RespH, c.RespP
+}
+
+func ranked(m map[string]int, limit int) []Count {
+	out := make([]Count, 0, len(m))
+	for k, v := range m {
+		out = append(out, Count{k, v})
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Count != out[j].Count {
+			return out[i].Count > out[j].Count
+		}
+		return out[i].Name < out[j].Name
+	})
+	if limit > 0 && len(out) > limit {
+		out = out[:limit]
+	}
+	return out
+}
+
+// Summary returns the totals so far.
+func (s *Summarizer) Summary() Summary {
+	return Summary{Connections: s.n, Failed: s.failed, ByVerdict: ranked(s.verdict, 0), ByState: ranked(s.state, 0),
+		WorstPeers: ranked(s.peers, 5), WorstPorts: ranked(s.ports, 5)}
+}
+
+// Causes lists the catalog causes seen, sorted.
+func (s *Summarizer) Causes() []causes.ID {
+	out := make([]causes.ID, 0, len(s.causes))
+	for c := range s.causes {
+		out = append(out, c)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out
+}
+
+// NewReport builds a report from analysed connections.
+func NewReport(file string, conns []*Conn, st Stats, err error) *Report {
+	s := NewSummarizer()
+	for _, c := range conns {
+		s.Add(c)
+	}
+	r := &Report{File: file, Stats: st, Summary: s.Summary(), Conns: conns, Causes: s.Causes()}
+	if r.Conns == nil {
+		r.Conns = []*Conn{}
+	}
+	if err != nil {
+		r.Error = err.Error()
+	}
+	return r
+}
+
+// WriteJSON writes the report as indented JSON.
+func (r *Report) WriteJSON(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(r); err != nil {
+		return fmt.Errorf("encode report: %w", err)
+	}
+	return nil
+}
+
+// WriteText writes the summary; with table it lists every connection.
+func (r *Report) WriteText(w io.Writer, table bool) {
+	s := r.Summary
+	fmt.Fprintf(w, "%s: %d packets, %d TCP, %d connections, %d failed handshakes\n",
+		r.File, r.Stats.Packets, r.Stats.TCP, s.Connections, s.Failed)
+	if r.Stats.Duplicates > 0 || r.Stats.BadTCPCsum > 0 || r.Stats.BadIPCsum > 0 || r.Stats.Undecoded > 0 {
+		fmt.Fprintf(w, "  capture duplicates %d, bad TCP checksums %d, bad IPv4 checksums %d, undecodable frames %d\n",
+			r.Stats.Duplicates, r.Stats.BadTCPCsum, r.Stats.BadIPCsum, r.Stats.Undecoded)
+	}
+	fmt.Fprintln(w, "\nBy verdict:")
+	for _, c := range s.ByVerdict {
+		fmt.Fprintf(w, "  %-24s %d\n", c.Name, c.Count)
+	}
+	fmt.Fprint(w, "By Zeek conn_state:")
+	for _, c := range s.ByState {
+		fmt.Fprintf(w, " %s=%d", c.Name, c.Count)
+	}
+	fmt.Fprintln(w)
+	if len(s.WorstPeers) > 0 {
+		fmt.Fprint(w, "Worst servers (failed handshakes):")
+		for _, c := range s.WorstPeers {
+			fmt.Fprintf(w, " %s(%d)", c.Name, c.Count)
+		}
+		fmt.Fprint(w, "\nWorst ports:")
+		for _, c := range s.WorstPorts {
+			fmt.Fprintf(w, " %s(%d)", c.Name, c.Count)
+		}
+		fmt.Fprintln(w)
+	}
+	for _, id := range r.Causes {
+		if cz, ok := causes.Lookup(id); ok {
+			fmt.Fprintf(w, "Cause %s: %s\n  fix: %s\n", id, cz.Title, cz.Fix)
+		}
+	}
+	if table {
+		fmt.Fprintln(w)
+		WriteTable(w, r.Conns)
+	}
+	if r.Error != "" {
+		fmt.Fprintf(w, "\nerror: %s\n", r.Error)
+	}
+}
+
+// WriteTable lists connections one per line.
+func WriteTable(w io.Writer, conns []*Conn) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tSTART\tCLIENT\tSERVER\tSTATE\tHISTORY\tVERDICT\tSYNS\tRTT\tCAUSE")
+	for _, c := range conns {
+		cli, cp := c.ClientEnd()
+		srv, sp := c.ServerEnd()
+		rtt := "-"
+		if c.HandshakeRTT != nil {
+			rtt = fmtDur(*c.HandshakeRTT)
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", c.ID,
+			time.Unix(0, int64(c.TS*1e9)).UTC().Format("15:04:05.000000"),
+			hostPort(cli, cp), hostPort(srv, sp), c.ConnState, c.History, c.Verdict, c.SynAttempts, rtt, c.Cause)
+	}
+	_ = tw.Flush()
+}
+
+func hostPort(h string, p uint16) string {
+	if strings.Contains(h, ":") {
+		return fmt.Sprintf("[%s]:%d", h, p)
+	}
+	return fmt.Sprintf("%s:%d", h, p)
+}
+
+func fmtDur(sec float64) string {
+	return time.Duration(sec * 1e9).Round(time.Microsecond).String()
+}
+
+// FlagString renders TCP flags the way tcpdump does ("S.", "R.", "P.").
+func FlagString(f uint8) string {
+	var b strings.Builder
+	for _, x := range []struct {
+		bit uint8
+		c   byte
+	}{{decode.SYN, 'S'}, {decode.FIN, 'F'}, {decode.RST, 'R'}, {decode.PSH, 'P'}, {decode.URG, 'U'}} {
+		if f&x.bit != 0 {
+			b.WriteByte(x.c)
+		}
+	}
+	if f&decode.ACK != 0 {
+		b.WriteByte('.')
+	}
+	if b.Len() == 0 {
+		return "none"
+	}
+	return b.String()
+}
+
+// Ladder draws a connection's packets as a text sequence diagram.
+func Ladder(w io.Writer, c *Conn) {
+	cli, cp := c.ClientEnd()
+	srv, sp := c.ServerEnd()
+	left, right := hostPort(cli, cp), hostPort(srv, sp)
+	fmt.Fprintf(w, "Connection %d: %s  (conn_state %s, history %s)\n", c.ID, c.Verdict, c.ConnState, c.History)
+	if c.Detail != "" {
+		fmt.Fprintf(w, "  %s\n", c.Detail)
+	}
+	fmt.Fprintf(w, "%12s  %-24s %28s %s\n", "time", left, "", right)
+	if len(c.Packets) == 0 {
+		fmt.Fprintln(w, "  (no packets recorded)")
+		return
+	}
+	t0 := c.Packets[0].TS
+	var isn [2]uint32
+	var haveISN [2]bool
+	for _, p := range c.Packets {
+		fromCli := p.FromOrig == c.ClientIsOrig
+		d := 0
+		if !fromCli {
+			d = 1
+		}
+		if !haveISN[d] && p.ICMP == "" {
+			isn[d], haveISN[d] = p.Seq, true
+		}
+		label := FlagString(p.Flags)
+		if p.ICMP != "" {
+			label = "ICMP " + p.ICMP
+		} else {
+			label = fmt.Sprintf("%s seq=%d", label, p.Seq-isn[d])
+			if p.Flags&decode.ACK != 0 && haveISN[1-d] {
+				label += fmt.Sprintf(" ack=%d", p.Ack-isn[1-d])
+			}
+			if p.Len > 0 {
+				label += fmt.Sprintf(" len=%d", p.Len)
+			}
+		}
+		if p.Dup {
+			label += " [dup]"
+		}
+		if p.Bad {
+			label += " [bad csum]"
+		}
+		ts := fmt.Sprintf("%+.6f", float64(p.TS-t0)/1e9)
+		const width = 50
+		if len(label) > width-6 {
+			label = label[:width-6]
+		}
+		pad := width - 4 - len(label)
+		if fromCli {
+			fmt.Fprintf(w, "%12s  |%s %s %s>|  #%d\n", ts, strings.Repeat("-", pad/2), label, strings.Repeat("-", pad-pad/2), p.Index)
+		} else {
+			fmt.Fprintf(w, "%12s  |<%s %s %s|  #%d\n", ts, strings.Repeat("-", pad/2), label, strings.Repeat("-", pad-pad/2), p.Index)
+		}
+	}
+}
