@@ -42,17 +42,17 @@ func TestInferGateway(t *testing.T) {
 		{
 			name: "1: global preferred over link-local of the same MAC", family: unix.AF_INET6, dev: "s0", hints: []net.HardwareAddr{rtrMAC},
 			state: State{Neighbors: []Neighbor{nb("fe80::1", "s0", "REACHABLE", rtrMAC, true), nb("fd77::1", "s0", "STALE", rtrMAC, true)}},
-			want: "fd77::1", how: "source MAC",
+			want:  "fd77::1", how: "source MAC",
 		},
 		{
 			name: "1: link-local only says it needs dev", family: unix.AF_INET6, dev: "s0", hints: []net.HardwareAddr{rtrMAC},
 			state: State{Neighbors: []Neighbor{nb("fe80::1", "s0", "REACHABLE", rtrMAC, true)}},
-			want: "fe80::1", how: "needs its dev",
+			want:  "fe80::1", how: "needs its dev",
 		},
 		{
 			name: "1: v4 ARP entry, v6 entries of the same MAC ignored", family: unix.AF_INET, dev: "s0", hints: []net.HardwareAddr{rtrMAC},
 			state: State{Neighbors: []Neighbor{nb("fd77::1", "s0", "REACHABLE", rtrMAC, true), nb("10.0.0.1", "s0", "STALE", rtrMAC, false)}},
-			want: "10.0.0.1", how: "source MAC",
+			want:  "10.0.0.1", how: "source MAC",
 		},
 		{
 			name: "1: FAILED entry of the hint MAC is skipped, falls to routes", family: unix.AF_INET, dev: "s0", hints: []net.HardwareAddr{rtrMAC},
@@ -65,7 +65,7 @@ func TestInferGateway(t *testing.T) {
 		{
 			name: "1: neighbour on another device does not count", family: unix.AF_INET, dev: "s0", hints: []net.HardwareAddr{rtrMAC},
 			state: State{Neighbors: []Neighbor{nb("10.1.0.1", "s1", "REACHABLE", rtrMAC, false)}},
-			how: "no IPv4 neighbour on s0 has MAC 02:00:00:00:00:01",
+			how:   "no IPv4 neighbour on s0 has MAC 02:00:00:00:00:01",
 		},
 		{
 			name: "2: router flag, upgraded to global twin", family: unix.AF_INET6, dev: "s0",
@@ -86,7 +86,7 @@ func TestInferGateway(t *testing.T) {
 		{
 			name: "2: router flag is no signal for IPv4", family: unix.AF_INET, dev: "s0",
 			state: State{Neighbors: []Neighbor{nb("fd77::1", "s0", "REACHABLE", rtrMAC, true)}},
-			how: "no IPv4 route in any table",
+			how:   "no IPv4 route in any table",
 		},
 		{
 			name: "3: most used gateway with a live neighbour wins", family: unix.AF_INET, dev: "s0",
@@ -103,7 +103,7 @@ func TestInferGateway(t *testing.T) {
 		{
 			name: "3: other family's gateway is no help", family: unix.AF_INET6, dev: "s0",
 			state: State{Routes: []Route{gwRoute(unix.AF_INET, 254, "0.0.0.0/0", "10.0.0.1", "s0")}},
-			how: "no IPv6 route in any table has a gateway on s0",
+			how:   "no IPv6 route in any table has a gateway on s0",
 		},
 		{
 			name: "3: link-local gateway upgraded through its neighbour's MAC", family: unix.AF_INET6, dev: "s0",
@@ -116,7 +116,7 @@ func TestInferGateway(t *testing.T) {
 		{
 			name: "4: EUI-64 link-local neighbour without lladdr", family: unix.AF_INET6, dev: "s0", hints: []net.HardwareAddr{mac("52:54:00:12:34:56")},
 			state: State{Neighbors: []Neighbor{nb("fe80::5054:ff:fe12:3456", "s0", "INCOMPLETE", nil, false)}},
-			want: "fe80::5054:ff:fe12:3456", how: "EUI-64",
+			want:  "fe80::5054:ff:fe12:3456", how: "EUI-64",
 		},
 		{
 			name: "nothing: How lists what was tried", family: unix.AF_INET6, dev: "s0", hints: []net.HardwareAddr{rtrMAC},
