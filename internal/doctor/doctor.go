@@ -318,12 +318,23 @@ func (r *run) peers() []Peer {
 		add(Peer{Addr: ap.Addr().Unmap(), Port: ap.Port(), Source: FromFlag})
 	}
 	if r.ev.Capture != nil {
+		// One replay per client and server address: the client port does
+		// not change the route unless a rule matches on ports, which the
+		// first flow's lookup would show anyway.
+		byClient := map[[2]netip.Addr]int{}
 		for i := range r.ev.Capture.Flows {
 			f := &r.ev.Capture.Flows[i]
 			if f.Dir != capture.Inbound || f.Answered() || f.Refused() {
 				continue
 			}
-			add(Peer{Addr: f.Client.Addr().Unmap(), Port: f.Client.Port(), Source: FromCapture, Flow: f})
+			k := [2]netip.Addr{f.Client.Addr().Unmap(), f.Server.Addr().Unmap()}
+			if j, ok := byClient[k]; ok {
+				out[j].Flows++
+				out[j].SYNs += f.SYNs
+				continue
+			}
+			byClient[k] = len(out)
+			add(Peer{Addr: k[0], Port: f.Client.Port(), Source: FromCapture, Flow: f, Flows: 1, SYNs: f.SYNs})
 		}
 	}
 	for _, s := range r.ev.SynRecv {

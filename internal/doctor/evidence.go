@@ -58,8 +58,12 @@ type Peer struct {
 	Addr   netip.Addr
 	Port   uint16 // client port, 0 when unknown
 	Source PeerSource
-	// Flow is the captured handshake, when the peer came from the capture.
-	Flow *capture.Flow
+	// Flow is the captured handshake, when the peer came from the capture
+	// (the first one; Flows and SYNs count all of this client's attempts
+	// to the same server address).
+	Flow  *capture.Flow
+	Flows int
+	SYNs  int
 }
 
 // Replay is one replayed SYN-ACK route lookup and what it was for.

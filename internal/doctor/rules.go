@@ -95,6 +95,14 @@ func (e *Evidence) sysctlCmd(kv string) string {
 	return e.Target.CommandPrefix("sysctl") + " -w " + kv
 }
 
+// af converts our 4/6 family numbers to the AF_* constants routes uses.
+func af(fam int) int {
+	if fam == 6 {
+		return unix.AF_INET6
+	}
+	return unix.AF_INET
+}
+
 func famOf(a netip.Addr) int {
 	if a.Unmap().Is4() {
 		return 4
@@ -251,7 +259,9 @@ func ruleNoRoute(e *Evidence) []report.Finding {
 				})
 			}
 			if r.Peer.Flow != nil && i < 4 {
-				ev = append(ev, report.Evidence{Source: "capture", Text: "unanswered handshake " + flowText(*r.Peer.Flow)})
+				ev = append(ev, report.Evidence{Source: "capture", Text: fmt.Sprintf("%d SYNs in %d connection attempts from %s to %s, none answered (first: %s)",
+					r.Peer.SYNs, r.Peer.Flows, r.Peer.Addr, r.Peer.Flow.Server, flowText(*r.Peer.Flow)),
+					Data: map[string]any{"client": r.Peer.Addr.String(), "server": r.Peer.Flow.Server.String(), "syns": r.Peer.SYNs, "attempts": r.Peer.Flows}})
 			}
 		}
 		ev = append(ev, g.expl.evidence...)
@@ -329,7 +339,7 @@ func (e *Evidence) explainNoRoute(r Replay, all []Replay) explanation {
 	// 2. A policy rule that matches the SYN-ACK: a non-lookup action, or a
 	// lookup in a table that has no route for the peer before main is
 	// reached.
-	for _, ru := range sortedRules(st, fam) {
+	for _, ru := range sortedRules(st, af(fam)) {
 		if !ruleMatches(ru, q) {
 			continue
 		}
@@ -346,7 +356,7 @@ func (e *Evidence) explainNoRoute(r Replay, all []Replay) explanation {
 			if ru.Table == unix.RT_TABLE_LOCAL {
 				continue
 			}
-			if tableCovers(st, fam, ru.Table, peer) {
+			if tableCovers(st, af(fam), ru.Table, peer) {
 				// The lookup ends here (successfully or not), further
 				// rules do not matter.
 				if ru.Table == unix.RT_TABLE_MAIN || ru.Table == unix.RT_TABLE_DEFAULT {
@@ -357,7 +367,7 @@ func (e *Evidence) explainNoRoute(r Replay, all []Replay) explanation {
 			if ru.Table != unix.RT_TABLE_MAIN && ru.Table != unix.RT_TABLE_DEFAULT && (ru.HasMark || ru.Src.IsValid()) {
 				// Keep looking, but remember: a table made for these
 				// packets that cannot reach the peer is the likely intent.
-				if !tableCovers(st, fam, unix.RT_TABLE_MAIN, peer) && !tableCovers(st, fam, unix.RT_TABLE_DEFAULT, peer) {
+				if !tableCovers(st, af(fam), unix.RT_TABLE_MAIN, peer) && !tableCovers(st, af(fam), unix.RT_TABLE_DEFAULT, peer) {
 					return e.noDefault(r, all, ru.Table, &ru)
 				}
 			}
@@ -404,7 +414,7 @@ func (e *Evidence) noDefault(r Replay, all []Replay, tbl int, via *routes.Rule) 
 	if via != nil {
 		ev = append(ev, report.Evidence{Source: "rules", Text: fmt.Sprintf("rule %d: %s sends the SYN-ACK's lookup to table %s", via.Priority, via.Text, tblName)})
 	}
-	defaults := e.Routes.DefaultRoutes(fam, tbl)
+	defaults := e.Routes.DefaultRoutes(af(fam), tbl)
 	summary := fmt.Sprintf("table %s has no route to them", tblName)
 	if len(defaults) == 0 {
 		summary = fmt.Sprintf("there is no %s default route in table %s, so the SYN-ACK cannot be routed", famName, tblName)
@@ -413,7 +423,7 @@ func (e *Evidence) noDefault(r Replay, all []Replay, tbl int, via *routes.Rule) 
 	if via != nil {
 		summary = fmt.Sprintf("policy rule %q sends the SYN-ACK to table %s, which has no route to them", via.Text, tblName)
 	}
-	g := e.Routes.InferGateway(fam, dev, macs)
+	g := e.Routes.InferGateway(af(fam), dev, macs)
 	var fix string
 	if g.OK {
 		d := g.Dev
@@ -464,7 +474,7 @@ func typedRouteFor(st *routes.State, peer netip.Addr) (routes.Route, bool) {
 }
 
 func routeCovers(rt routes.Route, a netip.Addr) bool {
-	if (rt.Family == 4) != a.Is4() && rt.Family != 0 {
+	if rt.Family != 0 && rt.Family != af(famOf(a)) {
 		return false
 	}
 	if !rt.Dst.IsValid() || rt.Dst.Bits() == 0 {
@@ -1175,7 +1185,7 @@ func ruleUnexplained(e *Evidence, found []report.Finding) []report.Finding {
 	}
 	if e.Routes != nil {
 		for _, rt := range e.Routes.Routes {
-			if rt.Family == 6 && (rt.Type == "unreachable" || rt.Type == "blackhole" || rt.Type == "prohibit") {
+			if rt.Family == unix.AF_INET6 && (rt.Type == "unreachable" || rt.Type == "blackhole" || rt.Type == "prohibit") {
 				cands = append(cands, fmt.Sprintf("IPv6 %s route %s (moves ListenDrops only)", rt.Type, rt.Dst))
 			}
 		}
