@@ -1005,7 +1005,11 @@ func (d *decoder) xtMatch(m *expr.Match) {
 // addXT adds an xt-derived condition, labelled so a reader sees where it
 // came from.
 func (d *decoder) addXT(name string, c cond) {
-	c.text = "xt " + name + " " + renderCond(c)
+	text := renderCond(c)
+	if !strings.HasPrefix(text, name+" ") {
+		text = name + " " + text
+	}
+	c.text = "xt " + text
 	d.addCond(c)
 }
 

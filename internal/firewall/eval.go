@@ -525,7 +525,7 @@ func (rs *Ruleset) Droppers(p Packet) []Rule {
 		}
 		return bases[i].prio < bases[j].prio
 	})
-	w := &walker{rs: rs, strict: strict, loose: loose, seen: map[string]bool{}}
+	w := &walker{rs: rs, strict: strict, loose: loose, seen: map[string]bool{}, walkedMaybe: map[*chainInfo]bool{}}
 	for _, c := range bases {
 		res := w.walk(c, true, 0)
 		if res == dropped {
@@ -545,6 +545,10 @@ type walker struct {
 	strict, loose *pktModel
 	out           []Rule
 	seen          map[string]bool
+	// walkedMaybe marks chains already walked on an uncertain path: such a
+	// walk only collects droppers, and a second one would collect the same,
+	// so skipping it keeps evaluation linear however the chains jump.
+	walkedMaybe map[*chainInfo]bool
 }
 
 func (w *walker) add(r Rule) {
@@ -557,6 +561,12 @@ func (w *walker) add(r Rule) {
 // walk evaluates chain c. certain says the packet surely got here; only then
 // can a verdict end the evaluation.
 func (w *walker) walk(c *chainInfo, certain bool, depth int) outcome {
+	if !certain {
+		if w.walkedMaybe[c] {
+			return fellThrough
+		}
+		w.walkedMaybe[c] = true
+	}
 	for _, idx := range c.rules {
 		r := &w.rs.Rules[idx]
 		if w.loose.match(r) == no {
