@@ -95,6 +95,20 @@ func (a *asm) resolve() ([]bpf.Instruction, error) {
 // Register use: X holds the offset of the current header, A the value under
 // test. Loads past the end of the packet make the kernel return 0 (drop).
 func handshakeFilter(ports []uint16) ([]bpf.RawInstruction, error) {
+	prog, err := handshakeProgram(ports)
+	if err != nil {
+		return nil, err
+	}
+	raw, err := bpf.Assemble(prog)
+	if err != nil {
+		return nil, fmt.Errorf("bpf: assembling handshake filter: %w", err)
+	}
+	return raw, nil
+}
+
+// handshakeProgram is handshakeFilter before assembly (tests run it in
+// x/net/bpf's VM).
+func handshakeProgram(ports []uint16) ([]bpf.Instruction, error) {
 	a := newAsm()
 	// Loopback shows each packet leaving and arriving: keep the arrival.
 	a.emit(bpf.LoadExtension{Num: bpf.ExtType})
@@ -179,13 +193,5 @@ func handshakeFilter(ports []uint16) ([]bpf.RawInstruction, error) {
 	a.label("drop")
 	a.emit(bpf.RetConstant{Val: 0})
 
-	prog, err := a.resolve()
-	if err != nil {
-		return nil, err
-	}
-	raw, err := bpf.Assemble(prog)
-	if err != nil {
-		return nil, fmt.Errorf("bpf: assembling handshake filter: %w", err)
-	}
-	return raw, nil
+	return a.resolve()
 }
