@@ -21,6 +21,9 @@ type clientSpec struct {
 	// Hold keeps up to this many established connections open (for
 	// accept-queue scenarios); 0 closes each at once.
 	Hold int `json:"hold,omitempty"`
+	// LocalPort pins the source port (with Parallel 1), to replay one
+	// flow again and again.
+	LocalPort int `json:"local_port,omitempty"`
 }
 
 func (c clientSpec) withDefaults() clientSpec {
@@ -59,6 +62,9 @@ func runClient(ctx context.Context, c clientSpec, ready func() error) error {
 	tick := time.NewTicker(c.Interval)
 	defer tick.Stop()
 	d := net.Dialer{Timeout: c.Timeout}
+	if c.LocalPort != 0 {
+		d.LocalAddr = &net.TCPAddr{Port: c.LocalPort}
+	}
 	for i := 0; i < c.MaxAttempts; i++ {
 		select {
 		case <-ctx.Done():

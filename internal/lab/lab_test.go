@@ -354,10 +354,13 @@ var faultChecks = map[string]faultCheck{
 	"neighbor-unreachable-v4": {positive: []string{"TcpExtTCPSynRetrans", "TcpExtListenDrops"}},
 	"neighbor-unreachable-v6": {positive: []string{"TcpExtTCPSynRetrans"}},
 	"synack-unanswered":       {positive: []string{"TcpExtTCPSynRetrans"}, nftChain: "input", nftCli: true},
-	"ipv6-disabled":           {positive: []string{"Ip6InDiscards"}},
-	"tcp-minttl":              {positive: []string{"TcpExtTCPMinTTLDrop"}},
-	"tcp-md5-mismatch":        {positive: []string{"TcpExtTCPMD5NotFound"}},
-	"healthy-under-load":      {dialOK: true, zero: []string{"TcpExtListenDrops"}, extra: checkLoad},
+	// Only the background client's pinned source port is affected, so
+	// Dial (another port) still works.
+	"conntrack-invalid":  {dialOK: true, nftChain: "input", extra: checkCtInvalid},
+	"ipv6-disabled":      {positive: []string{"Ip6InDiscards"}},
+	"tcp-minttl":         {positive: []string{"TcpExtTCPMinTTLDrop"}},
+	"tcp-md5-mismatch":   {positive: []string{"TcpExtTCPMD5NotFound"}},
+	"healthy-under-load": {dialOK: true, zero: []string{"TcpExtListenDrops"}, extra: checkLoad},
 }
 
 func checkSomaxconn(env *Env) error {
@@ -368,6 +371,48 @@ func checkSomaxconn(env *Env) error {
 	f := strings.Fields(string(out))
 	if len(f) < 3 || f[2] != "128" {
 		return fmt.Errorf("listener Send-Q (max backlog) want 128: %q", out)
+	}
+	return nil
+}
+
+// checkCtInvalid sums the "invalid" column of /proc/net/stat/nf_conntrack
+// (one hex row per CPU) in the server namespace.
+func checkCtInvalid(env *Env) error {
+	t, err := netns.Open(env.Server)
+	if err != nil {
+		return err
+	}
+	defer t.Close()
+	var sum uint64
+	err = t.Do(func() error {
+		b, err := os.ReadFile(filepath.Join(netns.ProcNet, "stat", "nf_conntrack"))
+		if err != nil {
+			return err
+		}
+		lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+		col := -1
+		for i, h := range strings.Fields(lines[0]) {
+			if h == "invalid" {
+				col = i
+			}
+		}
+		if col < 0 {
+			return fmt.Errorf("no invalid column in nf_conntrack stats")
+		}
+		for _, l := range lines[1:] {
+			f := strings.Fields(l)
+			if col < len(f) {
+				n, _ := strconv.ParseUint(f[col], 16, 64)
+				sum += n
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if sum == 0 {
+		return fmt.Errorf("conntrack invalid=0")
 	}
 	return nil
 }
@@ -533,5 +578,40 @@ func TestAgentsExitWhenLabGone(t *testing.T) {
 	}
 	if err := Down(prefix); err != nil {
 		t.Errorf("Down after the namespaces vanished: %v", err)
+	}
+}
+
+// TestHealthyControl is the negative control for TestScenarioFaults: in a
+// healthy lab none of the counters the fault checks rely on moves, so a
+// passing fault check means the fault, not the warm-up or the client.
+func TestHealthyControl(t *testing.T) {
+	needRoot(t)
+	for _, tc := range []struct{ scenario, tag string }{{"healthy", "hc4"}, {"healthy-v6", "hc6"}} {
+		t.Run(tc.scenario, func(t *testing.T) {
+			t.Parallel()
+			prefix := testPrefix(tc.tag)
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			env, err := Up(ctx, tc.scenario, Options{Prefix: prefix})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = Down(prefix) })
+			time.Sleep(3 * time.Second) // ~15 background connections
+			c, err := readCounters(env.Server)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c["TcpPassiveOpens"] < 5 {
+				t.Errorf("background client made only %d connections", c["TcpPassiveOpens"])
+			}
+			for name, fc := range faultChecks {
+				for _, k := range fc.positive {
+					if c[k] != 0 {
+						t.Errorf("%s=%d in a healthy lab: the %s check proves nothing", k, c[k], name)
+					}
+				}
+			}
+		})
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/sys/unix"
 
 	"github.com/synscope/synscope/internal/causes"
@@ -163,6 +164,10 @@ func scenarioTable() []Scenario {
 			}},
 
 		// Dropped before or at TCP.
+		{Name: "conntrack-invalid", Family: 4, Expect: causes.ConntrackInvalid, listener: dual(),
+			client:      &clientSpec{LocalPort: staleCtPort, Parallel: 1},
+			Description: fmt.Sprintf("server nft drops ct state invalid; a stale ESTABLISHED conntrack entry for 10.77.1.2:%d makes the client's SYNs from that port INVALID (other source ports work)", staleCtPort),
+			setup:       setupConntrackInvalid},
 		{Name: "ipv6-disabled", Family: 6, Expect: causes.IPv6Disabled, listener: dual(),
 			Description: "disable_ipv6=1 on the server's s0; the router keeps a static neighbour so v6 SYNs still arrive",
 			setup:       setupIPv6Disabled},
@@ -340,4 +345,31 @@ func startSynGen(ctx context.Context, l *lab) error {
 	return l.startAgent(ctx, l.cli, agentSpec{Kind: "syngen", SynGen: &synGenSpec{
 		Dst: ServerV4.String(), Port: Port, Burst: 16, Interval: time.Second, MaxPackets: 16 * 600,
 	}})
+}
+
+// staleCtPort is the client source port whose flow has a stale conntrack
+// entry in the conntrack-invalid scenario.
+const staleCtPort = 40000
+
+// setupConntrackInvalid reproduces a stale conntrack entry for the flow,
+// left over from a connection conntrack tracked the other way round (a
+// server-initiated flow from port 8080, a bad state sync after failover).
+// The client's SYN then travels in the entry's REPLY direction, which the
+// TCP state table calls invalid in ESTABLISHED, so the packet goes on with
+// no conntrack and "ct state invalid drop" drops it. (A SYN hitting an
+// ESTABLISHED entry in the ORIGINAL direction is only "ignored" and
+// accepted on 6.18: measured.)
+func setupConntrackInvalid(l *lab) error {
+	if err := addNftRules(l.srv, filterRule("input", nftables.ChainHookInput, ctStateInvalid(), drop())); err != nil {
+		return err
+	}
+	orig := netlink.IPTuple{SrcIP: net.IP(ServerV4.AsSlice()), DstIP: net.IP(ClientV4.AsSlice()),
+		Protocol: unix.IPPROTO_TCP, SrcPort: Port, DstPort: staleCtPort}
+	reply := netlink.IPTuple{SrcIP: orig.DstIP, DstIP: orig.SrcIP, Protocol: unix.IPPROTO_TCP, SrcPort: staleCtPort, DstPort: Port}
+	flow := &netlink.ConntrackFlow{FamilyType: unix.AF_INET, Forward: orig, Reverse: reply, TimeOut: 600,
+		ProtoInfo: &netlink.ProtoInfoTCP{State: nl.TCP_CONNTRACK_ESTABLISHED}}
+	if err := l.hs.ConntrackCreate(netlink.ConntrackTable, nl.FAMILY_V4, flow); err != nil {
+		return fmt.Errorf("stale conntrack entry: %w", err)
+	}
+	return nil
 }
