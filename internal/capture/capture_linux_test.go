@@ -757,3 +757,65 @@ func TestCaptureTaggedFrame(t *testing.T) {
 		t.Errorf("tagged SYN: unexpected %+v", f)
 	}
 }
+
+// KernelDrops comes from PACKET_STATISTICS: with a tiny buffer and the
+// reader not yet running, a burst of SYNs overflows it.
+func TestCaptureKernelDrops(t *testing.T) {
+	l := newTestLab(t)
+	var s *Session
+	if err := l.cli.Do(func() error {
+		var err error
+		s, err = open(Options{}, 1) // the kernel rounds up to its minimum
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	const burst = 200
+	if err := l.cli.Do(func() error {
+		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(fd)
+		to := &unix.SockaddrLinklayer{Ifindex: l.cliIfidx, Halen: 6}
+		copy(to.Addr[:], l.srvMAC)
+		for i := 0; i < burst; i++ {
+			src := netip.AddrPortFrom(netip.MustParseAddr("10.79.0.2"), uint16(20000+i))
+			fr := craft(t, frameSpec{src: src, dst: netip.MustParseAddrPort("10.79.0.1:8080"), syn: true, ttl: 64, mss: 1460})
+			copy(fr[0:6], l.srvMAC)
+			copy(fr[6:12], l.cliMAC)
+			if err := unix.Sendto(fd, fr, 0, to); err != nil {
+				return fmt.Errorf("inject: %w", err)
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	go s.loop()
+	r, err := s.Stop()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("read %d, kernel dropped %d of %d", r.Packets, r.KernelDrops, burst)
+	if r.KernelDrops == 0 || r.Packets == 0 || r.Packets+uint64(r.KernelDrops) != burst {
+		t.Errorf("want read + dropped = %d with some of each, got %d + %d", burst, r.Packets, r.KernelDrops)
+	}
+	if len(r.Flows) != int(r.Packets) {
+		t.Errorf("flows %d != packets %d", len(r.Flows), r.Packets)
+	}
+}
+
+func TestStartUnprivileged(t *testing.T) {
+	if os.Geteuid() == 0 {
+		t.Skip("runs only without root (TestStartWithoutCapNetRaw covers root)")
+	}
+	s, err := Start(Options{})
+	if err == nil {
+		s.Stop()
+		t.Skip("this user has CAP_NET_RAW")
+	}
+	if !errors.Is(err, os.ErrPermission) {
+		t.Fatalf("want an error wrapping os.ErrPermission, got %v", err)
+	}
+}

@@ -58,6 +58,17 @@ type Session struct {
 // (call it inside netns.Target.Do) and starts reading in a goroutine. The
 // socket keeps capturing in that namespace whatever thread reads it.
 func Start(opts Options) (*Session, error) {
+	s, err := open(opts, rcvBuf)
+	if err != nil {
+		return nil, err
+	}
+	go s.loop()
+	return s, nil
+}
+
+// open sets the session up without starting the reader (tests start it
+// late to fill a small buffer on purpose).
+func open(opts Options, rcvBufBytes int) (*Session, error) {
 	if opts.MaxFlows < 0 {
 		return nil, fmt.Errorf("capture: MaxFlows must not be negative (got %d)", opts.MaxFlows)
 	}
@@ -94,8 +105,8 @@ func Start(opts Options) (*Session, error) {
 	}
 	// A bigger buffer only softens bursts; failure to get it is not fatal
 	// (drops are reported through KernelDrops either way).
-	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, rcvBuf); err != nil {
-		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, rcvBuf)
+	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, rcvBufBytes); err != nil {
+		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, rcvBufBytes)
 	}
 	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1); err != nil {
 		return nil, fmt.Errorf("capture: enabling SO_TIMESTAMPNS: %w", err)
@@ -129,7 +140,6 @@ func Start(opts Options) (*Session, error) {
 		file.Close()
 		return nil, fmt.Errorf("capture: packet socket is not pollable: %w", err)
 	}
-	go s.loop()
 	return s, nil
 }
 
