@@ -197,9 +197,10 @@ func Compare(client, server []*Conn) *Comparison {
 		for _, i := range byISN[cs.isn] {
 			consider(i)
 		}
-		if best < 0 && len(cs.tsvals) > 0 {
+		if best < 0 && len(cs.tsvals) > 0 && len(cs.ipids) > 0 {
 			// NAT that rewrites sequence numbers: fall back to a scan
-			// on timestamps and IP IDs.
+			// that needs TSval, IP ID and every option to agree.
+			bestScore = 9
 			for i := range srv {
 				consider(i)
 			}

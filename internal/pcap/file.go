@@ -45,7 +45,7 @@ func PacketComment(c *Conn, p PacketRec) string {
 	}
 	what := FlagString(p.Flags)
 	if p.ICMP != "" {
-		what = "ICMP " + p.ICMP
+		what, role = "ICMP "+p.ICMP, "the network"
 	}
 	s := fmt.Sprintf("synscope conn %d %s: %s from %s", c.ID, c.Verdict, what, role)
 	if p.Dup {
