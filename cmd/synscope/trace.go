@@ -1,15 +1,234 @@
 package main
 
 import (
-	"errors"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/netip"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/synscope/synscope/internal/netns"
+	"github.com/synscope/synscope/internal/trace"
 )
 
+type traceFlags struct {
+	netns    string
+	ports    []string
+	peers    []string
+	duration time.Duration
+	json     bool
+	samples  int
+	pending  time.Duration
+}
+
 func newTraceCmd() *cobra.Command {
-	return &cobra.Command{
+	var f traceFlags
+	cmd := &cobra.Command{
 		Use:   "trace",
-		Short: "(trace: not built yet)",
-		RunE:  func(*cobra.Command, []string) error { return errors.New("trace is not implemented yet") },
+		Short: "Watch TCP handshakes live and tell each SYN's fate (eBPF, tracepoints only)",
+		Long: "trace follows every SYN to a listener as it happens: established (with SYN→SYN-ACK and\n" +
+			"SYN-ACK→ACK latency), refused, dropped (with the cause and the kernel's evidence),\n" +
+			"synack-retransmitted, or unknown. It needs root and kernel BTF, and only tracepoints\n" +
+			"(no kprobes, no fentry), so it also sees drops the kernel never reports as drops, such\n" +
+			"as a SYN-ACK with no route back. Ctrl-C (or --duration) prints a summary.\n\n" +
+			"With --json each SYN is one JSON object per line on stdout and the summary is one JSON\n" +
+			"object on stderr.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runTrace(cmd, f) },
 	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.netns, "netns", "", "watch only this network namespace (name in /run/netns, path, or pid:N); default all")
+	fl.StringSliceVar(&f.ports, "port", nil, "watch only SYNs to this listener port (repeatable, up to 16)")
+	fl.StringSliceVar(&f.peers, "peer", nil, "watch only SYNs from this client address (repeatable, up to 16)")
+	fl.DurationVar(&f.duration, "duration", 0, "stop after this long (default: until Ctrl-C)")
+	fl.BoolVar(&f.json, "json", false, "one JSON object per SYN")
+	fl.IntVar(&f.samples, "samples", trace.DefaultSamplesPerSec, "SYNs per second per CPU reported one by one; the rest are only counted (-1: no limit)")
+	fl.DurationVar(&f.pending, "pending", 5*time.Second, "how long to wait for a SYN-ACKed handshake's final ACK before reporting it")
+	return cmd
+}
+
+func parseTraceOptions(f traceFlags) (trace.Options, error) {
+	var o trace.Options
+	for _, p := range f.ports {
+		n, err := strconv.ParseUint(strings.TrimSpace(p), 10, 16)
+		if err != nil || n == 0 {
+			return o, fmt.Errorf("invalid --port %q: want 1-65535", p)
+		}
+		o.Ports = append(o.Ports, uint16(n))
+	}
+	for _, p := range f.peers {
+		a, err := netip.ParseAddr(strings.TrimSpace(p))
+		if err != nil {
+			return o, fmt.Errorf("invalid --peer %q: want an IPv4 or IPv6 address", p)
+		}
+		o.Peers = append(o.Peers, a)
+	}
+	if len(o.Ports) > trace.MaxPorts {
+		return o, fmt.Errorf("at most %d --port values", trace.MaxPorts)
+	}
+	if len(o.Peers) > trace.MaxPeers {
+		return o, fmt.Errorf("at most %d --peer values", trace.MaxPeers)
+	}
+	if f.duration < 0 {
+		return o, fmt.Errorf("invalid --duration %s", f.duration)
+	}
+	o.SamplesPerSec = f.samples
+	if f.samples == 0 {
+		o.SamplesPerSec = -1
+	}
+	if f.netns != "" {
+		t, err := netns.Open(f.netns)
+		if err != nil {
+			return o, fmt.Errorf("--netns %s: %w", f.netns, err)
+		}
+		o.Netns = uint32(t.Inode)
+		_ = t.Close()
+	}
+	return o, nil
+}
+
+func runTrace(cmd *cobra.Command, f traceFlags) error {
+	opts, err := parseTraceOptions(f)
+	if err != nil {
+		return err
+	}
+	tr, err := trace.Open(opts)
+	if err != nil {
+		return err
+	}
+	defer tr.Close()
+
+	ctx := cmd.Context()
+	if f.duration > 0 {
+		var cancel func()
+		ctx, cancel = context.WithTimeout(ctx, f.duration)
+		defer cancel()
+	}
+	eng := trace.NewEngine(f.pending)
+	eng.Listener = trace.NewListenerLookup().Func()
+	names := trace.NewNamespaceNames()
+	out := cmd.OutOrStdout()
+	enc := json.NewEncoder(out)
+	if !f.json {
+		fmt.Fprintf(cmd.ErrOrStderr(), "tracing SYNs%s; Ctrl-C to stop\n", describeFilter(f))
+	}
+	emit := func(o trace.Outcome) {
+		if f.json {
+			_ = enc.Encode(o)
+			return
+		}
+		fmt.Fprintln(out, formatOutcome(o, names))
+	}
+	if err := trace.Run(ctx, tr, eng, emit); err != nil {
+		return fmt.Errorf("trace: %w", err)
+	}
+	c, err := tr.Counters()
+	if err != nil {
+		return err
+	}
+	sum := trace.Summarize(c, eng.Stats())
+	if f.json {
+		return json.NewEncoder(cmd.ErrOrStderr()).Encode(map[string]any{"summary": sum})
+	}
+	writeTraceSummary(out, sum)
+	return nil
+}
+
+func describeFilter(f traceFlags) string {
+	var parts []string
+	if f.netns != "" {
+		parts = append(parts, "netns "+f.netns)
+	}
+	if len(f.ports) > 0 {
+		parts = append(parts, "port "+strings.Join(f.ports, ","))
+	}
+	if len(f.peers) > 0 {
+		parts = append(parts, "peer "+strings.Join(f.peers, ","))
+	}
+	if len(parts) == 0 {
+		return " in every namespace"
+	}
+	return " (" + strings.Join(parts, ", ") + ")"
+}
+
+func formatOutcome(o trace.Outcome, names *trace.NamespaceNames) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s %-12s %s -> %s %s", o.Time.Local().Format("15:04:05.000000"), names.Label(o.Netns), o.Client, o.Server, o.Fate)
+	if o.Cause != "" {
+		fmt.Fprintf(&b, " %s", o.Cause)
+	}
+	if o.SynToSynAckUS != nil {
+		fmt.Fprintf(&b, " syn→synack %s", fmtUS(*o.SynToSynAckUS))
+	}
+	if o.SynAckToAckUS != nil {
+		fmt.Fprintf(&b, " synack→ack %s", fmtUS(*o.SynAckToAckUS))
+	}
+	if o.Retransmits > 0 {
+		fmt.Fprintf(&b, " synack-retransmits=%d", o.Retransmits)
+	}
+	if o.SYNs > 1 {
+		fmt.Fprintf(&b, " syns=%d", o.SYNs)
+	}
+	if len(o.Evidence) > 0 {
+		fmt.Fprintf(&b, " [%s]", strings.Join(o.Evidence, "; "))
+	}
+	return b.String()
+}
+
+func fmtUS(us float64) string {
+	if us >= 1000 {
+		return fmt.Sprintf("%.1fms", us/1000)
+	}
+	return fmt.Sprintf("%.0fµs", us)
+}
+
+func writeTraceSummary(w io.Writer, s trace.Summary) {
+	fmt.Fprintf(w, "\nsummary: %d SYNs seen (%d reported one by one, %d only counted), %d events lost\n",
+		s.Counters.SYNs, s.Counters.SYNs-s.Counters.Unsampled, s.Counters.Unsampled, s.Counters.Lost)
+	fmt.Fprintf(w, "  kernel totals: %d SYN-ACKed, %d refused (RST), %d dropped with reason, %d reply-route failures, %d consumed silently, %d SYN-ACK drops, %d SYN-ACK retransmits, %d final ACKs\n",
+		s.Counters.SynAcked, s.Counters.Reset, s.Counters.Dropped, s.Counters.RouteFailed, s.Counters.ConsumedSilently,
+		s.Counters.SynackDropped, s.Counters.SynackRetransmits, s.Counters.Acks)
+	if len(s.Counters.SYNDropReasons) > 0 {
+		fmt.Fprintf(w, "  SYN drop reasons: %s\n", fmtReasons(s.Counters.SYNDropReasons))
+	}
+	if len(s.Counters.SynackDropReasons) > 0 {
+		fmt.Fprintf(w, "  SYN-ACK drop reasons: %s\n", fmtReasons(s.Counters.SynackDropReasons))
+	}
+	if len(s.Outcomes) > 0 {
+		fmt.Fprintln(w, "  outcomes:")
+		for _, kc := range s.Outcomes {
+			fmt.Fprintf(w, "    %6d  %s\n", kc.Count, kc.Key)
+		}
+	}
+	if len(s.TopPeers) > 0 {
+		fmt.Fprintln(w, "  top peers:")
+		for _, kc := range s.TopPeers {
+			fmt.Fprintf(w, "    %6d  %s\n", kc.Count, kc.Key)
+		}
+	}
+	if len(s.TopListeners) > 0 {
+		fmt.Fprintln(w, "  top listeners:")
+		for _, kc := range s.TopListeners {
+			fmt.Fprintf(w, "    %6d  %s\n", kc.Count, kc.Key)
+		}
+	}
+}
+
+func fmtReasons(m map[string]uint64) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool { return m[keys[i]] > m[keys[j]] })
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("%s=%d", k, m[k])
+	}
+	return strings.Join(parts, " ")
 }

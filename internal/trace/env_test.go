@@ -121,6 +121,26 @@ func newPairEnv(t *testing.T, tag string) *pairEnv {
 		}
 		return nil
 	})
+	// The first SYN is lost while the veth carrier is still down, and the
+	// client's retransmit comes only after a second: wait for both ends.
+	for _, c := range []struct {
+		tg  *netns.Target
+		dev string
+	}{{srv, "s0"}, {cli, "c0"}} {
+		deadline := time.Now().Add(3 * time.Second)
+		for {
+			var up bool
+			_ = c.tg.Do(func() error {
+				l, err := netlink.LinkByName(c.dev)
+				up = err == nil && l.Attrs().OperState == netlink.OperUp
+				return nil
+			})
+			if up || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
 	return e
 }
 

@@ -116,12 +116,10 @@ func (c clockOffset) wall(mono uint64) time.Time {
 	return time.Unix(0, int64(c.wallMinusMono)+int64(mono))
 }
 
-func addr(b [16]uint8, family uint8) netip.Addr {
-	a := netip.AddrFrom16(b)
-	if family == unix.AF_INET {
-		return a.Unmap()
-	}
-	return a
+// addr unmaps always: the BPF side stores IPv4 as ::ffff:a.b.c.d, and a
+// request on a dual-stack listener reports even IPv4 peers as AF_INET6.
+func addr(b [16]uint8, _ uint8) netip.Addr {
+	return netip.AddrFrom16(b).Unmap()
 }
 
 func decode(r *synscopeEvent, n *Names, clk clockOffset) Event {

@@ -1,0 +1,433 @@
+package trace
+
+import (
+	"fmt"
+	"net/netip"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/synscope/synscope/internal/causes"
+)
+
+// Fate is what became of one SYN.
+type Fate string
+
+// The fates a SYN can meet.
+const (
+	Established         Fate = "established"
+	Refused             Fate = "refused"
+	Dropped             Fate = "dropped"
+	SynAckRetransmitted Fate = "synack-retransmitted"
+	Unknown             Fate = "unknown"
+)
+
+// Outcome is the verdict on one SYN (or one connection attempt whose SYN
+// retransmits met an existing request). It is also the --json line.
+type Outcome struct {
+	Time   time.Time `json:"time"`
+	Netns  uint32    `json:"netns"`
+	Client string    `json:"client"`
+	Server string    `json:"server"`
+	Fate   Fate      `json:"fate"`
+	// Cause is a causes catalog ID, empty when the fate needs none or none
+	// could be established.
+	Cause causes.ID `json:"cause"`
+	// SynToSynAckUS and SynAckToAckUS are latencies in microseconds
+	// (established, or when a SYN-ACK was seen).
+	SynToSynAckUS *float64 `json:"syn_to_synack_us,omitempty"`
+	SynAckToAckUS *float64 `json:"synack_to_ack_us,omitempty"`
+	// SynAcks counts SYN-ACKs seen leaving (first transmit and retransmits).
+	SynAcks int `json:"synacks,omitempty"`
+	// Retransmits counts tcp_retransmit_synack for the request.
+	Retransmits int `json:"synack_retransmits,omitempty"`
+	// SYNs counts the client's SYNs merged into this outcome.
+	SYNs int `json:"syns"`
+	// Evidence: what the kernel showed, one fact per entry.
+	Evidence []string `json:"evidence,omitempty"`
+
+	clientAP, serverAP netip.AddrPort
+}
+
+// ClientAddr and ServerAddr return the parsed endpoints.
+func (o Outcome) ClientAddr() netip.AddrPort { return o.clientAP }
+
+// ServerAddr returns the listener side of the outcome.
+func (o Outcome) ServerAddr() netip.AddrPort { return o.serverAP }
+
+// ListenerState is what sock_diag says about a listener, used to attribute
+// SYNs consumed before the reply route lookup (admission drops).
+type ListenerState struct {
+	AcceptQueue uint32 // sk_ack_backlog
+	Backlog     uint32 // sk_max_ack_backlog
+	SynRecv     int    // requests in SYN-RECV for this port
+}
+
+// ListenerFunc looks up the listener for server in the namespace with inode
+// netns; ok is false when it cannot be found.
+type ListenerFunc func(netns uint32, server netip.AddrPort) (st ListenerState, ok bool)
+
+type flowKey struct {
+	netns          uint32
+	client, server netip.AddrPort
+}
+
+type flow struct {
+	first      Event
+	syns       int
+	synMono    time.Duration
+	synackMono time.Duration // first SYN-ACK
+	lastSynack time.Duration
+	synacks    int
+	retrans    int
+	lastSeen   time.Duration
+	evidence   []string
+}
+
+// Engine turns events into outcomes. It is not safe for concurrent use.
+type Engine struct {
+	// Pending is how long a SYN-ACKed flow may wait for its final ACK
+	// before it is reported as retransmitted or unknown.
+	Pending time.Duration
+	// Listener, when set, attributes admission drops (accept queue full).
+	Listener ListenerFunc
+
+	flows map[flowKey]*flow
+	stats Stats
+}
+
+// NewEngine returns an engine with the given pending timeout (0: 5s).
+func NewEngine(pending time.Duration) *Engine {
+	if pending <= 0 {
+		pending = 5 * time.Second
+	}
+	return &Engine{Pending: pending, flows: map[flowKey]*flow{}, stats: newStats()}
+}
+
+// Add feeds one event and returns the outcomes it decides.
+func (e *Engine) Add(ev Event) []Outcome {
+	k := flowKey{netns: ev.Netns, client: ev.Client, server: ev.Server}
+	switch ev.Kind {
+	case KindSYN:
+		return e.addSYN(k, ev)
+	case KindSynAck:
+		if f := e.flows[k]; f != nil {
+			f.noteSynAck(ev.Mono)
+			f.lastSeen = ev.Mono
+		}
+	case KindRetrans:
+		if f := e.flows[k]; f != nil {
+			f.retrans++
+			f.lastSeen = ev.Mono
+		}
+	case KindAck:
+		if f := e.flows[k]; f != nil {
+			delete(e.flows, k)
+			o := f.outcome(Established, "")
+			if f.synackMono > 0 {
+				o.SynToSynAckUS = us(f.synackMono - f.synMono)
+				o.SynAckToAckUS = us(ev.Mono - f.lastSynack)
+			}
+			return e.emit(o)
+		}
+	case KindDrop:
+		f := e.flows[k]
+		if f == nil {
+			return nil
+		}
+		delete(e.flows, k)
+		what := "SYN-ACK"
+		cause := synackDropCause(ev.DropReason)
+		if ev.TCPFlags&0x12 != 0x12 {
+			what = "final ACK"
+			cause = dropCause(ev.DropReason)
+		}
+		f.evidence = append(f.evidence, fmt.Sprintf("%s dropped: kfree_skb reason %s", what, ev.DropReason))
+		return e.emit(f.outcome(Dropped, cause))
+	}
+	return nil
+}
+
+func (f *flow) noteSynAck(mono time.Duration) {
+	if f.synackMono == 0 {
+		f.synackMono = mono
+	}
+	f.lastSynack = mono
+	f.synacks++
+}
+
+func us(d time.Duration) *float64 {
+	v := float64(d) / float64(time.Microsecond)
+	return &v
+}
+
+func (e *Engine) addSYN(k flowKey, ev Event) []Outcome {
+	var out []Outcome
+	f := e.flows[k]
+	pending := f != nil
+	if f == nil {
+		f = &flow{first: ev, synMono: ev.Mono}
+	} else {
+		// A retransmitted SYN for a request already under way.
+		delete(e.flows, k)
+	}
+	f.syns++
+	f.lastSeen = ev.End
+	if ev.Flags&FlagFib != 0 && ev.FibErr != 0 {
+		f.evidence = append(f.evidence, fmt.Sprintf("reply route lookup %s -> %s failed in table %d: %s",
+			ev.Server, ev.Client, ev.FibTable, errnoName(ev.FibErr)))
+	}
+	switch {
+	case ev.Flags&FlagSynAck != 0 && ev.Flags&FlagRST == 0:
+		// Answered. A duplicate SYN for an existing request is answered by
+		// a resent SYN-ACK and then freed with NOT_SPECIFIED: still answered.
+		f.noteSynAck(ev.SynAckMono)
+		e.flows[k] = f
+		return out
+	case pending && ev.Flags&FlagConsumed == 0 && ev.DropReason == "NOT_SPECIFIED":
+		// A SYN retransmit meeting the request (SYN-ACK resend rate-limited).
+		e.flows[k] = f
+		return out
+	case ev.Flags&FlagConsumed == 0:
+		f.evidence = append(f.evidence, fmt.Sprintf("SYN dropped: kfree_skb reason %s", ev.DropReason))
+		if ev.Flags&FlagRST != 0 {
+			f.evidence = append(f.evidence, "RST sent: "+ev.RSTReason)
+			cause := causes.NoListener
+			if ev.DropReason != "NO_SOCKET" {
+				cause = dropCause(ev.DropReason)
+			}
+			return append(out, e.emit(f.outcome(Refused, cause))...)
+		}
+		return append(out, e.emit(f.outcome(Dropped, dropCause(ev.DropReason)))...)
+	case ev.Flags&FlagRST != 0:
+		f.evidence = append(f.evidence, "RST sent: "+ev.RSTReason)
+		return append(out, e.emit(f.outcome(Refused, causes.NoListener))...)
+	case ev.Flags&FlagSynAckDrop != 0:
+		f.evidence = append(f.evidence, fmt.Sprintf("SYN-ACK dropped on the way out: kfree_skb reason %s", ev.SynAckDropReason))
+		return append(out, e.emit(f.outcome(Dropped, synackDropCause(ev.SynAckDropReason)))...)
+	case ev.Flags&FlagFib != 0 && ev.FibErr != 0:
+		f.evidence = append(f.evidence, "SYN consumed without SYN-ACK (dropped in tcp_conn_request)")
+		return append(out, e.emit(f.outcome(Dropped, causes.NoRouteToPeer))...)
+	case ev.Flags&FlagFib != 0:
+		// Route found but no SYN-ACK yet: it may wait for the neighbour.
+		f.evidence = append(f.evidence, "reply route found, SYN-ACK not sent yet")
+		e.flows[k] = f
+		return out
+	default:
+		f.evidence = append(f.evidence, "SYN consumed before the reply route lookup (admission drop in tcp_conn_request)")
+		cause := causes.UnexplainedDrops
+		if e.Listener != nil {
+			if st, ok := e.Listener(ev.Netns, ev.Server); ok {
+				f.evidence = append(f.evidence, fmt.Sprintf("listener accept queue %d/%d, %d in SYN-RECV", st.AcceptQueue, st.Backlog, st.SynRecv))
+				switch {
+				case st.AcceptQueue > st.Backlog || (st.Backlog > 0 && st.AcceptQueue >= st.Backlog):
+					cause = causes.AcceptQueueOverflow
+				case st.SynRecv > int(st.Backlog):
+					cause = causes.SynQueueOverflow
+				}
+			} else {
+				f.evidence = append(f.evidence, "listener not found by sock_diag")
+			}
+		}
+		return append(out, e.emit(f.outcome(Dropped, cause))...)
+	}
+}
+
+// Expire reports flows idle longer than Pending at kernel monotonic time now.
+func (e *Engine) Expire(now time.Duration) []Outcome {
+	var out []Outcome
+	for k, f := range e.flows {
+		if now-f.lastSeen < e.Pending {
+			continue
+		}
+		delete(e.flows, k)
+		out = append(out, e.emit(f.expired())...)
+	}
+	sortOutcomes(out)
+	return out
+}
+
+// Flush reports every flow still waiting (at exit).
+func (e *Engine) Flush() []Outcome {
+	var out []Outcome
+	for k, f := range e.flows {
+		delete(e.flows, k)
+		out = append(out, e.emit(f.expired())...)
+	}
+	sortOutcomes(out)
+	return out
+}
+
+func sortOutcomes(o []Outcome) {
+	sort.Slice(o, func(i, j int) bool { return o[i].Time.Before(o[j].Time) })
+}
+
+func (f *flow) expired() Outcome {
+	switch {
+	case f.retrans > 0:
+		f.evidence = append(f.evidence, fmt.Sprintf("SYN-ACK retransmitted %d times, no final ACK", f.retrans))
+		o := f.outcome(SynAckRetransmitted, causes.SynackUnanswered)
+		o.SynToSynAckUS = us(f.synackMono - f.synMono)
+		return o
+	case f.synacks > 0:
+		f.evidence = append(f.evidence, "SYN-ACK sent, no final ACK seen yet")
+		o := f.outcome(Unknown, "")
+		o.SynToSynAckUS = us(f.synackMono - f.synMono)
+		return o
+	}
+	return f.outcome(Unknown, "")
+}
+
+func (f *flow) outcome(fate Fate, cause causes.ID) Outcome {
+	return Outcome{
+		Time:        f.first.Time,
+		Netns:       f.first.Netns,
+		Client:      f.first.Client.String(),
+		Server:      f.first.Server.String(),
+		Fate:        fate,
+		Cause:       cause,
+		SynAcks:     f.synacks,
+		Retransmits: f.retrans,
+		SYNs:        f.syns,
+		Evidence:    f.evidence,
+		clientAP:    f.first.Client,
+		serverAP:    f.first.Server,
+	}
+}
+
+func (e *Engine) emit(o Outcome) []Outcome {
+	e.stats.add(o)
+	return []Outcome{o}
+}
+
+// Stats returns the outcome totals so far.
+func (e *Engine) Stats() Stats { return e.stats.clone() }
+
+// dropCause maps a kfree_skb reason of the SYN (or final ACK) to a cause.
+func dropCause(reason string) causes.ID {
+	switch {
+	case reason == "NETFILTER_DROP":
+		return causes.FirewallDrop
+	case reason == "IP_RPFILTER":
+		return causes.RPFilterDrop
+	case reason == "NO_SOCKET":
+		return causes.NoListener
+	case reason == "IPV6DISABLED":
+		return causes.IPv6Disabled
+	case strings.HasPrefix(reason, "NEIGH_"):
+		return causes.NeighborUnreachable
+	case reason == "TCP_LISTEN_OVERFLOW":
+		return causes.AcceptQueueOverflow
+	case reason == "TCP_MINTTL", reason == "TCP_CSUM", reason == "SOCKET_FILTER",
+		strings.HasPrefix(reason, "TCP_MD5"), strings.HasPrefix(reason, "TCP_AO"):
+		return causes.TCPReject
+	case reason == "TCP_RFC7323_TW_PAWS", reason == "TCP_RFC7323_PAWS":
+		return causes.PAWSReject
+	}
+	return ""
+}
+
+// synackDropCause maps a kfree_skb reason of the SYN-ACK to a cause.
+func synackDropCause(reason string) causes.ID {
+	switch {
+	case reason == "NETFILTER_DROP":
+		return causes.FirewallDrop
+	case reason == "IPV6DISABLED":
+		return causes.IPv6Disabled
+	case strings.HasPrefix(reason, "NEIGH_"), reason == "NOT_SPECIFIED":
+		// v6 neighbour failures carry NOT_SPECIFIED (reference 2.C5).
+		return causes.NeighborUnreachable
+	}
+	return causes.SynackEgressDrop
+}
+
+func errnoName(err int32) string {
+	switch err {
+	case -11:
+		return "no route (EAGAIN: no table matched)"
+	case -101:
+		return "ENETUNREACH"
+	case -113:
+		return "EHOSTUNREACH"
+	case -13:
+		return "EACCES (prohibit)"
+	case -22:
+		return "EINVAL (blackhole)"
+	}
+	return fmt.Sprintf("err %d", err)
+}
+
+// Stats are totals of outcomes, for the exit summary.
+type Stats struct {
+	Outcomes  int               `json:"outcomes"`
+	ByFate    map[Fate]int      `json:"by_fate"`
+	ByCause   map[causes.ID]int `json:"by_cause"`
+	Peers     map[string]int    `json:"-"`
+	Listeners map[string]int    `json:"-"`
+	FateCause map[string]int    `json:"-"`
+	Latency   []float64         `json:"-"`
+}
+
+func newStats() Stats {
+	return Stats{ByFate: map[Fate]int{}, ByCause: map[causes.ID]int{}, Peers: map[string]int{}, Listeners: map[string]int{}, FateCause: map[string]int{}}
+}
+
+func (s *Stats) add(o Outcome) {
+	s.Outcomes++
+	s.ByFate[o.Fate]++
+	if o.Cause != "" {
+		s.ByCause[o.Cause]++
+	}
+	s.Peers[o.clientAP.Addr().String()]++
+	s.Listeners[o.Server]++
+	s.FateCause[string(o.Fate)+" "+string(o.Cause)]++
+	if o.SynToSynAckUS != nil {
+		s.Latency = append(s.Latency, *o.SynToSynAckUS)
+	}
+}
+
+func (s Stats) clone() Stats {
+	c := newStats()
+	c.Outcomes = s.Outcomes
+	for k, v := range s.ByFate {
+		c.ByFate[k] = v
+	}
+	for k, v := range s.ByCause {
+		c.ByCause[k] = v
+	}
+	for k, v := range s.Peers {
+		c.Peers[k] = v
+	}
+	for k, v := range s.Listeners {
+		c.Listeners[k] = v
+	}
+	for k, v := range s.FateCause {
+		c.FateCause[k] = v
+	}
+	c.Latency = append([]float64(nil), s.Latency...)
+	return c
+}
+
+// Top returns up to n keys of m with the highest counts.
+func Top(m map[string]int, n int) []KeyCount {
+	out := make([]KeyCount, 0, len(m))
+	for k, v := range m {
+		out = append(out, KeyCount{Key: k, Count: v})
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Count != out[j].Count {
+			return out[i].Count > out[j].Count
+		}
+		return out[i].Key < out[j].Key
+	})
+	if len(out) > n {
+		out = out[:n]
+	}
+	return out
+}
+
+// KeyCount is one row of a top list.
+type KeyCount struct {
+	Key   string `json:"key"`
+	Count int    `json:"count"`
+}

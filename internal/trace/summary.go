@@ -1,0 +1,38 @@
+package trace
+
+import "sort"
+
+// Summary is what trace prints on exit.
+type Summary struct {
+	// Counters are kernel totals for every SYN that passed the filters.
+	Counters Counters `json:"kernel"`
+	// Outcomes counts reported SYNs by "fate cause", most frequent first.
+	Outcomes     []KeyCount `json:"outcomes"`
+	TopPeers     []KeyCount `json:"top_peers"`
+	TopListeners []KeyCount `json:"top_listeners"`
+	// SynToSynAckP50US is the median SYN→SYN-ACK latency of reported SYNs.
+	SynToSynAckP50US float64 `json:"syn_to_synack_p50_us,omitempty"`
+}
+
+// Summarize combines the kernel counters with the engine's outcome totals.
+func Summarize(c Counters, s Stats) Summary {
+	sum := Summary{
+		Counters:     c,
+		Outcomes:     Top(s.FateCause, len(s.FateCause)),
+		TopPeers:     Top(s.Peers, 5),
+		TopListeners: Top(s.Listeners, 5),
+	}
+	for i := range sum.Outcomes {
+		// "dropped " (no cause) reads better without the trailing space.
+		k := sum.Outcomes[i].Key
+		if len(k) > 0 && k[len(k)-1] == ' ' {
+			sum.Outcomes[i].Key = k[:len(k)-1]
+		}
+	}
+	if n := len(s.Latency); n > 0 {
+		l := append([]float64(nil), s.Latency...)
+		sort.Float64s(l)
+		sum.SynToSynAckP50US = l[n/2]
+	}
+	return sum
+}
