@@ -44,6 +44,7 @@ type field struct {
 	name     string // nft spelling: "tcp dport", "ip saddr", "ct state", ...
 	v6       bool   // address fields
 	off, len int    // the bytes of the property that were loaded
+	host     bool   // a host-order integer (meta mark, ct mark, ...)
 	mask     []byte // from bitwise (nil: none)
 	xor      []byte
 	konst    []byte // fConst
@@ -250,7 +251,7 @@ func (d *decoder) expr(e expr.Any) {
 			d.stmt(fmt.Sprintf("ct %s set %s", ctName(e.Key), d.regText(e.Register)))
 			return
 		}
-		f := field{kind: fOther, name: "ct " + ctName(e.Key)}
+		f := field{kind: fOther, name: "ct " + ctName(e.Key), host: e.Key != expr.CtKeySRC && e.Key != expr.CtKeyDST}
 		if e.Key == expr.CtKeySTATE {
 			f = field{kind: fCtState, name: "ct state", len: 4}
 		}
@@ -317,7 +318,7 @@ func (d *decoder) expr(e expr.Any) {
 		d.stmt(d.verdict)
 	case *expr.Reject:
 		d.verdict = "reject"
-		d.stmt(rejectText(e))
+		d.stmt(d.rejectText(e))
 	case *expr.Queue:
 		d.verdict = "queue"
 		d.stmt(fmt.Sprintf("queue num %d", e.Num))
@@ -493,7 +494,7 @@ func metaField(k expr.MetaKey) field {
 	case expr.MetaKeyOIF:
 		return field{kind: fOif, name: "oif", len: 4}
 	}
-	return field{kind: fOther, name: "meta " + metaName(k)}
+	return field{kind: fOther, name: "meta " + metaName(k), host: true}
 }
 
 func metaName(k expr.MetaKey) string {
@@ -580,18 +581,39 @@ func verdictName(v *expr.Verdict) string {
 	return fmt.Sprintf("verdict %d", v.Kind)
 }
 
-func rejectText(e *expr.Reject) string {
+func (d *decoder) rejectText(e *expr.Reject) string {
 	switch e.Type {
 	case unix.NFT_REJECT_TCP_RST:
 		return "reject with tcp reset"
 	case unix.NFT_REJECT_ICMPX_UNREACH:
+		names := []string{"no-route", "port-unreachable", "host-unreachable", "admin-prohibited"}
 		if e.Code == unix.NFT_REJECT_ICMPX_PORT_UNREACH {
 			return "reject"
 		}
+		if int(e.Code) < len(names) {
+			return "reject with icmpx " + names[e.Code]
+		}
 		return fmt.Sprintf("reject with icmpx %d", e.Code)
-	default:
-		return fmt.Sprintf("reject with icmp %d", e.Code)
 	}
+	if d.l3 == 6 {
+		names := map[uint8]string{0: "no-route", 1: "admin-prohibited", 3: "addr-unreachable", 4: "port-unreachable", 5: "policy-fail", 6: "reject-route"}
+		if e.Code == 4 && d.family == nftables.TableFamilyIPv6 {
+			return "reject"
+		}
+		if n, ok := names[e.Code]; ok {
+			return "reject with icmpv6 " + n
+		}
+		return fmt.Sprintf("reject with icmpv6 %d", e.Code)
+	}
+	names := map[uint8]string{0: "net-unreachable", 1: "host-unreachable", 2: "prot-unreachable", 3: "port-unreachable",
+		9: "net-prohibited", 10: "host-prohibited", 13: "admin-prohibited"}
+	if e.Code == 3 && d.family == nftables.TableFamilyIPv4 {
+		return "reject"
+	}
+	if n, ok := names[e.Code]; ok {
+		return "reject with icmp " + n
+	}
+	return fmt.Sprintf("reject with icmp %d", e.Code)
 }
 
 var protoNames = map[byte]string{1: "icmp", 2: "igmp", 6: "tcp", 17: "udp", 33: "dccp", 47: "gre",
@@ -701,6 +723,9 @@ func formatValue(f field, v []byte) string {
 		if f.off == 0 {
 			return formatAddr(f, v)
 		}
+	}
+	if f.host && len(v) == 4 {
+		return fmt.Sprintf("0x%08x", hostU32(v))
 	}
 	return "0x" + hex.EncodeToString(v)
 }

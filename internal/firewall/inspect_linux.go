@@ -67,7 +67,14 @@ func Inspect(nsFD int) (*Ruleset, error) {
 func wrapErr(what string, err error) error {
 	if errors.Is(err, os.ErrPermission) || errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES) ||
 		strings.Contains(err.Error(), "operation not permitted") {
-		return fmt.Errorf("nftables: %s: reading nftables needs CAP_NET_ADMIN: %w", what, errors.Join(os.ErrPermission, err))
+		return fmt.Errorf("nftables: %s: reading nftables needs CAP_NET_ADMIN: %w", what, permError{err})
 	}
 	return fmt.Errorf("nftables: %s: %w", what, err)
 }
+
+// permError keeps the underlying errno readable while also answering
+// errors.Is(err, os.ErrPermission) for callers that degrade on it.
+type permError struct{ err error }
+
+func (e permError) Error() string   { return e.err.Error() }
+func (e permError) Unwrap() []error { return []error{e.err, os.ErrPermission} }
