@@ -42,7 +42,8 @@
 // carry a TCP header and are rejected; Ports filtering in the kernel accepts
 // packets whose source or destination port is listed (exact matching on the
 // SYN's destination port is finished in Go), and only up to maxFilterPorts
-// ports are put in the kernel filter, more are filtered in Go only.
+// ports (64) are put in the kernel filter; with more, ports are filtered in
+// Go only.
 //
 // Creating the socket needs CAP_NET_RAW in the namespace's owning user
 // namespace; without it Start returns an error for which

@@ -14,7 +14,7 @@ const DefaultMaxFlows = 65536
 type Options struct {
 	// Ports, if set, keeps only handshakes whose server port (the SYN's
 	// destination port) is listed. The kernel filter applies it loosely
-	// (either port matches, up to maxFilterPorts ports); Go applies it
+	// (either port matches, up to 64 ports); Go applies it
 	// exactly.
 	Ports []uint16
 	// MaxFlows bounds the flow table (default DefaultMaxFlows); SYNs of
