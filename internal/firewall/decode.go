@@ -119,8 +119,9 @@ type cond struct {
 
 // piece is one rendered part of a rule, a condition or a statement.
 type piece struct {
-	text string
-	cond int // index into conds, -1 for statements
+	text    string
+	cond    int  // index into conds, -1 for statements
+	counter bool // the counter statement, left out of Rule.Plain
 }
 
 type decoder struct {
@@ -165,16 +166,20 @@ func decodeRule(fam nftables.TableFamily, exprs []expr.Any, sets map[string]*set
 		r.HasCounter = true
 		r.Packets, r.Bytes = d.counter.Packets, d.counter.Bytes
 	}
-	var parts []string
+	var parts, plain []string
 	for _, p := range d.pieces {
 		if p.cond >= 0 && d.conds[p.cond].hidden {
 			continue
 		}
 		if p.text != "" {
 			parts = append(parts, p.text)
+			if !p.counter {
+				plain = append(plain, p.text)
+			}
 		}
 	}
 	r.Text = strings.Join(parts, " ")
+	r.plain = strings.Join(plain, " ")
 	summarize(&r)
 	return r
 }
@@ -312,7 +317,7 @@ func (d *decoder) expr(e expr.Any) {
 		if d.counter == nil {
 			d.counter = e
 		}
-		d.stmt(fmt.Sprintf("counter packets %d bytes %d", e.Packets, e.Bytes))
+		d.pieces = append(d.pieces, piece{text: fmt.Sprintf("counter packets %d bytes %d", e.Packets, e.Bytes), cond: -1, counter: true})
 	case *expr.Verdict:
 		d.verdict = verdictName(e)
 		d.stmt(d.verdict)
@@ -794,6 +799,9 @@ func renderCond(c cond) string {
 		zero := !bytes.ContainsFunc(c.data, func(r rune) bool { return r != 0 })
 		switch f.kind {
 		case fTCPFlags:
+			if len(f.mask) == 0 {
+				break
+			}
 			m := f.mask[0]
 			switch {
 			case c.op == opNeq && zero && bits.OnesCount8(m) == 1:

@@ -328,3 +328,50 @@ func TestTextHidesOnlyDependencies(t *testing.T) {
 		t.Errorf("Text = %q", r.Text)
 	}
 }
+
+func TestPlain(t *testing.T) {
+	r := decodeOne(t, nftables.TableFamilyINet, cat(tcpDport(8080), flags(0x02, expr.CmpOpNeq, 0), counter(12), drop))
+	if r.Plain() != "tcp dport 8080 tcp flags syn drop" || r.Text != "tcp dport 8080 tcp flags syn counter packets 12 bytes 720 drop" {
+		t.Errorf("Plain %q Text %q", r.Plain(), r.Text)
+	}
+	if p := (Rule{Text: "policy drop"}).Plain(); p != "policy drop" {
+		t.Errorf("pseudo-rule Plain %q", p)
+	}
+}
+
+// FuzzDecode feeds odd register contents through decoding, rendering and
+// evaluation: whatever the kernel returns must not panic.
+func FuzzDecode(f *testing.F) {
+	f.Add(uint8(2), uint8(2), []byte{0x1f, 0x90}, []byte{}, uint8(0))
+	f.Add(uint8(13), uint8(1), []byte{0x02}, []byte{0x17}, uint8(1))
+	f.Add(uint8(12), uint8(4), []byte{10}, []byte{0xff, 0, 0, 0}, uint8(2))
+	f.Add(uint8(0), uint8(0), []byte{}, []byte{}, uint8(3))
+	f.Fuzz(func(t *testing.T, off, n uint8, data, mask []byte, sel uint8) {
+		var load expr.Any
+		switch sel % 4 {
+		case 0:
+			load = thLoad(uint32(off), uint32(n))
+		case 1:
+			load = &expr.Ct{Key: expr.CtKeySTATE, Register: r1}
+		case 2:
+			load = nhLoad(uint32(off), uint32(n))
+		default:
+			load = &expr.Meta{Key: expr.MetaKey(off), Register: r1}
+		}
+		e := cat(nfproto(2), metaL4(6), ex(load))
+		if len(mask) > 0 {
+			e = append(e, &expr.Bitwise{SourceRegister: r1, DestRegister: r1, Len: uint32(len(mask)), Mask: mask, Xor: mask[:len(mask)/2]})
+		}
+		e = append(e, &expr.Cmp{Op: expr.CmpOp(sel % 6), Register: r1, Data: data},
+			&expr.Range{Register: r1, FromData: data, ToData: mask},
+			&expr.Lookup{SourceRegister: r1, SetName: "s"})
+		e = append(e, drop...)
+		set := rawSet{set: &nftables.Set{Name: "s", Anonymous: true, Interval: sel%2 == 0},
+			elems: []nftables.SetElement{{Key: data}, {Key: mask, IntervalEnd: true}}}
+		rs := build([]rawTable{{table: &nftables.Table{Name: "t", Family: nftables.TableFamilyINet}, sets: []rawSet{set},
+			chains: []rawChain{{chain: &nftables.Chain{Name: "c", Hooknum: nftables.ChainHookInput}, rules: []*nftables.Rule{{Handle: 1, Exprs: e}}}}}})
+		_ = rs.Rules[0].Text
+		rs.Droppers(syn)
+		rs.Droppers(sack)
+	})
+}

@@ -399,11 +399,14 @@ func summarize(r *Rule) {
 		r.L4Proto = cmpOr(r.L4Proto, "tcp")
 		m := func(v byte) bool {
 			for _, c := range flagConds {
-				vals := [][]byte{{v}}
-				if c.f.mask != nil {
-					vals[0][0] = v&c.f.mask[0] ^ c.f.xor[0]
+				w := v
+				if len(c.f.mask) > 0 {
+					w &= c.f.mask[0]
 				}
-				if !holds(c, vals[0]) {
+				if len(c.f.xor) > 0 {
+					w ^= c.f.xor[0]
+				}
+				if !holds(c, []byte{w}) {
 					return false
 				}
 			}

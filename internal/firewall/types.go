@@ -49,6 +49,17 @@ type Rule struct {
 	Unknown bool
 
 	conds []cond
+	plain string
+}
+
+// Plain is Text without the counter statement ("tcp dport 8080 tcp flags
+// syn drop"): what a message quoting the rule wants, the counts being
+// reported separately.
+func (r Rule) Plain() string {
+	if r.plain == "" {
+		return r.Text
+	}
+	return r.plain
 }
 
 // PortRange is an inclusive range of ports.
