@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"os"
 	"time"
 	"unsafe"
 
@@ -134,8 +135,20 @@ func openListener(s listenerSpec) (int, error) {
 	} else {
 		sa = &unix.SockaddrInet6{Port: port, Addr: addr.As16()}
 	}
-	if err := unix.Bind(fd, sa); err != nil {
-		return fail(fmt.Sprintf("bind %s", netip.AddrPortFrom(addr, uint16(port))), err)
+	// Retry briefly: sockets left by the lab's warm-up connection can
+	// hold the port for a moment (bounded: 3 s).
+	for i := 0; ; i++ {
+		err := unix.Bind(fd, sa)
+		if err == nil {
+			if i > 0 {
+				fmt.Fprintf(os.Stderr, "listener: bind succeeded after %d EADDRINUSE retries\n", i)
+			}
+			break
+		}
+		if err != unix.EADDRINUSE || i >= 60 {
+			return fail(fmt.Sprintf("bind %s", netip.AddrPortFrom(addr, uint16(port))), err)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 	if err := unix.Listen(fd, backlog); err != nil {
 		return fail("listen", err)

@@ -132,6 +132,17 @@ func scenarioTable() []Scenario {
 			Description: "server routes the client prefix out of a second link (s1) while SYNs arrive on s0, with rp_filter=1",
 			setup:       setupRPFilter},
 
+		{Name: "synack-egress-drop", Family: 4, Expect: causes.SynackEgressDrop, listener: dual(),
+			Description: "tc (clsact egress, u32) on the server's s0 shoots IPv4 SYN-ACKs from port 8080: TCPTimeouts rise, TCPSynRetrans stays flat",
+			setup:       setupTCEgressDrop},
+		{Name: "syn-backlog-last-quarter", Family: 4, Expect: causes.UnexplainedDrops,
+			listener:    &listenerSpec{Backlog: 100},
+			Description: "tcp_syncookies=0, tcp_max_syn_backlog=8, backlog 100, spoofed SYN bursts: the 'last quarter' rule drops SYNs from unproven peers with ListenDrops alone",
+			setup: func(l *lab) error {
+				return setSysctls(l.srv, map[string]string{"net/ipv4/tcp_syncookies": "0", "net/ipv4/tcp_max_syn_backlog": "8"})
+			},
+			afterListen: startSynGen},
+
 		// Nobody home.
 		{Name: "no-listener", Family: 4, Expect: causes.NoListener,
 			Description: "nothing listens on 8080: SYNs are answered with RST"},
@@ -370,6 +381,38 @@ func setupConntrackInvalid(l *lab) error {
 		ProtoInfo: &netlink.ProtoInfoTCP{State: nl.TCP_CONNTRACK_ESTABLISHED}}
 	if err := l.hs.ConntrackCreate(netlink.ConntrackTable, nl.FAMILY_V4, flow); err != nil {
 		return fmt.Errorf("stale conntrack entry: %w", err)
+	}
+	return nil
+}
+
+// setupTCEgressDrop adds a clsact qdisc on s0 and an egress cls_bpf
+// filter (direct action) that shoots IPv4 TCP segments from port 8080 with
+// SYN and ACK set. The kernel here has no act_gact, so a tiny BPF program
+// is the way to say "drop" from tc.
+func setupTCEgressDrop(l *lab) error {
+	link, err := l.hs.LinkByName("s0")
+	if err != nil {
+		return fmt.Errorf("s0: %w", err)
+	}
+	idx := link.Attrs().Index
+	q := &netlink.GenericQdisc{QdiscType: "clsact", QdiscAttrs: netlink.QdiscAttrs{
+		LinkIndex: idx, Handle: netlink.MakeHandle(0xffff, 0), Parent: netlink.HANDLE_CLSACT}}
+	if err := l.hs.QdiscAdd(q); err != nil {
+		return fmt.Errorf("clsact on s0: %w", err)
+	}
+	prog, err := synackDropProg()
+	if err != nil {
+		return err
+	}
+	// The filter keeps its own reference to the program.
+	defer prog.Close()
+	f := &netlink.BpfFilter{
+		FilterAttrs: netlink.FilterAttrs{LinkIndex: idx, Parent: netlink.HANDLE_MIN_EGRESS,
+			Handle: 1, Priority: 1, Protocol: unix.ETH_P_ALL},
+		Fd: prog.FD(), Name: "synscope_lab_synack_drop", DirectAction: true,
+	}
+	if err := l.hs.FilterAdd(f); err != nil {
+		return fmt.Errorf("tc egress filter on s0: %w", err)
 	}
 	return nil
 }
