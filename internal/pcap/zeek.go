@@ -105,15 +105,13 @@ type zconn struct {
 	removeAt int64
 }
 
-func newZconn(flip bool) *zconn {
-	z := &zconn{}
+func (z *zconn) init(flip bool) {
 	z.orig.isOrig = true
 	z.orig.chkThresh, z.resp.chkThresh = 1, 1
 	z.orig.w0Thresh, z.resp.w0Thresh = 1, 1
 	if flip {
 		z.flip()
 	}
-	return z
 }
 
 func (z *zconn) addHist(e *zendpoint, c byte) {
