@@ -220,6 +220,40 @@ func Down(prefix string) error {
 	if err != nil {
 		return err
 	}
+	unlock, err := lockPrefix(p)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	return down(p)
+}
+
+// lockPrefix serialises Up and Down for one prefix across processes, so
+// two callers never build into or tear down each other's half-made lab.
+// The lock file stays (it is empty) so waiters keep locking the same inode.
+func lockPrefix(p string) (func(), error) {
+	if err := os.MkdirAll(StateDir, 0o755); err != nil {
+		return nil, fmt.Errorf("lab %s: state dir: %w", p, err)
+	}
+	f, err := os.OpenFile(filepath.Join(StateDir, "."+p+".lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("lab %s: lock: %w", p, err)
+	}
+	deadline := time.Now().Add(time.Minute)
+	for {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			return func() { f.Close() }, nil
+		}
+		if err != syscall.EWOULDBLOCK || time.Now().After(deadline) {
+			f.Close()
+			return nil, fmt.Errorf("lab %s: another synscope is building or removing this lab: %w", p, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func down(p string) error {
 	var errs []error
 	if err := killAgents(p); err != nil {
 		errs = append(errs, err)

@@ -19,7 +19,22 @@ import (
 func TestMain(m *testing.M) {
 	// Up re-executes the test binary as listener/client agents.
 	MaybeRunAgent()
+	if p := os.Getenv(crashUpEnv); p != "" {
+		crashingUp(p)
+	}
 	os.Exit(m.Run())
+}
+
+// crashUpEnv makes the test binary a creator process that brings a lab up
+// and dies without cleaning up (TestLabCrashRecovery).
+const crashUpEnv = "SYNSCOPE_LAB_TEST_CRASH_UP"
+
+func crashingUp(prefix string) {
+	if _, err := Up(context.Background(), "missing-default-route-v4", Options{Prefix: prefix}); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	os.Exit(3) // "crash": no Down, no cleanup of any kind
 }
 
 func needRoot(t *testing.T) {
@@ -236,43 +251,54 @@ func TestLabCore(t *testing.T) {
 	}
 }
 
-// TestLabCrashRecovery: a lab whose creator is gone (no Env in memory) is
-// removed by Down from its name alone, agents included.
+// TestLabCrashRecovery: a lab whose creator process died is still usable
+// (agents are detached) and is removed by Down from its name alone, and a
+// creator killed in the middle of Up leaves nothing Down cannot remove.
 func TestLabCrashRecovery(t *testing.T) {
 	needRoot(t)
-	prefix := testPrefix("c")
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if _, err := Up(ctx, "healthy", Options{Prefix: prefix}); err != nil {
+	exe, err := os.Executable()
+	if err != nil {
 		t.Fatal(err)
 	}
+	prefix := testPrefix("c")
 	t.Cleanup(func() { _ = Down(prefix) })
+	cmd := exec.Command(exe, "-test.run=^$")
+	cmd.Env = append(os.Environ(), crashUpEnv+"="+prefix)
+	out, err := cmd.CombinedOutput()
+	if cmd.ProcessState == nil || cmd.ProcessState.ExitCode() != 3 {
+		t.Fatalf("creator: %v: %s", err, out)
+	}
 	env, err := Load(prefix)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if env.Scenario != "healthy" || env.Port != Port || env.ServerV6 != ServerV6 {
+	if env.Scenario != "missing-default-route-v4" || env.Port != Port || env.ServerV6 != ServerV6 || env.Server != prefix+"-srv" {
 		t.Fatalf("loaded %+v", env)
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
 	if err := env.Dial(ctx, 6, 2*time.Second); err != nil {
-		t.Fatalf("dial from loaded env: %v", err)
+		t.Fatalf("v6 dial in the orphaned lab: %v", err)
+	}
+	if err := env.Dial(ctx, 4, time.Second); err == nil {
+		t.Fatal("v4 dial in the orphaned lab should fail")
 	}
 	agents := AgentStatus(prefix)
 	if len(agents) != 2 {
 		t.Fatalf("want listener and client agents, got %+v", agents)
 	}
-	// Up again with the same prefix replaces the lab.
-	if _, err := Up(ctx, "no-listener", Options{Prefix: prefix, NoClient: true}); err != nil {
+	for _, a := range agents {
+		if !alive(a.PID) {
+			t.Errorf("agent %s died with its creator", a.Name)
+		}
+	}
+	if err := Down(prefix); err != nil {
 		t.Fatal(err)
 	}
 	for _, a := range agents {
 		if alive(a.PID) {
-			t.Errorf("agent %s (pid %d) of the replaced lab still alive", a.Name, a.PID)
+			t.Errorf("agent %s (pid %d) survives Down", a.Name, a.PID)
 		}
-	}
-	// Simulate a crash: forget everything but the prefix.
-	if err := Down(prefix); err != nil {
-		t.Fatal(err)
 	}
 	for _, ns := range []string{prefix + "-cli", prefix + "-rtr", prefix + "-srv"} {
 		if nsExists(ns) {
@@ -281,6 +307,74 @@ func TestLabCrashRecovery(t *testing.T) {
 	}
 	if err := Down(prefix); err != nil {
 		t.Errorf("Down on nothing: %v", err)
+	}
+
+	// Killed half way through Up, at several points.
+	for _, delay := range []time.Duration{20 * time.Millisecond, 60 * time.Millisecond, 150 * time.Millisecond} {
+		cmd := exec.Command(exe, "-test.run=^$")
+		cmd.Env = append(os.Environ(), crashUpEnv+"="+prefix)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(delay)
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		if err := Down(prefix); err != nil {
+			t.Fatalf("Down after a creator killed at %v: %v", delay, err)
+		}
+		for _, ns := range []string{prefix + "-cli", prefix + "-rtr", prefix + "-srv"} {
+			if nsExists(ns) {
+				t.Errorf("killed at %v: %s still exists after Down", delay, ns)
+			}
+		}
+	}
+	// Agents started by killed creators before they wrote a pidfile
+	// notice that their namespace is gone and exit by themselves.
+	if err := waitFor(4*time.Second, func() error {
+		if pids := agentsOf(prefix); len(pids) > 0 {
+			return fmt.Errorf("agents still running after Down: %v", pids)
+		}
+		return nil
+	}); err != nil {
+		t.Error(err)
+	}
+}
+
+// agentsOf scans /proc for live agent processes of a prefix.
+func agentsOf(prefix string) []int {
+	dirs, _ := filepath.Glob("/proc/[0-9]*")
+	var pids []int
+	for _, d := range dirs {
+		pid, err := strconv.Atoi(filepath.Base(d))
+		if err == nil && alive(pid) && isOurAgent(pid, prefix) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// TestUpReplaces: Up with a prefix in use replaces the old lab.
+func TestUpReplaces(t *testing.T) {
+	needRoot(t)
+	prefix := testPrefix("r")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := Up(ctx, "healthy", Options{Prefix: prefix}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = Down(prefix) })
+	old := AgentStatus(prefix)
+	env, err := Up(ctx, "no-listener", Options{Prefix: prefix, NoClient: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range old {
+		if alive(a.PID) {
+			t.Errorf("agent %s (pid %d) of the replaced lab still alive", a.Name, a.PID)
+		}
+	}
+	if err := env.Dial(ctx, 4, time.Second); err == nil || !strings.Contains(err.Error(), "refused") {
+		t.Errorf("no-listener dial: want connection refused, got %v", err)
 	}
 }
 

@@ -135,7 +135,7 @@ func scenarioTable() []Scenario {
 		{Name: "synack-egress-drop", Family: 4, Expect: causes.SynackEgressDrop, listener: dual(),
 			Description: "tc (clsact egress, u32) on the server's s0 shoots IPv4 SYN-ACKs from port 8080: TCPTimeouts rise, TCPSynRetrans stays flat",
 			setup:       setupTCEgressDrop},
-		{Name: "syn-backlog-last-quarter", Family: 4, Expect: causes.UnexplainedDrops,
+		{Name: "syn-backlog-last-quarter", Family: 4, Expect: causes.SynQueueOverflow,
 			listener:    &listenerSpec{Backlog: 100},
 			Description: "tcp_syncookies=0, tcp_max_syn_backlog=8, backlog 100, spoofed SYN bursts: the 'last quarter' rule drops SYNs from unproven peers with ListenDrops alone",
 			setup: func(l *lab) error {

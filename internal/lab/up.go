@@ -53,12 +53,17 @@ func Up(ctx context.Context, name string, opts Options) (*Env, error) {
 	if os.Geteuid() != 0 {
 		return nil, errors.New("lab up: needs root (it creates network namespaces)")
 	}
-	if err := Down(prefix); err != nil {
+	unlock, err := lockPrefix(prefix)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	if err := down(prefix); err != nil {
 		return nil, fmt.Errorf("lab up: removing previous lab %s: %w", prefix, err)
 	}
 	env, err := up(ctx, sc, prefix, opts)
 	if err != nil {
-		if derr := Down(prefix); derr != nil {
+		if derr := down(prefix); derr != nil {
 			err = errors.Join(err, derr)
 		}
 		return nil, err
