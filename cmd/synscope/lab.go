@@ -29,7 +29,12 @@ func newLabCmd() *cobra.Command {
 	up := &cobra.Command{
 		Use:   "up <scenario>",
 		Short: "Build the lab with one scenario (replaces a lab with the same prefix)",
-		Args:  cobra.ExactArgs(1),
+		Args: func(_ *cobra.Command, args []string) error {
+			if len(args) != 1 {
+				return fmt.Errorf("lab up: want exactly one scenario name (see synscope lab list), got %d arguments", len(args))
+			}
+			return nil
+		},
 		RunE: func(c *cobra.Command, args []string) error {
 			ctx, cancel := context.WithTimeout(c.Context(), 2*time.Minute)
 			defer cancel()
