@@ -294,6 +294,9 @@ func (r *run) finish() {
 	}
 
 	r.wg.Wait()
+	if r.ev.Routes != nil {
+		_ = t.Do(r.ev.Routes.RefreshNeighbors)
+	}
 	began = time.Now()
 	r.ev.Replays = r.replay()
 	if r.ev.Routes != nil {

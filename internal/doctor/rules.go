@@ -189,7 +189,7 @@ func ruleNoRoute(e *Evidence) []report.Finding {
 	nr4, nr6 := e.delta("IpOutNoRoutes"), e.delta("Ip6OutNoRoutes")
 	var failed []Replay
 	for _, r := range e.Replays {
-		if !r.Result.OK {
+		if !r.Result.OK && !e.ipv6DisabledFor(r.Peer) {
 			failed = append(failed, r)
 		}
 	}
@@ -321,21 +321,31 @@ func (e *Evidence) explainNoRoute(r Replay, all []Replay) explanation {
 		return explanation{key: "unknown", summary: "the kernel has no route for the SYN-ACK", fix: ipc + " route add <client-prefix> via <gateway> dev <device>"}
 	}
 	// 1. A typed route covering the peer.
-	if rt, ok := typedRouteFor(st, peer); ok {
+	q := r.Result.Query
+	if rt, ok := typedRouteFor(st, peer, e.tablesFor(q)); ok {
 		tbl := ""
 		if rt.Table != 0 && rt.Table != unix.RT_TABLE_MAIN {
 			tbl = fmt.Sprintf(" table %d", rt.Table)
 		}
-		return explanation{
-			key:     "typed:" + rt.Dst.String(),
-			summary: fmt.Sprintf("a %q route for %s makes the SYN-ACK route lookup fail", rt.Type, rt.Dst),
-			fix:     fmt.Sprintf("%s route del %s %s%s", ipc, rt.Type, rt.Dst, tbl),
+		x := explanation{
+			key:     fmt.Sprintf("typed:%d:%s", rt.Table, dstString(rt.Dst)),
+			summary: fmt.Sprintf("the %s route %q%s makes the SYN-ACK route lookup fail", rt.Type, dstString(rt.Dst), tbl),
+			fix:     fmt.Sprintf("%s route del %s %s%s", ipc, rt.Type, dstString(rt.Dst), tbl),
 			evidence: []report.Evidence{{Source: "routes",
-				Text: fmt.Sprintf("route %s %s%s matches the client", rt.Type, rt.Dst, tbl)}},
+				Text: fmt.Sprintf("route %s %s%s matches the client", rt.Type, dstString(rt.Dst), tbl)}},
 			typedV6: fam == 6,
 		}
+		if ru, ok := e.ruleTo(q, rt.Table); ok {
+			how := fmt.Sprintf("policy rule %q", ru.Text)
+			if ru.HasMark && q.Mark != 0 {
+				how = fmt.Sprintf("the listener's SO_MARK %#x matches policy rule %q", q.Mark, ru.Text)
+			}
+			x.summary = fmt.Sprintf("%s sends the SYN-ACK's route lookup to table %d, where the %s route %q fails it", how, rt.Table, rt.Type, dstString(rt.Dst))
+			x.evidence = append(x.evidence, report.Evidence{Source: "rules", Text: fmt.Sprintf("rule %d: %s", ru.Priority, ru.Text)})
+			x.fix += "\n# or, if the rule is wrong: " + ipc + " rule del " + ruleSpec(ru)
+		}
+		return x
 	}
-	q := r.Result.Query
 	// 2. A policy rule that matches the SYN-ACK: a non-lookup action, or a
 	// lookup in a table that has no route for the peer before main is
 	// reached.
@@ -454,10 +464,48 @@ func (e *Evidence) devForSource(src netip.Addr) string {
 	return ""
 }
 
-func typedRouteFor(st *routes.State, peer netip.Addr) (routes.Route, bool) {
+// dstString renders a route destination the way ip does.
+func dstString(p netip.Prefix) string {
+	if !p.IsValid() || p.Bits() == 0 {
+		return "default"
+	}
+	return p.String()
+}
+
+// tablesFor lists the tables the SYN-ACK's lookup consults, in rule order.
+func (e *Evidence) tablesFor(q routes.Query) map[int]bool {
+	out := map[int]bool{}
+	for _, ru := range sortedRules(e.Routes, af(famOf(q.Dst))) {
+		if ruleMatches(ru, q) && (ru.Action == "lookup" || ru.Action == "") {
+			out[ru.Table] = true
+		}
+	}
+	if len(out) == 0 {
+		out[unix.RT_TABLE_MAIN] = true
+	}
+	return out
+}
+
+// ruleTo finds the policy rule that sends q's lookup to a non-main table.
+func (e *Evidence) ruleTo(q routes.Query, table int) (routes.Rule, bool) {
+	if table == 0 || table == unix.RT_TABLE_MAIN || table == unix.RT_TABLE_LOCAL || table == unix.RT_TABLE_DEFAULT {
+		return routes.Rule{}, false
+	}
+	for _, ru := range sortedRules(e.Routes, af(famOf(q.Dst))) {
+		if ru.Table == table && ruleMatches(ru, q) {
+			return ru, true
+		}
+	}
+	return routes.Rule{}, false
+}
+
+func typedRouteFor(st *routes.State, peer netip.Addr, tables map[int]bool) (routes.Route, bool) {
 	var best routes.Route
 	found := false
 	for _, rt := range st.Routes {
+		if !tables[rt.Table] && !(rt.Table == 0 && tables[unix.RT_TABLE_MAIN]) {
+			continue
+		}
 		switch rt.Type {
 		case "unreachable", "blackhole", "prohibit", "throw":
 		default:
@@ -606,7 +654,7 @@ func ruleSynQueue(e *Evidence) []report.Finding {
 	ld := e.delta("TcpExtListenDrops")
 	cookies := e.sysctl("net.ipv4.tcp_syncookies")
 	if qf <= 0 {
-		return nil
+		return e.lastQuarter()
 	}
 	f := report.Finding{
 		Cause: causes.SynQueueOverflow, Severity: report.Critical, Confidence: report.Confirmed,
@@ -625,6 +673,44 @@ func ruleSynQueue(e *Evidence) []report.Finding {
 		}
 	}
 	return []report.Finding{f}
+}
+
+// lastQuarter detects tcp_conn_request's early drop with syncookies off:
+// once fewer than a quarter of tcp_max_syn_backlog slots are left, SYNs from
+// peers without TCP metrics are dropped, moving ListenDrops alone.
+func (e *Evidence) lastQuarter() []report.Finding {
+	ld := e.delta("TcpExtListenDrops")
+	if ld <= 0 || e.sysctl("net.ipv4.tcp_syncookies") != "0" || e.delta("TcpExtListenOverflows") > 0 ||
+		e.delta("IpOutNoRoutes") > 0 || e.delta("Ip6OutNoRoutes") > 0 {
+		return nil
+	}
+	var maxSyn int64
+	if _, err := fmt.Sscan(e.sysctl("net.ipv4.tcp_max_syn_backlog"), &maxSyn); err != nil || maxSyn <= 0 {
+		return nil
+	}
+	for i := range e.Listeners {
+		l := &e.Listeners[i]
+		n := int64(e.synRecvFor(l))
+		// The kernel drops when max - qlen < max>>2; the queue length read
+		// after the window may be a little lower than at the drops.
+		if n == 0 || maxSyn-n >= maxSyn>>2+1 || e.listenerDropsDelta(l) <= 0 {
+			continue
+		}
+		return []report.Finding{{
+			Cause: causes.SynQueueOverflow, Severity: report.Critical, Confidence: report.Likely,
+			Why: "ListenDrops rose with no other cause's counter, syncookies are off and this listener's request queue is in the last quarter of tcp_max_syn_backlog: " +
+				"tcp_conn_request then drops SYNs from peers it has no TCP metrics for",
+			Summary: fmt.Sprintf("%d SYNs dropped by the 'last quarter' rule: %d SYN-RECV requests on %s with tcp_max_syn_backlog=%d and syncookies off",
+				ld, n, e.listenerName(l), maxSyn),
+			Evidence: append(counterEv(e, "TcpExtListenDrops"),
+				report.Evidence{Source: "sockets", Text: fmt.Sprintf("%s: %d SYN-RECV request sockets, listener drops +%d", l.Local, n, e.listenerDropsDelta(l))},
+				report.Evidence{Source: "sysctl", Text: fmt.Sprintf("net.ipv4.tcp_max_syn_backlog = %d, net.ipv4.tcp_syncookies = 0", maxSyn)}),
+			Listeners: []string{e.listenerName(l)},
+			Fix:       e.sysctlCmd("net.ipv4.tcp_syncookies=1") + "\n" + e.sysctlCmd(fmt.Sprintf("net.ipv4.tcp_max_syn_backlog=%d", max(maxSyn*4, 4096))),
+			Drops:     ld,
+		}}
+	}
+	return nil
 }
 
 func ruleSynCookies(e *Evidence) []report.Finding {
@@ -729,7 +815,7 @@ func ruleFirewall(e *Evidence) []report.Finding {
 			Evidence: []report.Evidence{{Source: "firewall",
 				Text: fmt.Sprintf("%s: %s — counter +%d packets in %s (total %d)", where, h.rule.Text, h.delta, e.Window, h.rule.Packets),
 				Data: map[string]any{"family": h.rule.Family, "table": h.rule.Table, "chain": h.rule.Chain, "handle": h.rule.Handle,
-					"hook": h.rule.Hook, "rule": h.rule.Text, "verdict": h.rule.Verdict, "packets_delta": h.delta}}},
+					"hook": h.rule.Hook, "rule": h.rule.Text, "verdict": h.rule.Verdict, "packets_delta": h.delta, "port": h.port}}},
 			Drops: int64(h.delta),
 			Fix:   h.rule.DeleteCommand(),
 		}
@@ -925,6 +1011,15 @@ func ruleIPv6Disabled(e *Evidence) []report.Finding {
 	return out
 }
 
+// ipv6DisabledFor: a v6 SYN arriving on an interface with IPv6 disabled
+// cannot be answered; ipv6-disabled reports it, not no-route-to-peer.
+func (e *Evidence) ipv6DisabledFor(p Peer) bool {
+	if famOf(p.Addr) != 6 || p.Flow == nil || e.Routes == nil {
+		return false
+	}
+	return e.sysctl("net.ipv6.conf."+e.linkName(p.Flow.Ifindex)+".disable_ipv6") == "1" || e.sysctl("net.ipv6.conf.all.disable_ipv6") == "1"
+}
+
 func rulePAWS(e *Evidence) []report.Finding {
 	d := e.delta("TcpExtPAWSTimewait")
 	if d <= 0 {
@@ -990,10 +1085,8 @@ func ruleNeighbor(e *Evidence) []report.Finding {
 		if seen[hop] {
 			continue
 		}
-		for _, n := range e.Routes.Neighbors {
-			if n.IP != hop || (n.State != "FAILED" && n.State != "INCOMPLETE") {
-				continue
-			}
+		n, ok := e.unresolved(hop, r)
+		if ok {
 			seen[hop] = true
 			f := report.Finding{
 				Cause:    causes.NeighborUnreachable,
@@ -1004,8 +1097,8 @@ func ruleNeighbor(e *Evidence) []report.Finding {
 					{Source: "neighbours", Text: fmt.Sprintf("%s dev %s %s", hop, n.Dev, n.State)},
 				}, counterEv(e, "TcpExtTCPSynRetrans", "TcpExtListenDrops")...),
 				Peers: []string{r.Peer.Addr.String()},
-				Fix:   fmt.Sprintf("check that %s is up and reachable on %s, or fix the route: %s route replace <client-prefix> via <working-gateway> dev %s", hop, n.Dev, e.ip(famOf(hop)), n.Dev),
 			}
+			f.Fix = e.neighborFix(r, hop, n.Dev)
 			if r.Peer.Flow != nil {
 				f.Confidence, f.Why = report.Confirmed, "the client's SYNs arrived unanswered and the SYN-ACK's next hop is unresolved"
 				f.Drops = int64(r.Peer.Flow.SYNs)
@@ -1013,10 +1106,58 @@ func ruleNeighbor(e *Evidence) []report.Finding {
 				f.Confidence, f.Why = report.Likely, "the SYN-ACK's next hop is unresolved"
 			}
 			out = append(out, f)
-			break
 		}
 	}
 	return out
+}
+
+// unresolved finds a next hop whose neighbour entry is FAILED or
+// INCOMPLETE. A hop with no entry at all counts too when SYN-ACKs to the
+// peer were retransmitted: sending them would have created an entry, and a
+// failed one is garbage-collected.
+func (e *Evidence) unresolved(hop netip.Addr, r Replay) (routes.Neighbor, bool) {
+	for _, n := range e.Routes.Neighbors {
+		if n.IP != hop {
+			continue
+		}
+		if n.State == "FAILED" || n.State == "INCOMPLETE" {
+			return n, true
+		}
+		return n, false
+	}
+	if r.Result.Dev == "" || e.delta("TcpExtTCPSynRetrans") <= 0 {
+		return routes.Neighbor{}, false
+	}
+	for _, s := range e.SynRecv {
+		if s.Remote.Addr().Unmap() == r.Peer.Addr && s.Retrans > 0 {
+			return routes.Neighbor{IP: hop, Dev: r.Result.Dev, State: "absent (resolution failed and the entry was removed)"}, true
+		}
+	}
+	return routes.Neighbor{}, false
+}
+
+// neighborFix points the failing route at the router the SYNs came from,
+// when that can be inferred; otherwise it leaves placeholders.
+func (e *Evidence) neighborFix(r Replay, hop netip.Addr, dev string) string {
+	fam := famOf(r.Peer.Addr)
+	prefix := "<client-prefix>"
+	best := -1
+	for _, rt := range e.Routes.Routes {
+		if rt.Family == af(fam) && rt.Gateway == hop && routeCovers(rt, r.Peer.Addr) && rt.Dst.Bits() > best {
+			prefix, best = dstString(rt.Dst), rt.Dst.Bits()
+		}
+	}
+	var macs []net.HardwareAddr
+	if r.Peer.Flow != nil && len(r.Peer.Flow.ClientMAC) > 0 {
+		macs = append(macs, r.Peer.Flow.ClientMAC)
+	}
+	gw := "<working-gateway>"
+	note := ""
+	if g := e.Routes.InferGateway(af(fam), dev, macs); g.OK && g.Gateway != hop {
+		gw = g.Gateway.String()
+		note = "\n# " + g.How
+	}
+	return fmt.Sprintf("%s route replace %s via %s dev %s%s\n# or bring %s back on %s", e.ip(fam), prefix, gw, dev, note, hop, dev)
 }
 
 func arpOrND(a netip.Addr) string {
@@ -1035,6 +1176,11 @@ func ruleSynackUnanswered(e *Evidence) []report.Finding {
 		}
 	}
 	if retrans <= 0 || len(stuck) == 0 {
+		return nil
+	}
+	// During a SYN flood most request sockets belong to spoofed sources
+	// that never answer: the flood findings explain them.
+	if len(ruleSynQueue(e)) > 0 || len(ruleSynCookies(e)) > 0 {
 		return nil
 	}
 	// A request whose SYN-ACK cannot leave (neighbour failure) is another
@@ -1074,6 +1220,11 @@ func ruleSynackEgress(e *Evidence) []report.Finding {
 	if to <= 0 || rt > 0 || len(e.SynRecv) == 0 {
 		return nil
 	}
+	for _, f := range ruleFirewall(e) {
+		if f.Drops > 0 && strings.Contains(f.Summary, "SYN-ACKs") {
+			return nil // the firewall finding names the exact rule
+		}
+	}
 	return []report.Finding{{
 		Cause: causes.SynackEgressDrop, Severity: report.Warning, Confidence: report.Possible,
 		Why:      "TCPTimeouts rises while TCPSynRetrans stays flat: SYN-ACK retransmits fail locally (tc, qdisc, cgroup BPF or netfilter)",
@@ -1106,8 +1257,21 @@ func ruleNoListener(e *Evidence) []report.Finding {
 		}
 		refused[k] = append(refused[k], f)
 	}
+	rejected := map[uint16]bool{}
+	for _, f := range ruleFirewall(e) {
+		for _, ev := range f.Evidence {
+			if v, _ := ev.Data["verdict"].(string); strings.HasPrefix(v, "reject") {
+				if port, ok := ev.Data["port"].(uint16); ok {
+					rejected[port] = true
+				}
+			}
+		}
+	}
 	var out []report.Finding
 	for _, k := range order {
+		if rejected[k.port] {
+			continue // a reject rule sent the RST; the firewall finding says so
+		}
 		flows := refused[k]
 		why, fix := e.whyNoListener(k.addr, k.port, flows[0].Ifindex)
 		var peers []string
@@ -1174,6 +1338,12 @@ func ruleUnexplained(e *Evidence, found []report.Finding) []report.Finding {
 		switch f.Cause {
 		case causes.NoRouteToPeer, causes.AcceptQueueOverflow, causes.SynQueueOverflow, causes.TCPReject, causes.NeighborUnreachable:
 			explained += f.Drops
+		case causes.SynFloodCookies:
+			// Accept-queue-full drops still happen with cookies; anything
+			// else is not a cookie effect.
+		}
+		if f.Cause == causes.SynQueueOverflow {
+			explained = ld
 		}
 	}
 	if explained >= ld {

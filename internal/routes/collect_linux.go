@@ -471,3 +471,31 @@ func (c *nlConn) dumpNeighbors(s *State, family uint8, names map[int]string) err
 		return nil
 	})
 }
+
+// RefreshNeighbors re-reads the neighbour table into s. The doctor collects
+// routes while its window runs, but a next hop that fails to resolve only
+// shows as INCOMPLETE/FAILED while the kernel is trying it, and failed
+// entries are garbage-collected: reading them again at the window's end
+// catches what the window's traffic did.
+func (s *State) RefreshNeighbors() error {
+	c, err := dialRoute()
+	if err != nil {
+		return fmt.Errorf("refresh neighbours: %w", err)
+	}
+	defer c.close()
+	names := map[int]string{}
+	for _, l := range s.Links {
+		names[l.Index] = l.Name
+	}
+	fresh := &State{}
+	for _, fam := range []uint8{unix.AF_INET, unix.AF_INET6} {
+		if err := c.dumpNeighbors(fresh, fam, names); err != nil {
+			if fam == unix.AF_INET6 && errors.Is(err, unix.EAFNOSUPPORT) {
+				break
+			}
+			return fmt.Errorf("refresh neighbours: %w", err)
+		}
+	}
+	s.Neighbors = fresh.Neighbors
+	return nil
+}

@@ -1,0 +1,130 @@
+package integration
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/synscope/synscope/internal/causes"
+	"github.com/synscope/synscope/internal/lab"
+	"github.com/synscope/synscope/internal/report"
+)
+
+// expectation is what a scenario's doctor report must contain beyond the
+// top cause the lab scenario declares.
+type expectation struct {
+	evidence []string // substrings of the top finding's evidence, summary or fix
+	fix      bool     // the printed fix is safe to apply and must make a client connect
+}
+
+var expectations = map[string]expectation{
+	"accept-queue-overflow":    {evidence: []string{"TcpExtListenOverflows +", "accept queue"}},
+	"backlog-capped":           {evidence: []string{"net.core.somaxconn = 128"}},
+	"blackhole-route-v4":       {evidence: []string{"route blackhole 10.77.1.0/24", "IpOutNoRoutes +"}, fix: true},
+	"blackhole-route-v6":       {evidence: []string{"route blackhole fd77:1::/64", "TcpExtListenDrops +"}, fix: true},
+	"unreachable-route-v4":     {evidence: []string{"route unreachable 10.77.1.0/24", "IpOutNoRoutes +"}, fix: true},
+	"unreachable-route-v6":     {evidence: []string{"route unreachable fd77:1::/64", "TcpExtListenDrops +"}, fix: true},
+	"prohibit-route-v4":        {evidence: []string{"route prohibit 10.77.1.0/24", "IpOutNoRoutes +"}, fix: true},
+	"prohibit-route-v6":        {evidence: []string{"route prohibit fd77:1::/64", "TcpExtListenDrops +"}, fix: true},
+	"policy-rule-no-route":     {evidence: []string{"lookup 100", "IpOutNoRoutes +"}, fix: true},
+	"fwmark-no-route":          {evidence: []string{"fwmark 0x1", "SO_MARK 0x1", "IpOutNoRoutes +"}, fix: true},
+	"missing-default-route-v4": {evidence: []string{"IpOutNoRoutes +", "default"}, fix: true},
+	"missing-default-route-v6": {evidence: []string{"Ip6OutNoRoutes +", "default"}, fix: true},
+	"conntrack-invalid":        {evidence: []string{"ct state invalid", "handle"}},
+	"firewall-drop-syn":        {evidence: []string{"inet synscope input handle", "drop", "counter +"}, fix: true},
+	"firewall-drop-synack":     {evidence: []string{"inet synscope output handle", "drop", "counter +"}, fix: true},
+	"firewall-reject":          {evidence: []string{"inet synscope input handle", "reject", "counter +"}, fix: true},
+	"rp-filter-strict":         {evidence: []string{"TcpExtIPReversePathFilter +", "rp_filter = 1"}},
+	"no-listener":              {evidence: []string{"nothing listens on port 8080"}},
+	"listener-wrong-address":   {evidence: []string{"bound to 127.0.0.1"}},
+	"listener-bound-device":    {evidence: []string{"SO_BINDTODEVICE", "s1"}},
+	"neighbor-unreachable-v4":  {evidence: []string{"10.77.2.99", "ARP"}, fix: true},
+	"neighbor-unreachable-v6":  {evidence: []string{"fd77:2::99", "neighbour discovery"}, fix: true},
+	"synack-unanswered":        {evidence: []string{"SYN-ACK retransmitted", "TcpExtTCPSynRetrans +"}},
+	"ipv6-disabled":            {evidence: []string{"disable_ipv6 = 1"}},
+	"tcp-minttl":               {evidence: []string{"TcpExtTCPMinTTLDrop +", "TTL 63"}},
+	"tcp-md5-mismatch":         {evidence: []string{"TcpExtTCPMD5NotFound +"}},
+	"syn-queue-overflow":       {evidence: []string{"TcpExtTCPReqQFullDrop +", "SYN-RECV"}},
+	"syn-flood-cookies":        {evidence: []string{"TcpExtSyncookiesSent +"}},
+	"syn-backlog-last-quarter": {evidence: []string{"last quarter", "tcp_max_syn_backlog = 8"}},
+	"synack-egress-drop":       {evidence: []string{"TcpExtTCPTimeouts +", "SYN-RECV"}},
+}
+
+func findingText(f report.Finding) string {
+	return f.Summary + "\n" + evidenceText(f) + f.Fix
+}
+
+// TestScenarios runs the real doctor against every lab scenario while the
+// lab's client tries to connect, and checks the top finding.
+func TestScenarios(t *testing.T) {
+	needRoot(t)
+	for i, sc := range lab.Scenarios() {
+		sc := sc
+		prefix := fmt.Sprintf("it-s%d", i)
+		t.Run(sc.Name, func(t *testing.T) {
+			t.Parallel()
+			env := labUp(t, sc.Name, prefix)
+			rep, r := doctorJSON(t, "--netns", env.Server)
+			if sc.Expect == "" {
+				for _, f := range rep.Findings {
+					if f.Severity == report.Critical || f.Severity == report.Warning {
+						dumpReport(t, rep)
+						t.Fatalf("healthy scenario: %s finding %s: %s", f.Severity, f.Cause, f.Summary)
+					}
+				}
+				if r.code != 0 {
+					t.Fatalf("healthy scenario: exit %d", r.code)
+				}
+				return
+			}
+			if r.code != 1 || len(rep.Findings) == 0 {
+				dumpReport(t, rep)
+				t.Fatalf("exit %d with %d findings, want 1 and findings", r.code, len(rep.Findings))
+			}
+			top := rep.Findings[0]
+			if top.Cause != sc.Expect {
+				dumpReport(t, rep)
+				t.Fatalf("top finding %s (%s), want %s", top.Cause, top.Summary, sc.Expect)
+			}
+			x, ok := expectations[sc.Name]
+			if !ok {
+				t.Fatalf("scenario %s has no expectation in this test: add one", sc.Name)
+			}
+			text := findingText(top)
+			for _, want := range x.evidence {
+				if !strings.Contains(text, want) {
+					dumpReport(t, rep)
+					t.Fatalf("top finding lacks %q", want)
+				}
+			}
+			if len(top.Evidence) == 0 || top.Fix == "" || top.Why == "" {
+				t.Fatalf("top finding without evidence, fix or why: %+v", top)
+			}
+			if x.fix {
+				applyFix(t, top.Fix)
+				dialEventually(t, env, sc.Family)
+			}
+		})
+	}
+}
+
+// TestEveryCauseHasAScenario keeps the catalog and the lab in step: a cause
+// nobody can reproduce is a cause nobody has seen detected.
+func TestEveryCauseHasAScenario(t *testing.T) {
+	covered := map[causes.ID]bool{}
+	for _, sc := range lab.Scenarios() {
+		covered[sc.Expect] = true
+	}
+	// Not reproducible inside a namespace on this kernel, or not a
+	// doctor-level cause: documented in the README.
+	exempt := map[causes.ID]string{
+		causes.ConntrackFull:    "nf_conntrack_max is global: filling it would affect the host",
+		causes.PAWSReject:       "needs a raw-socket SYN with a crafted TSval; covered by rule tests",
+		causes.UnexplainedDrops: "the remainder when nothing else explains ListenDrops",
+	}
+	for _, c := range causes.All() {
+		if !covered[c.ID] && exempt[c.ID] == "" {
+			t.Errorf("cause %s has no lab scenario", c.ID)
+		}
+	}
+}
