@@ -430,6 +430,8 @@ func deathOf(cli, srv *Conn, pk []PacketFate) (Death, string) {
 		return DeathLostToServer, "the client's final ACK never reached the server"
 	case cli.Verdict == VerdictEstablished || srv.Verdict == VerdictEstablished:
 		return DeathDelivered, "handshake completed"
+	case len(cli.synackTimes) > 0 && cli.ackTime == 0 && !cli.cliRST:
+		return DeathLostToClient, "the SYN-ACK reached the client's interface but the client never answered it: dropped inside the client (input firewall, rp_filter, ...)"
 	}
 	return DeathUnknown, fmt.Sprintf("client verdict %s, server verdict %s", cli.Verdict, srv.Verdict)
 }
