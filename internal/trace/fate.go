@@ -45,6 +45,9 @@ type Outcome struct {
 	SYNs int `json:"syns"`
 	// Evidence: what the kernel showed, one fact per entry.
 	Evidence []string `json:"evidence,omitempty"`
+	// Incomplete: tracing stopped while the handshake was still under way,
+	// so the fate is provisional.
+	Incomplete bool `json:"incomplete,omitempty"`
 
 	clientAP, serverAP netip.AddrPort
 }
@@ -81,6 +84,7 @@ type flow struct {
 	synacks    int
 	retrans    int
 	lastSeen   time.Duration
+	routeOK    bool // reply route lookup succeeded, SYN-ACK not seen yet
 	evidence   []string
 }
 
@@ -211,6 +215,7 @@ func (e *Engine) addSYN(k flowKey, ev Event) []Outcome {
 	case ev.Flags&FlagFib != 0:
 		// Route found but no SYN-ACK yet: it may wait for the neighbour.
 		f.evidence = append(f.evidence, "reply route found, SYN-ACK not sent yet")
+		f.routeOK = true
 		e.flows[k] = f
 		return out
 	default:
@@ -247,12 +252,21 @@ func (e *Engine) Expire(now time.Duration) []Outcome {
 	return out
 }
 
-// Flush reports every flow still waiting (at exit).
-func (e *Engine) Flush() []Outcome {
+// Flush reports every flow still waiting (at exit, kernel monotonic time
+// now); flows idle for less than Pending are marked Incomplete.
+func (e *Engine) Flush(now time.Duration) []Outcome {
 	var out []Outcome
 	for k, f := range e.flows {
 		delete(e.flows, k)
-		out = append(out, e.emit(f.expired())...)
+		o := f.expired()
+		if now-f.lastSeen < e.Pending {
+			o.Incomplete = true
+			if o.Fate != Established {
+				o.Fate, o.Cause = Unknown, ""
+			}
+			o.Evidence = append(o.Evidence, "tracing stopped while the handshake was under way")
+		}
+		out = append(out, e.emit(o)...)
 	}
 	sortOutcomes(out)
 	return out
@@ -264,6 +278,12 @@ func sortOutcomes(o []Outcome) {
 
 func (f *flow) expired() Outcome {
 	switch {
+	case f.routeOK && f.synacks == 0:
+		// The reply route exists but no SYN-ACK ever reached a device and
+		// none was freed: it waits in the neighbour queue of a next hop
+		// that does not answer (reference 2.C5).
+		f.evidence = append(f.evidence, fmt.Sprintf("no SYN-ACK reached a device (%d retransmits queued): next hop not resolving", f.retrans))
+		return f.outcome(Dropped, causes.NeighborUnreachable)
 	case f.retrans > 0:
 		f.evidence = append(f.evidence, fmt.Sprintf("SYN-ACK retransmitted %d times, no final ACK", f.retrans))
 		o := f.outcome(SynAckRetransmitted, causes.SynackUnanswered)

@@ -43,7 +43,7 @@ func Run(ctx context.Context, tr *Tracer, eng *Engine, emit func(Outcome)) error
 			emit(o)
 		}
 	}
-	for _, o := range eng.Flush() {
+	for _, o := range eng.Flush(monoNow()) {
 		emit(o)
 	}
 	return nil
