@@ -133,7 +133,7 @@ func scenarioTable() []Scenario {
 			setup:       setupRPFilter},
 
 		{Name: "synack-egress-drop", Family: 4, Expect: causes.SynackEgressDrop, listener: dual(),
-			Description: "tc (clsact egress, u32) on the server's s0 shoots IPv4 SYN-ACKs from port 8080: TCPTimeouts rise, TCPSynRetrans stays flat",
+			Description: "tc (clsact egress, cls_bpf direct action) on the server's s0 shoots IPv4 SYN-ACKs from port 8080: TCPTimeouts rise, TCPSynRetrans stays flat",
 			setup:       setupTCEgressDrop},
 		{Name: "syn-backlog-last-quarter", Family: 4, Expect: causes.SynQueueOverflow,
 			listener:    &listenerSpec{Backlog: 100},
