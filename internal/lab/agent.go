@@ -41,6 +41,7 @@ type agentSpec struct {
 	Listener *listenerSpec `json:"listener,omitempty"`
 	Client   *clientSpec   `json:"client,omitempty"`
 	SynGen   *synGenSpec   `json:"syngen,omitempty"`
+	PAWS     *pawsSpec     `json:"paws,omitempty"`
 }
 
 // MaybeRunAgent runs a lab agent when this process was started as one
@@ -88,6 +89,11 @@ func runAgent(spec agentSpec) error {
 			return errors.New("syngen agent without syngen spec")
 		}
 		return runSynGen(ctx, *spec.SynGen, ready)
+	case "paws":
+		if spec.PAWS == nil {
+			return errors.New("paws agent without paws spec")
+		}
+		return runPAWS(ctx, *spec.PAWS, ready)
 	}
 	return fmt.Errorf("unknown agent kind %q", spec.Kind)
 }

@@ -143,6 +143,13 @@ func scenarioTable() []Scenario {
 			},
 			afterListen: startSynGen},
 
+		{Name: "paws-reject", Family: 4, Expect: causes.PAWSReject, listener: dual(),
+			Description: "server closes first (TIME_WAIT on the server); a SYN on the same 4-tuple with a timestamp 60 s older, as from a second host behind the same NAT port, is PAWS-rejected",
+			afterListen: func(ctx context.Context, l *lab) error {
+				return l.startAgent(ctx, l.cli, agentSpec{Kind: "paws", PAWS: &pawsSpec{
+					Dst: netip.AddrPortFrom(ServerV4, Port).String(), Interval: 200 * time.Millisecond, MaxRounds: 5 * 600}})
+			}},
+
 		// Nobody home.
 		{Name: "no-listener", Family: 4, Expect: causes.NoListener,
 			Description: "nothing listens on 8080: SYNs are answered with RST"},
