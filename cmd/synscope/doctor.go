@@ -39,12 +39,12 @@ func newDoctorCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if os.Geteuid() != 0 && !f.json {
-				fmt.Fprintln(os.Stderr, "synscope: not running as root: checks that need privileges are skipped (see the list at the end)")
-			}
 			rep, err := doctor.Run(cmd.Context(), opts)
 			if err != nil {
 				return err
+			}
+			if os.Geteuid() != 0 && !f.json {
+				fmt.Fprintln(os.Stderr, "synscope: not running as root: checks that need privileges were skipped (listed at the end)")
 			}
 			if f.json {
 				err = report.JSON(os.Stdout, rep)

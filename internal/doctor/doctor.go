@@ -66,6 +66,7 @@ func Run(ctx context.Context, opts Options) (*report.Report, error) {
 		return nil, ctx.Err()
 	case <-time.After(opts.Window):
 	}
+	windowEnd := time.Now()
 	r.finish()
 
 	rep := &report.Report{
@@ -81,6 +82,7 @@ func Run(ctx context.Context, opts Options) (*report.Report, error) {
 	rep.Listeners = summariseListeners(r.ev)
 	rep.Peers = summarisePeers(r.ev)
 	rep.Sort()
+	rep.OverheadMS = float64(time.Since(windowEnd).Microseconds()) / 1000
 	return rep, nil
 }
 
@@ -181,6 +183,18 @@ func (r *run) start(ctx context.Context) {
 		r.ev.ConntrackStart = ct
 	}
 
+	// Mapping sockets to processes walks every process's fds: do it while
+	// the window runs, for the listeners that exist now.
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		var inodes []uint32
+		for _, s := range r.ev.ListenersStart {
+			inodes = append(inodes, s.Inode)
+		}
+		r.ev.Owners, _ = sockets.Owners("/proc", inodes)
+	}()
+
 	r.wg.Add(1)
 	go func() {
 		defer r.wg.Done()
@@ -222,8 +236,10 @@ func (r *run) finish() {
 	var capErr error
 	var capRes *capture.Result
 	capBegan := time.Now()
+	var capDur time.Duration
 	if r.cap != nil {
 		capRes, capErr = r.cap.Stop()
+		capDur = time.Since(capBegan)
 	}
 
 	began := time.Now()
@@ -250,16 +266,10 @@ func (r *run) finish() {
 		r.ev.SynRecv, err = sockets.SynRecv()
 		return err
 	})
-	if err == nil {
-		var inodes []uint32
-		for _, s := range r.ev.Listeners {
-			inodes = append(inodes, s.Inode)
-		}
-		r.ev.Owners, _ = sockets.Owners("/proc", inodes)
-	}
 	r.check("sockets", began, err, fmt.Sprintf("%d listeners, %d SYN-RECV", len(r.ev.Listeners), len(r.ev.SynRecv)))
 
 	if r.cap != nil {
+		capBegan = time.Now().Add(-capDur)
 		if capErr == nil {
 			r.ev.Capture = capRes
 			r.check("capture", capBegan, nil, fmt.Sprintf("%d handshake packets, %d flows, %d kernel drops",
@@ -294,6 +304,7 @@ func (r *run) finish() {
 	}
 
 	r.wg.Wait()
+	r.ownersOfNew()
 	if r.ev.Routes != nil {
 		_ = t.Do(r.ev.Routes.RefreshNeighbors)
 	}
@@ -302,6 +313,36 @@ func (r *run) finish() {
 	if r.ev.Routes != nil {
 		r.check("route-replay", began, nil, fmt.Sprintf("%d SYN-ACK route lookups replayed", len(r.ev.Replays)))
 	}
+}
+
+// ownersOfNew resolves the owners of listeners that appeared during the
+// window (rare: the scan ran on the ones present at its start).
+func (r *run) ownersOfNew() {
+	var missing []uint32
+	for _, l := range r.ev.Listeners {
+		if _, ok := r.ev.Owners[l.Inode]; !ok && l.Inode != 0 && !r.hadAtStart(l.Inode) {
+			missing = append(missing, l.Inode)
+		}
+	}
+	if len(missing) == 0 {
+		return
+	}
+	more, _ := sockets.Owners("/proc", missing)
+	if r.ev.Owners == nil {
+		r.ev.Owners = map[uint32][]sockets.Proc{}
+	}
+	for k, v := range more {
+		r.ev.Owners[k] = v
+	}
+}
+
+func (r *run) hadAtStart(inode uint32) bool {
+	for _, s := range r.ev.ListenersStart {
+		if s.Inode == inode {
+			return true
+		}
+	}
+	return false
 }
 
 // peers gathers the clients to replay: named ones, unanswered SYNs seen in

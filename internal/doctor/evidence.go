@@ -41,6 +41,11 @@ type Evidence struct {
 	FirewallStart, Firewall *firewall.Ruleset
 	// FirewallDeltas: packet counter increase per rule key over the window.
 	FirewallDeltas map[string]uint64
+
+	// Indexes built on first use; a host can have tens of thousands of
+	// listeners.
+	startDrops    map[uint32]uint32
+	synRecvByPort map[uint16]int
 }
 
 // PeerSource says how a peer became known.

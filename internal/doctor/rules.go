@@ -111,10 +111,14 @@ func famOf(a netip.Addr) int {
 }
 
 func (e *Evidence) listenerDropsDelta(l *sockets.Socket) int64 {
-	for _, s := range e.ListenersStart {
-		if s.Inode == l.Inode && s.Local == l.Local {
-			return int64(l.Drops) - int64(s.Drops)
+	if e.startDrops == nil {
+		e.startDrops = make(map[uint32]uint32, len(e.ListenersStart))
+		for _, s := range e.ListenersStart {
+			e.startDrops[s.Inode] = s.Drops
 		}
+	}
+	if d, ok := e.startDrops[l.Inode]; ok {
+		return int64(l.Drops) - int64(d)
 	}
 	return int64(l.Drops)
 }
@@ -640,13 +644,13 @@ func ruleAcceptQueue(e *Evidence) []report.Finding {
 }
 
 func (e *Evidence) synRecvFor(l *sockets.Socket) int {
-	n := 0
-	for _, s := range e.SynRecv {
-		if s.Local.Port() == l.Local.Port() {
-			n++
+	if e.synRecvByPort == nil {
+		e.synRecvByPort = map[uint16]int{}
+		for _, s := range e.SynRecv {
+			e.synRecvByPort[s.Local.Port()]++
 		}
 	}
-	return n
+	return e.synRecvByPort[l.Local.Port()]
 }
 
 func ruleSynQueue(e *Evidence) []report.Finding {
@@ -770,7 +774,7 @@ func ruleBacklogCapped(e *Evidence) []report.Finding {
 // --- firewall ---------------------------------------------------------------
 
 func ruleFirewall(e *Evidence) []report.Finding {
-	if e.Firewall == nil {
+	if e.Firewall == nil || len(e.Firewall.Rules) == 0 {
 		return nil
 	}
 	type hit struct {

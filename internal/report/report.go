@@ -109,8 +109,11 @@ type Report struct {
 	Time          time.Time `json:"time"`
 	Target        Target    `json:"target"`
 	WindowSeconds float64   `json:"window_seconds"`
-	Findings      []Finding `json:"findings"`
-	Checks        []Check   `json:"checks"`
+	// OverheadMS is the wall time spent after the window closed (final
+	// samples, replays, diagnosis): what doctor adds to the window.
+	OverheadMS float64   `json:"overhead_ms"`
+	Findings   []Finding `json:"findings"`
+	Checks     []Check   `json:"checks"`
 	// Counters: deltas over the window of the counters that matter
 	// (non-zero only), nstat names.
 	Counters map[string]int64 `json:"counter_deltas"`

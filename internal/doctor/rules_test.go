@@ -1,0 +1,210 @@
+package doctor
+
+import (
+	"net"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/synscope/synscope/internal/capture"
+	"github.com/synscope/synscope/internal/causes"
+	"github.com/synscope/synscope/internal/counters"
+	"github.com/synscope/synscope/internal/netns"
+	"github.com/synscope/synscope/internal/report"
+	"github.com/synscope/synscope/internal/routes"
+	"github.com/synscope/synscope/internal/sockets"
+)
+
+var routerMAC = net.HardwareAddr{0x02, 0, 0, 0, 0, 1}
+
+// server builds the evidence of a healthy dual-stack server on s0 with a
+// listener on [::]:8080, as the lab's server namespace looks.
+func server() *Evidence {
+	l := sockets.Socket{Family: unix.AF_INET6, State: 10, Local: netip.MustParseAddrPort("[::]:8080"), SendQ: 4096, Inode: 7}
+	return &Evidence{
+		Target:         &netns.Target{Name: "srv"},
+		Window:         2 * time.Second,
+		Counters:       &counters.Snapshot{Values: map[string]uint64{}},
+		CounterDeltas:  counters.Delta{"TcpPassiveOpens": 40, "TcpExtTCPSynRetrans": 0},
+		ListenersStart: []sockets.Socket{l},
+		Listeners:      []sockets.Socket{l},
+		Capture:        &capture.Result{},
+		Sysctl:         map[string]string{"net.core.somaxconn": "4096", "net.ipv4.tcp_syncookies": "1", "net.ipv4.tcp_max_syn_backlog": "512"},
+		Routes: &routes.State{
+			Links: []routes.Link{{Index: 1, Name: "lo", Up: true}, {Index: 2, Name: "s0", Up: true}},
+			Addrs: []routes.Addr{{Ifindex: 2, Prefix: netip.MustParsePrefix("10.77.2.2/24")}, {Ifindex: 2, Prefix: netip.MustParsePrefix("fd77:2::2/64")}},
+			Routes: []routes.Route{
+				{Family: unix.AF_INET, Table: 254, Type: "unicast", Dst: netip.MustParsePrefix("10.77.2.0/24"), Dev: "s0", Ifindex: 2},
+				{Family: unix.AF_INET6, Table: 254, Type: "unicast", Dst: netip.MustParsePrefix("fd77:2::/64"), Dev: "s0", Ifindex: 2},
+			},
+			Neighbors: []routes.Neighbor{
+				{Ifindex: 2, Dev: "s0", IP: netip.MustParseAddr("fd77:2::1"), LLAddr: routerMAC, State: "STALE", Router: true},
+			},
+		},
+	}
+}
+
+func TestHealthyHasNoFindings(t *testing.T) {
+	if fs := Diagnose(server()); len(fs) != 0 {
+		t.Fatalf("healthy evidence gave findings: %+v", fs)
+	}
+}
+
+// noRouteV6 is the seed case: the default route is gone, SYNs from
+// fd77:1::2 arrive unanswered and the replayed lookup fails.
+func noRouteV6(e *Evidence) {
+	flow := capture.Flow{Dir: capture.Inbound, Client: netip.MustParseAddrPort("[fd77:1::2]:40000"),
+		Server: netip.MustParseAddrPort("[fd77:2::2]:8080"), Ifindex: 2, ClientMAC: routerMAC, SYNs: 2}
+	e.Capture.Flows = append(e.Capture.Flows, flow)
+	e.CounterDeltas["TcpExtListenDrops"] += 10
+	e.CounterDeltas["Ip6OutNoRoutes"] += 10
+	e.Replays = append(e.Replays, Replay{
+		Peer:     Peer{Addr: flow.Client.Addr(), Port: 40000, Source: FromCapture, Flow: &e.Capture.Flows[len(e.Capture.Flows)-1], Flows: 1, SYNs: 2},
+		Listener: &e.Listeners[0],
+		Result: routes.Result{Query: routes.Query{Src: flow.Server.Addr(), Dst: flow.Client.Addr(), Sport: 8080, Dport: 40000},
+			Errno: unix.ENETUNREACH, Err: "network is unreachable"},
+	})
+}
+
+func TestNoRouteSeedCase(t *testing.T) {
+	e := server()
+	noRouteV6(e)
+	fs := Diagnose(e)
+	if len(fs) != 1 {
+		t.Fatalf("want one finding, got %+v", fs)
+	}
+	f := fs[0]
+	if f.Cause != causes.NoRouteToPeer || f.Severity != report.Critical || f.Confidence != report.Confirmed {
+		t.Fatalf("got %s/%s/%s", f.Cause, f.Severity, f.Confidence)
+	}
+	if f.Fix != "ip -n srv -6 route add default via fd77:2::1 dev s0" {
+		t.Fatalf("fix %q", f.Fix)
+	}
+	var ev []string
+	for _, x := range f.Evidence {
+		ev = append(ev, x.Text)
+	}
+	all := strings.Join(ev, "\n")
+	for _, want := range []string{"TcpExtListenDrops +10", "Ip6OutNoRoutes +10", "from fd77:2::2 port 8080 to fd77:1::2 port 40000", "no IPv6 default route"} {
+		if !strings.Contains(all, want) {
+			t.Errorf("evidence lacks %q:\n%s", want, all)
+		}
+	}
+}
+
+func TestNoRouteWithoutGatewayPrintsPlaceholder(t *testing.T) {
+	e := server()
+	e.Routes.Neighbors = nil
+	noRouteV6(e)
+	e.Capture.Flows[0].ClientMAC = nil
+	f := Diagnose(e)[0]
+	if !strings.Contains(f.Fix, "<gateway>") || !strings.Contains(f.Fix, "dev s0") {
+		t.Fatalf("fix %q: want a placeholder gateway on s0", f.Fix)
+	}
+}
+
+func TestAcceptQueueFull(t *testing.T) {
+	e := server()
+	e.Listeners[0].RecvQ, e.Listeners[0].SendQ, e.Listeners[0].Drops = 2, 1, 5
+	e.ListenersStart[0].SendQ = 1
+	e.CounterDeltas["TcpExtListenOverflows"] = 5
+	e.CounterDeltas["TcpExtListenDrops"] = 5
+	fs := Diagnose(e)
+	if len(fs) != 1 || fs[0].Cause != causes.AcceptQueueOverflow || fs[0].Confidence != report.Confirmed {
+		t.Fatalf("got %+v", fs)
+	}
+}
+
+// Several causes at once: every one is reported and the one explaining
+// the most drops comes first.
+func TestRankingBySeverityThenDrops(t *testing.T) {
+	e := server()
+	noRouteV6(e) // 10 drops
+	e.CounterDeltas["TcpExtTCPMinTTLDrop"] = 30
+	e.CounterDeltas["TcpExtListenDrops"] += 30
+	e.Sysctl["net.core.somaxconn"] = "128"
+	e.Listeners[0].SendQ = 128
+	r := &report.Report{Findings: Diagnose(e)}
+	r.Sort()
+	var got []causes.ID
+	for _, f := range r.Findings {
+		got = append(got, f.Cause)
+	}
+	want := []causes.ID{causes.NoRouteToPeer, causes.TCPReject, causes.BacklogCapped}
+	// no-route explains ListenDrops (40) as a whole; tcp-reject 30.
+	if len(got) != len(want) {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("got %v, want %v", got, want)
+		}
+	}
+}
+
+func TestListenDropsAloneNarrowsDown(t *testing.T) {
+	e := server()
+	e.CounterDeltas["TcpExtListenDrops"] = 7
+	fs := Diagnose(e)
+	if len(fs) != 1 || fs[0].Cause != causes.UnexplainedDrops || fs[0].Severity != report.Warning {
+		t.Fatalf("got %+v", fs)
+	}
+	if !strings.Contains(fs[0].Summary, "LSM") || !strings.Contains(evidenceOf(fs[0]), "ruled out") {
+		t.Fatalf("summary should list remaining candidates and what was ruled out: %+v", fs[0])
+	}
+}
+
+func TestLastQuarter(t *testing.T) {
+	e := server()
+	e.Sysctl["net.ipv4.tcp_syncookies"] = "0"
+	e.Sysctl["net.ipv4.tcp_max_syn_backlog"] = "8"
+	e.CounterDeltas["TcpExtListenDrops"] = 12
+	e.Listeners[0].Drops = 12
+	for i := 0; i < 7; i++ {
+		e.SynRecv = append(e.SynRecv, sockets.Socket{State: 3, Local: netip.MustParseAddrPort("10.77.2.2:8080"),
+			Remote: netip.AddrPortFrom(netip.AddrFrom4([4]byte{198, 51, 100, byte(i)}), 1000), Retrans: 1})
+	}
+	e.CounterDeltas["TcpExtTCPSynRetrans"] = 7
+	fs := Diagnose(e)
+	if len(fs) != 1 || fs[0].Cause != causes.SynQueueOverflow || !strings.Contains(fs[0].Summary, "last quarter") {
+		t.Fatalf("got %+v", fs)
+	}
+}
+
+func TestRefusedNamesTheBinding(t *testing.T) {
+	e := server()
+	e.Listeners[0].Local = netip.MustParseAddrPort("127.0.0.1:8080")
+	e.Listeners[0].Family = unix.AF_INET
+	e.Capture.Flows = []capture.Flow{{Dir: capture.Inbound, Client: netip.MustParseAddrPort("10.77.1.2:5000"),
+		Server: netip.MustParseAddrPort("10.77.2.2:8080"), Ifindex: 2, SYNs: 1, RSTs: 1}}
+	fs := Diagnose(e)
+	if len(fs) != 1 || fs[0].Cause != causes.NoListener || !strings.Contains(fs[0].Summary, "bound to 127.0.0.1") {
+		t.Fatalf("got %+v", fs)
+	}
+}
+
+func TestSynackUnansweredNeedsRetransmits(t *testing.T) {
+	e := server()
+	// A fresh request socket with no retransmit is a handshake in flight.
+	e.SynRecv = []sockets.Socket{{State: 3, Local: netip.MustParseAddrPort("10.77.2.2:8080"), Remote: netip.MustParseAddrPort("10.77.1.2:5000")}}
+	if fs := Diagnose(e); len(fs) != 0 {
+		t.Fatalf("in-flight handshake reported: %+v", fs)
+	}
+	e.SynRecv[0].Retrans = 2
+	e.CounterDeltas["TcpExtTCPSynRetrans"] = 2
+	fs := Diagnose(e)
+	if len(fs) != 1 || fs[0].Cause != causes.SynackUnanswered {
+		t.Fatalf("got %+v", fs)
+	}
+}
+
+func evidenceOf(f report.Finding) string {
+	var b strings.Builder
+	for _, e := range f.Evidence {
+		b.WriteString(e.Text + "\n")
+	}
+	return b.String()
+}
