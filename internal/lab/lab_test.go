@@ -173,7 +173,6 @@ func TestCauseCoverage(t *testing.T) {
 	exempt := map[causes.ID]string{
 		causes.ConntrackFull:    "nf_conntrack_max is global, filling the table would hit the host",
 		causes.UnexplainedDrops: "by definition the doctor's fallback when no cause is confirmed; every scenario has a confirmable cause",
-		causes.PAWSReject:       "needs two clients with different timestamp clocks sharing a port through NAT; not built yet",
 	}
 	have := map[causes.ID]bool{}
 	for _, s := range Scenarios() {
