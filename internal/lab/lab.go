@@ -13,7 +13,23 @@
 // thread inside the target namespace so the whole agent process lives there.
 // Agents record pidfiles under /run/synscope/lab/<prefix>/ so Down works after
 // a crash, and they exit by themselves after at most ten minutes or as soon as
-// their namespace is deleted.
+// their namespace is deleted. Agent kinds: listener (server), client
+// (background connects, ~5/s), syngen (bounded spoofed SYN bursts from
+// 198.51.100.0/24, routed by the router back to the client, which drops the
+// SYN-ACKs silently), paws (TIME_WAIT collisions).
+//
+// Measured details that shaped some scenarios (Linux 6.18):
+//   - An ip rule pointing at an empty table falls through to main, so the
+//     policy-rule and fwmark scenarios give table 100 the on-link server
+//     subnet and an unreachable default: a table "with no route back".
+//   - A SYN hitting an ESTABLISHED conntrack entry in the original direction
+//     is only ignored and accepted; conntrack-invalid uses an entry recorded
+//     the other way round, where the SYN is INVALID.
+//   - With disable_ipv6 the server stops answering neighbour solicitation:
+//     the router's entry goes INCOMPLETE and only its solicitations reach
+//     the server. ipv6-disabled pins that entry so the SYNs keep arriving.
+//   - This kernel has no act_gact; synack-egress-drop shoots SYN-ACKs with a
+//     tiny cls_bpf program written in asm.
 package lab
 
 import (
