@@ -124,17 +124,30 @@ func SummarizeFile(path string, cfg Config) (*Report, error) {
 		return nil, fmt.Errorf("open capture: %w", err)
 	}
 	defer f.Close()
+	r, err := SummarizeReader(f, cfg)
+	if err != nil && r == nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	r.File = path
+	if err != nil {
+		err = fmt.Errorf("%s: %w", path, err)
+		r.Error = err.Error()
+	}
+	return r, err
+}
+
+// SummarizeReader is SummarizeFile on a stream. A truncated stream gives
+// the report of what was read plus the error; a stream with no packet
+// read gives a nil report.
+func SummarizeReader(rd io.Reader, cfg Config) (*Report, error) {
 	s := NewSummarizer()
 	cfg.OnConn = s.Add
 	cfg.KeepPackets = false
-	_, st, err := AnalyzeReader(f, cfg)
+	_, st, err := AnalyzeReader(rd, cfg)
 	if err != nil && st.Packets == 0 {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, err
 	}
-	if err != nil {
-		err = fmt.Errorf("%s: %w", path, err)
-	}
-	r := NewReport(path, nil, st, err)
+	r := NewReport("", nil, st, err)
 	r.Summary, r.Causes = s.Summary(), s.Causes()
 	return r, err
 }
