@@ -240,29 +240,42 @@ func Down(prefix string) error {
 	if err != nil {
 		return err
 	}
-	defer unlock()
-	return down(p)
+	err = down(p)
+	unlock(err == nil)
+	return err
 }
 
 // lockPrefix serialises Up and Down for one prefix across processes, so
 // two callers never build into or tear down each other's half-made lab.
-// The lock file stays (it is empty) so waiters keep locking the same inode.
-func lockPrefix(p string) (func(), error) {
+// Down removes the lock file while holding it; a waiter that then gets the
+// lock on the removed inode notices and locks the new file instead.
+func lockPrefix(p string) (unlock func(remove bool), err error) {
 	if err := os.MkdirAll(StateDir, 0o755); err != nil {
 		return nil, fmt.Errorf("lab %s: state dir: %w", p, err)
 	}
-	f, err := os.OpenFile(filepath.Join(StateDir, "."+p+".lock"), os.O_CREATE|os.O_RDWR, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("lab %s: lock: %w", p, err)
-	}
+	path := filepath.Join(StateDir, "."+p+".lock")
 	deadline := time.Now().Add(time.Minute)
 	for {
-		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
-		if err == nil {
-			return func() { f.Close() }, nil
+		f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
+		if err != nil {
+			return nil, fmt.Errorf("lab %s: lock: %w", p, err)
 		}
+		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			var held, cur syscall.Stat_t
+			if syscall.Fstat(int(f.Fd()), &held) == nil && syscall.Stat(path, &cur) == nil && held.Ino == cur.Ino {
+				return func(remove bool) {
+					if remove {
+						_ = os.Remove(path)
+					}
+					f.Close()
+				}, nil
+			}
+			f.Close() // locked a file Down just removed: start over
+			continue
+		}
+		f.Close()
 		if err != syscall.EWOULDBLOCK || time.Now().After(deadline) {
-			f.Close()
 			return nil, fmt.Errorf("lab %s: another synscope is building or removing this lab: %w", p, err)
 		}
 		time.Sleep(50 * time.Millisecond)

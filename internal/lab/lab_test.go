@@ -271,6 +271,11 @@ func TestLabCore(t *testing.T) {
 			if _, err := Load(prefix); err == nil {
 				t.Error("state file survives Down")
 			}
+			for _, left := range []string{filepath.Join(StateDir, "."+prefix+".lock"), agentDir(prefix)} {
+				if _, err := os.Stat(left); err == nil {
+					t.Errorf("%s survives Down", left)
+				}
+			}
 			if err := Down(prefix); err != nil {
 				t.Errorf("second Down: %v", err)
 			}

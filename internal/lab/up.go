@@ -57,7 +57,7 @@ func Up(ctx context.Context, name string, opts Options) (*Env, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer unlock()
+	defer unlock(false)
 	if err := down(prefix); err != nil {
 		return nil, fmt.Errorf("lab up: removing previous lab %s: %w", prefix, err)
 	}
