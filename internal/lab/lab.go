@@ -108,7 +108,7 @@ type Env struct {
 	NAT      bool      `json:"nat"`
 	NoClient bool      `json:"no_client"`
 	Started  time.Time `json:"started"`
-	// Agents lists the agent names started (listener, client, syngen).
+	// Agents lists the agents started (listener, client, syngen, paws).
 	Agents []string `json:"agents"`
 }
 
@@ -390,7 +390,7 @@ func Running() ([]string, error) {
 type Agent struct {
 	Name  string
 	PID   int
-	State string // "running (pid N)", "exited", "no pidfile"
+	State string // "running (pid N)" or "exited"
 }
 
 // AgentStatus reports the agents recorded for a prefix.
