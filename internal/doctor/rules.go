@@ -253,7 +253,7 @@ func ruleNoRoute(e *Evidence) []report.Finding {
 					Source: "route-replay",
 					Text: fmt.Sprintf("SYN-ACK route lookup from %s port %d to %s port %d (mark %#x, uid %d): %s  [by hand: %s]",
 						r.Result.Query.Src, r.Result.Query.Sport, r.Result.Query.Dst, r.Result.Query.Dport,
-						r.Result.Query.Mark, r.Result.Query.UID, r.Result.Err, r.Result.Query.Command()),
+						r.Result.Query.Mark, r.Result.Query.UID, r.Result.Err, e.byHand(r.Result.Query)),
 					Data: map[string]any{
 						"src": r.Result.Query.Src.String(), "sport": r.Result.Query.Sport,
 						"dst": r.Result.Query.Dst.String(), "dport": r.Result.Query.Dport,
@@ -1381,4 +1381,13 @@ func ruleUnexplained(e *Evidence, found []report.Finding) []report.Finding {
 		Evidence: ev, Drops: ld - explained,
 		Fix: "synscope trace --duration 30s   # attributes each SYN's fate",
 	}}
+}
+
+// byHand is the iproute2 command that repeats a replayed lookup in the
+// target namespace, for a human to confirm.
+func (e *Evidence) byHand(q routes.Query) string {
+	if e.Target == nil {
+		return q.Command()
+	}
+	return q.CommandWith(e.Target.CommandPrefix("ip"))
 }

@@ -48,6 +48,7 @@ var expectations = map[string]expectation{
 	"syn-flood-cookies":        {evidence: []string{"TcpExtSyncookiesSent +"}},
 	"syn-backlog-last-quarter": {evidence: []string{"last quarter", "tcp_max_syn_backlog = 8"}},
 	"synack-egress-drop":       {evidence: []string{"TcpExtTCPTimeouts +", "SYN-RECV"}},
+	"paws-reject":              {evidence: []string{"TcpExtPAWSTimewait +"}},
 }
 
 func findingText(f report.Finding) string {
@@ -119,7 +120,6 @@ func TestEveryCauseHasAScenario(t *testing.T) {
 	// doctor-level cause: documented in the README.
 	exempt := map[causes.ID]string{
 		causes.ConntrackFull:    "nf_conntrack_max is global: filling it would affect the host",
-		causes.PAWSReject:       "needs a raw-socket SYN with a crafted TSval; covered by rule tests",
 		causes.UnexplainedDrops: "the remainder when nothing else explains ListenDrops",
 	}
 	for _, c := range causes.All() {
