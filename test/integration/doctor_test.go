@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/synscope/synscope/internal/causes"
+	"github.com/synscope/synscope/internal/lab"
 	"github.com/synscope/synscope/internal/report"
 )
 
@@ -119,5 +120,47 @@ func TestDoctorBadInput(t *testing.T) {
 		if r.code != 2 || len(lines) != 1 || !strings.HasPrefix(lines[0], "synscope: ") || strings.Contains(r.stderr, "goroutine") {
 			t.Errorf("%v: exit %d, stderr %q; want exit 2 and one line", args, r.code, r.stderr)
 		}
+	}
+}
+
+// With no traffic at all, a named peer still gets its SYN-ACK lookup
+// replayed: the finding says a SYN from it would be dropped.
+func TestDoctorPeerWithoutTraffic(t *testing.T) {
+	needRoot(t)
+	t.Parallel()
+	env := labUp(t, "missing-default-route-v4", "it-peer", "--no-client")
+	rep, r := doctorJSON(t, "--netns", env.Server, "--window", "300ms", "--peer", env.ClientV4.String()+":40000")
+	if r.code != 1 || len(rep.Findings) == 0 {
+		dumpReport(t, rep)
+		t.Fatalf("exit %d, findings %d", r.code, len(rep.Findings))
+	}
+	top := rep.Findings[0]
+	if top.Cause != causes.NoRouteToPeer || top.Confidence != report.Possible || top.Severity != report.Warning {
+		dumpReport(t, rep)
+		t.Fatalf("top %s/%s/%s, want no-route-to-peer/warning/possible", top.Cause, top.Severity, top.Confidence)
+	}
+	if !strings.Contains(evidenceText(top), "port 40000") {
+		t.Fatalf("the lookup should use the peer's port: %s", evidenceText(top))
+	}
+}
+
+// pid:N targets the namespace of a process: here the lab's listener.
+func TestDoctorPidNamespace(t *testing.T) {
+	needRoot(t)
+	t.Parallel()
+	env := labUp(t, "healthy", "it-pid", "--no-client")
+	pid := 0
+	for _, a := range lab.AgentStatus(env.Prefix) {
+		if strings.Contains(a.Name, "listener") && a.PID > 0 {
+			pid = a.PID
+		}
+	}
+	if pid == 0 {
+		t.Fatalf("no listener agent in %+v", lab.AgentStatus(env.Prefix))
+	}
+	byPid, _ := doctorJSON(t, "--netns", fmt.Sprintf("pid:%d", pid), "--window", "200ms")
+	byName, _ := doctorJSON(t, "--netns", env.Server, "--window", "200ms")
+	if byPid.Target.NetnsInode != byName.Target.NetnsInode || len(byPid.Listeners) != 1 {
+		t.Fatalf("pid:%d gave %+v with %d listeners; by name %+v", pid, byPid.Target, len(byPid.Listeners), byName.Target)
 	}
 }
