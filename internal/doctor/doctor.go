@@ -210,6 +210,7 @@ func (r *run) start(ctx context.Context) {
 				ifaces = append(ifaces, l.Name)
 			}
 			r.ev.Sysctl = sysctl.Relevant(ifaces)
+			r.ev.TC, _ = firewall.TCFilters()
 			return nil
 		})
 		detail := ""

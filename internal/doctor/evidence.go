@@ -41,6 +41,8 @@ type Evidence struct {
 	FirewallStart, Firewall *firewall.Ruleset
 	// FirewallDeltas: packet counter increase per rule key over the window.
 	FirewallDeltas map[string]uint64
+	// TC: classifiers on the devices' ingress/egress hooks.
+	TC []firewall.TCFilter
 
 	// Indexes built on first use; a host can have tens of thousands of
 	// listeners.

@@ -1229,14 +1229,33 @@ func ruleSynackEgress(e *Evidence) []report.Finding {
 			return nil // the firewall finding names the exact rule
 		}
 	}
-	return []report.Finding{{
+	f := report.Finding{
 		Cause: causes.SynackEgressDrop, Severity: report.Warning, Confidence: report.Possible,
 		Why:      "TCPTimeouts rises while TCPSynRetrans stays flat: SYN-ACK retransmits fail locally (tc, qdisc, cgroup BPF or netfilter)",
 		Summary:  fmt.Sprintf("SYN-ACKs seem to be dropped on the way out of this host (%d timeouts, no successful retransmit)", to),
 		Evidence: append(counterEv(e, "TcpExtTCPTimeouts"), report.Evidence{Source: "sockets", Text: fmt.Sprintf("%d SYN-RECV request sockets", len(e.SynRecv))}),
 		Fix:      "inspect the egress path: tc filters and qdiscs, cgroup egress BPF programs, output firewall chains; run synscope trace for drop reasons",
 		Drops:    to,
-	}}
+	}
+	var egress []firewall.TCFilter
+	for _, tf := range e.TC {
+		if tf.Direction == "egress" {
+			egress = append(egress, tf)
+		}
+	}
+	if len(egress) > 0 {
+		f.Severity, f.Confidence = report.Critical, report.Likely
+		f.Why += "; egress tc filters are attached, the usual place such drops come from"
+		var fix []string
+		for _, tf := range egress {
+			f.Evidence = append(f.Evidence, report.Evidence{Source: "tc", Text: tf.Text,
+				Data: map[string]any{"dev": tf.Dev, "kind": tf.Kind, "priority": tf.Priority}})
+			fix = append(fix, "# "+e.tcCmd(tf.DeleteCommand()))
+		}
+		f.Summary = fmt.Sprintf("SYN-ACKs are dropped on the way out (%d timeouts, no successful retransmit); egress tc filter on %s", to, egress[0].Dev)
+		f.Fix = "check what the egress tc filters drop (tc filter show dev " + egress[0].Dev + " egress); if one drops SYN-ACKs, remove it:\n" + strings.Join(fix, "\n")
+	}
+	return []report.Finding{f}
 }
 
 // --- no listener ---------------------------------------------------------------
@@ -1390,4 +1409,11 @@ func (e *Evidence) byHand(q routes.Query) string {
 		return q.Command()
 	}
 	return q.CommandWith(e.Target.CommandPrefix("ip"))
+}
+
+func (e *Evidence) tcCmd(cmd string) string {
+	if e.Target == nil || e.Target.Current {
+		return cmd
+	}
+	return e.Target.CommandPrefix("tc") + strings.TrimPrefix(cmd, "tc")
 }

@@ -47,7 +47,7 @@ var expectations = map[string]expectation{
 	"syn-queue-overflow":       {evidence: []string{"TcpExtTCPReqQFullDrop +", "SYN-RECV"}},
 	"syn-flood-cookies":        {evidence: []string{"TcpExtSyncookiesSent +"}},
 	"syn-backlog-last-quarter": {evidence: []string{"last quarter", "tcp_max_syn_backlog = 8"}},
-	"synack-egress-drop":       {evidence: []string{"TcpExtTCPTimeouts +", "SYN-RECV"}},
+	"synack-egress-drop":       {evidence: []string{"TcpExtTCPTimeouts +", "SYN-RECV", "egress pref 1 bpf"}},
 	"paws-reject":              {evidence: []string{"TcpExtPAWSTimewait +"}},
 }
 
