@@ -10,7 +10,6 @@
 package pcap
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -45,6 +44,10 @@ type Config struct {
 	// OnConn, if set, receives each connection when it ends and the
 	// analyzer keeps nothing; otherwise connections are collected.
 	OnConn func(*Conn)
+	// ReuseConns (with OnConn) lets the analyzer recycle each Conn once
+	// OnConn returns: the callback must not keep the pointer or any
+	// slice in it. This removes per-connection garbage in streaming use.
+	ReuseConns bool
 }
 
 // DefaultLikelyServerPorts approximates default-mode Zeek's
@@ -123,6 +126,9 @@ type Conn struct {
 	Packets      []PacketRec `json:"-"`
 	ID           int         `json:"id"`
 
+	key         flowKey
+	rtt         float64   // HandshakeRTT points here
+	schedBuf    []float64 // SynSchedule's backing array, kept for reuse
 	v6          bool
 	origA, resA decode.Addr
 	z           zconn
@@ -159,20 +165,6 @@ type pktSig struct {
 	valid bool
 }
 
-type flowKey struct {
-	a, b   decode.Addr
-	pa, pb uint16
-	v6     bool
-}
-
-func keyOf(src, dst decode.Addr, sp, dp uint16, v6 bool) (flowKey, bool) {
-	c := bytes.Compare(src[:], dst[:])
-	if c < 0 || (c == 0 && sp <= dp) {
-		return flowKey{src, dst, sp, dp, v6}, true
-	}
-	return flowKey{dst, src, dp, sp, v6}, false
-}
-
 // Stats counts what the analyzer saw.
 type Stats struct {
 	Packets    int `json:"packets"`
@@ -188,17 +180,17 @@ type Stats struct {
 
 // Analyzer consumes packets and produces connections.
 type Analyzer struct {
-	cfg     Config
-	dec     decode.Decoder
-	flows   map[flowKey]*Conn
-	done    []*Conn
-	stats   Stats
-	now     int64
-	nextID  int
-	pkt     decode.Packet
-	sweepAt int
-	likely  map[uint16]bool
-	idle    int64
+	cfg    Config
+	dec    decode.Decoder
+	flows  flowTable
+	done   []*Conn
+	free   []*Conn // recycled connections (Config.ReuseConns)
+	stats  Stats
+	now    int64
+	nextID int
+	pkt    decode.Packet
+	likely map[uint16]bool
+	idle   int64
 }
 
 // closeDelay is Zeek's tcp_close_delay; attemptIdle ends handshake-only
@@ -209,9 +201,18 @@ const (
 	dupWindow   = int64(200 * time.Millisecond)
 )
 
+// The idle sweep is incremental: every sweepEvery packets it examines
+// sweepSlots table slots, so a full pass over a table (kept at most half
+// full) takes at most len/4 packets and memory follows the open flows
+// without a stop-the-world scan.
+const (
+	sweepEvery = 64
+	sweepSlots = 256
+)
+
 // NewAnalyzer returns an analyzer.
 func NewAnalyzer(cfg Config) *Analyzer {
-	a := &Analyzer{cfg: cfg, flows: map[flowKey]*Conn{}, likely: cfg.LikelyServerPorts}
+	a := &Analyzer{cfg: cfg, flows: newFlowTable(), likely: cfg.LikelyServerPorts}
 	a.dec.VerifyChecksums = cfg.VerifyChecksums
 	if a.likely == nil {
 		a.likely = DefaultLikelyServerPorts
@@ -220,7 +221,6 @@ func NewAnalyzer(cfg Config) *Analyzer {
 	if a.idle <= 0 {
 		a.idle = int64(5 * time.Minute)
 	}
-	a.sweepAt = 1 << 16
 	return a
 }
 
@@ -233,9 +233,8 @@ func (a *Analyzer) Add(cp capfile.Packet, index int) {
 	if cp.TS > a.now {
 		a.now = cp.TS
 	}
-	if a.stats.Packets >= a.sweepAt {
-		a.sweep()
-		a.sweepAt = a.stats.Packets + max(1<<16, 4*len(a.flows))
+	if a.stats.Packets%sweepEvery == 0 {
+		a.sweep(sweepSlots)
 	}
 	p := &a.pkt
 	if err := a.dec.Decode(cp.Link, cp.Data, p); err != nil || p.Kind == decode.KindOther {
@@ -257,21 +256,26 @@ func (a *Analyzer) Add(cp capfile.Packet, index int) {
 		return
 	}
 	a.stats.TCP++
-	key, _ := keyOf(p.Src, p.Dst, p.SrcPort, p.DstPort, p.V6)
-	c := a.flows[key]
+	key := keyOf(&p.Src, &p.Dst, p.SrcPort, p.DstPort, p.V6)
+	h := a.flows.hash(&key)
+	si, c := a.flows.find(&key, h)
 	if c != nil {
 		switch {
 		case c.z.removeAt != 0 && cp.TS >= c.z.removeAt,
 			cp.TS-c.lastTS > c.idleLimit(a.idle),
 			bothInactive(&c.z) && cp.TS-c.z.lastTime > closeDelay,
 			c.z.isReuse(p):
-			a.finish(key, c)
+			a.finish(si)
 			c = nil
 		}
 	}
 	if c == nil {
+		// Ending the old connection or growing the table moved slots.
+		a.flows.reserve()
+		si, _ = a.flows.find(&key, h)
 		flip := wantFlip(p.Flags, p.SrcPort, p.DstPort, func(port uint16) bool { return a.likely[port] })
-		c = &Conn{v6: p.V6, firstTS: cp.TS, ID: a.nextID + 1}
+		c = a.newConn()
+		c.key, c.v6, c.firstTS, c.ID = key, p.V6, cp.TS, a.nextID+1
 		c.z.init(flip)
 		a.nextID++
 		c.z.lastTime = cp.TS
@@ -280,9 +284,9 @@ func (a *Analyzer) Add(cp capfile.Packet, index int) {
 		} else {
 			c.origA, c.resA, c.OrigP, c.RespP = p.Src, p.Dst, p.SrcPort, p.DstPort
 		}
-		a.flows[key] = c
+		a.flows.insert(si, h, c, 0)
 		a.stats.Flows++
-		a.stats.MaxOpen = max(a.stats.MaxOpen, len(a.flows))
+		a.stats.MaxOpen = max(a.stats.MaxOpen, a.flows.n)
 	}
 	isOrig := p.SrcPort == c.OrigP && p.Src == c.origA
 	if p.Src == p.Dst && p.SrcPort == p.DstPort {
@@ -295,6 +299,7 @@ func (a *Analyzer) Add(cp capfile.Packet, index int) {
 		if a.cfg.KeepPackets {
 			c.Packets = append(c.Packets, PacketRec{Index: index, TS: cp.TS, FromOrig: isOrig, Flags: p.Flags, Seq: p.Seq, Ack: p.Ack, Len: p.PayloadLen, Bad: true})
 		}
+		a.flows.slots[si].deadline = c.deadline(a.idle)
 		return
 	}
 	wasFlipped := c.z.flipped
@@ -308,6 +313,7 @@ func (a *Analyzer) Add(cp capfile.Packet, index int) {
 		c.cliIsOrig = !c.cliIsOrig
 		isOrig = !isOrig
 	}
+	a.flows.slots[si].deadline = c.deadline(a.idle)
 	dup := c.ours(p, isOrig, cp.TS)
 	if dup {
 		a.stats.Duplicates++
@@ -316,6 +322,32 @@ func (a *Analyzer) Add(cp capfile.Packet, index int) {
 		c.Packets = append(c.Packets, PacketRec{Index: index, TS: cp.TS, FromOrig: isOrig, Flags: p.Flags, Seq: p.Seq, Ack: p.Ack,
 			Len: p.PayloadLen, TSval: p.Opt.TSval, IPID: p.IPID, Dup: dup, Opt: p.Opt})
 	}
+}
+
+// newConn returns a zeroed connection, recycled when possible; the
+// recycled one keeps its slices' backing arrays.
+func (a *Analyzer) newConn() *Conn {
+	n := len(a.free)
+	if n == 0 {
+		return &Conn{}
+	}
+	c := a.free[n-1]
+	a.free = a.free[:n-1]
+	hist, st, sa, sb := c.z.hist[:0], c.synTimes[:0], c.synackTimes[:0], c.schedBuf[:0]
+	*c = Conn{}
+	c.z.hist, c.synTimes, c.synackTimes, c.schedBuf = hist, st, sa, sb
+	return c
+}
+
+// deadline is when the sweep may end the connection: Zeek's delete timer
+// after a close, else the inactivity timeout (ended when strictly
+// exceeded, as Add does).
+func (c *Conn) deadline(idle int64) int64 {
+	d := c.lastTS + c.idleLimit(idle) + 1
+	if c.z.removeAt != 0 && c.z.removeAt < d {
+		d = c.z.removeAt
+	}
+	return d
 }
 
 func bothInactive(z *zconn) bool { return z.orig.state == stInactive && z.resp.state == stInactive }
@@ -403,8 +435,8 @@ func (c *Conn) ours(p *decode.Packet, isOrig bool, ts int64) bool {
 
 func (a *Analyzer) icmp(p *decode.Packet, ts int64, index int) {
 	// The quoted packet went InnerSrc:InnerSport -> InnerDst:InnerDport.
-	key, _ := keyOf(p.InnerSrc, p.InnerDst, p.InnerSport, p.InnerDport, p.V6)
-	c := a.flows[key]
+	key := keyOf(&p.InnerSrc, &p.InnerDst, p.InnerSport, p.InnerDport, p.V6)
+	_, c := a.flows.find(&key, a.flows.hash(&key))
 	if c == nil {
 		return
 	}
@@ -448,20 +480,36 @@ func icmpDescribe(v6 bool, typ, code uint8) (string, causes.ID) {
 	return fmt.Sprintf("unreachable code %d", code), causes.NoRouteToPeer
 }
 
-// sweep finalizes idle and closed connections so memory tracks open flows.
-func (a *Analyzer) sweep() {
-	for k, c := range a.flows {
-		if (c.z.removeAt != 0 && a.now >= c.z.removeAt) || a.now-c.lastTS > c.idleLimit(a.idle) {
-			a.finish(k, c)
+// sweep examines up to n table slots from where it last stopped and
+// finalizes idle and closed connections, so memory tracks open flows.
+func (a *Analyzer) sweep(n int) {
+	t := &a.flows
+	n = min(n, len(t.slots))
+	for range n {
+		s := &t.slots[t.hand]
+		if s.c != nil && a.now >= s.deadline {
+			// remove shifts a later entry into this slot: look again.
+			a.finish(t.hand)
+			continue
 		}
+		t.hand = (t.hand + 1) & t.mask
 	}
 }
 
-func (a *Analyzer) finish(k flowKey, c *Conn) {
-	delete(a.flows, k)
+// finish ends the connection in table slot i.
+func (a *Analyzer) finish(i uint64) {
+	c := a.flows.slots[i].c
+	a.flows.remove(i)
+	a.end(c)
+}
+
+func (a *Analyzer) end(c *Conn) {
 	c.finalize()
 	if a.cfg.OnConn != nil {
 		a.cfg.OnConn(c)
+		if a.cfg.ReuseConns {
+			a.free = append(a.free, c)
+		}
 		return
 	}
 	a.done = append(a.done, c)
@@ -470,23 +518,21 @@ func (a *Analyzer) finish(k flowKey, c *Conn) {
 // Finish ends the analysis and returns all connections in start order
 // (nil when Config.OnConn consumed them).
 func (a *Analyzer) Finish() []*Conn {
-	open := make([]*Conn, 0, len(a.flows))
-	for _, c := range a.flows {
-		open = append(open, c)
+	open := make([]*Conn, 0, a.flows.n)
+	for _, s := range a.flows.slots {
+		if s.c != nil {
+			open = append(open, s.c)
+		}
 	}
+	a.flows = newFlowTable()
 	sort.Slice(open, func(i, j int) bool { return open[i].ID < open[j].ID })
 	for _, c := range open {
-		a.finish(a.keyOfConn(c), c)
+		a.end(c)
 	}
 	out := a.done
 	a.done = nil
 	sort.SliceStable(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out
-}
-
-func (a *Analyzer) keyOfConn(c *Conn) flowKey {
-	k, _ := keyOf(c.origA, c.resA, c.OrigP, c.RespP, c.v6)
-	return k
 }
 
 // OrigAddr and RespAddr return the Zeek originator/responder addresses.
@@ -508,10 +554,11 @@ func (c *Conn) finalize() {
 	c.SynackCount = len(c.synackTimes)
 	c.ICMP = c.icmp
 	if len(c.synTimes) > 0 {
-		c.SynSchedule = make([]float64, len(c.synTimes))
-		for i, t := range c.synTimes {
-			c.SynSchedule[i] = round3(float64(t-c.synTimes[0]) / 1e9)
+		c.schedBuf = c.schedBuf[:0]
+		for _, t := range c.synTimes {
+			c.schedBuf = append(c.schedBuf, round3(float64(t-c.synTimes[0])/1e9))
 		}
+		c.SynSchedule = c.schedBuf
 		c.RTOPattern = rtoPattern(c.SynSchedule)
 	}
 	c.classify()
@@ -553,11 +600,11 @@ func (c *Conn) classify() {
 		if end == 0 {
 			end = c.firstSynack
 		}
-		rtt := round6(float64(end-c.synTimes[len(c.synTimes)-1]) / 1e9)
-		if len(c.synTimes) == 0 {
-			rtt = 0
+		c.rtt = 0
+		if len(c.synTimes) > 0 {
+			c.rtt = round6(float64(end-c.synTimes[len(c.synTimes)-1]) / 1e9)
 		}
-		c.HandshakeRTT = &rtt
+		c.HandshakeRTT = &c.rtt
 	case c.cliRST:
 		c.Verdict = VerdictClientAbort
 		c.Detail = "the client gave up (RST) before any answer"

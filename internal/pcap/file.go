@@ -141,7 +141,7 @@ func SummarizeFile(path string, cfg Config) (*Report, error) {
 // read gives a nil report.
 func SummarizeReader(rd io.Reader, cfg Config) (*Report, error) {
 	s := NewSummarizer()
-	cfg.OnConn = s.Add
+	cfg.OnConn, cfg.ReuseConns = s.Add, true
 	cfg.KeepPackets = false
 	_, st, err := AnalyzeReader(rd, cfg)
 	if err != nil && st.Packets == 0 {

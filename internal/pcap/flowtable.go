@@ -1,0 +1,137 @@
+package pcap
+
+import (
+	"encoding/binary"
+	"math/bits"
+	"math/rand/v2"
+
+	"github.com/synscope/synscope/internal/pcap/decode"
+)
+
+// flowKey is a connection's 4-tuple in a canonical order (the lower
+// address/port pair first) packed into words, so equality is five
+// integer compares and hashing needs no byte loop.
+type flowKey struct {
+	a0, a1, b0, b1 uint64
+	// ports packs the lower pair's port, the other port and the v6 bit.
+	ports uint64
+}
+
+func keyOf(src, dst *decode.Addr, sp, dp uint16, v6 bool) flowKey {
+	s0, s1 := binary.BigEndian.Uint64(src[:8]), binary.BigEndian.Uint64(src[8:])
+	d0, d1 := binary.BigEndian.Uint64(dst[:8]), binary.BigEndian.Uint64(dst[8:])
+	var v uint64
+	if v6 {
+		v = 1 << 32
+	}
+	if s0 < d0 || (s0 == d0 && (s1 < d1 || (s1 == d1 && sp <= dp))) {
+		return flowKey{s0, s1, d0, d1, uint64(sp)<<16 | uint64(dp) | v}
+	}
+	return flowKey{d0, d1, s0, s1, uint64(dp)<<16 | uint64(sp) | v}
+}
+
+// slot is one entry of the open-addressing flow table. The deadline
+// (when the sweep may end the connection) lives here rather than in the
+// Conn so the incremental sweep walks a dense array and touches a Conn
+// only to end it.
+type slot struct {
+	h        uint64
+	deadline int64
+	c        *Conn
+}
+
+// flowTable maps flow keys to connections: linear probing with
+// backward-shift deletion (no tombstones), kept at most half full.
+type flowTable struct {
+	slots []slot
+	mask  uint64
+	n     int
+	// seed randomizes the hash so a crafted capture cannot aim many
+	// flows at one probe chain.
+	seed [3]uint64
+	// hand is the incremental sweep's position.
+	hand uint64
+}
+
+func newFlowTable() flowTable {
+	t := flowTable{slots: make([]slot, 1024), mask: 1023}
+	for i := range t.seed {
+		t.seed[i] = rand.Uint64() | 1
+	}
+	return t
+}
+
+func mix(a, b uint64) uint64 {
+	hi, lo := bits.Mul64(a, b)
+	return hi ^ lo
+}
+
+func (t *flowTable) hash(k *flowKey) uint64 {
+	h := mix(k.a0^t.seed[0], k.a1^t.seed[1]) ^ mix(k.b0^t.seed[1], k.b1^t.seed[2])
+	return mix(h^k.ports, t.seed[0]^0x9e3779b97f4a7c15)
+}
+
+// find returns the slot index holding k, or the empty slot where it
+// would go, and the connection (nil when absent).
+func (t *flowTable) find(k *flowKey, h uint64) (uint64, *Conn) {
+	i := h & t.mask
+	for {
+		s := &t.slots[i]
+		if s.c == nil {
+			return i, nil
+		}
+		if s.h == h && s.c.key == *k {
+			return i, s.c
+		}
+		i = (i + 1) & t.mask
+	}
+}
+
+// reserve makes room for one more entry; it reports whether the table
+// was rebuilt (slot indices from before are then stale).
+func (t *flowTable) reserve() bool {
+	if (t.n+1)*2 <= len(t.slots) {
+		return false
+	}
+	old := t.slots
+	t.slots = make([]slot, 2*len(old))
+	t.mask = uint64(len(t.slots) - 1)
+	for _, s := range old {
+		if s.c == nil {
+			continue
+		}
+		i := s.h & t.mask
+		for t.slots[i].c != nil {
+			i = (i + 1) & t.mask
+		}
+		t.slots[i] = s
+	}
+	t.hand = 0
+	return true
+}
+
+func (t *flowTable) insert(i, h uint64, c *Conn, deadline int64) {
+	t.slots[i] = slot{h: h, deadline: deadline, c: c}
+	t.n++
+}
+
+// remove empties slot i, shifting later members of its probe chain back
+// so lookups never need tombstones.
+func (t *flowTable) remove(i uint64) {
+	j := i
+	for {
+		j = (j + 1) & t.mask
+		s := t.slots[j]
+		if s.c == nil {
+			break
+		}
+		home := s.h & t.mask
+		// Move s into the hole unless its home lies cyclically in (i, j].
+		if (i <= j && (home <= i || home > j)) || (i > j && home <= i && home > j) {
+			t.slots[i] = s
+			i = j
+		}
+	}
+	t.slots[i] = slot{}
+	t.n--
+}
