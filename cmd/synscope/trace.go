@@ -115,6 +115,7 @@ func runTrace(cmd *cobra.Command, f traceFlags) error {
 	names := trace.NewNamespaceNames()
 	out := cmd.OutOrStdout()
 	enc := json.NewEncoder(out)
+	enc.SetEscapeHTML(false)
 	if !f.json {
 		fmt.Fprintf(cmd.ErrOrStderr(), "tracing SYNs%s; Ctrl-C to stop\n", describeFilter(f))
 	}

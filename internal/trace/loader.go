@@ -292,3 +292,32 @@ func (n *Names) RstReason(v uint32) string {
 	}
 	return fmt.Sprintf("rst-reason-%d", v)
 }
+
+// ProgramCost is the kernel's accounting of one tracer program (needs
+// ebpf.EnableStats / kernel.bpf_stats_enabled; zero otherwise).
+type ProgramCost struct {
+	Name    string
+	Runs    uint64
+	Runtime time.Duration
+	// RecursionMisses counts runs skipped because another BPF program was
+	// running on the CPU: those moments were not observed.
+	RecursionMisses uint64
+}
+
+// Costs returns the run count and run time of every attached program.
+func (t *Tracer) Costs() ([]ProgramCost, error) {
+	progs := map[string]*ebpf.Program{
+		"on_rx": t.objs.OnRx, "on_tx": t.objs.OnTx, "on_fib4": t.objs.OnFib4, "on_fib6": t.objs.OnFib6,
+		"on_reset": t.objs.OnReset, "on_consume": t.objs.OnConsume, "on_kfree": t.objs.OnKfree,
+		"on_rtx_synack": t.objs.OnRtxSynack,
+	}
+	var out []ProgramCost
+	for name, p := range progs {
+		st, err := p.Stats()
+		if err != nil {
+			return nil, fmt.Errorf("stats of %s: %w", name, err)
+		}
+		out = append(out, ProgramCost{Name: name, Runs: st.RunCount, Runtime: st.Runtime, RecursionMisses: st.RecursionMisses})
+	}
+	return out, nil
+}

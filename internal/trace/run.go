@@ -12,7 +12,7 @@ import (
 // Run reads events until ctx is done, feeds them to eng and hands every
 // decided outcome to emit; at the end it flushes the flows still waiting.
 func Run(ctx context.Context, tr *Tracer, eng *Engine, emit func(Outcome)) error {
-	tick := 200 * time.Millisecond
+	tick := 100 * time.Millisecond
 	for {
 		if ctx.Err() != nil {
 			break

@@ -170,6 +170,7 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(map_flags, 2 /* BPF_F_NO_COMMON_LRU: per-CPU lists, no global lock */);
 	__uint(max_entries, 16384);
 	__type(key, struct flowkey);
 	__type(value, struct flowval);
@@ -194,22 +195,31 @@ static __always_inline void count_drop(__u32 reason, bool synack)
 		*v += 1;
 }
 
+/* tp_btf arguments are trusted BTF pointers: plain loads (relocated by
+ * CO-RE through preserve_access_index) are much cheaper than
+ * bpf_probe_read_kernel, and the verifier guards them against faults. */
 static __always_inline __u32 netns_of_dev(struct net_device *dev)
 {
 	if (!dev)
 		return 0;
-	return BPF_CORE_READ(dev, nd_net.net, ns.inum);
+	struct net *net = dev->nd_net.net;
+	if (!net)
+		return 0;
+	return net->ns.inum;
 }
 
 static __always_inline __u32 netns_of_skb(struct sk_buff *skb)
 {
-	__u32 ns = netns_of_dev(BPF_CORE_READ(skb, dev));
+	__u32 ns = netns_of_dev(skb->dev);
 	if (ns)
 		return ns;
-	struct sock *sk = BPF_CORE_READ(skb, sk);
+	struct sock *sk = skb->sk;
 	if (!sk)
 		return 0;
-	return BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+	struct net *net = sk->__sk_common.skc_net.net;
+	if (!net)
+		return 0;
+	return net->ns.inum;
 }
 
 static __always_inline void v4mapped(__u8 *dst, __be32 a)
@@ -226,57 +236,58 @@ static __always_inline bool addr_eq(const __u8 *a, const __u8 *b)
 	return x[0] == y[0] && x[1] == y[1];
 }
 
-/* parse reads the IP and TCP headers of skb. atdata: headers start at
- * skb->data (receive path, before the network header is reset); otherwise at
- * skb->head + network_header (transmit and drop paths). */
+#define HDR_BYTES 80 /* IPv4 with options (60) + TCP ports and flags (14) */
+
+/* parse reads the IP and TCP headers of skb with one probe read. atdata:
+ * headers start at skb->data (receive path, before the network header is
+ * reset); otherwise at skb->head + network_header (transmit and drop paths).
+ * Reading past the packet stays inside the head buffer (skb_shared_info
+ * follows it), and only header bytes are used. */
 static __always_inline int parse(struct sk_buff *skb, bool atdata, struct tuple *t)
 {
-	__u16 proto = bpf_ntohs(BPF_CORE_READ(skb, protocol));
+	__u16 proto = bpf_ntohs(skb->protocol);
+	if (proto != ETH_P_IP && proto != ETH_P_IPV6)
+		return -1;
 	unsigned char *nh;
 	if (atdata) {
-		nh = BPF_CORE_READ(skb, data);
+		nh = skb->data;
 	} else {
-		__u16 off = BPF_CORE_READ(skb, network_header);
+		__u16 off = skb->network_header;
 		if (off == (__u16)~0U)
 			return -1;
-		nh = BPF_CORE_READ(skb, head) + off;
+		nh = skb->head + off;
 	}
-	unsigned char *th;
+	__u8 h[HDR_BYTES];
+	if (bpf_probe_read_kernel(h, sizeof(h), nh))
+		return -1;
+	__u32 th;
 	if (proto == ETH_P_IP) {
-		__u8 vihl;
-		if (bpf_probe_read_kernel(&vihl, 1, nh))
+		if ((h[0] >> 4) != 4 || h[9] != IPPROTO_TCP)
 			return -1;
-		if ((vihl >> 4) != 4)
-			return -1;
-		__u8 ipproto;
-		if (bpf_probe_read_kernel(&ipproto, 1, nh + 9) || ipproto != IPPROTO_TCP)
-			return -1;
-		__be32 a[2];
-		if (bpf_probe_read_kernel(a, 8, nh + 12))
-			return -1;
-		v4mapped(t->saddr, a[0]);
-		v4mapped(t->daddr, a[1]);
+		__be32 a, b;
+		__builtin_memcpy(&a, h + 12, 4);
+		__builtin_memcpy(&b, h + 16, 4);
+		v4mapped(t->saddr, a);
+		v4mapped(t->daddr, b);
 		t->family = AF_INET;
-		th = nh + (vihl & 0xf) * 4;
-	} else if (proto == ETH_P_IPV6) {
-		__u8 nxt;
-		if (bpf_probe_read_kernel(&nxt, 1, nh + 6) || nxt != IPPROTO_TCP)
+		th = (h[0] & 0xf) * 4;
+		if (th < 20 || th > 60)
 			return -1;
-		if (bpf_probe_read_kernel(t->saddr, 16, nh + 8) ||
-		    bpf_probe_read_kernel(t->daddr, 16, nh + 24))
-			return -1;
-		t->family = AF_INET6;
-		th = nh + 40;
 	} else {
-		return -1;
+		if (h[6] != IPPROTO_TCP)
+			return -1;
+		__builtin_memcpy(t->saddr, h + 8, 16);
+		__builtin_memcpy(t->daddr, h + 24, 16);
+		t->family = AF_INET6;
+		th = 40;
 	}
-	__be16 ports[2];
-	if (bpf_probe_read_kernel(ports, 4, th))
+	/* Bounded offsets for the verifier. */
+	th &= 0x3f;
+	if (th + 14 > HDR_BYTES)
 		return -1;
-	t->sport = bpf_ntohs(ports[0]);
-	t->dport = bpf_ntohs(ports[1]);
-	if (bpf_probe_read_kernel(&t->flags, 1, th + 13))
-		return -1;
+	t->sport = ((__u16)h[th] << 8) | h[th + 1];
+	t->dport = ((__u16)h[th + 2] << 8) | h[th + 3];
+	t->flags = h[th + 13];
 	return 0;
 }
 
@@ -353,6 +364,23 @@ static __always_inline void flowkey_from(struct flowkey *k, const __u8 *client, 
 	k->netns = netns;
 }
 
+#define BPF_RB_NO_WAKEUP 1
+#define BPF_RB_FORCE_WAKEUP 2
+#define BPF_RB_AVAIL_DATA 0
+#define WAKEUP_BYTES (64 * 1024)
+
+/* submit commits an event without waking the reader unless a batch has
+ * built up: a wakeup is an irq_work self-IPI, which costs microseconds per
+ * event in a VM. The reader polls with a short deadline and drains what is
+ * there, so events are at most one tick late. */
+static __always_inline void submit(struct event *e)
+{
+	__u64 flags = BPF_RB_NO_WAKEUP;
+	if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) > WAKEUP_BYTES)
+		flags = BPF_RB_FORCE_WAKEUP;
+	bpf_ringbuf_submit(e, flags);
+}
+
 static __always_inline void emit_pkt(__u32 kind, __u32 netns, struct tuple *t, __u32 reason,
 				     __u64 location)
 {
@@ -368,18 +396,20 @@ static __always_inline void emit_pkt(__u32 kind, __u32 netns, struct tuple *t, _
 	e->t = *t;
 	e->reason = reason;
 	e->location = location;
-	bpf_ringbuf_submit(e, 0);
+	submit(e);
 }
 
 /* A SYN arrives at a device: open the per-CPU context. */
 SEC("tp_btf/netif_receive_skb")
 int BPF_PROG(on_rx, struct sk_buff *skb)
 {
+	__u32 netns = netns_of_dev(skb->dev);
+	if (cfg.netns && cfg.netns != netns)
+		return 0;
 	struct tuple t = {};
 	if (parse(skb, true, &t))
 		return 0;
 	__u8 fl = t.flags & (TH_SYN | TH_ACK | TH_RST | TH_FIN);
-	__u32 netns = netns_of_dev(BPF_CORE_READ(skb, dev));
 	if (fl == TH_SYN) {
 		if (!match(t.saddr, t.dport, netns))
 			return 0;
@@ -443,16 +473,22 @@ int BPF_PROG(on_tx, struct sk_buff *skb)
 	return 0;
 }
 
-static __always_inline void fib_result(__u8 proto, __u16 sport, __u16 dport, const __u8 *src,
-				       const __u8 *dst, __s32 err, __u32 table)
+/* reply_ctx returns the context when a TCP route lookup with these ports
+ * is the SYN-ACK's reply route for the SYN being processed on this CPU. */
+static __always_inline struct synctx *reply_ctx(__u8 proto, __u16 sport, __u16 dport)
 {
 	if (proto != IPPROTO_TCP)
-		return;
+		return 0;
 	struct synctx *c = getctx();
-	if (!c || !c->skb)
-		return;
-	if (sport != c->t.dport || dport != c->t.sport || !addr_eq(dst, c->t.saddr) ||
-	    !addr_eq(src, c->t.daddr))
+	if (!c || !c->skb || sport != c->t.dport || dport != c->t.sport)
+		return 0;
+	return c;
+}
+
+static __always_inline void fib_note(struct synctx *c, const __u8 *src, const __u8 *dst, __s32 err,
+				     __u32 table)
+{
+	if (!addr_eq(dst, c->t.saddr) || !addr_eq(src, c->t.daddr))
 		return;
 	/* Policy routing walks several tables; the last lookup decides. */
 	c->flags |= F_FIB;
@@ -464,12 +500,14 @@ SEC("tp_btf/fib_table_lookup")
 int BPF_PROG(on_fib4, u32 tb_id, const struct flowi4 *flp, const struct fib_nh_common *nhc,
 	     int err)
 {
+	struct synctx *c = reply_ctx(flp->__fl_common.flowic_proto, bpf_ntohs(flp->uli.ports.sport),
+				     bpf_ntohs(flp->uli.ports.dport));
+	if (!c)
+		return 0;
 	__u8 src[16], dst[16];
-	v4mapped(src, BPF_CORE_READ(flp, saddr));
-	v4mapped(dst, BPF_CORE_READ(flp, daddr));
-	fib_result(BPF_CORE_READ(flp, __fl_common.flowic_proto),
-		   bpf_ntohs(BPF_CORE_READ(flp, uli.ports.sport)),
-		   bpf_ntohs(BPF_CORE_READ(flp, uli.ports.dport)), src, dst, err, tb_id);
+	v4mapped(src, flp->saddr);
+	v4mapped(dst, flp->daddr);
+	fib_note(c, src, dst, err, tb_id);
 	return 0;
 }
 
@@ -477,12 +515,16 @@ SEC("tp_btf/fib6_table_lookup")
 int BPF_PROG(on_fib6, const struct net *net, const struct fib6_result *res,
 	     struct fib6_table *table, const struct flowi6 *flp)
 {
+	struct synctx *c = reply_ctx(flp->__fl_common.flowic_proto, bpf_ntohs(flp->uli.ports.sport),
+				     bpf_ntohs(flp->uli.ports.dport));
+	if (!c)
+		return 0;
 	__u8 src[16], dst[16];
 	BPF_CORE_READ_INTO(&src, flp, saddr);
 	BPF_CORE_READ_INTO(&dst, flp, daddr);
 	/* Same mapping as the kernel's ip6_rt_type_to_error. */
 	__s32 err = 0;
-	switch (BPF_CORE_READ(res, fib6_type)) {
+	switch (res->fib6_type) {
 	case 6: /* RTN_BLACKHOLE */
 		err = -22;
 		break;
@@ -500,10 +542,7 @@ int BPF_PROG(on_fib6, const struct net *net, const struct fib6_result *res,
 		err = -22;
 		break;
 	}
-	__u32 tb = table ? BPF_CORE_READ(table, tb6_id) : 0;
-	fib_result(BPF_CORE_READ(flp, __fl_common.flowic_proto),
-		   bpf_ntohs(BPF_CORE_READ(flp, uli.ports.sport)),
-		   bpf_ntohs(BPF_CORE_READ(flp, uli.ports.dport)), src, dst, err, tb);
+	fib_note(c, src, dst, err, table ? table->tb6_id : 0);
 	return 0;
 }
 
@@ -573,7 +612,7 @@ static __always_inline void finish(struct synctx *c, bool dropped, __u32 reason,
 	e->flags = c->flags;
 	e->synack_reason = c->synack_reason;
 	e->synack_ts = c->synack_ts;
-	bpf_ringbuf_submit(e, 0);
+	submit(e);
 	c->skb = 0;
 }
 
