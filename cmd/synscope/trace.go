@@ -48,7 +48,7 @@ func newTraceCmd() *cobra.Command {
 	fl.StringSliceVar(&f.peers, "peer", nil, "watch only SYNs from this client address (repeatable, up to 16)")
 	fl.DurationVar(&f.duration, "duration", 0, "stop after this long (default: until Ctrl-C)")
 	fl.BoolVar(&f.json, "json", false, "one JSON object per SYN")
-	fl.IntVar(&f.samples, "samples", trace.DefaultSamplesPerSec, "SYNs per second per CPU reported one by one; the rest are only counted (-1: no limit)")
+	fl.IntVar(&f.samples, "samples", trace.DefaultSamplesPerSec, "SYNs per second per CPU reported one by one; the rest are only counted (0 or -1: no limit)")
 	fl.DurationVar(&f.pending, "pending", 5*time.Second, "how long to wait for a SYN-ACKed handshake's final ACK before reporting it")
 	return cmd
 }

@@ -104,9 +104,6 @@ func Open(opts Options) (*Tracer, error) {
 	if err != nil {
 		return nil, err
 	}
-	if os.Geteuid() != 0 {
-		return nil, ErrNotPermitted
-	}
 	// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK.
 	_ = rlimit.RemoveMemlock()
 
@@ -120,7 +117,7 @@ func Open(opts Options) (*Tracer, error) {
 	t := &Tracer{names: names, clock: newClockOffset()}
 	if err := spec.LoadAndAssign(&t.objs, nil); err != nil {
 		if errors.Is(err, os.ErrPermission) {
-			return nil, fmt.Errorf("%w: %v", ErrNotPermitted, err)
+			return nil, notPermitted(err)
 		}
 		var ve *ebpf.VerifierError
 		if errors.As(err, &ve) {
@@ -137,7 +134,7 @@ func Open(opts Options) (*Tracer, error) {
 		if err != nil {
 			t.Close()
 			if errors.Is(err, os.ErrPermission) {
-				return nil, fmt.Errorf("%w: attach %s: %v", ErrNotPermitted, p, err)
+				return nil, notPermitted(fmt.Errorf("attach %s: %w", p, err))
 			}
 			return nil, fmt.Errorf("attach %s: %w", p, err)
 		}
@@ -149,6 +146,16 @@ func Open(opts Options) (*Tracer, error) {
 		return nil, fmt.Errorf("open event ring buffer: %w", err)
 	}
 	return t, nil
+}
+
+// notPermitted keeps the message to one line for the usual case (not root)
+// and adds the kernel's refusal when even root was refused (lockdown, LSM,
+// fentry-style EPERM).
+func notPermitted(err error) error {
+	if os.Geteuid() != 0 {
+		return ErrNotPermitted
+	}
+	return fmt.Errorf("%w (as root: %v)", ErrNotPermitted, err)
 }
 
 // Names returns the kernel enum names the tracer resolved at load time.

@@ -616,11 +616,28 @@ static __always_inline void finish(struct synctx *c, bool dropped, __u32 reason,
 	c->skb = 0;
 }
 
+/* A SYN is processed within one softirq run; a context older than this was
+ * abandoned (the SYN went somewhere we do not follow) and its skb address
+ * may since belong to another packet. */
+#define CTX_MAX_AGE_NS 1000000000ULL
+
+static __always_inline struct synctx *ctx_of(struct sk_buff *skb)
+{
+	struct synctx *c = getctx();
+	if (!c || !c->skb || c->skb != (__u64)skb)
+		return 0;
+	if (bpf_ktime_get_ns() - c->ts > CTX_MAX_AGE_NS) {
+		c->skb = 0;
+		return 0;
+	}
+	return c;
+}
+
 SEC("tp_btf/consume_skb")
 int BPF_PROG(on_consume, struct sk_buff *skb, void *location)
 {
-	struct synctx *c = getctx();
-	if (c && c->skb && c->skb == (__u64)skb)
+	struct synctx *c = ctx_of(skb);
+	if (c)
 		finish(c, false, 0, (__u64)location);
 	return 0;
 }
@@ -628,11 +645,12 @@ int BPF_PROG(on_consume, struct sk_buff *skb, void *location)
 SEC("tp_btf/kfree_skb")
 int BPF_PROG(on_kfree, struct sk_buff *skb, void *location, int reason, struct sock *rx_sk)
 {
-	struct synctx *c = getctx();
-	if (c && c->skb && c->skb == (__u64)skb) {
+	struct synctx *c = ctx_of(skb);
+	if (c) {
 		finish(c, true, reason, (__u64)location);
 		return 0;
 	}
+	c = getctx();
 	struct tuple t = {};
 	if (parse(skb, false, &t))
 		return 0;
