@@ -98,6 +98,31 @@ type PacketRec struct {
 
 // Conn is one connection: Zeek's fields, then synscope's.
 type Conn struct {
+	// Per-packet state comes first and is kept small and together: the
+	// analysis is bound by cache misses on it, one connection per packet.
+	key    flowKey
+	lastTS int64
+	z      zconn
+	// lastSig holds each direction's previous packet (capture duplicates).
+	lastSig [2]pktSig
+	// synscope's handshake tracking, by role: cli = sender of the first
+	// bare SYN.
+	origIsA     bool // the originator is the key's first address/port
+	haveCli     bool
+	cliIsOrig   bool
+	rstAnswer   bool
+	cliRST      bool
+	ackAnswer   bool
+	dataSeen    bool
+	isn         uint32
+	synackSeq   uint32
+	pktsCli     int
+	pktsSrv     int
+	firstSynack int64
+	ackTime     int64
+	synTimes    []int64
+	synackTimes []int64
+
 	TS        float64 `json:"ts"`
 	OrigH     string  `json:"orig_h"`
 	OrigP     uint16  `json:"orig_p"`
@@ -126,42 +151,23 @@ type Conn struct {
 	Packets      []PacketRec `json:"-"`
 	ID           int         `json:"id"`
 
-	key         flowKey
 	rtt         float64   // HandshakeRTT points here
 	schedBuf    []float64 // SynSchedule's backing array, kept for reuse
 	v6          bool
 	origA, resA decode.Addr
-	z           zconn
 	firstTS     int64
-	lastTS      int64
-	// our handshake tracking, by role: cli = sender of the first bare SYN
-	cliIsOrig   bool
-	haveCli     bool
-	isn         uint32
-	synTimes    []int64
-	synackTimes []int64
-	synackSeq   uint32
-	firstSynack int64
-	ackTime     int64
-	rstAnswer   bool
-	cliRST      bool
-	ackAnswer   bool
 	icmp        string
 	icmpCause   causes.ID
-	pktsCli     int
-	pktsSrv     int
-	dataSeen    bool
-	lastSig     [2]pktSig
 }
 
 type pktSig struct {
 	ts    int64
 	seq   uint32
 	ack   uint32
-	flags uint8
-	ln    int
-	ipid  uint16
+	ln    int32
 	tsval uint32
+	ipid  uint16
+	flags uint8
 	valid bool
 }
 
@@ -256,7 +262,7 @@ func (a *Analyzer) Add(cp capfile.Packet, index int) {
 		return
 	}
 	a.stats.TCP++
-	key := keyOf(&p.Src, &p.Dst, p.SrcPort, p.DstPort, p.V6)
+	key, srcIsA := keyOf(&p.Src, &p.Dst, p.SrcPort, p.DstPort, p.V6)
 	h := a.flows.hash(&key)
 	si, c := a.flows.find(&key, h)
 	if c != nil {
@@ -276,6 +282,7 @@ func (a *Analyzer) Add(cp capfile.Packet, index int) {
 		flip := wantFlip(p.Flags, p.SrcPort, p.DstPort, func(port uint16) bool { return a.likely[port] })
 		c = a.newConn()
 		c.key, c.v6, c.firstTS, c.ID = key, p.V6, cp.TS, a.nextID+1
+		c.origIsA = srcIsA != flip
 		c.z.init(flip)
 		a.nextID++
 		c.z.lastTime = cp.TS
@@ -288,8 +295,10 @@ func (a *Analyzer) Add(cp capfile.Packet, index int) {
 		a.stats.Flows++
 		a.stats.MaxOpen = max(a.stats.MaxOpen, a.flows.n)
 	}
-	isOrig := p.SrcPort == c.OrigP && p.Src == c.origA
-	if p.Src == p.Dst && p.SrcPort == p.DstPort {
+	// The key's orientation says which end sent the packet, without
+	// touching the (cold) addresses.
+	isOrig := srcIsA == c.origIsA
+	if p.SrcPort == p.DstPort && p.Src == p.Dst {
 		isOrig = true
 	}
 	c.lastTS = cp.TS
@@ -307,6 +316,7 @@ func (a *Analyzer) Add(cp capfile.Packet, index int) {
 	if c.z.flipped != wasFlipped {
 		c.origA, c.resA = c.resA, c.origA
 		c.OrigP, c.RespP = c.RespP, c.OrigP
+		c.origIsA = !c.origIsA
 		for i := range c.Packets {
 			c.Packets[i].FromOrig = !c.Packets[i].FromOrig
 		}
@@ -366,7 +376,7 @@ func (c *Conn) ours(p *decode.Packet, isOrig bool, ts int64) bool {
 	if !isOrig {
 		dir = 1
 	}
-	sig := pktSig{ts: ts, seq: p.Seq, ack: p.Ack, flags: p.Flags, ln: p.PayloadLen, ipid: p.IPID, tsval: p.Opt.TSval, valid: true}
+	sig := pktSig{ts: ts, seq: p.Seq, ack: p.Ack, flags: p.Flags, ln: int32(p.PayloadLen), ipid: p.IPID, tsval: p.Opt.TSval, valid: true}
 	prev := c.lastSig[dir]
 	c.lastSig[dir] = sig
 	if prev.valid && ts-prev.ts < dupWindow && prev.seq == sig.seq && prev.ack == sig.ack && prev.flags == sig.flags &&
@@ -435,7 +445,7 @@ func (c *Conn) ours(p *decode.Packet, isOrig bool, ts int64) bool {
 
 func (a *Analyzer) icmp(p *decode.Packet, ts int64, index int) {
 	// The quoted packet went InnerSrc:InnerSport -> InnerDst:InnerDport.
-	key := keyOf(&p.InnerSrc, &p.InnerDst, p.InnerSport, p.InnerDport, p.V6)
+	key, _ := keyOf(&p.InnerSrc, &p.InnerDst, p.InnerSport, p.InnerDport, p.V6)
 	_, c := a.flows.find(&key, a.flows.hash(&key))
 	if c == nil {
 		return

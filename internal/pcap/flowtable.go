@@ -17,7 +17,8 @@ type flowKey struct {
 	ports uint64
 }
 
-func keyOf(src, dst *decode.Addr, sp, dp uint16, v6 bool) flowKey {
+// keyOf also reports whether the source is the key's first pair.
+func keyOf(src, dst *decode.Addr, sp, dp uint16, v6 bool) (flowKey, bool) {
 	s0, s1 := binary.BigEndian.Uint64(src[:8]), binary.BigEndian.Uint64(src[8:])
 	d0, d1 := binary.BigEndian.Uint64(dst[:8]), binary.BigEndian.Uint64(dst[8:])
 	var v uint64
@@ -25,9 +26,15 @@ func keyOf(src, dst *decode.Addr, sp, dp uint16, v6 bool) flowKey {
 		v = 1 << 32
 	}
 	if s0 < d0 || (s0 == d0 && (s1 < d1 || (s1 == d1 && sp <= dp))) {
-		return flowKey{s0, s1, d0, d1, uint64(sp)<<16 | uint64(dp) | v}
+		return flowKey{s0, s1, d0, d1, uint64(sp)<<16 | uint64(dp) | v}, true
 	}
-	return flowKey{d0, d1, s0, s1, uint64(dp)<<16 | uint64(sp) | v}
+	return flowKey{d0, d1, s0, s1, uint64(dp)<<16 | uint64(sp) | v}, false
+}
+
+// eq is k == o spelled out: the compiler would call memequal for a
+// 40-byte struct.
+func (k *flowKey) eq(o *flowKey) bool {
+	return k.a0 == o.a0 && k.a1 == o.a1 && k.b0 == o.b0 && k.b1 == o.b1 && k.ports == o.ports
 }
 
 // slot is one entry of the open-addressing flow table. The deadline
@@ -80,7 +87,7 @@ func (t *flowTable) find(k *flowKey, h uint64) (uint64, *Conn) {
 		if s.c == nil {
 			return i, nil
 		}
-		if s.h == h && s.c.key == *k {
+		if s.h == h && s.c.key.eq(k) {
 			return i, s.c
 		}
 		i = (i + 1) & t.mask

@@ -35,21 +35,21 @@ const (
 
 // zendpoint is one side of a connection as Zeek's TCP_Endpoint sees it.
 type zendpoint struct {
-	state, prev epState
+	pkts        uint64
 	startSeq    uint32
 	lastSeq     uint32
 	ackSeq      uint32
-	inited      bool
 	lastSYN     uint32
 	lastFIN     uint32
 	lastRST     uint32
-	finCnt      int
-	didClose    bool
+	finCnt      uint32
 	chkCnt      uint32
 	chkThresh   uint32
 	w0Cnt       uint32
 	w0Thresh    uint32
-	pkts        uint64
+	state, prev epState
+	inited      bool
+	didClose    bool
 	isOrig      bool
 }
 
@@ -94,15 +94,15 @@ const tooLargeSeqDelta = 1048576
 
 // zconn is Zeek's view of one connection.
 type zconn struct {
-	orig, resp  zendpoint
-	flipped     bool
-	hist        []byte
-	histSeen    uint32
-	established bool // left the handshake states at least once
-	lastTime    int64
 	// removeAt is when Zeek's delete timer would drop the connection
 	// (tcp_close_delay after a complete close); 0 = not scheduled.
-	removeAt int64
+	removeAt    int64
+	lastTime    int64
+	histSeen    uint32
+	flipped     bool
+	established bool // left the handshake states at least once
+	orig, resp  zendpoint
+	hist        []byte
 }
 
 func (z *zconn) init(flip bool) {
