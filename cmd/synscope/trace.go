@@ -192,7 +192,7 @@ func fmtUS(us float64) string {
 func writeTraceSummary(w io.Writer, s trace.Summary) {
 	fmt.Fprintf(w, "\nsummary: %d SYNs seen (%d reported one by one, %d only counted), %d events lost\n",
 		s.Counters.SYNs, s.Counters.SYNs-s.Counters.Unsampled, s.Counters.Unsampled, s.Counters.Lost)
-	fmt.Fprintf(w, "  kernel totals: %d SYN-ACKed, %d refused (RST), %d dropped with reason, %d reply-route failures, %d consumed silently, %d SYN-ACK drops, %d SYN-ACK retransmits, %d final ACKs\n",
+	fmt.Fprintf(w, "  kernel totals: %d SYN-ACKed, %d refused (RST), %d dropped with reason, %d reply-route failures, %d consumed silently, %d SYN-ACK drops, %d SYN-ACK retransmits, %d final ACKs of reported SYNs\n",
 		s.Counters.SynAcked, s.Counters.Reset, s.Counters.Dropped, s.Counters.RouteFailed, s.Counters.ConsumedSilently,
 		s.Counters.SynackDropped, s.Counters.SynackRetransmits, s.Counters.Acks)
 	if len(s.Counters.SYNDropReasons) > 0 {

@@ -182,7 +182,9 @@ type Counters struct {
 	Dropped           uint64 `json:"dropped"`
 	SynackDropped     uint64 `json:"synack_dropped"`
 	SynackRetransmits uint64 `json:"synack_retransmits"`
-	Acks              uint64 `json:"acks"`
+	// Acks counts final ACKs of reported (sampled) flows only: flows beyond
+	// the sampling budget are not followed after their SYN.
+	Acks uint64 `json:"acks"`
 	// Lost counts events the ring buffer had no room for.
 	Lost              uint64            `json:"lost"`
 	SYNDropReasons    map[string]uint64 `json:"syn_drop_reasons,omitempty"`

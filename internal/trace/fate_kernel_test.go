@@ -188,3 +188,85 @@ func TestKernelFateSynAckUnanswered(t *testing.T) {
 		}
 	}
 }
+
+// TestKernelFateLoopback covers a handshake that never leaves a namespace:
+// SYN, SYN-ACK and ACK all cross lo.
+func TestKernelFateLoopback(t *testing.T) {
+	needRoot(t)
+	e := newPairEnv(t, "lo")
+	e.listen(t, "tcp", "[::]:8080", 16, true)
+	s := startSession(t, Options{Netns: uint32(e.srv.Inode), Ports: []uint16{8080}}, time.Second)
+	lo := &pairEnv{srv: e.srv, cli: e.srv}
+	for _, dst := range []string{"127.0.0.1", "::1"} {
+		if err := lo.dial(netip.Addr{}, netip.AddrPortFrom(netip.MustParseAddr(dst), 8080), time.Second); err != nil {
+			t.Fatalf("dial %s: %v", dst, err)
+		}
+	}
+	time.Sleep(200 * time.Millisecond)
+	outs := s.finish()
+	want(t, outs, netip.MustParseAddr("127.0.0.1"), Established, "")
+	want(t, outs, netip.MustParseAddr("::1"), Established, "")
+}
+
+// TestKernelPeerFilter checks that --peer filtering happens in the kernel:
+// SYNs from other clients are neither reported nor counted.
+func TestKernelPeerFilter(t *testing.T) {
+	needRoot(t)
+	e := newPairEnv(t, "pf")
+	e.listen(t, "tcp", "[::]:8080", 16, true)
+	tr := openTracer(t, Options{Netns: uint32(e.srv.Inode), Ports: []uint16{8080}, Peers: []netip.Addr{farAddr4}})
+	for _, src := range []netip.Addr{cliAddr4, farAddr4, cliAddr4} {
+		if err := e.dial(src, netip.AddrPortFrom(srvAddr4, 8080), time.Second); err != nil {
+			t.Fatalf("dial from %s: %v", src, err)
+		}
+	}
+	evs := collect(t, tr, 300*time.Millisecond)
+	for _, ev := range evs {
+		if ev.Client.Addr() != farAddr4 {
+			t.Errorf("event from filtered-out client: %+v", ev)
+		}
+	}
+	c, err := tr.Counters()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.SYNs != 1 || c.Acks != 1 {
+		t.Errorf("counters %+v, want exactly one SYN and one final ACK", c)
+	}
+}
+
+// TestKernelSamplingBudget checks that beyond the per-CPU budget SYNs only
+// move counters: a burst costs counters, not events.
+func TestKernelSamplingBudget(t *testing.T) {
+	needRoot(t)
+	e := newPairEnv(t, "sb")
+	e.listen(t, "tcp", "[::]:8080", 64, true)
+	tr := openTracer(t, Options{Netns: uint32(e.srv.Inode), Ports: []uint16{8080}, SamplesPerSec: 3})
+	const n = 60
+	for i := 0; i < n; i++ {
+		if err := e.dial(netip.Addr{}, netip.AddrPortFrom(srvAddr4, 8080), time.Second); err != nil {
+			t.Fatalf("dial %d: %v", i, err)
+		}
+	}
+	evs := collect(t, tr, 300*time.Millisecond)
+	syns := 0
+	for _, ev := range evs {
+		if ev.Kind == KindSYN {
+			syns++
+		}
+	}
+	c, err := tr.Counters()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d SYN events, counters %+v", syns, c)
+	if c.SYNs != n || c.SynAcked != n {
+		t.Errorf("kernel counted %d SYNs (%d SYN-ACKed), want %d", c.SYNs, c.SynAcked, n)
+	}
+	if c.Unsampled == 0 || uint64(syns) != c.SYNs-c.Unsampled {
+		t.Errorf("%d SYN events, %d unsampled of %d: budget not applied or events missing", syns, c.Unsampled, c.SYNs)
+	}
+	if c.Lost != 0 {
+		t.Errorf("%d events lost", c.Lost)
+	}
+}
