@@ -279,6 +279,11 @@ func (a *Analyzer) Add(cp capfile.Packet, index int) {
 		// Ending the old connection or growing the table moved slots.
 		a.flows.reserve()
 		si, _ = a.flows.find(&key, h)
+		if a.flows.tooLong(si, h) {
+			a.flows.reseed()
+			h = a.flows.hash(&key)
+			si, _ = a.flows.find(&key, h)
+		}
 		flip := wantFlip(p.Flags, p.SrcPort, p.DstPort, func(port uint16) bool { return a.likely[port] })
 		c = a.newConn()
 		c.key, c.v6, c.firstTS, c.ID = key, p.V6, cp.TS, a.nextID+1
@@ -660,6 +665,12 @@ func AnalyzeReader(r io.Reader, cfg Config) ([]*Conn, Stats, error) {
 	if err != nil {
 		return nil, Stats{}, err
 	}
+	return analyzeCapture(rd, cfg, nil)
+}
+
+// analyzeCapture runs the analysis over rd; progress, if set, is called
+// every few thousand packets (mapped files release what was read).
+func analyzeCapture(rd *capfile.Reader, cfg Config, progress func()) ([]*Conn, Stats, error) {
 	a := NewAnalyzer(cfg)
 	var readErr error
 	for i := 1; ; i++ {
@@ -671,6 +682,9 @@ func AnalyzeReader(r io.Reader, cfg Config) ([]*Conn, Stats, error) {
 			break
 		}
 		a.Add(p, i)
+		if progress != nil && i%8192 == 0 {
+			progress()
+		}
 	}
 	conns := a.Finish()
 	return conns, a.Stats(), readErr

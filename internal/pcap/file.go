@@ -17,7 +17,7 @@ func AnalyzeFile(path string, cfg Config) (*Report, error) {
 		return nil, fmt.Errorf("open capture: %w", err)
 	}
 	defer f.Close()
-	conns, st, err := AnalyzeReader(f, cfg)
+	conns, st, err := analyzeFile(f, cfg)
 	if err != nil && conns == nil && st.Packets == 0 {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
@@ -124,11 +124,15 @@ func SummarizeFile(path string, cfg Config) (*Report, error) {
 		return nil, fmt.Errorf("open capture: %w", err)
 	}
 	defer f.Close()
-	r, err := SummarizeReader(f, cfg)
-	if err != nil && r == nil {
+	s := NewSummarizer()
+	cfg.OnConn, cfg.ReuseConns = s.Add, true
+	cfg.KeepPackets = false
+	_, st, err := analyzeFile(f, cfg)
+	if err != nil && st.Packets == 0 {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	r.File = path
+	r := NewReport(path, nil, st, err)
+	r.Summary, r.Causes = s.Summary(), s.Causes()
 	if err != nil {
 		err = fmt.Errorf("%s: %w", path, err)
 		r.Error = err.Error()

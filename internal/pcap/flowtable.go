@@ -53,19 +53,50 @@ type flowTable struct {
 	slots []slot
 	mask  uint64
 	n     int
-	// seed randomizes the hash so a crafted capture cannot aim many
-	// flows at one probe chain.
+	// seed is fixed, so the table's layout, hence the sweep's order and
+	// Stats.MaxOpen, are the same on every run; a probe chain grown past
+	// maxProbe (a crafted capture aiming flows at one chain) makes the
+	// table rehash under a random seed.
 	seed [3]uint64
 	// hand is the incremental sweep's position.
 	hand uint64
 }
 
+const maxProbe = 64
+
 func newFlowTable() flowTable {
-	t := flowTable{slots: make([]slot, 1024), mask: 1023}
+	return flowTable{slots: make([]slot, 1024), mask: 1023,
+		seed: [3]uint64{0x2d358dccaa6c78a5, 0x8bb84b93962eacc9, 0x4b33a62ed433d4a3}}
+}
+
+// tooLong reports whether the empty slot i found for hash h lies beyond
+// maxProbe of its home.
+func (t *flowTable) tooLong(i, h uint64) bool {
+	return (i-h)&t.mask > maxProbe
+}
+
+// reseed rebuilds the table under a random seed.
+func (t *flowTable) reseed() {
 	for i := range t.seed {
 		t.seed[i] = rand.Uint64() | 1
 	}
-	return t
+	old := t.slots
+	t.slots = make([]slot, len(old))
+	for _, s := range old {
+		if s.c != nil {
+			s.h = t.hash(&s.c.key)
+			t.place(s)
+		}
+	}
+	t.hand = 0
+}
+
+func (t *flowTable) place(s slot) {
+	i := s.h & t.mask
+	for t.slots[i].c != nil {
+		i = (i + 1) & t.mask
+	}
+	t.slots[i] = s
 }
 
 func mix(a, b uint64) uint64 {
@@ -104,14 +135,9 @@ func (t *flowTable) reserve() bool {
 	t.slots = make([]slot, 2*len(old))
 	t.mask = uint64(len(t.slots) - 1)
 	for _, s := range old {
-		if s.c == nil {
-			continue
+		if s.c != nil {
+			t.place(s)
 		}
-		i := s.h & t.mask
-		for t.slots[i].c != nil {
-			i = (i + 1) & t.mask
-		}
-		t.slots[i] = s
 	}
 	t.hand = 0
 	return true

@@ -64,7 +64,11 @@ const maxBlock = 64 << 20
 
 // Reader reads packets from a pcap or pcapng stream.
 type Reader struct {
-	br      *bufio.Reader
+	br *bufio.Reader
+	// mem, when set, is the whole capture in memory (NewReaderBytes);
+	// pos is the read offset in it.
+	mem     []byte
+	pos     int
 	ng      bool
 	bo      binary.ByteOrder
 	nano    bool // pcap: nanosecond timestamps
@@ -89,8 +93,46 @@ const bufSize = 1 << 20
 
 // NewReader detects the format from the first bytes of r.
 func NewReader(r io.Reader) (*Reader, error) {
-	rd := &Reader{br: bufio.NewReaderSize(r, bufSize)}
-	magic, err := rd.br.Peek(4)
+	return newReader(&Reader{br: bufio.NewReaderSize(r, bufSize)})
+}
+
+// NewReaderBytes reads a capture held in memory (e.g. a mapped file)
+// without copying: packets' Data alias b, which must stay valid and
+// unchanged while they are used.
+func NewReaderBytes(b []byte) (*Reader, error) {
+	return newReader(&Reader{mem: b})
+}
+
+// Offset is how many bytes of an in-memory capture have been consumed
+// (-1 for a stream reader).
+func (r *Reader) Offset() int64 {
+	if r.mem != nil {
+		return int64(r.pos)
+	}
+	return -1
+}
+
+// peek and discard are bufio's Peek and Discard over either source.
+func (r *Reader) peek(n int) ([]byte, error) {
+	if r.mem == nil {
+		return r.br.Peek(n)
+	}
+	if rest := r.mem[r.pos:]; len(rest) < n {
+		return rest, io.EOF
+	}
+	return r.mem[r.pos : r.pos+n : r.pos+n], nil
+}
+
+func (r *Reader) discard(n int) {
+	if r.mem == nil {
+		_, _ = r.br.Discard(n)
+		return
+	}
+	r.pos += n
+}
+
+func newReader(rd *Reader) (*Reader, error) {
+	magic, err := rd.peek(4)
 	if err != nil {
 		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 			return nil, fmt.Errorf("not a capture file: only %d bytes", len(magic))
@@ -136,8 +178,8 @@ func (r *Reader) Count() int { return r.count }
 // the bufio buffer (valid until the next read); larger records are copied
 // into a scratch buffer that grows only as bytes actually arrive.
 func (r *Reader) readN(n int) ([]byte, error) {
-	if n <= bufSize {
-		b, err := r.br.Peek(n)
+	if r.mem != nil || n <= bufSize {
+		b, err := r.peek(n)
 		if err != nil {
 			if errors.Is(err, io.EOF) {
 				if len(b) == 0 {
@@ -147,7 +189,7 @@ func (r *Reader) readN(n int) ([]byte, error) {
 			}
 			return nil, err
 		}
-		_, _ = r.br.Discard(n)
+		r.discard(n)
 		return b, nil
 	}
 	r.scratch = r.scratch[:0]
@@ -233,7 +275,7 @@ func (r *Reader) readSHB() error {
 
 func (r *Reader) nextNG() (Packet, error) {
 	for {
-		peek, err := r.br.Peek(8)
+		peek, err := r.peek(8)
 		if err != nil {
 			if errors.Is(err, io.EOF) && len(peek) == 0 {
 				return Packet{}, io.EOF

@@ -19,10 +19,13 @@ type BenchOptions struct {
 	// FailPct is the percentage of connections that fail (half SYN
 	// timeouts, half refused).
 	FailPct float64
+	// Spacing is the time between packets (default 10 µs: a busy
+	// server's 100k packets/s).
+	Spacing time.Duration
 }
 
 // WriteBench writes a classic pcap of about size bytes: interleaved TCP
-// connections over IPv4, IPv6 and 802.1Q-tagged Ethernet, 10 µs apart,
+// connections over IPv4, IPv6 and 802.1Q-tagged Ethernet, packets 10 µs apart,
 // most completing normally, FailPct percent timing out (SYN
 // retransmissions) or refused (RST). The output is deterministic.
 func WriteBench(out io.Writer, size int64, o BenchOptions) error {
@@ -32,6 +35,10 @@ func WriteBench(out io.Writer, size int64, o BenchOptions) error {
 	}
 	if open <= 0 {
 		open = 2000
+	}
+	spacing := int64(o.Spacing)
+	if spacing <= 0 {
+		spacing = int64(10 * time.Microsecond)
 	}
 	w, err := NewPcapWriter(out, 1, binary.LittleEndian, false)
 	if err != nil {
@@ -76,8 +83,7 @@ func WriteBench(out io.Writer, size int64, o BenchOptions) error {
 			live[i] = newFlow()
 			continue
 		}
-		// 10 µs apart: a busy server's 100k packets/s.
-		ts += int64(10 * time.Microsecond)
+		ts += spacing
 		frame := seg.Frame()
 		if err := w.Write(ts, frame); err != nil {
 			return err
