@@ -197,6 +197,7 @@ type Analyzer struct {
 	pkt    decode.Packet
 	likely map[uint16]bool
 	idle   int64
+	strs   strCache
 }
 
 // closeDelay is Zeek's tcp_close_delay; attemptIdle ends handshake-only
@@ -519,7 +520,7 @@ func (a *Analyzer) finish(i uint64) {
 }
 
 func (a *Analyzer) end(c *Conn) {
-	c.finalize()
+	c.finalize(&a.strs)
 	if a.cfg.OnConn != nil {
 		a.cfg.OnConn(c)
 		if a.cfg.ReuseConns {
@@ -556,12 +557,12 @@ func (c *Conn) OrigAddr() netip.Addr { return c.origA.IP(c.v6) }
 // RespAddr returns the responder address.
 func (c *Conn) RespAddr() netip.Addr { return c.resA.IP(c.v6) }
 
-func (c *Conn) finalize() {
+func (c *Conn) finalize(sc *strCache) {
 	z := &c.z
 	c.TS = float64(c.firstTS) / 1e9
-	c.OrigH, c.RespH = c.OrigAddr().String(), c.RespAddr().String()
+	c.OrigH, c.RespH = sc.addr(&c.origA, c.v6), sc.addr(&c.resA, c.v6)
 	c.ConnState = z.connState()
-	c.History = string(z.hist)
+	c.History = sc.history(z.hist)
 	c.OrigPkts, c.RespPkts = z.orig.pkts, z.resp.pkts
 	c.Duration = float64(c.lastTS-c.firstTS) / 1e9
 	c.ClientIsOrig = !c.haveCli || c.cliIsOrig
