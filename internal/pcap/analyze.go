@@ -240,6 +240,10 @@ func (a *Analyzer) Add(cp capfile.Packet, index int) {
 	if cp.TS > a.now {
 		a.now = cp.TS
 	}
+	if a.stats.Packets == 1 {
+		a.now = cp.TS
+		a.flows.base = cp.TS
+	}
 	if a.stats.Packets%sweepEvery == 0 {
 		a.sweep(sweepSlots)
 	}
@@ -297,7 +301,7 @@ func (a *Analyzer) Add(cp capfile.Packet, index int) {
 		} else {
 			c.origA, c.resA, c.OrigP, c.RespP = p.Src, p.Dst, p.SrcPort, p.DstPort
 		}
-		a.flows.insert(si, h, c, 0)
+		a.flows.insert(si, h, c)
 		a.stats.Flows++
 		a.stats.MaxOpen = max(a.stats.MaxOpen, a.flows.n)
 	}
@@ -314,7 +318,7 @@ func (a *Analyzer) Add(cp capfile.Packet, index int) {
 		if a.cfg.KeepPackets {
 			c.Packets = append(c.Packets, PacketRec{Index: index, TS: cp.TS, FromOrig: isOrig, Flags: p.Flags, Seq: p.Seq, Ack: p.Ack, Len: p.PayloadLen, Bad: true})
 		}
-		a.flows.slots[si].deadline = c.deadline(a.idle)
+		a.flows.setDeadline(si, c.deadline(a.idle))
 		return
 	}
 	wasFlipped := c.z.flipped
@@ -329,7 +333,7 @@ func (a *Analyzer) Add(cp capfile.Packet, index int) {
 		c.cliIsOrig = !c.cliIsOrig
 		isOrig = !isOrig
 	}
-	a.flows.slots[si].deadline = c.deadline(a.idle)
+	a.flows.setDeadline(si, c.deadline(a.idle))
 	dup := c.ours(p, isOrig, cp.TS)
 	if dup {
 		a.stats.Duplicates++
@@ -503,7 +507,7 @@ func (a *Analyzer) sweep(n int) {
 	n = min(n, len(t.slots))
 	for range n {
 		s := &t.slots[t.hand]
-		if s.c != nil && a.now >= s.deadline {
+		if s.c != nil && t.expired(t.hand, a.now) {
 			// remove shifts a later entry into this slot: look again.
 			a.finish(t.hand)
 			continue

@@ -2,6 +2,7 @@ package pcap
 
 import (
 	"encoding/binary"
+	"math"
 	"math/bits"
 	"math/rand/v2"
 
@@ -37,15 +38,19 @@ func (k *flowKey) eq(o *flowKey) bool {
 	return k.a0 == o.a0 && k.a1 == o.a1 && k.b0 == o.b0 && k.b1 == o.b1 && k.ports == o.ports
 }
 
-// slot is one entry of the open-addressing flow table. The deadline
-// (when the sweep may end the connection) lives here rather than in the
-// Conn so the incremental sweep walks a dense array and touches a Conn
-// only to end it.
+// slot is one entry of the open-addressing flow table, 16 bytes. The
+// deadline (when the sweep may end the connection) lives here rather
+// than in the Conn so the incremental sweep walks a dense array and
+// touches a Conn only to end it.
 type slot struct {
-	h        uint64
-	deadline int64
-	c        *Conn
+	h  uint32 // low bits of the hash
+	dl uint32 // deadline in tick units after the table's base time
+	c  *Conn
 }
+
+// tickShift sets the deadline unit: 2^24 ns (16.8 ms), so 32 bits span
+// 2.3 years of capture. Sweeping a little late only delays freeing.
+const tickShift = 24
 
 // flowTable maps flow keys to connections: linear probing with
 // backward-shift deletion (no tombstones), kept at most half full.
@@ -60,6 +65,8 @@ type flowTable struct {
 	seed [3]uint64
 	// hand is the incremental sweep's position.
 	hand uint64
+	// base is the time deadlines count from (the first packet's).
+	base int64
 }
 
 const maxProbe = 64
@@ -84,7 +91,7 @@ func (t *flowTable) reseed() {
 	t.slots = make([]slot, len(old))
 	for _, s := range old {
 		if s.c != nil {
-			s.h = t.hash(&s.c.key)
+			s.h = uint32(t.hash(&s.c.key))
 			t.place(s)
 		}
 	}
@@ -92,7 +99,7 @@ func (t *flowTable) reseed() {
 }
 
 func (t *flowTable) place(s slot) {
-	i := s.h & t.mask
+	i := uint64(s.h) & t.mask
 	for t.slots[i].c != nil {
 		i = (i + 1) & t.mask
 	}
@@ -118,7 +125,7 @@ func (t *flowTable) find(k *flowKey, h uint64) (uint64, *Conn) {
 		if s.c == nil {
 			return i, nil
 		}
-		if s.h == h && s.c.key.eq(k) {
+		if s.h == uint32(h) && s.c.key.eq(k) {
 			return i, s.c
 		}
 		i = (i + 1) & t.mask
@@ -143,9 +150,25 @@ func (t *flowTable) reserve() bool {
 	return true
 }
 
-func (t *flowTable) insert(i, h uint64, c *Conn, deadline int64) {
-	t.slots[i] = slot{h: h, deadline: deadline, c: c}
+func (t *flowTable) insert(i, h uint64, c *Conn) {
+	t.slots[i] = slot{h: uint32(h), dl: math.MaxUint32, c: c}
 	t.n++
+}
+
+// setDeadline records that slot i's connection may be ended from time
+// d on, rounded up to a tick (never early).
+func (t *flowTable) setDeadline(i uint64, d int64) {
+	var dl uint32
+	if d > t.base {
+		dl = uint32(min((uint64(d-t.base)+1<<tickShift-1)>>tickShift, math.MaxUint32))
+	}
+	t.slots[i].dl = dl
+}
+
+// expired reports whether slot i's deadline has passed at time now
+// (now >= base).
+func (t *flowTable) expired(i uint64, now int64) bool {
+	return uint64(now-t.base)>>tickShift >= uint64(t.slots[i].dl)
 }
 
 // remove empties slot i, shifting later members of its probe chain back
@@ -158,7 +181,7 @@ func (t *flowTable) remove(i uint64) {
 		if s.c == nil {
 			break
 		}
-		home := s.h & t.mask
+		home := uint64(s.h) & t.mask
 		// Move s into the hole unless its home lies cyclically in (i, j].
 		if (i <= j && (home <= i || home > j)) || (i > j && home <= i && home > j) {
 			t.slots[i] = s

@@ -50,7 +50,7 @@ func TestFlowTable(t *testing.T) {
 			t.Fatalf("step %d: absent key found", step)
 		}
 		c = &Conn{key: k}
-		ft.insert(i, h, c, 0)
+		ft.insert(i, h, c)
 		ref[k] = c
 		keys = append(keys, k)
 	}
