@@ -49,6 +49,9 @@ const (
 	FlagFib        = 1 << 3
 	FlagSynAckDrop = 1 << 4
 	FlagSampled    = 1 << 5
+	// FlagNeighQueued: the SYN-ACK was handed to a neighbour still being
+	// resolved (neigh_event_send_done with rc != 0).
+	FlagNeighQueued = 1 << 6
 )
 
 // Counter indexes; values match bpf/synscope.c.

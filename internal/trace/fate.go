@@ -212,12 +212,18 @@ func (e *Engine) addSYN(k flowKey, ev Event) []Outcome {
 	case ev.Flags&FlagFib != 0 && ev.FibErr != 0:
 		f.evidence = append(f.evidence, "SYN consumed without SYN-ACK (dropped in tcp_conn_request)")
 		return append(out, e.emit(f.outcome(Dropped, causes.NoRouteToPeer))...)
-	case ev.Flags&FlagFib != 0:
-		// Route found but no SYN-ACK yet: it may wait for the neighbour.
-		f.evidence = append(f.evidence, "reply route found, SYN-ACK not sent yet")
+	case ev.Flags&FlagFib != 0 && ev.Flags&FlagNeighQueued != 0:
+		// Route found, SYN-ACK waiting for ARP / neighbour discovery.
+		f.evidence = append(f.evidence, "reply route found, SYN-ACK queued waiting for the next hop's neighbour entry")
 		f.routeOK = true
 		e.flows[k] = f
 		return out
+	case ev.Flags&FlagFib != 0:
+		// tcp_conn_request drops after a successful route lookup only by
+		// the "last quarter" rule (syncookies off, tcp_max_syn_backlog
+		// nearly used, peer not proven): ListenDrops alone.
+		f.evidence = append(f.evidence, "reply route found but SYN consumed without SYN-ACK: admission drop after the route lookup ('last quarter' rule: tcp_syncookies=0 and tcp_max_syn_backlog nearly used)")
+		return append(out, e.emit(f.outcome(Dropped, causes.UnexplainedDrops))...)
 	default:
 		f.evidence = append(f.evidence, "SYN consumed before the reply route lookup (admission drop in tcp_conn_request)")
 		cause := causes.UnexplainedDrops

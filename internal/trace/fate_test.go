@@ -59,12 +59,13 @@ func TestEngineFates(t *testing.T) {
 			// The client's SYN retransmit meets the request: dropped NOT_SPECIFIED.
 			synEv(time.Second+ms, 0, func(e *Event) { e.DropReason = "NOT_SPECIFIED" }),
 		}, 10 * time.Second, SynAckRetransmitted, causes.SynackUnanswered},
+		{"last quarter", []Event{synEv(ms, FlagConsumed|FlagFib, nil)}, 0, Dropped, causes.UnexplainedDrops},
 		{"neighbour queue", []Event{
-			synEv(ms, FlagConsumed|FlagFib, nil),
+			synEv(ms, FlagConsumed|FlagFib|FlagNeighQueued, nil),
 			ev(KindRetrans, time.Second, nil),
 		}, 10 * time.Second, Dropped, causes.NeighborUnreachable},
 		{"neighbour failed", []Event{
-			synEv(ms, FlagConsumed|FlagFib, nil),
+			synEv(ms, FlagConsumed|FlagFib|FlagNeighQueued, nil),
 			ev(KindDrop, 3*time.Second, func(e *Event) { e.TCPFlags = 0x12; e.DropReason = "NEIGH_FAILED" }),
 		}, 0, Dropped, causes.NeighborUnreachable},
 		{"final ack overflow", []Event{

@@ -23,6 +23,10 @@ type labCase struct {
 	watch, pending time.Duration
 	// alsoOK are fates (with no cause) the scenario may legitimately give.
 	alsoOK []Fate
+	// spoofed: the fault hits the lab's spoofed SYN sources, not the real
+	// client (which the kernel treats as a proven peer); at least one of
+	// their SYNs must show the fate and cause.
+	spoofed bool
 }
 
 var labCases = []labCase{
@@ -55,6 +59,11 @@ var labCases = []labCase{
 	{scenario: "ipv6-disabled", fate: Dropped, cause: causes.IPv6Disabled},
 	{scenario: "tcp-minttl", fate: Dropped, cause: causes.TCPReject},
 	{scenario: "tcp-md5-mismatch", fate: Dropped, cause: causes.TCPReject},
+	{scenario: "syn-queue-overflow", fate: Dropped, cause: causes.SynQueueOverflow, alsoOK: []Fate{Established}},
+	{scenario: "syn-backlog-last-quarter", fate: Dropped, cause: causes.UnexplainedDrops, spoofed: true},
+	{scenario: "syn-flood-cookies", fate: Established},
+	{scenario: "healthy-under-load", fate: Established},
+	{scenario: "conntrack-invalid", fate: Dropped, cause: causes.FirewallDrop},
 }
 
 func labScenarioExists(name string) bool {
@@ -111,6 +120,26 @@ func runLabCase(t *testing.T, prefix string, c labCase) {
 	client := env.ClientV4
 	if env.Family == 6 {
 		client = env.ClientV6
+	}
+	if c.spoofed {
+		n := 0
+		for _, o := range outs {
+			if o.ClientAddr().Addr() != client && o.Fate == c.fate && o.Cause == c.cause {
+				n++
+			}
+		}
+		shown := 0
+		for _, o := range outs {
+			if o.ClientAddr().Addr() != client && shown < 6 {
+				shown++
+				t.Logf("%s -> %s %s %q %v", o.Client, o.Server, o.Fate, o.Cause, o.Evidence)
+			}
+		}
+		t.Logf("%s: %d of %d outcomes from spoofed sources are %s %s", c.scenario, n, len(outs), c.fate, c.cause)
+		if n == 0 {
+			t.Errorf("%s: no spoofed SYN reported %s %q", c.scenario, c.fate, c.cause)
+		}
+		return
 	}
 	var mine, ok int
 	for _, o := range outs {

@@ -127,7 +127,7 @@ func Open(opts Options) (*Tracer, error) {
 	}
 	progs := []*ebpf.Program{
 		t.objs.OnRx, t.objs.OnTx, t.objs.OnFib4, t.objs.OnFib6, t.objs.OnReset,
-		t.objs.OnConsume, t.objs.OnKfree, t.objs.OnRtxSynack,
+		t.objs.OnConsume, t.objs.OnKfree, t.objs.OnRtxSynack, t.objs.OnNeighSend,
 	}
 	for _, p := range progs {
 		l, err := link.AttachTracing(link.TracingOptions{Program: p})
@@ -316,7 +316,7 @@ func (t *Tracer) Costs() ([]ProgramCost, error) {
 	progs := map[string]*ebpf.Program{
 		"on_rx": t.objs.OnRx, "on_tx": t.objs.OnTx, "on_fib4": t.objs.OnFib4, "on_fib6": t.objs.OnFib6,
 		"on_reset": t.objs.OnReset, "on_consume": t.objs.OnConsume, "on_kfree": t.objs.OnKfree,
-		"on_rtx_synack": t.objs.OnRtxSynack,
+		"on_rtx_synack": t.objs.OnRtxSynack, "on_neigh_send": t.objs.OnNeighSend,
 	}
 	var out []ProgramCost
 	for name, p := range progs {

@@ -106,6 +106,7 @@ const (
 	synscopeProgOnFib4      = "on_fib4"
 	synscopeProgOnFib6      = "on_fib6"
 	synscopeProgOnKfree     = "on_kfree"
+	synscopeProgOnNeighSend = "on_neigh_send"
 	synscopeProgOnReset     = "on_reset"
 	synscopeProgOnRtxSynack = "on_rtx_synack"
 	synscopeProgOnRx        = "on_rx"
@@ -160,6 +161,7 @@ type synscopeProgramSpecs struct {
 	OnFib4      *ebpf.ProgramSpec `ebpf:"on_fib4"`
 	OnFib6      *ebpf.ProgramSpec `ebpf:"on_fib6"`
 	OnKfree     *ebpf.ProgramSpec `ebpf:"on_kfree"`
+	OnNeighSend *ebpf.ProgramSpec `ebpf:"on_neigh_send"`
 	OnReset     *ebpf.ProgramSpec `ebpf:"on_reset"`
 	OnRtxSynack *ebpf.ProgramSpec `ebpf:"on_rtx_synack"`
 	OnRx        *ebpf.ProgramSpec `ebpf:"on_rx"`
@@ -241,6 +243,7 @@ type synscopePrograms struct {
 	OnFib4      *ebpf.Program `ebpf:"on_fib4"`
 	OnFib6      *ebpf.Program `ebpf:"on_fib6"`
 	OnKfree     *ebpf.Program `ebpf:"on_kfree"`
+	OnNeighSend *ebpf.Program `ebpf:"on_neigh_send"`
 	OnReset     *ebpf.Program `ebpf:"on_reset"`
 	OnRtxSynack *ebpf.Program `ebpf:"on_rtx_synack"`
 	OnRx        *ebpf.Program `ebpf:"on_rx"`
@@ -253,6 +256,7 @@ func (p *synscopePrograms) Close() error {
 		p.OnFib4,
 		p.OnFib6,
 		p.OnKfree,
+		p.OnNeighSend,
 		p.OnReset,
 		p.OnRtxSynack,
 		p.OnRx,

@@ -126,5 +126,6 @@ struct fib6_result {
 } __attribute__((preserve_access_index));
 
 struct fib_nh_common;
+struct neighbour;
 
 #endif

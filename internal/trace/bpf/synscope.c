@@ -48,6 +48,7 @@ enum {
 	F_FIB = 1 << 3,         /* a reply route lookup was seen; fib_err valid */
 	F_SYNACK_DROP = 1 << 4, /* SYN-ACK freed by kfree_skb while processing */
 	F_SAMPLED = 1 << 5,
+	F_NEIGH_QUEUED = 1 << 6, /* SYN-ACK handed to an unresolved neighbour */
 };
 
 /* Counter indexes; keep in sync with events.go. */
@@ -543,6 +544,20 @@ int BPF_PROG(on_fib6, const struct net *net, const struct fib6_result *res,
 		break;
 	}
 	fib_note(c, src, dst, err, table ? table->tb6_id : 0);
+	return 0;
+}
+
+/* __neigh_event_send runs only for a neighbour that is not reachable yet;
+ * rc != 0 means the packet was queued (or dropped) waiting for resolution.
+ * Seen while a SYN is processed, it is the SYN-ACK waiting for ARP/ND. */
+SEC("tp_btf/neigh_event_send_done")
+int BPF_PROG(on_neigh_send, struct neighbour *n, int rc)
+{
+	if (!rc)
+		return 0;
+	struct synctx *c = getctx();
+	if (c && c->skb)
+		c->flags |= F_NEIGH_QUEUED;
 	return 0;
 }
 
