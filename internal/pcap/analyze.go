@@ -198,6 +198,8 @@ type Analyzer struct {
 	likely map[uint16]bool
 	idle   int64
 	strs   strCache
+	// sweepCredit is the slots owed to the sweep by new connections.
+	sweepCredit int
 }
 
 // closeDelay is Zeek's tcp_close_delay; attemptIdle ends handshake-only
@@ -209,12 +211,16 @@ const (
 )
 
 // The idle sweep is incremental: every sweepEvery packets it examines
-// sweepSlots table slots, so a full pass over a table (kept at most half
-// full) takes at most len/4 packets and memory follows the open flows
-// without a stop-the-world scan.
+// sweepSlots table slots plus sweepPerConn for each connection created
+// since. Only new connections grow the table, and a full pass over its C
+// slots (kept at most half full) spans at most C/4 of them, so
+// ended-but-unswept connections stay below a quarter of the table:
+// memory follows the open flows, without a stop-the-world scan. The
+// per-packet part ends idle connections promptly when few new ones come.
 const (
-	sweepEvery = 64
-	sweepSlots = 256
+	sweepEvery   = 64
+	sweepSlots   = 64
+	sweepPerConn = 4
 )
 
 // NewAnalyzer returns an analyzer.
@@ -245,7 +251,8 @@ func (a *Analyzer) Add(cp capfile.Packet, index int) {
 		a.flows.base = cp.TS
 	}
 	if a.stats.Packets%sweepEvery == 0 {
-		a.sweep(sweepSlots)
+		a.sweep(sweepSlots + a.sweepCredit)
+		a.sweepCredit = 0
 	}
 	p := &a.pkt
 	if err := a.dec.Decode(cp.Link, cp.Data, p); err != nil || p.Kind == decode.KindOther {
@@ -281,7 +288,8 @@ func (a *Analyzer) Add(cp capfile.Packet, index int) {
 		}
 	}
 	if c == nil {
-		// Ending the old connection or growing the table moved slots.
+		a.sweepCredit += sweepPerConn
+		// Ending connections or growing the table moved slots.
 		a.flows.reserve()
 		si, _ = a.flows.find(&key, h)
 		if a.flows.tooLong(si, h) {
