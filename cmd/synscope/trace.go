@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/synscope/synscope/internal/causes"
 	"github.com/synscope/synscope/internal/netns"
 	"github.com/synscope/synscope/internal/trace"
 )
@@ -201,8 +202,19 @@ func writeTraceSummary(w io.Writer, s trace.Summary) {
 	if len(s.Counters.SynackDropReasons) > 0 {
 		fmt.Fprintf(w, "  SYN-ACK drop reasons: %s\n", fmtReasons(s.Counters.SynackDropReasons))
 	}
+	if len(s.KernelCauses) > 0 {
+		keys := make([]string, 0, len(s.KernelCauses))
+		for id := range s.KernelCauses {
+			keys = append(keys, string(id))
+		}
+		sort.Strings(keys)
+		fmt.Fprintln(w, "  causes of every counted SYN (kernel):")
+		for _, k := range keys {
+			fmt.Fprintf(w, "    %6d  %s\n", s.KernelCauses[causes.ID(k)], k)
+		}
+	}
 	if len(s.Outcomes) > 0 {
-		fmt.Fprintln(w, "  outcomes:")
+		fmt.Fprintln(w, "  outcomes of reported SYNs:")
 		for _, kc := range s.Outcomes {
 			fmt.Fprintf(w, "    %6d  %s\n", kc.Count, kc.Key)
 		}

@@ -1,6 +1,10 @@
 package trace
 
-import "sort"
+import (
+	"sort"
+
+	"github.com/synscope/synscope/internal/causes"
+)
 
 // Summary is what trace prints on exit.
 type Summary struct {
@@ -10,8 +14,30 @@ type Summary struct {
 	Outcomes     []KeyCount `json:"outcomes"`
 	TopPeers     []KeyCount `json:"top_peers"`
 	TopListeners []KeyCount `json:"top_listeners"`
+	// KernelCauses attributes every SYN the kernel counted (reported or
+	// not) whose fate is known at SYN time, so a flood beyond the sampling
+	// budget still shows its causes. SYN-ACK-side fates (unanswered,
+	// neighbour, egress drops) need the per-flow events and are only in
+	// Outcomes.
+	KernelCauses map[causes.ID]uint64 `json:"kernel_causes,omitempty"`
 	// SynToSynAckP50US is the median SYN→SYN-ACK latency of reported SYNs.
 	SynToSynAckP50US float64 `json:"syn_to_synack_p50_us,omitempty"`
+}
+
+func kernelCauses(c Counters) map[causes.ID]uint64 {
+	m := map[causes.ID]uint64{}
+	if c.RouteFailed > 0 {
+		m[causes.NoRouteToPeer] += c.RouteFailed
+	}
+	for reason, n := range c.SYNDropReasons {
+		if id := dropCause(reason); id != "" {
+			m[id] += n
+		}
+	}
+	if len(m) == 0 {
+		return nil
+	}
+	return m
 }
 
 // Summarize combines the kernel counters with the engine's outcome totals.
@@ -21,6 +47,7 @@ func Summarize(c Counters, s Stats) Summary {
 		Outcomes:     Top(s.FateCause, len(s.FateCause)),
 		TopPeers:     Top(s.Peers, 5),
 		TopListeners: Top(s.Listeners, 5),
+		KernelCauses: kernelCauses(c),
 	}
 	for i := range sum.Outcomes {
 		// "dropped " (no cause) reads better without the trailing space.
