@@ -100,7 +100,11 @@ func runLabCase(t *testing.T, prefix string, c labCase) {
 	if err != nil {
 		t.Fatalf("lab up %s: %v", c.scenario, err)
 	}
-	t.Cleanup(func() { _ = lab.Down(prefix) })
+	t.Cleanup(func() {
+		if err := lab.Down(prefix); err != nil {
+			t.Errorf("lab down %s: %v", prefix, err)
+		}
+	})
 	srv, err := netns.Open(env.Server)
 	if err != nil {
 		t.Fatal(err)
