@@ -251,6 +251,7 @@ func (a *Analyzer) Add(cp capfile.Packet, index int) {
 		a.flows.base = cp.TS
 	}
 	if a.stats.Packets%sweepEvery == 0 {
+		a.flows.rebase(a.now)
 		a.sweep(sweepSlots + a.sweepCredit)
 		a.sweepCredit = 0
 	}

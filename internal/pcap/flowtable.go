@@ -49,7 +49,10 @@ type slot struct {
 }
 
 // tickShift sets the deadline unit: 2^24 ns (16.8 ms), so 32 bits span
-// 2.3 years of capture. Sweeping a little late only delays freeing.
+// 2.3 years; rebase moves the base forward on captures that span more.
+// Sweeping a little late only delays freeing. A deadline beyond the
+// range is stored as never (MaxUint32): the connection then ends at its
+// next packet or at the end, as without a sweep.
 const tickShift = 24
 
 // flowTable maps flow keys to connections: linear probing with
@@ -165,10 +168,31 @@ func (t *flowTable) setDeadline(i uint64, d int64) {
 	t.slots[i].dl = dl
 }
 
+// rebase moves the base to now once now is half the tick range past it,
+// so tick counts never overflow.
+func (t *flowTable) rebase(now int64) {
+	if uint64(now-t.base)>>tickShift < 1<<31 {
+		return
+	}
+	shift := uint64(now-t.base) >> tickShift
+	t.base += int64(shift << tickShift)
+	for i := range t.slots {
+		s := &t.slots[i]
+		switch {
+		case s.dl == math.MaxUint32:
+		case uint64(s.dl) > shift:
+			s.dl -= uint32(shift)
+		default:
+			s.dl = 0
+		}
+	}
+}
+
 // expired reports whether slot i's deadline has passed at time now
-// (now >= base).
+// (base <= now < base + 2^31 ticks).
 func (t *flowTable) expired(i uint64, now int64) bool {
-	return uint64(now-t.base)>>tickShift >= uint64(t.slots[i].dl)
+	dl := t.slots[i].dl
+	return dl != math.MaxUint32 && uint64(now-t.base)>>tickShift >= uint64(dl)
 }
 
 // remove empties slot i, shifting later members of its probe chain back

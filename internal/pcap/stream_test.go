@@ -120,3 +120,43 @@ func TestNotACaptureFile(t *testing.T) {
 		}
 	}
 }
+
+// A capture spanning years (captures concatenated in time order, like
+// Zeek's ssh_ssh.pcap) must not make the sweep's 32-bit deadline ticks
+// overflow and end live connections (each long connection stays one),
+// and the sweep must keep ending idle ones years after the first packet.
+func TestSweepAcrossYears(t *testing.T) {
+	var c capture
+	year := 365 * 24 * time.Hour
+	for k, at := range []time.Duration{0, 3 * year, 5 * year, 7 * year} {
+		s := syn(cli4, srv4, uint16(40000+k), 1000, 1)
+		c.add(at, s.Frame())
+		sa := synack(s, 5000)
+		c.add(at+time.Millisecond, sa.Frame())
+		a := ack(s, 5000)
+		// Enough packets that the sweep runs many times inside each.
+		for i := range 1500 {
+			a.Payload = 10
+			a.Seq = 1001 + uint32(10*i)
+			c.add(at+time.Duration(2+i)*time.Millisecond, a.Frame())
+		}
+	}
+	conns, st, err := AnalyzeReader(bytes.NewReader(c.bytes(t)), Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.MaxOpen > 2 {
+		t.Errorf("max open flows %d: connections idle for years were not swept", st.MaxOpen)
+	}
+	if len(conns) != 4 {
+		for _, x := range conns {
+			t.Logf("%d %s:%d %s %s", x.ID, x.OrigH, x.OrigP, x.ConnState, x.History)
+		}
+		t.Fatalf("%d connections, want 4", len(conns))
+	}
+	for _, x := range conns {
+		if x.Verdict != VerdictEstablished || x.OrigPkts != 1501 {
+			t.Errorf("conn %d: %s, %d orig packets", x.ID, x.Verdict, x.OrigPkts)
+		}
+	}
+}
