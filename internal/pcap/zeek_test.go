@@ -101,6 +101,12 @@ func TestZeekConformance(t *testing.T) {
 			if err != nil {
 				t.Fatalf("analyze: %v", err)
 			}
+			// One connection per Zeek row: a connection split in two
+			// (e.g. by a wrong idle sweep) would otherwise go unnoticed,
+			// the matching below picking the half that agrees.
+			if !zc.Single && len(conns) != len(zc.Rows) {
+				t.Errorf("%s: %d connections, Zeek logs %d", zc.TraceFile, len(conns), len(zc.Rows))
+			}
 			got := map[string][]*Conn{}
 			for _, c := range conns {
 				k := fmt.Sprintf("%s:%d>%s:%d", c.OrigH, c.OrigP, c.RespH, c.RespP)
