@@ -6,7 +6,8 @@
 # SIZE defaults to 1G (the generator's -size syntax); FILE defaults to
 # /tmp/synscope-bench.pcap and is reused when it already has that size.
 # Both tools run single-core (GOMAXPROCS=1, taskset -c 0 when available)
-# on a warm page cache; packets/s = packets in the file / wall seconds.
+# on a warm page cache; packets/s = packets in the file / wall seconds;
+# max RSS comes from /usr/bin/time when installed. Results: README.md.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 SIZE=${1:-1G}
@@ -27,15 +28,19 @@ cat "$FILE" >/dev/null # warm the page cache
 PIN=()
 command -v taskset >/dev/null && PIN=(taskset -c 0)
 
+TIME=()
+[[ -x /usr/bin/time ]] && TIME=(/usr/bin/time -f %M -o "$(dirname "$BIN")/rss")
+
 measure() { # name, command...
 	local name=$1
 	shift
-	local t0 t1
+	local t0 t1 rss=""
 	t0=$(date +%s.%N)
-	"$@" >/dev/null 2>&1 || true # synscope exits 1 when handshakes failed
+	"${TIME[@]}" "$@" >/dev/null 2>&1 || true # synscope exits 1 when handshakes failed
 	t1=$(date +%s.%N)
-	awk -v n="$name" -v p="$PKTS" -v a="$t0" -v b="$t1" \
-		'BEGIN { s = b - a; printf "%-40s %8.2f s  %12.0f packets/s\n", n, s, p / s }'
+	[[ ${#TIME[@]} -gt 0 ]] && rss=$(tail -1 "$(dirname "$BIN")/rss")
+	awk -v n="$name" -v p="$PKTS" -v a="$t0" -v b="$t1" -v r="$rss" \
+		'BEGIN { s = b - a; printf "%-40s %8.2f s  %12.0f packets/s", n, s, p / s; if (r != "") printf "  max RSS %d MB", r / 1024; printf "\n" }'
 }
 
 measure "synscope pcap (summary, 1 core)" env GOMAXPROCS=1 "${PIN[@]}" "$BIN" pcap "$FILE"
