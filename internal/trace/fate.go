@@ -360,8 +360,11 @@ func synackDropCause(reason string) causes.ID {
 		return causes.FirewallDrop
 	case reason == "IPV6DISABLED":
 		return causes.IPv6Disabled
-	case strings.HasPrefix(reason, "NEIGH_"), reason == "NOT_SPECIFIED":
-		// v6 neighbour failures carry NOT_SPECIFIED (reference 2.C5).
+	case strings.HasPrefix(reason, "NEIGH_"), reason == "NOT_SPECIFIED", reason == "QUEUE_PURGE":
+		// v6 neighbour failures carry NOT_SPECIFIED (reference 2.C5);
+		// neigh_destroy purges a dead entry's arp_queue with QUEUE_PURGE,
+		// which is how a SYN-ACK still waiting for resolution dies when
+		// the failed entry is garbage-collected first.
 		return causes.NeighborUnreachable
 	}
 	return causes.SynackEgressDrop
