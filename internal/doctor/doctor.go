@@ -174,12 +174,7 @@ func (r *run) start(ctx context.Context) {
 		r.check("firewall", began, err, "")
 	}
 
-	ct := new(counters.Conntrack)
-	if err := t.Do(func() error {
-		var err error
-		*ct, err = counters.ReadConntrack(netns.ProcNet, "/proc/sys")
-		return err
-	}); err == nil {
+	if ct, err := readConntrack(t); err == nil {
 		r.ev.ConntrackStart = ct
 	}
 
@@ -292,12 +287,7 @@ func (r *run) finish() {
 		}
 	}
 
-	ct := new(counters.Conntrack)
-	if err := t.Do(func() error {
-		var err error
-		*ct, err = counters.ReadConntrack(netns.ProcNet, "/proc/sys")
-		return err
-	}); err == nil && ct.Available {
+	if ct, err := readConntrack(t); err == nil && ct.Available {
 		r.ev.Conntrack = ct
 		r.check("conntrack", time.Now(), nil, fmt.Sprintf("%d/%d entries", ct.Count, ct.Max))
 	} else if err == nil {
@@ -542,6 +532,17 @@ func (r *run) localAddrs(fam int) []netip.Addr {
 		out = out[:4]
 	}
 	return out
+}
+
+// readConntrack reads conntrack's table fill and statistics inside t.
+func readConntrack(t *netns.Target) (*counters.Conntrack, error) {
+	ct := new(counters.Conntrack)
+	err := t.Do(func() error {
+		var err error
+		*ct, err = counters.ReadConntrack(netns.ProcNet, "/proc/sys")
+		return err
+	})
+	return ct, err
 }
 
 func kernelRelease() string {
