@@ -1179,7 +1179,14 @@ func ruleSynackUnanswered(e *Evidence) []report.Finding {
 			stuck = append(stuck, s)
 		}
 	}
-	if retrans <= 0 || len(stuck) == 0 {
+	// One duplicate SYN (a client retransmitting under load) re-sends one
+	// SYN-ACK and leaves one request with a retransmit for a moment: that
+	// is a healthy host. Several, or one retried repeatedly, is not.
+	maxRetrans := uint8(0)
+	for _, s := range stuck {
+		maxRetrans = max(maxRetrans, s.Retrans)
+	}
+	if retrans <= 0 || len(stuck) == 0 || (len(stuck) < 2 && maxRetrans < 2 && retrans < 3) {
 		return nil
 	}
 	// During a SYN flood most request sockets belong to spoofed sources

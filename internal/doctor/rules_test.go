@@ -193,6 +193,12 @@ func TestSynackUnansweredNeedsRetransmits(t *testing.T) {
 	if fs := Diagnose(e); len(fs) != 0 {
 		t.Fatalf("in-flight handshake reported: %+v", fs)
 	}
+	// One duplicate SYN under load: one SYN-ACK re-sent, benign.
+	e.SynRecv[0].Retrans = 1
+	e.CounterDeltas["TcpExtTCPSynRetrans"] = 1
+	if fs := Diagnose(e); len(fs) != 0 {
+		t.Fatalf("a single re-sent SYN-ACK reported: %+v", fs)
+	}
 	e.SynRecv[0].Retrans = 2
 	e.CounterDeltas["TcpExtTCPSynRetrans"] = 2
 	fs := Diagnose(e)
