@@ -1217,13 +1217,49 @@ func ruleSynackUnanswered(e *Evidence) []report.Finding {
 	if len(peers) == 0 {
 		return nil
 	}
-	return []report.Finding{{
+	f := report.Finding{
 		Cause: causes.SynackUnanswered, Severity: report.Critical, Confidence: report.Likely,
 		Why:      "the server answers and retransmits SYN-ACKs (TCPSynRetrans rose) but the request sockets never get the final ACK: the SYN-ACK or the ACK is lost on the path",
 		Summary:  fmt.Sprintf("SYN-ACKs to %s are sent and retransmitted but never acknowledged", strings.Join(limit(uniq(peers), 3), ", ")),
 		Evidence: ev, Peers: uniq(peers), Drops: retrans,
 		Fix: "capture on both ends and compare: synscope pcap --client client.pcap --server server.pcap\n# then check firewalls/NAT on the way back to the client",
-	}}
+	}
+	// The wire says which way the loss is: a SYN-ACK that left this host
+	// followed by the client retransmitting its SYN means the SYN-ACK never
+	// reached the client (a lost final ACK would not make it resend SYNs).
+	if e.Capture != nil {
+		want := map[string]bool{}
+		for _, p := range f.Peers {
+			want[p] = true
+		}
+		var back, synacks, syns int
+		for _, fl := range e.Capture.Flows {
+			if fl.Dir != capture.Inbound || !want[fl.Client.Addr().Unmap().String()] || fl.SYNACKs == 0 {
+				continue
+			}
+			synacks += fl.SYNACKs
+			if fl.SYNs >= 2 {
+				back++
+				syns += fl.SYNs
+			}
+		}
+		switch {
+		case back > 0:
+			f.Confidence = report.Confirmed
+			f.Why = "SYN-ACKs were seen leaving this host and the clients then retransmitted their SYNs: the SYN-ACKs do not reach them"
+			f.Summary = fmt.Sprintf("SYN-ACKs to %s leave this host but never reach the client: it keeps retransmitting its SYN", strings.Join(limit(f.Peers, 3), ", "))
+			f.Evidence = append(f.Evidence, report.Evidence{Source: "capture",
+				Text: fmt.Sprintf("%d SYN-ACKs sent on the wire in %d handshakes whose client retransmitted its SYN (%d SYNs)", synacks, back, syns)})
+			f.Fix = "the SYN-ACK is lost between this host and the client: check firewalls, NAT and routing on the way back\n" +
+				"# confirm with captures on both ends: synscope pcap --client client.pcap --server server.pcap"
+		case synacks > 0:
+			f.Confidence = report.Confirmed
+			f.Why = "SYN-ACKs were seen leaving this host on the wire, retransmitted, and the requests never got their final ACK: the loss is on the path (SYN-ACK or ACK), not in this host"
+			f.Evidence = append(f.Evidence, report.Evidence{Source: "capture",
+				Text: fmt.Sprintf("%d SYN-ACKs to these clients seen leaving this host in the window", synacks)})
+		}
+	}
+	return []report.Finding{f}
 }
 
 func ruleSynackEgress(e *Evidence) []report.Finding {

@@ -202,7 +202,15 @@ func TestSynackUnansweredNeedsRetransmits(t *testing.T) {
 	e.SynRecv[0].Retrans = 2
 	e.CounterDeltas["TcpExtTCPSynRetrans"] = 2
 	fs := Diagnose(e)
-	if len(fs) != 1 || fs[0].Cause != causes.SynackUnanswered {
+	if len(fs) != 1 || fs[0].Cause != causes.SynackUnanswered || fs[0].Confidence != report.Likely {
+		t.Fatalf("got %+v", fs)
+	}
+	// SYN-ACKs seen leaving, and the client resending its SYN: the
+	// SYN-ACK is lost on the way to the client.
+	e.Capture.Flows = []capture.Flow{{Dir: capture.Inbound, Client: netip.MustParseAddrPort("10.77.1.2:5000"),
+		Server: netip.MustParseAddrPort("10.77.2.2:8080"), Ifindex: 2, SYNs: 2, SYNACKs: 3}}
+	fs = Diagnose(e)
+	if len(fs) != 1 || fs[0].Confidence != report.Confirmed || !strings.Contains(fs[0].Summary, "never reach the client") {
 		t.Fatalf("got %+v", fs)
 	}
 }
