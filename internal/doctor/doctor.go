@@ -81,6 +81,8 @@ func Run(ctx context.Context, opts Options) (*report.Report, error) {
 	rep.Counters = interestingDeltas(r.ev.CounterDeltas)
 	rep.Listeners = summariseListeners(r.ev)
 	rep.Peers = summarisePeers(r.ev)
+	rep.DefaultRoutes = summariseDefaults(r.ev)
+	rep.Sysctls = r.ev.Sysctl
 	rep.Sort()
 	rep.OverheadMS = float64(time.Since(windowEnd).Microseconds()) / 1000
 	return rep, nil

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/synscope/synscope/internal/report"
 )
 
@@ -73,6 +75,27 @@ func summarisePeers(e *Evidence) []report.Peer {
 		}
 		idx[k] = len(out)
 		out = append(out, p)
+	}
+	return out
+}
+
+func summariseDefaults(e *Evidence) []report.DefaultRoute {
+	out := []report.DefaultRoute{}
+	if e.Routes == nil {
+		return out
+	}
+	for _, rt := range e.Routes.Routes {
+		if !rt.IsDefault() || rt.Table == unix.RT_TABLE_LOCAL {
+			continue
+		}
+		d := report.DefaultRoute{Family: "ipv4", Table: rt.Table, Type: rt.Type, Dev: rt.Dev}
+		if rt.Family == unix.AF_INET6 {
+			d.Family = "ipv6"
+		}
+		if rt.Gateway.IsValid() {
+			d.Via = rt.Gateway.String()
+		}
+		out = append(out, d)
 	}
 	return out
 }

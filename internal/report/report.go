@@ -121,6 +121,19 @@ type Report struct {
 	Listeners []Listener `json:"listeners"`
 	// Peers whose handshakes were looked at.
 	Peers []Peer `json:"peers"`
+	// DefaultRoutes per family and table, as the SYN-ACK's lookup sees them.
+	DefaultRoutes []DefaultRoute `json:"default_routes"`
+	// Sysctls that decide a handshake's fate, as read in the namespace.
+	Sysctls map[string]string `json:"sysctls"`
+}
+
+// DefaultRoute is one default route ("" Via for a device route).
+type DefaultRoute struct {
+	Family string `json:"family"` // "ipv4" or "ipv6"
+	Table  int    `json:"table"`
+	Type   string `json:"type"`
+	Via    string `json:"via,omitempty"`
+	Dev    string `json:"dev,omitempty"`
 }
 
 // Listener summarises one listening socket.

@@ -28,6 +28,16 @@ func TestDoctorHealthy(t *testing.T) {
 	if len(rep.Listeners) == 0 {
 		t.Fatalf("no listener reported; the lab listens on :%d", env.Port)
 	}
+	fams := map[string]string{}
+	for _, d := range rep.DefaultRoutes {
+		fams[d.Family] = d.Via
+	}
+	if fams["ipv4"] != "10.77.2.1" || fams["ipv6"] != "fd77:2::1" {
+		t.Fatalf("default routes %+v, want via 10.77.2.1 and fd77:2::1", rep.DefaultRoutes)
+	}
+	if rep.Sysctls["net.core.somaxconn"] == "" {
+		t.Fatalf("sysctls lack somaxconn: %v", rep.Sysctls)
+	}
 	for _, c := range rep.Checks {
 		if c.Status != report.Ran {
 			t.Errorf("check %s did not run as root: %s", c.Name, c.Detail)
