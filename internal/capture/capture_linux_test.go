@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"runtime"
 	"sync"
 	"syscall"
@@ -18,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/synscope/synscope/internal/netns"
+	"github.com/synscope/synscope/internal/testnet"
 )
 
 // testLab is two namespaces joined by veth s0 (server) – c0 (client):
@@ -48,118 +48,25 @@ var (
 	closedPort = uint16(8081)
 )
 
-func needRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: creates network namespaces and AF_PACKET sockets")
-	}
-}
-
-func writeSysctl(path, val string) error {
-	if err := os.WriteFile(filepath.Join("/proc/sys", path), []byte(val), 0o644); err != nil {
-		return fmt.Errorf("sysctl %s=%s: %w", path, val, err)
-	}
-	return nil
-}
-
-func addAddr(link netlink.Link, cidr string) error {
-	a, err := netlink.ParseAddr(cidr)
-	if err != nil {
-		return err
-	}
-	a.Flags |= unix.IFA_F_NODAD // no DAD: usable at once
-	if err := netlink.AddrAdd(link, a); err != nil {
-		return fmt.Errorf("addr %s on %s: %w", cidr, link.Attrs().Name, err)
-	}
-	return nil
-}
-
 func newTestLab(t *testing.T) *testLab {
 	t.Helper()
-	needRoot(t)
+	testnet.NeedRoot(t, "creates network namespaces and AF_PACKET sockets")
 	l := &testLab{accepted: make(chan int64, 64), listenErr: make(chan error, 1)}
-	for _, side := range []struct {
-		p    **netns.Target
-		role string
-	}{{&l.srv, "srv"}, {&l.cli, "cli"}} {
-		name := fmt.Sprintf("capture-%s-%d", side.role, os.Getpid())
-		tg, err := netns.Create(name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			if err := tg.Delete(); err != nil {
-				t.Errorf("cleanup: %v", err)
-			}
-		})
-		*side.p = tg
-	}
+	l.srv = testnet.NewNS(t, "capture-srv")
+	l.cli = testnet.NewNS(t, "capture-cli")
+	s0, c0 := testnet.Pair(t, l.srv, l.cli, testnet.PairOptions{
+		NameA: "s0", AddrsA: []string{"10.77.0.1/24", "fd77::1/64"},
+		NameB: "c0", AddrsB: []string{"10.77.0.2/24", "fd77::2/64"},
+	})
+	l.srvIfidx, l.srvMAC = s0.Index, s0.MAC
+	l.cliIfidx, l.cliMAC = c0.Index, c0.MAC
+	l.srvLoIdx = testnet.Link(t, l.srv, "lo").Index
+	testnet.Sysctl(t, l.srv, "net.ipv4.conf.all.rp_filter", "0")
+	testnet.Sysctl(t, l.srv, "net.ipv4.conf.s0.rp_filter", "0")
+	testnet.AddAddrs(t, l.cli, "lo", "198.51.100.2/32", "2001:db8:77::2/128")
+	// One retransmission, then give up: SYN at 0 s and 1 s.
+	testnet.Sysctl(t, l.cli, "net.ipv4.tcp_syn_retries", "1")
 	err := l.srv.Do(func() error {
-		veth := &netlink.Veth{
-			LinkAttrs:     netlink.LinkAttrs{Name: "s0"},
-			PeerName:      "c0",
-			PeerNamespace: netlink.NsFd(l.cli.FD()),
-		}
-		if err := netlink.LinkAdd(veth); err != nil {
-			return fmt.Errorf("veth: %w", err)
-		}
-		s0, err := netlink.LinkByName("s0")
-		if err != nil {
-			return err
-		}
-		l.srvIfidx = s0.Attrs().Index
-		l.srvMAC = s0.Attrs().HardwareAddr
-		lo, err := netlink.LinkByName("lo")
-		if err != nil {
-			return err
-		}
-		l.srvLoIdx = lo.Attrs().Index
-		for _, c := range []string{"10.77.0.1/24", "fd77::1/64"} {
-			if err := addAddr(s0, c); err != nil {
-				return err
-			}
-		}
-		for _, p := range []string{"net/ipv4/conf/all/rp_filter", "net/ipv4/conf/s0/rp_filter"} {
-			if err := writeSysctl(p, "0"); err != nil {
-				return err
-			}
-		}
-		return netlink.LinkSetUp(s0)
-	})
-	if err != nil {
-		t.Fatalf("server side: %v", err)
-	}
-	err = l.cli.Do(func() error {
-		c0, err := netlink.LinkByName("c0")
-		if err != nil {
-			return err
-		}
-		l.cliMAC = c0.Attrs().HardwareAddr
-		l.cliIfidx = c0.Attrs().Index
-		for _, c := range []string{"10.77.0.2/24", "fd77::2/64"} {
-			if err := addAddr(c0, c); err != nil {
-				return err
-			}
-		}
-		lo, err := netlink.LinkByName("lo")
-		if err != nil {
-			return err
-		}
-		for _, c := range []string{"198.51.100.2/32", "2001:db8:77::2/128"} {
-			if err := addAddr(lo, c); err != nil {
-				return err
-			}
-		}
-		// One retransmission, then give up: SYN at 0 s and 1 s.
-		if err := writeSysctl("net/ipv4/tcp_syn_retries", "1"); err != nil {
-			return err
-		}
-		return netlink.LinkSetUp(c0)
-	})
-	if err != nil {
-		t.Fatalf("client side: %v", err)
-	}
-	err = l.srv.Do(func() error {
 		ln, err := net.Listen("tcp", fmt.Sprintf(":%d", listenPort))
 		l.listener = ln
 		return err
@@ -505,7 +412,7 @@ func TestCaptureLoopback(t *testing.T) {
 // recognise. Capabilities are per thread, so dropping the effective set on
 // a locked thread affects nothing else; the thread is restored after.
 func TestStartWithoutCapNetRaw(t *testing.T) {
-	needRoot(t)
+	testnet.NeedRoot(t, "drops CAP_NET_RAW from a thread that has it")
 	done := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
@@ -565,18 +472,12 @@ func TestCaptureTun(t *testing.T) {
 			return err
 		}
 		tun.Index = link.Attrs().Index
-		for _, c := range []string{"10.99.0.1/24", "fd99::1/64"} {
-			if err := addAddr(link, c); err != nil {
-				return err
-			}
-		}
-		if err := writeSysctl("net/ipv4/conf/t0/rp_filter", "0"); err != nil {
-			return err
-		}
 		return netlink.LinkSetUp(link)
 	}); err != nil {
 		t.Fatal(err)
 	}
+	testnet.AddAddrs(t, l.srv, "t0", "10.99.0.1/24", "fd99::1/64")
+	testnet.Sysctl(t, l.srv, "net.ipv4.conf.t0.rp_filter", "0")
 	defer func() {
 		for _, f := range tun.Fds {
 			f.Close()
@@ -656,29 +557,12 @@ func TestCaptureStackedDevices(t *testing.T) {
 		if err := netlink.LinkSetMaster(s0, link); err != nil {
 			return fmt.Errorf("enslaving s0: %w", err)
 		}
-		for _, c := range []string{"10.78.0.1/24", "fd78::1/64"} {
-			if err := addAddr(link, c); err != nil {
-				return err
-			}
-		}
 		return netlink.LinkSetUp(link)
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if err := l.cli.Do(func() error {
-		c0, err := netlink.LinkByName("c0")
-		if err != nil {
-			return err
-		}
-		for _, c := range []string{"10.78.0.2/24", "fd78::2/64"} {
-			if err := addAddr(c0, c); err != nil {
-				return err
-			}
-		}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
+	testnet.AddAddrs(t, l.srv, "br0", "10.78.0.1/24", "fd78::1/64")
+	testnet.AddAddrs(t, l.cli, "c0", "10.78.0.2/24", "fd78::2/64")
 	s := startIn(t, l.srv, Options{})
 	for _, dst := range []string{"10.78.0.1", "fd78::1"} {
 		c, err := l.dial(netip.Addr{}, netip.AddrPortFrom(netip.MustParseAddr(dst), listenPort), 3*time.Second)
