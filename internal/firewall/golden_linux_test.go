@@ -5,6 +5,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/synscope/synscope/internal/testnet"
 )
 
 // nftListing maps rule keys to the text `nft -a list ruleset` prints.
@@ -46,7 +48,7 @@ func TestRenderingMatchesNft(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Inspect: %v", err)
 	}
-	want := nftListing(t, nsExec(t, ns, "", "nft", "-a", "list", "ruleset"))
+	want := nftListing(t, testnet.MustExec(t, ns, "", "nft", "-a", "list", "ruleset"))
 	if len(want) != len(rs.Rules) {
 		t.Errorf("nft lists %d rules, Inspect %d", len(want), len(rs.Rules))
 	}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
 	"os/exec"
 	"strings"
 	"syscall"
@@ -14,46 +13,22 @@ import (
 	"time"
 
 	"github.com/synscope/synscope/internal/netns"
+	"github.com/synscope/synscope/internal/testnet"
 )
 
 // kernelNS creates a namespace for one test, with the given nft ruleset
 // loaded by the nft binary (test setup only: the package never writes).
 func kernelNS(t testing.TB, ruleset string) *netns.Target {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: creates a network namespace and loads nftables rules into it")
-	}
+	testnet.NeedRoot(t, "creates a network namespace and loads nftables rules into it")
 	if _, err := exec.LookPath("nft"); err != nil {
 		t.Skip("needs the nft binary to set up test rules")
 	}
-	name := fmt.Sprintf("synscope-firewall-%d-%s", os.Getpid(), strings.NewReplacer("/", "-").Replace(t.Name()))
-	if len(name) > 200 {
-		name = name[:200]
-	}
-	ns, err := netns.Create(name)
-	if err != nil {
-		t.Fatalf("create namespace: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := ns.Delete(); err != nil {
-			t.Errorf("delete namespace: %v", err)
-		}
-	})
+	ns := testnet.NewNS(t, "firewall")
 	if ruleset != "" {
-		nsExec(t, ns, ruleset, "nft", "-f", "-")
+		testnet.MustExec(t, ns, ruleset, "nft", "-f", "-")
 	}
 	return ns
-}
-
-func nsExec(t testing.TB, ns *netns.Target, stdin string, args ...string) string {
-	t.Helper()
-	cmd := exec.Command("ip", append([]string{"netns", "exec", ns.Name}, args...)...)
-	cmd.Stdin = strings.NewReader(stdin)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-	return string(out)
 }
 
 const kernelRuleset = `
@@ -79,7 +54,7 @@ table inet filter {
 // nftHandles lists rule keys as `nft -j -a list ruleset` sees them.
 func nftHandles(t *testing.T, ns *netns.Target) map[string]bool {
 	t.Helper()
-	out := nsExec(t, ns, "", "nft", "-j", "-a", "list", "ruleset")
+	out := testnet.MustExec(t, ns, "", "nft", "-j", "-a", "list", "ruleset")
 	var doc struct {
 		Nftables []map[string]json.RawMessage `json:"nftables"`
 	}
@@ -274,7 +249,7 @@ func TestInspectKernelIptablesNFT(t *testing.T) {
 		{"-A", "INPUT", "-p", "tcp", "-m", "multiport", "--dports", "7000,7100:7200", "-j", "DROP"},
 		{"-A", "OUTPUT", "-p", "tcp", "--sport", "8087", "--tcp-flags", "SYN,ACK", "SYN,ACK", "-m", "comment", "--comment", "synack", "-j", "DROP"},
 	} {
-		nsExec(t, ns, "", append([]string{"iptables-nft"}, args...)...)
+		testnet.MustExec(t, ns, "", "iptables-nft", args...)
 	}
 	rs, err := Inspect(ns.FD())
 	if err != nil {
