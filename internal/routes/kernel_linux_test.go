@@ -5,15 +5,13 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
-	"os/exec"
 	"strings"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/synscope/synscope/internal/netns"
+	"github.com/synscope/synscope/internal/testnet"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -36,8 +34,6 @@ var (
 	peer6      = netip.MustParseAddr("fd77::2")
 )
 
-var nsSeq atomic.Int64
-
 type testNet struct {
 	t         *testing.T
 	srv, peer *netns.Target
@@ -45,126 +41,21 @@ type testNet struct {
 	peerMAC   net.HardwareAddr
 }
 
-func needRoot(t testing.TB) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: creates network namespaces and veth devices")
-	}
-}
-
-func mustAddr(s string) *netlink.Addr {
-	a, err := netlink.ParseAddr(s)
-	if err != nil {
-		panic(err)
-	}
-	if a.IP.To4() == nil {
-		a.Flags = unix.IFA_F_NODAD
-	}
-	return a
-}
-
-func writeSysctl(path, v string) error {
-	return os.WriteFile("/proc/sys/net/"+path, []byte(v), 0o644)
-}
-
 // newTestNet builds the topology; both namespaces go away in Cleanup.
 func newTestNet(t testing.TB) *testNet {
-	needRoot(t)
-	seq := nsSeq.Add(1)
-	mk := func(role string) *netns.Target {
-		name := fmt.Sprintf("routes%d%s%d", os.Getpid(), role, seq)
-		tg, err := netns.Create(name)
-		if err != nil {
-			t.Fatalf("create netns: %v", err)
-		}
-		t.Cleanup(func() { _ = tg.Delete() })
-		return tg
-	}
-	n := &testNet{srv: mk("s"), peer: mk("p")}
-	err := n.srv.Do(func() error {
-		h, err := netlink.NewHandle()
-		if err != nil {
-			return err
-		}
-		defer h.Close()
-		for _, v := range []*netlink.Veth{
-			{LinkAttrs: netlink.LinkAttrs{Name: "s0"}, PeerName: "p0"},
-			{LinkAttrs: netlink.LinkAttrs{Name: "s1"}, PeerName: "s1p"},
-		} {
-			if err := h.LinkAdd(v); err != nil {
-				return fmt.Errorf("add veth %s: %w", v.Name, err)
-			}
-		}
-		p0, err := h.LinkByName("p0")
-		if err != nil {
-			return err
-		}
-		if err := h.LinkSetNsFd(p0, n.peer.FD()); err != nil {
-			return fmt.Errorf("move p0: %w", err)
-		}
-		for _, name := range []string{"s0", "s1", "s1p"} {
-			l, err := h.LinkByName(name)
-			if err != nil {
-				return err
-			}
-			if err := h.LinkSetUp(l); err != nil {
-				return err
-			}
-			switch name {
-			case "s0":
-				n.s0 = l.Attrs().Index
-			case "s1":
-				n.s1 = l.Attrs().Index
-			}
-		}
-		s0, _ := h.LinkByName("s0")
-		for _, a := range []string{"10.77.0.1/24", "fd77::1/64"} {
-			if err := h.AddrAdd(s0, mustAddr(a)); err != nil {
-				return fmt.Errorf("addr %s: %w", a, err)
-			}
-		}
-		return nil
+	t.Helper()
+	testnet.NeedRoot(t, "creates network namespaces and veth devices")
+	n := &testNet{srv: testnet.NewNS(t, "routes-s"), peer: testnet.NewNS(t, "routes-p")}
+	// Forwarding on: the peer's NAs then carry the R flag.
+	testnet.Sysctl(t, n.peer, "net.ipv6.conf.all.forwarding", "1")
+	testnet.Sysctl(t, n.peer, "net.ipv4.ip_forward", "1")
+	s0, p0 := testnet.Pair(t, n.srv, n.peer, testnet.PairOptions{
+		NameA: "s0", AddrsA: []string{"10.77.0.1/24", "fd77::1/64"},
+		NameB: "p0", AddrsB: []string{"10.77.0.2/24", "fd77::2/64"},
 	})
-	if err != nil {
-		t.Fatalf("server setup: %v", err)
-	}
-	err = n.peer.Do(func() error {
-		h, err := netlink.NewHandle()
-		if err != nil {
-			return err
-		}
-		defer h.Close()
-		// Forwarding on: the peer's NAs then carry the R flag.
-		if err := writeSysctl("ipv6/conf/all/forwarding", "1"); err != nil {
-			return err
-		}
-		if err := writeSysctl("ipv4/ip_forward", "1"); err != nil {
-			return err
-		}
-		p0, err := h.LinkByName("p0")
-		if err != nil {
-			return err
-		}
-		n.peerMAC = p0.Attrs().HardwareAddr
-		for _, a := range []string{"10.77.0.2/24", "fd77::2/64"} {
-			if err := h.AddrAdd(p0, mustAddr(a)); err != nil {
-				return fmt.Errorf("addr %s: %w", a, err)
-			}
-		}
-		lo, err := h.LinkByName("lo")
-		if err != nil {
-			return err
-		}
-		for _, a := range []string{"198.51.100.2/32", "2001:db8:77::2/128"} {
-			if err := h.AddrAdd(lo, mustAddr(a)); err != nil {
-				return fmt.Errorf("addr %s: %w", a, err)
-			}
-		}
-		return h.LinkSetUp(p0)
-	})
-	if err != nil {
-		t.Fatalf("peer setup: %v", err)
-	}
+	s1, _ := testnet.Pair(t, n.srv, n.srv, testnet.PairOptions{NameA: "s1", NameB: "s1p"})
+	n.s0, n.s1, n.peerMAC = s0.Index, s1.Index, p0.MAC
+	testnet.AddAddrs(t, n.peer, "lo", "198.51.100.2/32", "2001:db8:77::2/128")
 	n.srvNL(t, func(h *netlink.Handle) error {
 		for _, gw := range []netip.Addr{peer4, peer6} {
 			r := &netlink.Route{LinkIndex: n.s0, Gw: gw.AsSlice()}
@@ -217,7 +108,7 @@ func (n *testNet) collect(t testing.TB) *State {
 
 // ipRun runs iproute2 in the server namespace (verification only).
 func (n *testNet) ipRun(args ...string) (string, error) {
-	out, err := exec.Command("ip", append([]string{"-n", n.srv.Name}, args...)...).CombinedOutput()
+	out, err := testnet.Exec(n.srv, "", "ip", args...)
 	return strings.TrimSpace(string(out)), err
 }
 
@@ -252,7 +143,7 @@ func q4() Query { return Query{Src: srv4, Dst: cli4, Sport: 8080, Dport: 40000} 
 func q6() Query { return Query{Src: srv6, Dst: cli6, Sport: 8080, Dport: 40000} }
 
 func TestReplayKernel(t *testing.T) {
-	needRoot(t)
+	testnet.NeedRoot(t, "creates network namespaces and veth devices")
 	type tc struct {
 		name  string
 		fault func(n *testNet, h *netlink.Handle) error
