@@ -4,6 +4,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/synscope/synscope/internal/testnet"
 )
 
 // benchListeners is the listener count of BenchmarkListeners: a busy host's
@@ -37,7 +39,7 @@ func raiseNofile(b *testing.B, n int) int {
 // BenchmarkListeners dumps benchListeners listeners on 127.0.0.1 in a created
 // namespace (both families requested, as Listeners does).
 func BenchmarkListeners(b *testing.B) {
-	ns := newNS(b)
+	ns := testnet.NewNS(b, "sockets")
 	n := raiseNofile(b, benchListeners)
 	f := &fds{}
 	b.Cleanup(f.closeAll)

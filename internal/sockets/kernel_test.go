@@ -13,6 +13,7 @@ import (
 
 	"github.com/synscope/synscope/internal/counters"
 	"github.com/synscope/synscope/internal/netns"
+	"github.com/synscope/synscope/internal/testnet"
 )
 
 var update = flag.Bool("update", false, "re-record testdata/*.bin from the kernel scenario")
@@ -28,20 +29,6 @@ const (
 	markValue     = 0x77
 	overflowConns = 5
 )
-
-func newNS(tb testing.TB) *netns.Target {
-	tb.Helper()
-	if os.Geteuid() != 0 {
-		tb.Skip("needs root: creates a network namespace")
-	}
-	name := fmt.Sprintf("synscope-sockets-%d-%d", os.Getpid(), time.Now().UnixNano()%1e6)
-	ns, err := netns.Create(name)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { _ = ns.Delete() })
-	return ns
-}
 
 // fds collects descriptors to close at cleanup.
 type fds struct{ list []int }
@@ -139,7 +126,7 @@ func waitFor(what string, timeout time.Duration, cond func() (bool, error)) erro
 // runScenario builds every case in one namespace and dumps it. It waits
 // 1.3 s so that the request socket has had its first SYN-ACK retransmit.
 func runScenario(t *testing.T) *scenario {
-	ns := newNS(t)
+	ns := testnet.NewNS(t, "sockets")
 	f := &fds{}
 	t.Cleanup(f.closeAll)
 	sc := &scenario{raw: map[string][]byte{}}

@@ -3,14 +3,13 @@ package sockets
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"syscall"
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/synscope/synscope/internal/testnet"
 )
 
 // envUnprivChild makes the test binary act as the unprivileged child of
@@ -34,18 +33,9 @@ func TestMain(m *testing.M) {
 // must say so rather than report mark 0. The child is forked from a thread
 // inside the namespace, so it starts there, then runs as nobody.
 func TestUnprivilegedListeners(t *testing.T) {
-	ns := newNS(t)
-	dir := t.TempDir()
-	// t.TempDir and its parent are 0700; nobody must reach the binary.
-	for _, d := range []string{filepath.Dir(dir), dir} {
-		if err := os.Chmod(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	bin := filepath.Join(dir, "sockets.test")
-	if err := copyFile(os.Args[0], bin); err != nil {
-		t.Fatal(err)
-	}
+	ns := testnet.NewNS(t, "sockets")
+	cmd := testnet.NobodyCommand(t)
+	cmd.Env = []string{envUnprivChild + "=1"}
 	f := &fds{}
 	t.Cleanup(f.closeAll)
 	var out []byte
@@ -55,9 +45,6 @@ func TestUnprivilegedListeners(t *testing.T) {
 		}); err != nil {
 			return err
 		}
-		cmd := exec.Command(bin)
-		cmd.Env = []string{envUnprivChild + "=1"}
-		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
 		var err error
 		out, err = cmd.Output()
 		if ee, ok := err.(*exec.ExitError); ok {
@@ -78,21 +65,4 @@ func TestUnprivilegedListeners(t *testing.T) {
 	if ls[0].HasMark || ls[0].Mark != 0 || !ls[0].HasMeminfo {
 		t.Errorf("unprivileged: %v, want no mark attribute but meminfo", ls[0])
 	}
-}
-
-func copyFile(src, dst string) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY, 0o755)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
 }
