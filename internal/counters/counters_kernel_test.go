@@ -8,31 +8,17 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
-	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/synscope/synscope/internal/netns"
+	"github.com/synscope/synscope/internal/testnet"
 )
-
-func newNS(t *testing.T) *netns.Target {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: creates a network namespace")
-	}
-	name := fmt.Sprintf("synscope-counters-%d-%d", os.Getpid(), time.Now().UnixNano()%1e6)
-	ns, err := netns.Create(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = ns.Delete() })
-	return ns
-}
 
 // A connect to a closed port on loopback inside a fresh namespace must move
 // that namespace's TcpOutRsts and TcpAttemptFails, and nothing of the host.
 func TestReadInNamespaceSeesOwnCounters(t *testing.T) {
-	ns := newNS(t)
+	ns := testnet.NewNS(t, "counters")
 	var a, b *Snapshot
 	err := ns.Do(func() error {
 		var err error
@@ -101,7 +87,7 @@ func TestNamesMatchNstat(t *testing.T) {
 }
 
 func TestReadConntrackInNamespace(t *testing.T) {
-	ns := newNS(t)
+	ns := testnet.NewNS(t, "counters")
 	var ct Conntrack
 	var drops uint64
 	err := ns.Do(func() error {
