@@ -8,31 +8,16 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/vishvananda/netlink"
 
-	"github.com/synscope/synscope/internal/netns"
+	"github.com/synscope/synscope/internal/testnet"
 )
-
-func newNS(t *testing.T) *netns.Target {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: creates a network namespace")
-	}
-	name := fmt.Sprintf("synscope-sysctl-%d-%d", os.Getpid(), time.Now().UnixNano()%1e6)
-	ns, err := netns.Create(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = ns.Delete() })
-	return ns
-}
 
 // /proc/sys/net follows the calling thread's namespace: a value set inside a
 // created namespace is seen there and not on the host, and vice versa.
 func TestSetInNamespaceDiffersFromHost(t *testing.T) {
-	ns := newNS(t)
+	ns := testnet.NewNS(t, "sysctl")
 	const key = "net.core.somaxconn"
 	host, err := GetInt(key)
 	if err != nil {
@@ -60,7 +45,7 @@ func TestSetInNamespaceDiffersFromHost(t *testing.T) {
 }
 
 func TestRelevantInNamespaceWithDottedInterface(t *testing.T) {
-	ns := newNS(t)
+	ns := testnet.NewNS(t, "sysctl")
 	var m map[string]string
 	err := ns.Do(func() error {
 		// A veth pair stands in for a VLAN interface such as eth0.100;
@@ -98,10 +83,8 @@ func TestRelevantInNamespaceWithDottedInterface(t *testing.T) {
 }
 
 func TestSetErrors(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: as a user every write fails the same way")
-	}
-	ns := newNS(t)
+	testnet.NeedRoot(t, "as a user every write fails the same way")
+	ns := testnet.NewNS(t, "sysctl")
 	err := ns.Do(func() error {
 		// nf_conntrack_count is read-only (0444) even for root.
 		if _, err := os.Stat("/proc/sys/net/netfilter/nf_conntrack_count"); err == nil {
