@@ -1,15 +1,19 @@
-package netns
+// External test package: it uses testnet, which imports netns.
+package netns_test
 
 import (
 	"fmt"
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/synscope/synscope/internal/netns"
+	"github.com/synscope/synscope/internal/testnet"
 )
 
 func TestOpenBadSpecs(t *testing.T) {
 	for _, spec := range []string{"pid:x", "pid:-3", "no-such-ns-synscope-test", "/nonexistent/path"} {
-		if _, err := Open(spec); err == nil {
+		if _, err := netns.Open(spec); err == nil {
 			t.Errorf("Open(%q) succeeded", spec)
 		} else if strings.Contains(err.Error(), "\n") {
 			t.Errorf("Open(%q): multi-line error %q", spec, err)
@@ -18,7 +22,7 @@ func TestOpenBadSpecs(t *testing.T) {
 }
 
 func TestCurrent(t *testing.T) {
-	tg, err := Open("")
+	tg, err := netns.Open("")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -31,16 +35,14 @@ func TestCurrent(t *testing.T) {
 }
 
 func TestCreateDo(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to create namespaces")
-	}
+	testnet.NeedRoot(t, "creates a network namespace")
 	name := fmt.Sprintf("synscope-t-%d", os.Getpid())
-	tg, err := Create(name)
+	tg, err := netns.Create(name)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer tg.Delete()
-	self, _ := Open("")
+	self, _ := netns.Open("")
 	if tg.Inode == self.Inode || tg.Current {
 		t.Fatal("created namespace is the current one")
 	}
@@ -58,7 +60,7 @@ func TestCreateDo(t *testing.T) {
 	if got := tg.CommandPrefix("ip"); got != "ip -n "+name {
 		t.Fatalf("prefix %q", got)
 	}
-	byPid, err := Open(fmt.Sprintf("pid:%d", os.Getpid()))
+	byPid, err := netns.Open(fmt.Sprintf("pid:%d", os.Getpid()))
 	if err != nil || !byPid.Current {
 		t.Fatalf("pid:self should be current: %v %+v", err, byPid)
 	}
