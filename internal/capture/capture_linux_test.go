@@ -122,6 +122,19 @@ func startIn(t *testing.T, tg *netns.Target, opts Options) *Session {
 	return s
 }
 
+// stop stops s, failing the test on error, and logs every flow.
+func stop(t *testing.T, s *Session) *Result {
+	t.Helper()
+	r, err := s.Stop()
+	if err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+	for _, f := range r.Flows {
+		logFlow(t, f)
+	}
+	return r
+}
+
 func logFlow(t *testing.T, f Flow) {
 	t.Helper()
 	rtt := "-"
@@ -183,13 +196,7 @@ func TestCaptureHandshakes(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	r, err := s.Stop()
-	if err != nil {
-		t.Fatalf("Stop: %v", err)
-	}
-	for _, f := range r.Flows {
-		logFlow(t, f)
-	}
+	r := stop(t, s)
 	t.Logf("packets %d drops %d overflow %d duration %v", r.Packets, r.KernelDrops, r.OverflowFlows, r.Duration)
 
 	for _, a := range ok {
@@ -318,13 +325,7 @@ func TestCaptureFilterInKernel(t *testing.T) {
 	}
 	c.Close()
 	nUDP := <-udpGot
-	r, err := s.Stop()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range r.Flows {
-		logFlow(t, f)
-	}
+	r := stop(t, s)
 	if got != segments*size || nUDP == 0 {
 		t.Fatalf("traffic did not flow: tcp %d bytes, udp %d datagrams", got, nUDP)
 	}
@@ -347,13 +348,7 @@ func TestCapturePorts(t *testing.T) {
 	if _, err := l.dial(netip.Addr{}, netip.AddrPortFrom(srvV6, closedPort), 2*time.Second); !errors.Is(err, syscall.ECONNREFUSED) {
 		t.Fatalf("want ECONNREFUSED, got %v", err)
 	}
-	r, err := s.Stop()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range r.Flows {
-		logFlow(t, f)
-	}
+	r := stop(t, s)
 	if len(r.Flows) != 1 || r.Flows[0].Server.Port() != listenPort || r.Packets != 2 {
 		t.Errorf("want one flow to port %d from 2 packets, got %d flows, %d packets", listenPort, len(r.Flows), r.Packets)
 	}
@@ -380,15 +375,11 @@ func TestCaptureLoopback(t *testing.T) {
 			t.Fatalf("%s: %v", dst, err)
 		}
 	}
-	r, err := s.Stop()
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := stop(t, s)
 	if len(r.Flows) != 4 {
 		t.Fatalf("want 4 flows, got %d", len(r.Flows))
 	}
 	for _, f := range r.Flows {
-		logFlow(t, f)
 		if f.SYNs != 1 || f.Dir != Inbound || f.Ifindex != l.srvLoIdx {
 			t.Errorf("%v → %v: want one inbound SYN on lo (%d)", f.Client, f.Server, l.srvLoIdx)
 		}
@@ -510,13 +501,7 @@ func TestCaptureTun(t *testing.T) {
 			replies++
 		}
 	}
-	r, err := s.Stop()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range r.Flows {
-		logFlow(t, f)
-	}
+	r := stop(t, s)
 	if replies != len(peers) {
 		t.Fatalf("kernel answered %d of %d SYNs written into tun", replies, len(peers))
 	}
@@ -571,15 +556,11 @@ func TestCaptureStackedDevices(t *testing.T) {
 		}
 		c.Close()
 	}
-	r, err := s.Stop()
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := stop(t, s)
 	if len(r.Flows) != 2 {
 		t.Fatalf("want 2 flows, got %d", len(r.Flows))
 	}
 	for _, f := range r.Flows {
-		logFlow(t, f)
 		if f.SYNs != 1 || f.SYNACKs != 1 || f.Dir != Inbound {
 			t.Errorf("%v: want 1 inbound SYN and 1 SYN-ACK (stacked devices counted once)", f.Client)
 		}
@@ -627,13 +608,7 @@ func TestCaptureTaggedFrame(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(50 * time.Millisecond)
-	cr, err := cs.Stop()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range cr.Flows {
-		logFlow(t, f)
-	}
+	cr := stop(t, cs)
 	if cr.Packets != 1 || len(cr.Flows) != 1 {
 		t.Fatalf("tagged SYN: want 1 packet, 1 flow; got %d, %d", cr.Packets, len(cr.Flows))
 	}
