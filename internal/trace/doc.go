@@ -10,4 +10,9 @@
 // event when the SYN skb is freed; user space (Engine) combines those events
 // with the later SYN-ACK retransmits and the final ACK into a fate per SYN,
 // named by the causes catalog.
+//
+// A netfilter reject (nft "reject with tcp reset") answers the SYN with a
+// RST built by nf_send_reset, which fires no TCP tracepoint; the RST's
+// transmit (net_dev_queue) inside the SYN's window is what tells it from a
+// silent firewall drop, so such SYNs are refused with cause firewall-drop.
 package trace

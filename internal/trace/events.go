@@ -52,6 +52,10 @@ const (
 	// FlagNeighQueued: the SYN-ACK was handed to a neighbour still being
 	// resolved (neigh_event_send_done with rc != 0).
 	FlagNeighQueued = 1 << 6
+	// FlagRSTSent: a RST answering the SYN was queued to a device. Without
+	// FlagRST it was built outside TCP, by a netfilter reject
+	// (nf_send_reset), which fires no TCP tracepoint.
+	FlagRSTSent = 1 << 7
 )
 
 // Counter indexes; values match bpf/synscope.c.

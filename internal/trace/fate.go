@@ -202,6 +202,12 @@ func (e *Engine) addSYN(k flowKey, ev Event) []Outcome {
 			}
 			return append(out, e.emit(f.outcome(Refused, cause))...)
 		}
+		if ev.Flags&FlagRSTSent != 0 {
+			// The client gets a RST, but not from TCP: a firewall
+			// reject answered and then dropped the SYN.
+			f.evidence = append(f.evidence, "RST sent by a netfilter reject rule (nf_send_reset, no tcp_send_reset)")
+			return append(out, e.emit(f.outcome(Refused, dropCause(ev.DropReason)))...)
+		}
 		return append(out, e.emit(f.outcome(Dropped, dropCause(ev.DropReason)))...)
 	case ev.Flags&FlagRST != 0:
 		f.evidence = append(f.evidence, "RST sent: "+ev.RSTReason)

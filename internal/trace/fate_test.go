@@ -47,6 +47,7 @@ func TestEngineFates(t *testing.T) {
 		{"no route v4", []Event{synEv(ms, FlagConsumed|FlagFib, func(e *Event) { e.FibErr = -11; e.FibTable = 254 })}, 0, Dropped, causes.NoRouteToPeer},
 		{"refused", []Event{synEv(ms, FlagRST, func(e *Event) { e.DropReason = "NO_SOCKET"; e.RSTReason = "NO_SOCKET" })}, 0, Refused, causes.NoListener},
 		{"firewall", []Event{synEv(ms, 0, func(e *Event) { e.DropReason = "NETFILTER_DROP" })}, 0, Dropped, causes.FirewallDrop},
+		{"firewall reject", []Event{synEv(ms, FlagRSTSent, func(e *Event) { e.DropReason = "NETFILTER_DROP" })}, 0, Refused, causes.FirewallDrop},
 		{"rp filter", []Event{synEv(ms, 0, func(e *Event) { e.DropReason = "IP_RPFILTER" })}, 0, Dropped, causes.RPFilterDrop},
 		{"minttl", []Event{synEv(ms, 0, func(e *Event) { e.DropReason = "TCP_MINTTL" })}, 0, Dropped, causes.TCPReject},
 		{"md5", []Event{synEv(ms, 0, func(e *Event) { e.DropReason = "TCP_MD5NOTFOUND" })}, 0, Dropped, causes.TCPReject},

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -27,6 +28,9 @@ type labCase struct {
 	// client (which the kernel treats as a proven peer); at least one of
 	// their SYNs must show the fate and cause.
 	spoofed bool
+	// evidence, when set, must appear in the evidence of the matching
+	// outcomes (the kernel signal that decided them).
+	evidence string
 }
 
 var labCases = []labCase{
@@ -45,7 +49,7 @@ var labCases = []labCase{
 	{scenario: "accept-queue-overflow", fate: Dropped, cause: causes.AcceptQueueOverflow},
 	{scenario: "firewall-drop-syn", fate: Dropped, cause: causes.FirewallDrop},
 	{scenario: "firewall-drop-synack", fate: Dropped, cause: causes.FirewallDrop},
-	{scenario: "firewall-reject", fate: Dropped, cause: causes.FirewallDrop},
+	{scenario: "firewall-reject", fate: Refused, cause: causes.FirewallDrop, evidence: "netfilter reject"},
 	{scenario: "rp-filter-strict", fate: Dropped, cause: causes.RPFilterDrop},
 	{scenario: "synack-egress-drop", fate: Dropped, cause: causes.SynackEgressDrop},
 	{scenario: "no-listener", fate: Refused, cause: causes.NoListener},
@@ -155,6 +159,9 @@ func runLabCase(t *testing.T, prefix string, c labCase) {
 		}
 		mine++
 		if o.Fate == c.fate && o.Cause == c.cause {
+			if c.evidence != "" && !slices.ContainsFunc(o.Evidence, func(e string) bool { return strings.Contains(e, c.evidence) }) {
+				t.Errorf("%s: outcome %s %s lacks evidence %q: %v", c.scenario, o.Fate, o.Cause, c.evidence, o.Evidence)
+			}
 			ok++
 			continue
 		}

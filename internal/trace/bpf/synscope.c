@@ -49,6 +49,7 @@ enum {
 	F_SYNACK_DROP = 1 << 4, /* SYN-ACK freed by kfree_skb while processing */
 	F_SAMPLED = 1 << 5,
 	F_NEIGH_QUEUED = 1 << 6, /* SYN-ACK handed to an unresolved neighbour */
+	F_RST_TX = 1 << 7,       /* a RST answering the SYN was queued to a device */
 };
 
 /* Counter indexes; keep in sync with events.go. */
@@ -456,6 +457,13 @@ int BPF_PROG(on_tx, struct sk_buff *skb)
 	struct tuple t = {};
 	if (parse(skb, false, &t))
 		return 0;
+	if ((t.flags & TH_RST) && c && reply_of_ctx(c, &t)) {
+		/* Either tcp_send_reset's RST (F_RST too) or one built outside
+		 * TCP: a netfilter reject (nf_send_reset) fires no TCP
+		 * tracepoint, this transmit is its only trace. */
+		c->flags |= F_RST_TX;
+		return 0;
+	}
 	if ((t.flags & (TH_SYN | TH_ACK)) != (TH_SYN | TH_ACK))
 		return 0;
 	if (c && reply_of_ctx(c, &t)) {
@@ -583,13 +591,13 @@ static __always_inline void finish(struct synctx *c, bool dropped, __u32 reason,
 	} else {
 		c->flags |= F_CONSUMED;
 	}
-	if (c->flags & F_RST)
+	if (c->flags & (F_RST | F_RST_TX))
 		count(C_SYN_RST);
 	if (c->flags & F_SYNACK)
 		count(C_SYN_SYNACK);
 	if (c->flags & F_SYNACK_DROP)
 		count(C_SYNACK_DROPPED);
-	if (!dropped && !(c->flags & (F_SYNACK | F_RST | F_SYNACK_DROP))) {
+	if (!dropped && !(c->flags & (F_SYNACK | F_RST | F_RST_TX | F_SYNACK_DROP))) {
 		if ((c->flags & F_FIB) && c->fib_err)
 			count(C_SYN_ROUTE_FAIL);
 		else
@@ -601,7 +609,7 @@ static __always_inline void finish(struct synctx *c, bool dropped, __u32 reason,
 		return;
 	}
 	c->flags |= F_SAMPLED;
-	if (!dropped && !(c->flags & F_RST)) {
+	if (!dropped && !(c->flags & (F_RST | F_RST_TX))) {
 		/* A request may exist: follow its SYN-ACKs and final ACK. */
 		struct flowkey k = {};
 		flowkey_from(&k, c->t.saddr, c->t.sport, c->t.daddr, c->t.dport, c->netns);
