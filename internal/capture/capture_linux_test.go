@@ -61,11 +61,11 @@ func newTestLab(t *testing.T) *testLab {
 	l.srvIfidx, l.srvMAC = s0.Index, s0.MAC
 	l.cliIfidx, l.cliMAC = c0.Index, c0.MAC
 	l.srvLoIdx = testnet.Link(t, l.srv, "lo").Index
-	testnet.Sysctl(t, l.srv, "net.ipv4.conf.all.rp_filter", "0")
-	testnet.Sysctl(t, l.srv, "net.ipv4.conf.s0.rp_filter", "0")
+	testnet.Sysctl(t, l.srv, "net/ipv4/conf/all/rp_filter", "0")
+	testnet.Sysctl(t, l.srv, "net/ipv4/conf/s0/rp_filter", "0")
 	testnet.AddAddrs(t, l.cli, "lo", "198.51.100.2/32", "2001:db8:77::2/128")
 	// One retransmission, then give up: SYN at 0 s and 1 s.
-	testnet.Sysctl(t, l.cli, "net.ipv4.tcp_syn_retries", "1")
+	testnet.Sysctl(t, l.cli, "net/ipv4/tcp_syn_retries", "1")
 	err := l.srv.Do(func() error {
 		ln, err := net.Listen("tcp", fmt.Sprintf(":%d", listenPort))
 		l.listener = ln
@@ -468,7 +468,7 @@ func TestCaptureTun(t *testing.T) {
 		t.Fatal(err)
 	}
 	testnet.AddAddrs(t, l.srv, "t0", "10.99.0.1/24", "fd99::1/64")
-	testnet.Sysctl(t, l.srv, "net.ipv4.conf.t0.rp_filter", "0")
+	testnet.Sysctl(t, l.srv, "net/ipv4/conf/t0/rp_filter", "0")
 	defer func() {
 		for _, f := range tun.Fds {
 			f.Close()

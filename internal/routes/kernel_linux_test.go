@@ -47,8 +47,8 @@ func newTestNet(t testing.TB) *testNet {
 	testnet.NeedRoot(t, "creates network namespaces and veth devices")
 	n := &testNet{srv: testnet.NewNS(t, "routes-s"), peer: testnet.NewNS(t, "routes-p")}
 	// Forwarding on: the peer's NAs then carry the R flag.
-	testnet.Sysctl(t, n.peer, "net.ipv6.conf.all.forwarding", "1")
-	testnet.Sysctl(t, n.peer, "net.ipv4.ip_forward", "1")
+	testnet.Sysctl(t, n.peer, "net/ipv6/conf/all/forwarding", "1")
+	testnet.Sysctl(t, n.peer, "net/ipv4/ip_forward", "1")
 	s0, p0 := testnet.Pair(t, n.srv, n.peer, testnet.PairOptions{
 		NameA: "s0", AddrsA: []string{"10.77.0.1/24", "fd77::1/64"},
 		NameB: "p0", AddrsB: []string{"10.77.0.2/24", "fd77::2/64"},

@@ -59,10 +59,10 @@ var tagRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,39}$`)
 // [a-z0-9-], typically the package name and a role ("capture-srv").
 func NewNS(tb testing.TB, tag string) *netns.Target {
 	tb.Helper()
-	NeedRoot(tb, "creates network namespaces")
 	if !tagRE.MatchString(tag) {
 		tb.Fatalf("testnet.NewNS: tag %q: want 1-40 characters from [a-z0-9-]", tag)
 	}
+	NeedRoot(tb, "creates network namespaces")
 	name := fmt.Sprintf("synscope-%s-%d-%d", tag, os.Getpid(), nsSeq.Add(1))
 	ns, err := netns.Create(name)
 	if err != nil {
@@ -183,40 +183,23 @@ func AddAddrs(tb testing.TB, ns *netns.Target, dev string, cidrs ...string) {
 	}
 }
 
-// Sysctl writes a /proc/sys value inside ns. key is in sysctl(8) form:
-// "net.ipv4.conf.all.rp_filter" (a "/" inside a dotted key stands for a dot
-// in a name, as in "net.ipv4.conf.eth0/100.rp_filter") or a path under
-// /proc/sys such as "net/ipv4/conf/eth0.100/rp_filter".
-func Sysctl(tb testing.TB, ns *netns.Target, key, value string) {
+// Sysctl writes a /proc/sys value inside ns. path is relative to /proc/sys
+// with "/" between components, so interface names keep their dots:
+// "net/ipv4/conf/eth0.100/rp_filter". (Dotted sysctl(8) names are
+// internal/sysctl's business; testnet cannot import it, as sysctl's own
+// tests use testnet.)
+func Sysctl(tb testing.TB, ns *netns.Target, path, value string) {
 	tb.Helper()
 	mustCreated(tb, "Sysctl", ns)
-	p, err := SysctlPath(key)
-	if err != nil {
-		tb.Fatalf("testnet.Sysctl: %v", err)
+	for _, part := range strings.Split(path, "/") {
+		if part == "" || part == "." || part == ".." {
+			tb.Fatalf("testnet.Sysctl: %q: want a path under /proc/sys such as net/ipv4/ip_forward", path)
+		}
 	}
+	p := filepath.Join("/proc/sys", path)
 	if err := ns.Do(func() error { return os.WriteFile(p, []byte(value), 0o644) }); err != nil {
-		tb.Fatalf("testnet.Sysctl: %s=%s in %s: %v", key, value, ns.Label(), err)
+		tb.Fatalf("testnet.Sysctl: %s=%s in %s: %v", path, value, ns.Label(), err)
 	}
-}
-
-// SysctlPath maps a sysctl key (see Sysctl) to its file under /proc/sys.
-func SysctlPath(key string) (string, error) {
-	i := strings.IndexAny(key, "./")
-	var parts []string
-	if i >= 0 && key[i] == '.' {
-		parts = strings.Split(key, ".")
-		for j := range parts {
-			parts[j] = strings.ReplaceAll(parts[j], "/", ".")
-		}
-	} else {
-		parts = strings.Split(key, "/")
-	}
-	for _, s := range parts {
-		if s == "" || s == "." || s == ".." {
-			return "", fmt.Errorf("sysctl key %q: empty or relative component", key)
-		}
-	}
-	return filepath.Join(append([]string{"/proc/sys"}, parts...)...), nil
 }
 
 // Exec runs a command from a thread inside ns, so the process lives in that

@@ -3,10 +3,10 @@ package testnet
 import (
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -17,32 +17,52 @@ import (
 	"github.com/synscope/synscope/internal/netns"
 )
 
-func TestSysctlPath(t *testing.T) {
-	for key, want := range map[string]string{
-		"net.ipv4.conf.all.rp_filter":     "/proc/sys/net/ipv4/conf/all/rp_filter",
-		"net.ipv4.conf.sv/100.rp_filter":  "/proc/sys/net/ipv4/conf/sv.100/rp_filter",
-		"net/ipv4/conf/sv.100/rp_filter":  "/proc/sys/net/ipv4/conf/sv.100/rp_filter",
-		"net/ipv6/conf/s0/accept_dad":     "/proc/sys/net/ipv6/conf/s0/accept_dad",
-		"net.core.somaxconn":              "/proc/sys/net/core/somaxconn",
-		"kernel":                          "/proc/sys/kernel",
-		"net/ipv4/../../../etc/passwd":    "",
-		"net..core":                       "",
-		"":                                "",
-		"net.ipv4.conf.all.rp_filter.":    "",
-		"/net/ipv4/conf/all/rp_filter":    "",
-		"net.ipv4.conf/../../x.rp_filter": "",
+// fatalTB records the first Fatalf and ends the goroutine, as testing does.
+type fatalTB struct {
+	testing.TB
+	msg string
+}
+
+func (f *fatalTB) Helper() {}
+func (f *fatalTB) Fatalf(format string, args ...any) {
+	f.msg = fmt.Sprintf(format, args...)
+	runtime.Goexit()
+}
+
+// fatalOf runs fn against a fatalTB and returns what it failed with.
+func fatalOf(fn func(tb testing.TB)) string {
+	f := &fatalTB{}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		fn(f)
+	}()
+	<-done
+	return f.msg
+}
+
+// Bad input and the host namespace are refused with a one-line message,
+// before anything is changed (so this runs without root).
+func TestRefusals(t *testing.T) {
+	host, err := netns.Open("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, tc := range map[string]struct {
+		fn   func(tb testing.TB)
+		want string
+	}{
+		"Pair on host":     {func(tb testing.TB) { Pair(tb, host, host, PairOptions{NameA: "x0", NameB: "x1"}) }, "refusing"},
+		"Pair no names":    {func(tb testing.TB) { Pair(tb, host, host, PairOptions{}) }, "need a name"},
+		"AddAddrs on host": {func(tb testing.TB) { AddAddrs(tb, host, "lo", "127.0.0.9/8") }, "refusing"},
+		"Sysctl on host":   {func(tb testing.TB) { Sysctl(tb, host, "net/ipv4/ip_forward", "1") }, "refusing"},
+		"Sysctl nil ns":    {func(tb testing.TB) { Sysctl(tb, nil, "net/ipv4/ip_forward", "1") }, "refusing"},
+		"NewNS bad tag":    {func(tb testing.TB) { NewNS(tb, "Bad Tag") }, "tag"},
+		"NewNS empty tag":  {func(tb testing.TB) { NewNS(tb, "") }, "tag"},
 	} {
-		got, err := SysctlPath(key)
-		if want == "" {
-			if err == nil {
-				t.Errorf("SysctlPath(%q) = %q, want an error", key, got)
-			} else if strings.Contains(err.Error(), "\n") {
-				t.Errorf("SysctlPath(%q): multi-line error %q", key, err)
-			}
-			continue
-		}
-		if err != nil || got != want {
-			t.Errorf("SysctlPath(%q) = %q, %v; want %q", key, got, err, want)
+		msg := fatalOf(tc.fn)
+		if !strings.Contains(msg, tc.want) || strings.Contains(msg, "\n") {
+			t.Errorf("%s: failed with %q, want one line containing %q", name, msg, tc.want)
 		}
 	}
 }
@@ -113,7 +133,8 @@ func TestKernel(t *testing.T) {
 			t.Error(err)
 		}
 
-		// TCP across the pair, both families, straight after setup.
+		// TCP across the pair, both families, straight after setup: a
+		// completed handshake is enough, the listener's queue holds it.
 		var ln net.Listener
 		if err := a.Do(func() error {
 			var err error
@@ -123,29 +144,13 @@ func TestKernel(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer ln.Close()
-		go func() {
-			for {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				c.Write([]byte("hi"))
-				c.Close()
-			}
-		}()
 		for _, dst := range []string{"10.76.0.1:7070", "[fd76::1]:7070"} {
 			if err := b.Do(func() error {
 				c, err := net.DialTimeout("tcp", dst, 2*time.Second)
-				if err != nil {
-					return err
+				if err == nil {
+					c.Close()
 				}
-				defer c.Close()
-				c.SetDeadline(time.Now().Add(2 * time.Second))
-				got, err := io.ReadAll(c)
-				if string(got) != "hi" {
-					return fmt.Errorf("read %q, %v", got, err)
-				}
-				return nil
+				return err
 			}); err != nil {
 				t.Errorf("connect %s from b: %v", dst, err)
 			}
@@ -164,16 +169,22 @@ func TestKernel(t *testing.T) {
 		if host == "1" {
 			want = "2"
 		}
-		Sysctl(t, a, "net.ipv4.tcp_syn_retries", want)
+		Sysctl(t, a, key, want)
 		if got := readSysctl(t, a, key); got != want {
 			t.Errorf("inside: %s = %s, want %s", key, got, want)
 		}
 		if got := readSysctl(t, nil, key); got != host {
 			t.Errorf("host %s changed from %s to %s", key, host, got)
 		}
-		Sysctl(t, a, "net.ipv4.conf.tx0.rp_filter", "2")
+		Sysctl(t, a, "net/ipv4/conf/tx0/rp_filter", "2")
 		if got := readSysctl(t, a, "net/ipv4/conf/tx0/rp_filter"); got != "2" {
 			t.Errorf("rp_filter on tx0 = %s, want 2", got)
+		}
+
+		for _, bad := range []string{"", "net/ipv4/../../../etc/passwd", "/net/ipv4/ip_forward", "net//core", "net.ipv4.ip_forward"} {
+			if msg := fatalOf(func(tb testing.TB) { Sysctl(tb, a, bad, "1") }); msg == "" || strings.Contains(msg, "\n") {
+				t.Errorf("Sysctl(%q): failed with %q, want a one-line error", bad, msg)
+			}
 		}
 
 		// Exec runs the process inside the namespace.
