@@ -108,6 +108,29 @@ func (l *testLab) dial(local netip.Addr, to netip.AddrPort, timeout time.Duratio
 	return c, err
 }
 
+// inject sends raw frames out of c0 through an AF_PACKET socket of the
+// client namespace, addressed to s0.
+func (l *testLab) inject(t *testing.T, frames ...[]byte) {
+	t.Helper()
+	if err := l.cli.Do(func() error {
+		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(fd)
+		to := &unix.SockaddrLinklayer{Ifindex: l.cliIfidx, Halen: 6}
+		copy(to.Addr[:], l.srvMAC)
+		for _, fr := range frames {
+			if err := unix.Sendto(fd, fr, 0, to); err != nil {
+				return fmt.Errorf("inject: %w", err)
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func startIn(t *testing.T, tg *netns.Target, opts Options) *Session {
 	t.Helper()
 	var s *Session
@@ -590,23 +613,7 @@ func TestCaptureTaggedFrame(t *testing.T) {
 	copy(tagged[0:6], l.srvMAC)
 	copy(tagged[6:12], l.cliMAC)
 	udp := craft(t, frameSpec{vlan: 20, src: client, dst: server, udp: true, ttl: 64})
-	if err := l.cli.Do(func() error {
-		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
-		if err != nil {
-			return err
-		}
-		defer unix.Close(fd)
-		to := &unix.SockaddrLinklayer{Ifindex: l.cliIfidx, Halen: 6}
-		copy(to.Addr[:], l.srvMAC)
-		for _, fr := range [][]byte{tagged, udp} {
-			if err := unix.Sendto(fd, fr, 0, to); err != nil {
-				return fmt.Errorf("inject: %w", err)
-			}
-		}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
+	l.inject(t, tagged, udp)
 	time.Sleep(50 * time.Millisecond)
 	cr := stop(t, cs)
 	if cr.Packets != 1 || len(cr.Flows) != 1 {
@@ -630,27 +637,14 @@ func TestCaptureKernelDrops(t *testing.T) {
 		t.Fatal(err)
 	}
 	const burst = 200
-	if err := l.cli.Do(func() error {
-		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
-		if err != nil {
-			return err
-		}
-		defer unix.Close(fd)
-		to := &unix.SockaddrLinklayer{Ifindex: l.cliIfidx, Halen: 6}
-		copy(to.Addr[:], l.srvMAC)
-		for i := 0; i < burst; i++ {
-			src := netip.AddrPortFrom(netip.MustParseAddr("10.79.0.2"), uint16(20000+i))
-			fr := craft(t, frameSpec{src: src, dst: netip.MustParseAddrPort("10.79.0.1:8080"), syn: true, ttl: 64, mss: 1460})
-			copy(fr[0:6], l.srvMAC)
-			copy(fr[6:12], l.cliMAC)
-			if err := unix.Sendto(fd, fr, 0, to); err != nil {
-				return fmt.Errorf("inject: %w", err)
-			}
-		}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
+	frames := make([][]byte, burst)
+	for i := range frames {
+		src := netip.AddrPortFrom(netip.MustParseAddr("10.79.0.2"), uint16(20000+i))
+		frames[i] = craft(t, frameSpec{src: src, dst: netip.MustParseAddrPort("10.79.0.1:8080"), syn: true, ttl: 64, mss: 1460})
+		copy(frames[i][0:6], l.srvMAC)
+		copy(frames[i][6:12], l.cliMAC)
 	}
+	l.inject(t, frames...)
 	go s.loop()
 	r, err := s.Stop()
 	if err != nil {
