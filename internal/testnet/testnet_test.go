@@ -108,29 +108,49 @@ func TestKernel(t *testing.T) {
 		if ia.NS != a || ib.NS != b || ia.Name != "ta0" || ib.Name != "tb0" {
 			t.Errorf("ends in the wrong place: %+v %+v", ia, ib)
 		}
-		// No address may be tentative: DAD is off, so connects work at once.
-		if err := b.Do(func() error {
-			l, err := netlink.LinkByName("tb0")
-			if err != nil {
-				return err
-			}
-			as, err := netlink.AddrList(l, netlink.FAMILY_V6)
-			if err != nil {
-				return err
-			}
-			found := false
-			for _, ad := range as {
-				found = found || ad.IP.String() == "fd76::2"
-				if ad.Flags&unix.IFA_F_TENTATIVE != 0 {
-					return fmt.Errorf("%v is tentative", ad)
+		// The given addresses are never tentative (IFA_F_NODAD). The kernel's
+		// own link-local one is, until the addrconf work runs: with
+		// accept_dad=0 that is at once, with DAD it would take over a
+		// second (a random start delay, then one probe and a 1 s wait).
+		tentative := func() (given, linkLocal int, err error) {
+			err = b.Do(func() error {
+				l, err := netlink.LinkByName("tb0")
+				if err != nil {
+					return err
 				}
+				as, err := netlink.AddrList(l, netlink.FAMILY_V6)
+				if err != nil {
+					return err
+				}
+				found := false
+				for _, ad := range as {
+					found = found || ad.IP.String() == "fd76::2"
+					switch {
+					case ad.Flags&unix.IFA_F_TENTATIVE == 0:
+					case ad.IP.IsLinkLocalUnicast():
+						linkLocal++
+					default:
+						given++
+					}
+				}
+				if !found {
+					return fmt.Errorf("fd76::2 missing: %v", as)
+				}
+				return nil
+			})
+			return given, linkLocal, err
+		}
+		for deadline := time.Now().Add(900 * time.Millisecond); ; time.Sleep(20 * time.Millisecond) {
+			given, linkLocal, err := tentative()
+			if err != nil || given > 0 {
+				t.Fatalf("tb0: %d given addresses tentative (%v)", given, err)
 			}
-			if !found {
-				return fmt.Errorf("fd76::2 missing: %v", as)
+			if linkLocal == 0 {
+				break
 			}
-			return nil
-		}); err != nil {
-			t.Error(err)
+			if time.Now().After(deadline) {
+				t.Fatalf("tb0's link-local address still tentative after 900 ms: DAD is running")
+			}
 		}
 
 		// TCP across the pair, both families, straight after setup: a
