@@ -15,4 +15,10 @@
 // RST built by nf_send_reset, which fires no TCP tracepoint; the RST's
 // transmit (net_dev_queue) inside the SYN's window is what tells it from a
 // silent firewall drop, so such SYNs are refused with cause firewall-drop.
+//
+// TCP's own rejects have tracepoints naming the failure: tcp_bad_csum and
+// tcp_hash_md5_required / _unexpected / _mismatch, tcp_hash_ao_required,
+// tcp_hash_bad_header, tcp_ao_handshake_failure (all since 6.7; the
+// tracer already needs 6.11 for kfree_skb's rx_sk argument). Seen for the
+// SYN in its window, the tracepoint's name is evidence of tcp-reject.
 package trace

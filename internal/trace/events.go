@@ -1,6 +1,7 @@
 package trace
 
 import (
+	"fmt"
 	"net/netip"
 	"time"
 
@@ -108,6 +109,30 @@ type Event struct {
 	SynAckDropReason string
 	// SynAckMono is when the SYN-ACK was queued (FlagSynAck).
 	SynAckMono time.Duration
+	// TCPReject names the TCP tracepoint that rejected the SYN
+	// ("tcp_hash_md5_required", "tcp_bad_csum", ...); empty when none did.
+	TCPReject string
+}
+
+// tcpRejects names the BPF side's R_* values (bpf/synscope.c).
+var tcpRejects = [...]string{
+	1: "tcp_bad_csum",
+	2: "tcp_hash_md5_required",
+	3: "tcp_hash_md5_unexpected",
+	4: "tcp_hash_md5_mismatch",
+	5: "tcp_hash_ao_required",
+	6: "tcp_hash_bad_header",
+	7: "tcp_ao_handshake_failure",
+}
+
+func tcpRejectName(v uint32) string {
+	if v == 0 {
+		return ""
+	}
+	if int(v) < len(tcpRejects) {
+		return tcpRejects[v]
+	}
+	return fmt.Sprintf("tcp-reject-%d", v)
 }
 
 // clockOffset converts CLOCK_MONOTONIC (bpf_ktime_get_ns) to wall time.
@@ -170,6 +195,7 @@ func decode(r *synscopeEvent, n *Names, clk clockOffset) Event {
 		if e.Flags&FlagSynAck != 0 {
 			e.SynAckMono = time.Duration(r.SynackTs)
 		}
+		e.TCPReject = tcpRejectName(r.TcpReject)
 	}
 	if e.Kind == KindDrop {
 		e.DropReason = n.DropReason(r.Reason)

@@ -194,6 +194,12 @@ func (e *Engine) addSYN(k flowKey, ev Event) []Outcome {
 		return out
 	case ev.Flags&FlagConsumed == 0:
 		f.evidence = append(f.evidence, fmt.Sprintf("SYN dropped: kfree_skb reason %s", ev.DropReason))
+		if ev.TCPReject != "" {
+			f.evidence = append(f.evidence, tcpRejectEvidence(ev.TCPReject))
+			if ev.Flags&FlagRST == 0 {
+				return append(out, e.emit(f.outcome(Dropped, causes.TCPReject))...)
+			}
+		}
 		if ev.Flags&FlagRST != 0 {
 			f.evidence = append(f.evidence, "RST sent: "+ev.RSTReason)
 			cause := causes.NoListener
@@ -374,6 +380,23 @@ func synackDropCause(reason string) causes.ID {
 		return causes.NeighborUnreachable
 	}
 	return causes.SynackEgressDrop
+}
+
+// tcpRejectEvidence explains which TCP check refused the SYN.
+func tcpRejectEvidence(tp string) string {
+	what := map[string]string{
+		"tcp_bad_csum":             "TCP checksum wrong",
+		"tcp_hash_md5_required":    "the listener requires a TCP-MD5 signature from this peer and the SYN has none",
+		"tcp_hash_md5_unexpected":  "the SYN carries a TCP-MD5 signature but the listener has no key for this peer",
+		"tcp_hash_md5_mismatch":    "the SYN's TCP-MD5 signature does not match the listener's key",
+		"tcp_hash_ao_required":     "the listener requires TCP-AO from this peer and the SYN has no AO option",
+		"tcp_hash_bad_header":      "the SYN's TCP-MD5/TCP-AO options are malformed or conflicting",
+		"tcp_ao_handshake_failure": "the SYN's TCP-AO MAC or key id does not match",
+	}[tp]
+	if what == "" {
+		return "rejected by TCP (" + tp + ")"
+	}
+	return tp + ": " + what
 }
 
 func errnoName(err int32) string {

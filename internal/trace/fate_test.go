@@ -51,6 +51,8 @@ func TestEngineFates(t *testing.T) {
 		{"rp filter", []Event{synEv(ms, 0, func(e *Event) { e.DropReason = "IP_RPFILTER" })}, 0, Dropped, causes.RPFilterDrop},
 		{"minttl", []Event{synEv(ms, 0, func(e *Event) { e.DropReason = "TCP_MINTTL" })}, 0, Dropped, causes.TCPReject},
 		{"md5", []Event{synEv(ms, 0, func(e *Event) { e.DropReason = "TCP_MD5NOTFOUND" })}, 0, Dropped, causes.TCPReject},
+		{"md5 tracepoint, unnamed reason", []Event{synEv(ms, 0, func(e *Event) { e.DropReason = "NOT_SPECIFIED"; e.TCPReject = "tcp_hash_md5_mismatch" })}, 0, Dropped, causes.TCPReject},
+		{"bad csum", []Event{synEv(ms, 0, func(e *Event) { e.DropReason = "TCP_CSUM"; e.TCPReject = "tcp_bad_csum" })}, 0, Dropped, causes.TCPReject},
 		{"v6 disabled", []Event{synEv(ms, 0, func(e *Event) { e.DropReason = "IPV6DISABLED" })}, 0, Dropped, causes.IPv6Disabled},
 		{"synack tc drop", []Event{synEv(ms, FlagConsumed|FlagFib|FlagSynAckDrop, func(e *Event) { e.SynAckDropReason = "TC_EGRESS" })}, 0, Dropped, causes.SynackEgressDrop},
 		{"admission unknown", []Event{synEv(ms, FlagConsumed, nil)}, 0, Dropped, causes.UnexplainedDrops},

@@ -62,7 +62,7 @@ var labCases = []labCase{
 	{scenario: "synack-unanswered", fate: SynAckRetransmitted, cause: causes.SynackUnanswered, watch: 5 * time.Second, pending: 1500 * time.Millisecond},
 	{scenario: "ipv6-disabled", fate: Dropped, cause: causes.IPv6Disabled},
 	{scenario: "tcp-minttl", fate: Dropped, cause: causes.TCPReject},
-	{scenario: "tcp-md5-mismatch", fate: Dropped, cause: causes.TCPReject},
+	{scenario: "tcp-md5-mismatch", fate: Dropped, cause: causes.TCPReject, evidence: "tcp_hash_md5_required"},
 	{scenario: "syn-queue-overflow", fate: Dropped, cause: causes.SynQueueOverflow, alsoOK: []Fate{Established}},
 	{scenario: "syn-backlog-last-quarter", fate: Dropped, cause: causes.UnexplainedDrops, spoofed: true},
 	{scenario: "syn-flood-cookies", fate: Established},

@@ -128,6 +128,8 @@ func Open(opts Options) (*Tracer, error) {
 	progs := []*ebpf.Program{
 		t.objs.OnRx, t.objs.OnTx, t.objs.OnFib4, t.objs.OnFib6, t.objs.OnReset,
 		t.objs.OnConsume, t.objs.OnKfree, t.objs.OnRtxSynack, t.objs.OnNeighSend,
+		t.objs.OnBadCsum, t.objs.OnMd5Required, t.objs.OnMd5Unexpected, t.objs.OnMd5Mismatch,
+		t.objs.OnAoRequired, t.objs.OnHashBadHeader, t.objs.OnAoHandshake,
 	}
 	for _, p := range progs {
 		l, err := link.AttachTracing(link.TracingOptions{Program: p})
@@ -317,6 +319,10 @@ func (t *Tracer) Costs() ([]ProgramCost, error) {
 		"on_rx": t.objs.OnRx, "on_tx": t.objs.OnTx, "on_fib4": t.objs.OnFib4, "on_fib6": t.objs.OnFib6,
 		"on_reset": t.objs.OnReset, "on_consume": t.objs.OnConsume, "on_kfree": t.objs.OnKfree,
 		"on_rtx_synack": t.objs.OnRtxSynack, "on_neigh_send": t.objs.OnNeighSend,
+		"on_bad_csum": t.objs.OnBadCsum, "on_md5_required": t.objs.OnMd5Required,
+		"on_md5_unexpected": t.objs.OnMd5Unexpected, "on_md5_mismatch": t.objs.OnMd5Mismatch,
+		"on_ao_required": t.objs.OnAoRequired, "on_hash_bad_header": t.objs.OnHashBadHeader,
+		"on_ao_handshake": t.objs.OnAoHandshake,
 	}
 	var out []ProgramCost
 	for name, p := range progs {

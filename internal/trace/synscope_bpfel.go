@@ -47,6 +47,8 @@ type synscopeEvent struct {
 	Flags        uint32
 	SynackReason uint32
 	SynackTs     uint64
+	TcpReject    uint32
+	Pad2         uint32
 }
 
 type synscopeFlowkey struct {
@@ -80,6 +82,7 @@ type synscopeSynctx struct {
 	FibTable     uint32
 	RstReason    uint32
 	SynackReason uint32
+	TcpReject    uint32
 	T            struct {
 		_      structs.HostLayout
 		Saddr  [16]uint8
@@ -90,29 +93,37 @@ type synscopeSynctx struct {
 		Flags  uint8
 		Pad    [2]uint8
 	}
+	_ [4]byte
 }
 
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	synscopeMapCounters     = "counters"
-	synscopeMapCtxmap       = "ctxmap"
-	synscopeMapDrops        = "drops"
-	synscopeMapEvents       = "events"
-	synscopeMapFlows        = "flows"
-	synscopeMapRatemap      = "ratemap"
-	synscopeProgOnConsume   = "on_consume"
-	synscopeProgOnFib4      = "on_fib4"
-	synscopeProgOnFib6      = "on_fib6"
-	synscopeProgOnKfree     = "on_kfree"
-	synscopeProgOnNeighSend = "on_neigh_send"
-	synscopeProgOnReset     = "on_reset"
-	synscopeProgOnRtxSynack = "on_rtx_synack"
-	synscopeProgOnRx        = "on_rx"
-	synscopeProgOnTx        = "on_tx"
-	synscopeVarCfg          = "cfg"
-	synscopeVarUnusedEvent  = "unused_event"
+	synscopeMapCounters         = "counters"
+	synscopeMapCtxmap           = "ctxmap"
+	synscopeMapDrops            = "drops"
+	synscopeMapEvents           = "events"
+	synscopeMapFlows            = "flows"
+	synscopeMapRatemap          = "ratemap"
+	synscopeProgOnAoHandshake   = "on_ao_handshake"
+	synscopeProgOnAoRequired    = "on_ao_required"
+	synscopeProgOnBadCsum       = "on_bad_csum"
+	synscopeProgOnConsume       = "on_consume"
+	synscopeProgOnFib4          = "on_fib4"
+	synscopeProgOnFib6          = "on_fib6"
+	synscopeProgOnHashBadHeader = "on_hash_bad_header"
+	synscopeProgOnKfree         = "on_kfree"
+	synscopeProgOnMd5Mismatch   = "on_md5_mismatch"
+	synscopeProgOnMd5Required   = "on_md5_required"
+	synscopeProgOnMd5Unexpected = "on_md5_unexpected"
+	synscopeProgOnNeighSend     = "on_neigh_send"
+	synscopeProgOnReset         = "on_reset"
+	synscopeProgOnRtxSynack     = "on_rtx_synack"
+	synscopeProgOnRx            = "on_rx"
+	synscopeProgOnTx            = "on_tx"
+	synscopeVarCfg              = "cfg"
+	synscopeVarUnusedEvent      = "unused_event"
 )
 
 // loadSynscope returns the embedded CollectionSpec for synscope.
@@ -157,15 +168,22 @@ type synscopeSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type synscopeProgramSpecs struct {
-	OnConsume   *ebpf.ProgramSpec `ebpf:"on_consume"`
-	OnFib4      *ebpf.ProgramSpec `ebpf:"on_fib4"`
-	OnFib6      *ebpf.ProgramSpec `ebpf:"on_fib6"`
-	OnKfree     *ebpf.ProgramSpec `ebpf:"on_kfree"`
-	OnNeighSend *ebpf.ProgramSpec `ebpf:"on_neigh_send"`
-	OnReset     *ebpf.ProgramSpec `ebpf:"on_reset"`
-	OnRtxSynack *ebpf.ProgramSpec `ebpf:"on_rtx_synack"`
-	OnRx        *ebpf.ProgramSpec `ebpf:"on_rx"`
-	OnTx        *ebpf.ProgramSpec `ebpf:"on_tx"`
+	OnAoHandshake   *ebpf.ProgramSpec `ebpf:"on_ao_handshake"`
+	OnAoRequired    *ebpf.ProgramSpec `ebpf:"on_ao_required"`
+	OnBadCsum       *ebpf.ProgramSpec `ebpf:"on_bad_csum"`
+	OnConsume       *ebpf.ProgramSpec `ebpf:"on_consume"`
+	OnFib4          *ebpf.ProgramSpec `ebpf:"on_fib4"`
+	OnFib6          *ebpf.ProgramSpec `ebpf:"on_fib6"`
+	OnHashBadHeader *ebpf.ProgramSpec `ebpf:"on_hash_bad_header"`
+	OnKfree         *ebpf.ProgramSpec `ebpf:"on_kfree"`
+	OnMd5Mismatch   *ebpf.ProgramSpec `ebpf:"on_md5_mismatch"`
+	OnMd5Required   *ebpf.ProgramSpec `ebpf:"on_md5_required"`
+	OnMd5Unexpected *ebpf.ProgramSpec `ebpf:"on_md5_unexpected"`
+	OnNeighSend     *ebpf.ProgramSpec `ebpf:"on_neigh_send"`
+	OnReset         *ebpf.ProgramSpec `ebpf:"on_reset"`
+	OnRtxSynack     *ebpf.ProgramSpec `ebpf:"on_rtx_synack"`
+	OnRx            *ebpf.ProgramSpec `ebpf:"on_rx"`
+	OnTx            *ebpf.ProgramSpec `ebpf:"on_tx"`
 }
 
 // synscopeMapSpecs contains maps before they are loaded into the kernel.
@@ -239,23 +257,37 @@ type synscopeVariables struct {
 //
 // It can be passed to loadSynscopeObjects or ebpf.CollectionSpec.LoadAndAssign.
 type synscopePrograms struct {
-	OnConsume   *ebpf.Program `ebpf:"on_consume"`
-	OnFib4      *ebpf.Program `ebpf:"on_fib4"`
-	OnFib6      *ebpf.Program `ebpf:"on_fib6"`
-	OnKfree     *ebpf.Program `ebpf:"on_kfree"`
-	OnNeighSend *ebpf.Program `ebpf:"on_neigh_send"`
-	OnReset     *ebpf.Program `ebpf:"on_reset"`
-	OnRtxSynack *ebpf.Program `ebpf:"on_rtx_synack"`
-	OnRx        *ebpf.Program `ebpf:"on_rx"`
-	OnTx        *ebpf.Program `ebpf:"on_tx"`
+	OnAoHandshake   *ebpf.Program `ebpf:"on_ao_handshake"`
+	OnAoRequired    *ebpf.Program `ebpf:"on_ao_required"`
+	OnBadCsum       *ebpf.Program `ebpf:"on_bad_csum"`
+	OnConsume       *ebpf.Program `ebpf:"on_consume"`
+	OnFib4          *ebpf.Program `ebpf:"on_fib4"`
+	OnFib6          *ebpf.Program `ebpf:"on_fib6"`
+	OnHashBadHeader *ebpf.Program `ebpf:"on_hash_bad_header"`
+	OnKfree         *ebpf.Program `ebpf:"on_kfree"`
+	OnMd5Mismatch   *ebpf.Program `ebpf:"on_md5_mismatch"`
+	OnMd5Required   *ebpf.Program `ebpf:"on_md5_required"`
+	OnMd5Unexpected *ebpf.Program `ebpf:"on_md5_unexpected"`
+	OnNeighSend     *ebpf.Program `ebpf:"on_neigh_send"`
+	OnReset         *ebpf.Program `ebpf:"on_reset"`
+	OnRtxSynack     *ebpf.Program `ebpf:"on_rtx_synack"`
+	OnRx            *ebpf.Program `ebpf:"on_rx"`
+	OnTx            *ebpf.Program `ebpf:"on_tx"`
 }
 
 func (p *synscopePrograms) Close() error {
 	return _SynscopeClose(
+		p.OnAoHandshake,
+		p.OnAoRequired,
+		p.OnBadCsum,
 		p.OnConsume,
 		p.OnFib4,
 		p.OnFib6,
+		p.OnHashBadHeader,
 		p.OnKfree,
+		p.OnMd5Mismatch,
+		p.OnMd5Required,
+		p.OnMd5Unexpected,
 		p.OnNeighSend,
 		p.OnReset,
 		p.OnRtxSynack,

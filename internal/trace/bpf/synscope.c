@@ -52,6 +52,17 @@ enum {
 	F_RST_TX = 1 << 7,       /* a RST answering the SYN was queued to a device */
 };
 
+/* Which TCP reject tracepoint saw the SYN; keep in sync with events.go. */
+enum {
+	R_BAD_CSUM = 1,
+	R_MD5_REQUIRED,
+	R_MD5_UNEXPECTED,
+	R_MD5_MISMATCH,
+	R_AO_REQUIRED,
+	R_HASH_BAD_HEADER,
+	R_AO_HANDSHAKE,
+};
+
 /* Counter indexes; keep in sync with events.go. */
 enum {
 	C_SYN = 0,
@@ -105,6 +116,8 @@ struct event {
 	__u32 flags;
 	__u32 synack_reason; /* EV_SYN: kfree reason of the SYN-ACK */
 	__u64 synack_ts;
+	__u32 tcp_reject; /* EV_SYN: R_* of the TCP tracepoint that rejected it */
+	__u32 pad2;
 };
 
 struct synctx {
@@ -117,6 +130,7 @@ struct synctx {
 	__u32 fib_table;
 	__u32 rst_reason;
 	__u32 synack_reason;
+	__u32 tcp_reject;
 	struct tuple t;
 };
 
@@ -580,6 +594,65 @@ int BPF_PROG(on_reset, const struct sock *sk, const struct sk_buff *skb, int rea
 	return 0;
 }
 
+/* TCP's own rejects of a segment (bad checksum, TCP-MD5 / TCP-AO policy)
+ * have tracepoints that name the failure more precisely than the drop
+ * reason; the listener's SYN passes them inside its window. */
+static __always_inline void note_reject(const struct sk_buff *skb, __u32 kind)
+{
+	struct synctx *c = getctx();
+	if (c && c->skb && c->skb == (__u64)skb)
+		c->tcp_reject = kind;
+}
+
+SEC("tp_btf/tcp_bad_csum")
+int BPF_PROG(on_bad_csum, const struct sk_buff *skb)
+{
+	note_reject(skb, R_BAD_CSUM);
+	return 0;
+}
+
+SEC("tp_btf/tcp_hash_md5_required")
+int BPF_PROG(on_md5_required, const struct sock *sk, const struct sk_buff *skb)
+{
+	note_reject(skb, R_MD5_REQUIRED);
+	return 0;
+}
+
+SEC("tp_btf/tcp_hash_md5_unexpected")
+int BPF_PROG(on_md5_unexpected, const struct sock *sk, const struct sk_buff *skb)
+{
+	note_reject(skb, R_MD5_UNEXPECTED);
+	return 0;
+}
+
+SEC("tp_btf/tcp_hash_md5_mismatch")
+int BPF_PROG(on_md5_mismatch, const struct sock *sk, const struct sk_buff *skb)
+{
+	note_reject(skb, R_MD5_MISMATCH);
+	return 0;
+}
+
+SEC("tp_btf/tcp_hash_ao_required")
+int BPF_PROG(on_ao_required, const struct sock *sk, const struct sk_buff *skb)
+{
+	note_reject(skb, R_AO_REQUIRED);
+	return 0;
+}
+
+SEC("tp_btf/tcp_hash_bad_header")
+int BPF_PROG(on_hash_bad_header, const struct sock *sk, const struct sk_buff *skb)
+{
+	note_reject(skb, R_HASH_BAD_HEADER);
+	return 0;
+}
+
+SEC("tp_btf/tcp_ao_handshake_failure")
+int BPF_PROG(on_ao_handshake, const struct sock *sk, const struct sk_buff *skb)
+{
+	note_reject(skb, R_AO_HANDSHAKE);
+	return 0;
+}
+
 /* finish closes the context when the SYN skb is freed and emits its event. */
 static __always_inline void finish(struct synctx *c, bool dropped, __u32 reason, __u64 location)
 {
@@ -635,6 +708,8 @@ static __always_inline void finish(struct synctx *c, bool dropped, __u32 reason,
 	e->flags = c->flags;
 	e->synack_reason = c->synack_reason;
 	e->synack_ts = c->synack_ts;
+	e->tcp_reject = c->tcp_reject;
+	e->pad2 = 0;
 	submit(e);
 	c->skb = 0;
 }
