@@ -196,6 +196,9 @@ func writeTraceSummary(w io.Writer, s trace.Summary) {
 	fmt.Fprintf(w, "  kernel totals: %d SYN-ACKed, %d refused (RST), %d dropped with reason, %d reply-route failures, %d consumed silently, %d SYN-ACK drops, %d SYN-ACK retransmits, %d final ACKs of reported SYNs\n",
 		s.Counters.SynAcked, s.Counters.Reset, s.Counters.Dropped, s.Counters.RouteFailed, s.Counters.ConsumedSilently,
 		s.Counters.SynackDropped, s.Counters.SynackRetransmits, s.Counters.Acks)
+	if s.Counters.Cookies > 0 {
+		fmt.Fprintf(w, "  %d SYNs answered with a syncookie (SYN queue full)\n", s.Counters.Cookies)
+	}
 	if len(s.Counters.SYNDropReasons) > 0 {
 		fmt.Fprintf(w, "  SYN drop reasons: %s\n", fmtReasons(s.Counters.SYNDropReasons))
 	}

@@ -21,4 +21,9 @@
 // tcp_hash_bad_header, tcp_ao_handshake_failure (all since 6.7; the
 // tracer already needs 6.11 for kfree_skb's rx_sk argument). Seen for the
 // SYN in its window, the tracepoint's name is evidence of tcp-reject.
+//
+// A syncookie SYN-ACK is the one tcp_make_synack leaves without an owning
+// socket (TCP_SYNACK_COOKIE: no request socket is kept), so skb->sk == NULL
+// at net_dev_queue marks a handshake answered with a cookie; when its final
+// ACK arrives it is established "with a syncookie".
 package trace

@@ -57,6 +57,9 @@ const (
 	// FlagRST it was built outside TCP, by a netfilter reject
 	// (nf_send_reset), which fires no TCP tracepoint.
 	FlagRSTSent = 1 << 7
+	// FlagCookie: the SYN-ACK was sent without a request socket owning it,
+	// which tcp_make_synack does only for a syncookie SYN-ACK.
+	FlagCookie = 1 << 8
 )
 
 // Counter indexes; values match bpf/synscope.c.
@@ -72,6 +75,7 @@ const (
 	cSynackRetrans
 	cAck
 	cLost
+	cSynCookie
 	c_max
 )
 
@@ -219,7 +223,9 @@ type Counters struct {
 	// the sampling budget are not followed after their SYN.
 	Acks uint64 `json:"acks"`
 	// Lost counts events the ring buffer had no room for.
-	Lost              uint64            `json:"lost"`
+	Lost uint64 `json:"lost"`
+	// Cookies counts SYNs answered with a syncookie SYN-ACK.
+	Cookies           uint64            `json:"syncookies"`
 	SYNDropReasons    map[string]uint64 `json:"syn_drop_reasons,omitempty"`
 	SynackDropReasons map[string]uint64 `json:"synack_drop_reasons,omitempty"`
 }

@@ -85,6 +85,7 @@ type flow struct {
 	retrans    int
 	lastSeen   time.Duration
 	routeOK    bool // reply route lookup succeeded, SYN-ACK not seen yet
+	cookie     bool // answered with a syncookie SYN-ACK
 	evidence   []string
 }
 
@@ -127,6 +128,9 @@ func (e *Engine) Add(ev Event) []Outcome {
 	case KindAck:
 		if f := e.flows[k]; f != nil {
 			delete(e.flows, k)
+			if f.cookie {
+				f.evidence = append(f.evidence, "completed with a syncookie (SYN queue full)")
+			}
 			o := f.outcome(Established, "")
 			if f.synackMono > 0 {
 				o.SynToSynAckUS = us(f.synackMono - f.synMono)
@@ -186,6 +190,9 @@ func (e *Engine) addSYN(k flowKey, ev Event) []Outcome {
 		// Answered. A duplicate SYN for an existing request is answered by
 		// a resent SYN-ACK and then freed with NOT_SPECIFIED: still answered.
 		f.noteSynAck(ev.SynAckMono)
+		if ev.Flags&FlagCookie != 0 {
+			f.cookie = true
+		}
 		e.flows[k] = f
 		return out
 	case pending && ev.Flags&FlagConsumed == 0 && ev.DropReason == "NOT_SPECIFIED":

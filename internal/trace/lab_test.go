@@ -31,10 +31,13 @@ type labCase struct {
 	// evidence, when set, must appear in the evidence of the matching
 	// outcomes (the kernel signal that decided them).
 	evidence string
+	// noEvidence, when set, must not appear in any of the client's
+	// outcomes.
+	noEvidence string
 }
 
 var labCases = []labCase{
-	{scenario: "healthy", fate: Established},
+	{scenario: "healthy", fate: Established, noEvidence: "syncookie"},
 	{scenario: "healthy-v6", fate: Established},
 	{scenario: "missing-default-route-v4", fate: Dropped, cause: causes.NoRouteToPeer},
 	{scenario: "missing-default-route-v6", fate: Dropped, cause: causes.NoRouteToPeer},
@@ -65,8 +68,8 @@ var labCases = []labCase{
 	{scenario: "tcp-md5-mismatch", fate: Dropped, cause: causes.TCPReject, evidence: "tcp_hash_md5_required"},
 	{scenario: "syn-queue-overflow", fate: Dropped, cause: causes.SynQueueOverflow, alsoOK: []Fate{Established}},
 	{scenario: "syn-backlog-last-quarter", fate: Dropped, cause: causes.UnexplainedDrops, spoofed: true},
-	{scenario: "syn-flood-cookies", fate: Established},
-	{scenario: "healthy-under-load", fate: Established},
+	{scenario: "syn-flood-cookies", fate: Established, evidence: "syncookie"},
+	{scenario: "healthy-under-load", fate: Established, noEvidence: "syncookie"},
 	{scenario: "conntrack-invalid", fate: Dropped, cause: causes.FirewallDrop},
 }
 
@@ -153,6 +156,9 @@ func runLabCase(t *testing.T, prefix string, c labCase) {
 	for _, o := range outs {
 		if o.ClientAddr().Addr() != client || o.Incomplete {
 			continue
+		}
+		if c.noEvidence != "" && slices.ContainsFunc(o.Evidence, func(e string) bool { return strings.Contains(e, c.noEvidence) }) {
+			t.Errorf("%s: outcome %s %s has evidence %q: %v", c.scenario, o.Fate, o.Cause, c.noEvidence, o.Evidence)
 		}
 		if o.Cause == "" && slices.Contains(c.alsoOK, o.Fate) {
 			continue

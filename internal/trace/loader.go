@@ -203,6 +203,7 @@ func (t *Tracer) Counters() (Counters, error) {
 	c.SynackRetransmits = vals[cSynackRetrans]
 	c.Acks = vals[cAck]
 	c.Lost = vals[cLost]
+	c.Cookies = vals[cSynCookie]
 	c.SYNDropReasons = map[string]uint64{}
 	c.SynackDropReasons = map[string]uint64{}
 	var per []uint64

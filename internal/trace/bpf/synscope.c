@@ -50,6 +50,7 @@ enum {
 	F_SAMPLED = 1 << 5,
 	F_NEIGH_QUEUED = 1 << 6, /* SYN-ACK handed to an unresolved neighbour */
 	F_RST_TX = 1 << 7,       /* a RST answering the SYN was queued to a device */
+	F_COOKIE = 1 << 8,       /* the SYN-ACK carries a syncookie (no request kept) */
 };
 
 /* Which TCP reject tracepoint saw the SYN; keep in sync with events.go. */
@@ -76,6 +77,7 @@ enum {
 	C_SYNACK_RETRANS,
 	C_ACK,
 	C_LOST,
+	C_SYN_COOKIE,
 	C_MAX,
 };
 
@@ -484,6 +486,11 @@ int BPF_PROG(on_tx, struct sk_buff *skb)
 		if (!(c->flags & F_SYNACK)) {
 			c->flags |= F_SYNACK;
 			c->synack_ts = bpf_ktime_get_ns();
+			/* tcp_make_synack owns a normal SYN-ACK by its request
+			 * socket and leaves a syncookie SYN-ACK (TCP_SYNACK_COOKIE)
+			 * unowned: the request is freed right after. */
+			if (!skb->sk)
+				c->flags |= F_COOKIE;
 		}
 		return 0;
 	}
@@ -668,6 +675,8 @@ static __always_inline void finish(struct synctx *c, bool dropped, __u32 reason,
 		count(C_SYN_RST);
 	if (c->flags & F_SYNACK)
 		count(C_SYN_SYNACK);
+	if (c->flags & F_COOKIE)
+		count(C_SYN_COOKIE);
 	if (c->flags & F_SYNACK_DROP)
 		count(C_SYNACK_DROPPED);
 	if (!dropped && !(c->flags & (F_SYNACK | F_RST | F_RST_TX | F_SYNACK_DROP))) {
