@@ -113,6 +113,7 @@ func runTrace(cmd *cobra.Command, f traceFlags) error {
 	}
 	eng := trace.NewEngine(f.pending)
 	eng.Listener = trace.NewListenerLookup().Func()
+	eng.Conntrack = trace.NewConntrackLookup().Func()
 	names := trace.NewNamespaceNames()
 	out := cmd.OutOrStdout()
 	enc := json.NewEncoder(out)

@@ -26,4 +26,14 @@
 // socket (TCP_SYNACK_COOKIE: no request socket is kept), so skb->sk == NULL
 // at net_dev_queue marks a handshake answered with a cookie; when its final
 // ACK arrives it is established "with a syncookie".
+//
+// Conntrack has no tracepoint, and "ct state invalid drop" ends like any
+// rule's drop (kfree_skb NETFILTER_DROP from nf_hook_slow). What differs is
+// skb->_nfct at that moment, read through CO-RE: nf_conntrack_in clears it
+// for a packet it finds INVALID, while a valid SYN carries its NEW entry.
+// An empty _nfct also means "conntrack not hooked in this namespace", so
+// user space counts it as conntrack-invalid only where the namespace's
+// conntrack statistics (/proc/net/stat/nf_conntrack) show INVALID packets.
+// Left ambiguous: a namespace whose conntrack marked packets INVALID earlier
+// but is hooked for only the other address family, or no longer hooked.
 package trace

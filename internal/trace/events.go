@@ -116,7 +116,21 @@ type Event struct {
 	// TCPReject names the TCP tracepoint that rejected the SYN
 	// ("tcp_hash_md5_required", "tcp_bad_csum", ...); empty when none did.
 	TCPReject string
+	// NfCT is what conntrack had attached to a dropped SYN (NfCT* bits and
+	// ctinfo in the low 3 bits); 0 when unknown.
+	NfCT uint32
 }
+
+// Event.NfCT bits; values match bpf/synscope.c.
+const (
+	// NfCTKnown: the kernel has skb->_nfct and it was read at the drop.
+	NfCTKnown = 1 << 8
+	// NfCTEntry: a conntrack entry was attached (the packet was tracked
+	// and not INVALID).
+	NfCTEntry = 1 << 9
+	// ipCTUntracked is ctinfo IP_CT_UNTRACKED ("notrack").
+	ipCTUntracked = 7
+)
 
 // tcpRejects names the BPF side's R_* values (bpf/synscope.c).
 var tcpRejects = [...]string{
@@ -200,6 +214,7 @@ func decode(r *synscopeEvent, n *Names, clk clockOffset) Event {
 			e.SynAckMono = time.Duration(r.SynackTs)
 		}
 		e.TCPReject = tcpRejectName(r.TcpReject)
+		e.NfCT = r.Nfct
 	}
 	if e.Kind == KindDrop {
 		e.DropReason = n.DropReason(r.Reason)

@@ -96,6 +96,9 @@ type Engine struct {
 	Pending time.Duration
 	// Listener, when set, attributes admission drops (accept queue full).
 	Listener ListenerFunc
+	// Conntrack, when set, tells a firewall drop of a SYN that conntrack
+	// found INVALID from any other firewall drop.
+	Conntrack ConntrackFunc
 
 	flows map[flowKey]*flow
 	stats Stats
@@ -215,13 +218,17 @@ func (e *Engine) addSYN(k flowKey, ev Event) []Outcome {
 			}
 			return append(out, e.emit(f.outcome(Refused, cause))...)
 		}
+		cause := dropCause(ev.DropReason)
+		if cause == causes.FirewallDrop {
+			cause = e.firewallCause(f, ev)
+		}
 		if ev.Flags&FlagRSTSent != 0 {
 			// The client gets a RST, but not from TCP: a firewall
 			// reject answered and then dropped the SYN.
 			f.evidence = append(f.evidence, "RST sent by a netfilter reject rule (nf_send_reset, no tcp_send_reset)")
-			return append(out, e.emit(f.outcome(Refused, dropCause(ev.DropReason)))...)
+			return append(out, e.emit(f.outcome(Refused, cause))...)
 		}
-		return append(out, e.emit(f.outcome(Dropped, dropCause(ev.DropReason)))...)
+		return append(out, e.emit(f.outcome(Dropped, cause))...)
 	case ev.Flags&FlagRST != 0:
 		f.evidence = append(f.evidence, "RST sent: "+ev.RSTReason)
 		return append(out, e.emit(f.outcome(Refused, causes.NoListener))...)
@@ -261,6 +268,39 @@ func (e *Engine) addSYN(k flowKey, ev Event) []Outcome {
 		}
 		return append(out, e.emit(f.outcome(Dropped, cause))...)
 	}
+}
+
+// firewallCause tells a SYN that netfilter dropped because conntrack found
+// it INVALID ("ct state invalid drop") from other firewall drops.
+// nf_conntrack_in clears skb->_nfct of an INVALID packet, but _nfct is also
+// empty wherever conntrack is not hooked at all, so an empty _nfct counts
+// as INVALID only where the namespace's conntrack has been marking packets
+// INVALID (/proc/net/stat/nf_conntrack).
+func (e *Engine) firewallCause(f *flow, ev Event) causes.ID {
+	if ev.NfCT&NfCTKnown == 0 {
+		return causes.FirewallDrop
+	}
+	if ev.NfCT&NfCTEntry != 0 {
+		f.evidence = append(f.evidence, "the SYN was tracked by conntrack (not INVALID): dropped by a firewall rule")
+		return causes.FirewallDrop
+	}
+	if ev.NfCT&7 == ipCTUntracked {
+		f.evidence = append(f.evidence, "the SYN was untracked (notrack): dropped by a firewall rule")
+		return causes.FirewallDrop
+	}
+	if e.Conntrack == nil {
+		return causes.FirewallDrop
+	}
+	st, ok := e.Conntrack(ev.Netns)
+	switch {
+	case !ok:
+		return causes.FirewallDrop
+	case st.Invalid == 0:
+		f.evidence = append(f.evidence, "no conntrack entry on the SYN and conntrack has marked nothing INVALID in this namespace (not hooked): dropped by a firewall rule")
+		return causes.FirewallDrop
+	}
+	f.evidence = append(f.evidence, fmt.Sprintf("no conntrack entry on the SYN when the firewall dropped it, and conntrack has found %d packets INVALID in this namespace (%d entries): a 'ct state invalid' drop", st.Invalid, st.Entries))
+	return causes.ConntrackInvalid
 }
 
 // Expire reports flows idle longer than Pending at kernel monotonic time now.

@@ -26,6 +26,7 @@ func startSession(t *testing.T, o Options, pending time.Duration) *session {
 	tr := openTracer(t, o)
 	eng := NewEngine(pending)
 	eng.Listener = NewListenerLookup().Func()
+	eng.Conntrack = NewConntrackLookup().Func()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	s := &session{stop: cancel, done: make(chan struct{})}
 	go func() {
@@ -143,6 +144,27 @@ func TestKernelFateFirewallDropSYN(t *testing.T) {
 	outs := s.finish()
 	want(t, outs, cliAddr4, Dropped, causes.FirewallDrop)
 	want(t, outs, cliAddr6, Dropped, causes.FirewallDrop)
+}
+
+// TestKernelFateFirewallDropTracked: with conntrack hooked (a ct rule), a
+// valid SYN dropped by a plain rule carries its NEW conntrack entry at the
+// drop, so it is a firewall drop and not conntrack-invalid.
+func TestKernelFateFirewallDropTracked(t *testing.T) {
+	needRoot(t)
+	e := newPairEnv(t, "ft")
+	e.listen(t, "tcp", "[::]:8080", 16, true)
+	nft(t, e.srv.Name, "table inet synscopetest {\n chain in {\n  type filter hook input priority 0\n  ct state invalid drop\n  ct state established,related accept\n  tcp dport 8080 tcp flags & (syn|ack) == syn drop\n }\n}\n")
+	s := startSession(t, Options{Netns: uint32(e.srv.Inode), Ports: []uint16{8080}}, time.Second)
+	_ = e.dial(netip.Addr{}, netip.AddrPortFrom(srvAddr4, 8080), 300*time.Millisecond)
+	_ = e.dial(netip.Addr{}, netip.AddrPortFrom(srvAddr6, 8080), 300*time.Millisecond)
+	outs := s.finish()
+	for _, c := range []netip.Addr{cliAddr4, cliAddr6} {
+		for _, o := range want(t, outs, c, Dropped, causes.FirewallDrop) {
+			if !strings.Contains(strings.Join(o.Evidence, "; "), "tracked by conntrack") {
+				t.Errorf("%s: evidence does not say the SYN was tracked: %v", c, o.Evidence)
+			}
+		}
+	}
 }
 
 func TestKernelFateFirewallDropSynAck(t *testing.T) {

@@ -50,7 +50,7 @@ var labCases = []labCase{
 	{scenario: "prohibit-route-v4", fate: Dropped, cause: causes.NoRouteToPeer},
 	{scenario: "prohibit-route-v6", fate: Dropped, cause: causes.NoRouteToPeer},
 	{scenario: "accept-queue-overflow", fate: Dropped, cause: causes.AcceptQueueOverflow},
-	{scenario: "firewall-drop-syn", fate: Dropped, cause: causes.FirewallDrop},
+	{scenario: "firewall-drop-syn", fate: Dropped, cause: causes.FirewallDrop, noEvidence: "ct state invalid"},
 	{scenario: "firewall-drop-synack", fate: Dropped, cause: causes.FirewallDrop},
 	{scenario: "firewall-reject", fate: Refused, cause: causes.FirewallDrop, evidence: "netfilter reject"},
 	{scenario: "rp-filter-strict", fate: Dropped, cause: causes.RPFilterDrop},
@@ -70,7 +70,7 @@ var labCases = []labCase{
 	{scenario: "syn-backlog-last-quarter", fate: Dropped, cause: causes.UnexplainedDrops, spoofed: true},
 	{scenario: "syn-flood-cookies", fate: Established, evidence: "syncookie"},
 	{scenario: "healthy-under-load", fate: Established, noEvidence: "syncookie"},
-	{scenario: "conntrack-invalid", fate: Dropped, cause: causes.FirewallDrop},
+	{scenario: "conntrack-invalid", fate: Dropped, cause: causes.ConntrackInvalid, evidence: "INVALID"},
 }
 
 func labScenarioExists(name string) bool {

@@ -48,7 +48,7 @@ type synscopeEvent struct {
 	SynackReason uint32
 	SynackTs     uint64
 	TcpReject    uint32
-	Pad2         uint32
+	Nfct         uint32
 }
 
 type synscopeFlowkey struct {
@@ -83,6 +83,7 @@ type synscopeSynctx struct {
 	RstReason    uint32
 	SynackReason uint32
 	TcpReject    uint32
+	Nfct         uint32
 	T            struct {
 		_      structs.HostLayout
 		Saddr  [16]uint8
@@ -93,7 +94,6 @@ type synscopeSynctx struct {
 		Flags  uint8
 		Pad    [2]uint8
 	}
-	_ [4]byte
 }
 
 // Names of all BPF objects in the ELF.

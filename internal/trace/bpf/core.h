@@ -90,6 +90,7 @@ struct sk_buff {
 	__u16 network_header;
 	unsigned char *head;
 	unsigned char *data;
+	unsigned long _nfct; /* CONFIG_NF_CONNTRACK: ct pointer | ctinfo */
 } __attribute__((preserve_access_index));
 
 struct flowi_common {

@@ -64,6 +64,16 @@ enum {
 	R_AO_HANDSHAKE,
 };
 
+/* event.nfct: what conntrack had attached to the SYN when it was dropped.
+ * nf_conntrack_in clears skb->_nfct for a packet it finds INVALID, which
+ * nft's "ct state invalid" then matches; a tracked packet carries its ct
+ * pointer and ctinfo (the low 3 bits; 7 alone is IP_CT_UNTRACKED). */
+enum {
+	NFCT_KNOWN = 1 << 8, /* the kernel has skb->_nfct (CONFIG_NF_CONNTRACK) */
+	NFCT_CT = 1 << 9,    /* a conntrack entry was attached */
+	/* low 3 bits: ctinfo */
+};
+
 /* Counter indexes; keep in sync with events.go. */
 enum {
 	C_SYN = 0,
@@ -119,7 +129,7 @@ struct event {
 	__u32 synack_reason; /* EV_SYN: kfree reason of the SYN-ACK */
 	__u64 synack_ts;
 	__u32 tcp_reject; /* EV_SYN: R_* of the TCP tracepoint that rejected it */
-	__u32 pad2;
+	__u32 nfct;       /* EV_SYN dropped: NFCT_* of skb->_nfct at the drop */
 };
 
 struct synctx {
@@ -133,6 +143,7 @@ struct synctx {
 	__u32 rst_reason;
 	__u32 synack_reason;
 	__u32 tcp_reject;
+	__u32 nfct;
 	struct tuple t;
 };
 
@@ -718,7 +729,7 @@ static __always_inline void finish(struct synctx *c, bool dropped, __u32 reason,
 	e->synack_reason = c->synack_reason;
 	e->synack_ts = c->synack_ts;
 	e->tcp_reject = c->tcp_reject;
-	e->pad2 = 0;
+	e->nfct = c->nfct;
 	submit(e);
 	c->skb = 0;
 }
@@ -754,6 +765,12 @@ int BPF_PROG(on_kfree, struct sk_buff *skb, void *location, int reason, struct s
 {
 	struct synctx *c = ctx_of(skb);
 	if (c) {
+		if (bpf_core_field_exists(skb->_nfct)) {
+			unsigned long nfct = skb->_nfct;
+			c->nfct = NFCT_KNOWN | (nfct & 7);
+			if (nfct & ~7UL)
+				c->nfct |= NFCT_CT;
+		}
 		finish(c, true, reason, (__u64)location);
 		return 0;
 	}
