@@ -136,6 +136,7 @@ func runTrace(cmd *cobra.Command, f traceFlags) error {
 		return err
 	}
 	sum := trace.Summarize(c, eng.Stats())
+	sum.Fexit = tr.Fexit()
 	if f.json {
 		return json.NewEncoder(cmd.ErrOrStderr()).Encode(map[string]any{"summary": sum})
 	}
@@ -197,6 +198,7 @@ func writeTraceSummary(w io.Writer, s trace.Summary) {
 	fmt.Fprintf(w, "  kernel totals: %d SYN-ACKed, %d refused (RST), %d dropped with reason, %d reply-route failures, %d consumed silently, %d SYN-ACK drops, %d SYN-ACK retransmits, %d final ACKs of reported SYNs\n",
 		s.Counters.SynAcked, s.Counters.Reset, s.Counters.Dropped, s.Counters.RouteFailed, s.Counters.ConsumedSilently,
 		s.Counters.SynackDropped, s.Counters.SynackRetransmits, s.Counters.Acks)
+	fmt.Fprintf(w, "  fexit: %s\n", s.Fexit)
 	if s.Counters.Cookies > 0 {
 		fmt.Fprintf(w, "  %d SYNs answered with a syncookie (SYN queue full)\n", s.Counters.Cookies)
 	}

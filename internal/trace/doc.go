@@ -36,4 +36,10 @@
 // conntrack statistics (/proc/net/stat/nf_conntrack) show INVALID packets.
 // Left ambiguous: a namespace whose conntrack marked packets INVALID earlier
 // but is hooked for only the other address family, or no longer hooked.
+//
+// At start the tracer probes whether a do-nothing fexit program loads and
+// attaches on tcp_conn_request (or inet_csk_route_req) and reports the
+// answer in the summary (available, not permitted, not supported, or
+// inconclusive, after cilium/ebpf's ErrNotSupported / EPERM contract).
+// Nothing depends on it: no fexit program is used even where it attaches.
 package trace

@@ -54,6 +54,7 @@ type Tracer struct {
 	rd    *ringbuf.Reader
 	names *Names
 	clock clockOffset
+	fexit FexitStatus
 }
 
 func (o Options) config() (synscopeConfig, error) {
@@ -147,8 +148,15 @@ func Open(opts Options) (*Tracer, error) {
 		t.Close()
 		return nil, fmt.Errorf("open event ring buffer: %w", err)
 	}
+	// Only after the tracepoints are attached, so whatever the probe meets
+	// cannot keep the tracer from running.
+	t.fexit = ProbeFexit()
 	return t, nil
 }
+
+// Fexit reports whether fexit programs could attach when the tracer
+// opened (probed, never required).
+func (t *Tracer) Fexit() FexitStatus { return t.fexit }
 
 // notPermitted keeps the message to one line for the usual case (not root)
 // and adds the kernel's refusal when even root was refused (lockdown, LSM,

@@ -22,6 +22,9 @@ type Summary struct {
 	KernelCauses map[causes.ID]uint64 `json:"kernel_causes,omitempty"`
 	// SynToSynAckP50US is the median SYN→SYN-ACK latency of reported SYNs.
 	SynToSynAckP50US float64 `json:"syn_to_synack_p50_us,omitempty"`
+	// Fexit is the start-up probe's answer (Tracer.Fexit); Summarize leaves
+	// it empty for the caller to fill.
+	Fexit FexitStatus `json:"fexit"`
 }
 
 func kernelCauses(c Counters) map[causes.ID]uint64 {
