@@ -16,15 +16,7 @@ func TestDoctorHealthy(t *testing.T) {
 	t.Parallel()
 	env := labUp(t, "healthy", "it-ok")
 	rep, r := doctorJSON(t, "--netns", env.Server)
-	for _, f := range rep.Findings {
-		if f.Severity == report.Critical || f.Severity == report.Warning {
-			dumpReport(t, rep)
-			t.Fatalf("healthy lab: unexpected %s finding %s: %s", f.Severity, f.Cause, f.Summary)
-		}
-	}
-	if r.code != 0 {
-		t.Fatalf("healthy lab: exit %d", r.code)
-	}
+	assertHealthy(t, rep, r)
 	if len(rep.Listeners) == 0 {
 		t.Fatalf("no listener reported; the lab listens on :%d", env.Port)
 	}

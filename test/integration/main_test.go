@@ -125,6 +125,20 @@ func dumpReport(t *testing.T, rep *report.Report) {
 	t.Logf("report:\n%s", b)
 }
 
+// assertHealthy: no critical or warning finding, and exit code 0.
+func assertHealthy(t *testing.T, rep *report.Report, r result) {
+	t.Helper()
+	for _, f := range rep.Findings {
+		if f.Severity == report.Critical || f.Severity == report.Warning {
+			dumpReport(t, rep)
+			t.Fatalf("healthy: unexpected %s finding %s: %s", f.Severity, f.Cause, f.Summary)
+		}
+	}
+	if r.code != 0 {
+		t.Fatalf("healthy: exit %d", r.code)
+	}
+}
+
 // applyFix runs a printed fix command (comment lines skipped) from the host.
 func applyFix(t *testing.T, fix string) {
 	t.Helper()

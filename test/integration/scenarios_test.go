@@ -67,15 +67,7 @@ func TestScenarios(t *testing.T) {
 			env := labUp(t, sc.Name, prefix)
 			rep, r := doctorJSON(t, "--netns", env.Server)
 			if sc.Expect == "" {
-				for _, f := range rep.Findings {
-					if f.Severity == report.Critical || f.Severity == report.Warning {
-						dumpReport(t, rep)
-						t.Fatalf("healthy scenario: %s finding %s: %s", f.Severity, f.Cause, f.Summary)
-					}
-				}
-				if r.code != 0 {
-					t.Fatalf("healthy scenario: exit %d", r.code)
-				}
+				assertHealthy(t, rep, r)
 				return
 			}
 			if r.code != 1 || len(rep.Findings) == 0 {
