@@ -210,13 +210,7 @@ func TestLabCore(t *testing.T) {
 		t.Run(tc.scenario, func(t *testing.T) {
 			t.Parallel()
 			prefix := testPrefix(tc.tag)
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			defer cancel()
-			env, err := Up(ctx, tc.scenario, Options{Prefix: prefix})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = Down(prefix) })
+			env, ctx := upForTest(t, tc.scenario, Options{Prefix: prefix})
 			if env.Server != prefix+"-srv" || env.Client != prefix+"-cli" || env.Router != prefix+"-rtr" {
 				t.Fatalf("namespace names: %+v", env)
 			}
@@ -389,12 +383,7 @@ func agentsOf(prefix string) []int {
 func TestUpReplaces(t *testing.T) {
 	needRoot(t)
 	prefix := testPrefix("r")
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if _, err := Up(ctx, "healthy", Options{Prefix: prefix}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = Down(prefix) })
+	_, ctx := upForTest(t, "healthy", Options{Prefix: prefix})
 	old := AgentStatus(prefix)
 	env, err := Up(ctx, "no-listener", Options{Prefix: prefix, NoClient: true})
 	if err != nil {
@@ -414,13 +403,7 @@ func TestUpReplaces(t *testing.T) {
 func TestLabNAT(t *testing.T) {
 	needRoot(t)
 	prefix := testPrefix("n")
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	env, err := Up(ctx, "healthy", Options{Prefix: prefix, NAT: true, NoClient: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = Down(prefix) })
+	env, ctx := upForTest(t, "healthy", Options{Prefix: prefix, NAT: true, NoClient: true})
 	for _, fam := range []int{4, 6} {
 		if err := env.Dial(ctx, fam, 2*time.Second); err != nil {
 			t.Fatalf("v%d: %v", fam, err)
@@ -680,12 +663,7 @@ func runFaultScenario(s Scenario, prefix string) (res struct {
 func TestAgentsExitWhenLabGone(t *testing.T) {
 	needRoot(t)
 	prefix := testPrefix("g")
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if _, err := Up(ctx, "syn-flood-cookies", Options{Prefix: prefix}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = Down(prefix) })
+	upForTest(t, "syn-flood-cookies", Options{Prefix: prefix})
 	agents := AgentStatus(prefix)
 	if len(agents) != 3 {
 		t.Fatalf("want listener, client and syngen, got %+v", agents)
@@ -723,13 +701,7 @@ func TestHealthyControl(t *testing.T) {
 		t.Run(tc.scenario, func(t *testing.T) {
 			t.Parallel()
 			prefix := testPrefix(tc.tag)
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			defer cancel()
-			env, err := Up(ctx, tc.scenario, Options{Prefix: prefix})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = Down(prefix) })
+			env, _ := upForTest(t, tc.scenario, Options{Prefix: prefix})
 			time.Sleep(3 * time.Second) // ~15 background connections
 			c, err := readCounters(env.Server)
 			if err != nil {
@@ -751,4 +723,18 @@ func TestHealthyControl(t *testing.T) {
 			}
 		})
 	}
+}
+
+// upForTest brings a scenario up for one test, with a minute's deadline
+// for the test's lab operations, and tears it down when the test ends.
+func upForTest(t *testing.T, scenario string, opts Options) (*Env, context.Context) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	t.Cleanup(cancel)
+	env, err := Up(ctx, scenario, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = Down(opts.Prefix) })
+	return env, ctx
 }
