@@ -711,9 +711,11 @@ func TestHealthyControl(t *testing.T) {
 				t.Errorf("background client made only %d connections", c["TcpPassiveOpens"])
 			}
 			// Under load (the whole suite on two cores) a client may
-			// retransmit its SYN, and the server then re-sends its SYN-ACK:
-			// benign, and counted as a SYN-ACK retransmit. Allow a few.
-			timing := map[string]uint64{"TcpExtTCPSynRetrans": 2 + c["TcpPassiveOpens"]/10, "TcpExtTCPTimeouts": 2 + c["TcpPassiveOpens"]/10}
+			// retransmit its SYN, and the server then re-sends its SYN-ACK;
+			// or a connection torn down mid-exchange draws one RST. Benign,
+			// and rare: allow a few, far below what the fault scenarios make.
+			few := 2 + c["TcpPassiveOpens"]/10
+			timing := map[string]uint64{"TcpExtTCPSynRetrans": few, "TcpExtTCPTimeouts": few, "TcpOutRsts": few}
 			for name, fc := range faultChecks {
 				for _, k := range fc.positive {
 					if c[k] > timing[k] {
