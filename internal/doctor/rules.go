@@ -12,6 +12,7 @@ import (
 	"github.com/synscope/synscope/internal/capture"
 	"github.com/synscope/synscope/internal/causes"
 	"github.com/synscope/synscope/internal/firewall"
+	"github.com/synscope/synscope/internal/fixcmd"
 	"github.com/synscope/synscope/internal/report"
 	"github.com/synscope/synscope/internal/routes"
 	"github.com/synscope/synscope/internal/sockets"
@@ -77,22 +78,52 @@ func counterEv(e *Evidence, names ...string) []report.Evidence {
 	return out
 }
 
-func (e *Evidence) ip(fam int) string {
-	p := "ip"
-	if e.Target != nil {
-		p = e.Target.CommandPrefix("ip")
+// tool is the command that runs a program in the inspected namespace.
+func (e *Evidence) tool(name string) fixcmd.Cmd {
+	if e.Target == nil {
+		return fixcmd.New(name)
 	}
-	if fam == 6 {
-		return p + " -6"
-	}
-	return p
+	return e.Target.Command(name)
 }
 
-func (e *Evidence) sysctlCmd(kv string) string {
-	if e.Target == nil || e.Target.Current {
-		return "sysctl -w " + kv
+// ip is "ip" (with -6 for IPv6) in the inspected namespace.
+func (e *Evidence) ip(fam int) fixcmd.Cmd {
+	if fam == 6 {
+		return e.tool("ip").Append("-6")
 	}
-	return e.Target.CommandPrefix("sysctl") + " -w " + kv
+	return e.tool("ip")
+}
+
+// sysctlCmd sets one sysctl in the inspected namespace.
+func (e *Evidence) sysctlCmd(key string, value any) fixcmd.Cmd {
+	return e.tool("sysctl").Append("-w", fmt.Sprintf("%s=%v", key, value))
+}
+
+// devSysctl is the sysctl key of a per-device setting. sysctl(8) reads
+// dots as separators, so a dot in the device name (eth0.100) is written as
+// '/', which it maps back; a device name cannot hold '/'.
+func devSysctl(prefix, dev, leaf string) string {
+	return prefix + "." + strings.ReplaceAll(dev, ".", "/") + "." + leaf
+}
+
+// synscopeCmd is a synscope command aimed at the inspected namespace.
+func (e *Evidence) synscopeCmd(args ...any) fixcmd.Cmd {
+	c := fixcmd.New("synscope")
+	if len(args) > 0 {
+		c = c.Append(args[0])
+		args = args[1:]
+	}
+	if t := e.Target; t != nil && !t.Current {
+		switch {
+		case t.Name != "":
+			c = c.Append("--netns", t.Name)
+		case t.PID != 0:
+			c = c.Append("--netns", fmt.Sprintf("pid:%d", t.PID))
+		default:
+			c = c.Append("--netns", t.Path)
+		}
+	}
+	return c.Append(args...)
 }
 
 // af converts our 4/6 family numbers to the AF_* constants routes uses.
@@ -206,8 +237,9 @@ func ruleNoRoute(e *Evidence) []report.Finding {
 				Why:        "ListenDrops and OutNoRoutes rose together, which only a failed SYN-ACK route lookup does; no client was seen to replay the lookup for",
 				Summary:    fmt.Sprintf("%d SYNs dropped because the SYN-ACK had no route back; run with --peer <client> to name the route that fails", ld),
 				Evidence:   counterEv(e, "TcpExtListenDrops", "IpOutNoRoutes", "Ip6OutNoRoutes"),
-				Fix:        "synscope doctor --peer <client-address> (to see which lookup fails), then add the missing route",
-				Drops:      ld,
+				Fix: fixcmd.Of(e.synscopeCmd("doctor", "--peer", fixcmd.Hole("client-address"))).
+					Note("names the route lookup that fails; then add the missing route").String(),
+				Drops: ld,
 			}}
 		}
 		return nil
@@ -273,7 +305,7 @@ func ruleNoRoute(e *Evidence) []report.Finding {
 		f := report.Finding{
 			Cause:     causes.NoRouteToPeer,
 			Evidence:  ev,
-			Fix:       g.expl.fix,
+			Fix:       g.expl.fix.String(),
 			Peers:     peers,
 			Listeners: listeners,
 			Drops:     ld,
@@ -309,7 +341,7 @@ func limit(ss []string, n int) []string {
 type explanation struct {
 	key      string
 	summary  string
-	fix      string
+	fix      *fixcmd.Script
 	evidence []report.Evidence
 	typedV6  bool // v6 typed routes move ListenDrops only, not OutNoRoutes
 }
@@ -322,19 +354,20 @@ func (e *Evidence) explainNoRoute(r Replay, all []Replay) explanation {
 	ipc := e.ip(fam)
 	st := e.Routes
 	if st == nil {
-		return explanation{key: "unknown", summary: "the kernel has no route for the SYN-ACK", fix: ipc + " route add <client-prefix> via <gateway> dev <device>"}
+		return explanation{key: "unknown", summary: "the kernel has no route for the SYN-ACK",
+			fix: fixcmd.Of(ipc.Append("route", "add", fixcmd.Hole("client-prefix"), "via", fixcmd.Hole("gateway"), "dev", fixcmd.Hole("device")))}
 	}
 	// 1. A typed route covering the peer.
 	q := r.Result.Query
 	if rt, ok := typedRouteFor(st, peer, e.tablesFor(q)); ok {
-		tbl := ""
+		tbl, tblArgs := "", []any{}
 		if rt.Table != 0 && rt.Table != unix.RT_TABLE_MAIN {
-			tbl = fmt.Sprintf(" table %d", rt.Table)
+			tbl, tblArgs = fmt.Sprintf(" table %d", rt.Table), []any{"table", rt.Table}
 		}
 		x := explanation{
 			key:     fmt.Sprintf("typed:%d:%s", rt.Table, dstString(rt.Dst)),
 			summary: fmt.Sprintf("the %s route %q%s makes the SYN-ACK route lookup fail", rt.Type, dstString(rt.Dst), tbl),
-			fix:     fmt.Sprintf("%s route del %s %s%s", ipc, rt.Type, dstString(rt.Dst), tbl),
+			fix:     fixcmd.Of(ipc.Append("route", "del", rt.Type, dstString(rt.Dst)).Append(tblArgs...)),
 			evidence: []report.Evidence{{Source: "routes",
 				Text: fmt.Sprintf("route %s %s%s matches the client", rt.Type, dstString(rt.Dst), tbl)}},
 			typedV6: fam == 6,
@@ -346,7 +379,7 @@ func (e *Evidence) explainNoRoute(r Replay, all []Replay) explanation {
 			}
 			x.summary = fmt.Sprintf("%s sends the SYN-ACK's route lookup to table %d, where the %s route %q fails it", how, rt.Table, rt.Type, dstString(rt.Dst))
 			x.evidence = append(x.evidence, report.Evidence{Source: "rules", Text: fmt.Sprintf("rule %d: %s", ru.Priority, ru.Text)})
-			x.fix += "\n# or, if the rule is wrong: " + ipc + " rule del " + ruleSpec(ru)
+			x.fix.Alt("or, if the rule is wrong", ipc.Append("rule", "del").Append(ruleSpec(ru)...))
 		}
 		return x
 	}
@@ -362,7 +395,7 @@ func (e *Evidence) explainNoRoute(r Replay, all []Replay) explanation {
 			return explanation{
 				key:     "rule:" + ru.Text,
 				summary: fmt.Sprintf("policy rule %q answers the SYN-ACK's lookup with %s", ru.Text, ru.Action),
-				fix:     fmt.Sprintf("%s rule del %s", ipc, ruleSpec(ru)),
+				fix:     fixcmd.Of(ipc.Append("rule", "del").Append(ruleSpec(ru)...)),
 				evidence: []report.Evidence{{Source: "rules",
 					Text: fmt.Sprintf("rule %d: %s", ru.Priority, ru.Text)}},
 			}
@@ -420,9 +453,9 @@ func (e *Evidence) noDefault(r Replay, all []Replay, tbl int, via *routes.Rule) 
 	if dev == "" {
 		dev = e.devForSource(r.Result.Query.Src)
 	}
-	tblName, tblArg := "main", ""
+	tblName, tblArgs := "main", []any{}
 	if tbl != unix.RT_TABLE_MAIN {
-		tblName, tblArg = fmt.Sprintf("%d", tbl), fmt.Sprintf(" table %d", tbl)
+		tblName, tblArgs = fmt.Sprintf("%d", tbl), []any{"table", tbl}
 	}
 	var ev []report.Evidence
 	if via != nil {
@@ -438,21 +471,20 @@ func (e *Evidence) noDefault(r Replay, all []Replay, tbl int, via *routes.Rule) 
 		summary = fmt.Sprintf("policy rule %q sends the SYN-ACK to table %s, which has no route to them", via.Text, tblName)
 	}
 	g := e.Routes.InferGateway(af(fam), dev, macs)
-	var fix string
+	var gw, on any = fixcmd.Hole("gateway"), fixcmd.Hole("device")
 	if g.OK {
-		d := g.Dev
-		if d == "" {
-			d = dev
+		gw = g.Gateway
+		if g.Dev != "" {
+			dev = g.Dev
 		}
-		fix = fmt.Sprintf("%s route add default via %s dev %s%s", ipc, g.Gateway, d, tblArg)
 		ev = append(ev, report.Evidence{Source: "neighbours", Text: "gateway inferred: " + g.How})
 	} else {
-		if dev == "" {
-			dev = "<device>"
-		}
-		fix = fmt.Sprintf("%s route add default via <gateway> dev %s%s", ipc, dev, tblArg)
 		ev = append(ev, report.Evidence{Source: "neighbours", Text: "gateway could not be inferred: " + g.How})
 	}
+	if dev != "" {
+		on = dev
+	}
+	fix := fixcmd.Of(ipc.Append("route", "add", "default", "via", gw, "dev", on).Append(tblArgs...))
 	return explanation{key: fmt.Sprintf("default:%d:%d", fam, tbl), summary: summary, fix: fix, evidence: ev}
 }
 
@@ -582,19 +614,19 @@ func ruleMatches(ru routes.Rule, q routes.Query) bool {
 	return true
 }
 
-// ruleSpec renders the selector of a rule for `ip rule del`.
-func ruleSpec(ru routes.Rule) string {
-	parts := []string{fmt.Sprintf("priority %d", ru.Priority)}
+// ruleSpec is the selector of a rule for `ip rule del`, as words.
+func ruleSpec(ru routes.Rule) []any {
+	words := []any{"priority", ru.Priority}
 	if ru.Src.IsValid() && ru.Src.Bits() > 0 {
-		parts = append(parts, "from "+ru.Src.String())
+		words = append(words, "from", ru.Src)
 	}
 	if ru.Dst.IsValid() && ru.Dst.Bits() > 0 {
-		parts = append(parts, "to "+ru.Dst.String())
+		words = append(words, "to", ru.Dst)
 	}
 	if ru.HasMark {
-		parts = append(parts, fmt.Sprintf("fwmark %#x", ru.Mark))
+		words = append(words, "fwmark", fmt.Sprintf("%#x", ru.Mark))
 	}
-	return strings.Join(parts, " ")
+	return words
 }
 
 // --- queues ----------------------------------------------------------------
@@ -615,8 +647,8 @@ func ruleAcceptQueue(e *Evidence) []report.Finding {
 			Summary:   fmt.Sprintf("listener %s has a full accept queue (%d waiting, backlog %d): new SYNs are dropped", e.listenerName(l), l.RecvQ, l.SendQ),
 			Listeners: []string{e.listenerName(l)},
 			Drops:     max(dd, lo),
-			Fix: fmt.Sprintf("make the application accept() faster, and raise its listen() backlog together with %s",
-				e.sysctlCmd("net.core.somaxconn=4096")),
+			Fix: fixcmd.Notes("make the application accept() faster, and raise its listen() backlog together with net.core.somaxconn:").
+				Run(e.sysctlCmd("net.core.somaxconn", 4096)).String(),
 		}
 		f.Evidence = append(counterEv(e, "TcpExtListenOverflows", "TcpExtListenDrops"), report.Evidence{
 			Source: "sockets",
@@ -636,8 +668,9 @@ func ruleAcceptQueue(e *Evidence) []report.Finding {
 			Why:      "ListenOverflows rose in the window; no listener's queue was full at the moment it was read",
 			Summary:  fmt.Sprintf("%d SYNs or final ACKs dropped because an accept queue was full (bursty)", lo),
 			Evidence: counterEv(e, "TcpExtListenOverflows", "TcpExtListenDrops"),
-			Fix:      "raise the listen() backlog and " + e.sysctlCmd("net.core.somaxconn=4096") + "; check the application's accept loop",
-			Drops:    lo,
+			Fix: fixcmd.Notes("check the application's accept loop; raise the listen() backlog and net.core.somaxconn:").
+				Run(e.sysctlCmd("net.core.somaxconn", 4096)).String(),
+			Drops: lo,
 		})
 	}
 	return out
@@ -665,8 +698,9 @@ func ruleSynQueue(e *Evidence) []report.Finding {
 		Why:      "TCPReqQFullDrop counts exactly this drop",
 		Summary:  fmt.Sprintf("%d SYNs dropped because a SYN queue was full and syncookies are off (tcp_syncookies=%s)", qf, cookies),
 		Evidence: counterEv(e, "TcpExtTCPReqQFullDrop", "TcpExtListenDrops"),
-		Fix:      e.sysctlCmd("net.ipv4.tcp_syncookies=1") + "\n# and raise the listen() backlog with net.core.somaxconn if the load is legitimate",
-		Drops:    max(qf, ld),
+		Fix: fixcmd.Of(e.sysctlCmd("net.ipv4.tcp_syncookies", 1)).
+			Note("and raise the listen() backlog with net.core.somaxconn if the load is legitimate").String(),
+		Drops: max(qf, ld),
 	}
 	for i := range e.Listeners {
 		l := &e.Listeners[i]
@@ -710,7 +744,7 @@ func (e *Evidence) lastQuarter() []report.Finding {
 				report.Evidence{Source: "sockets", Text: fmt.Sprintf("%s: %d SYN-RECV request sockets, listener drops +%d", l.Local, n, e.listenerDropsDelta(l))},
 				report.Evidence{Source: "sysctl", Text: fmt.Sprintf("net.ipv4.tcp_max_syn_backlog = %d, net.ipv4.tcp_syncookies = 0", maxSyn)}),
 			Listeners: []string{e.listenerName(l)},
-			Fix:       e.sysctlCmd("net.ipv4.tcp_syncookies=1") + "\n" + e.sysctlCmd(fmt.Sprintf("net.ipv4.tcp_max_syn_backlog=%d", max(maxSyn*4, 4096))),
+			Fix:       fixcmd.Of(e.sysctlCmd("net.ipv4.tcp_syncookies", 1), e.sysctlCmd("net.ipv4.tcp_max_syn_backlog", max(maxSyn*4, 4096))).String(),
 			Drops:     ld,
 		}}
 	}
@@ -727,7 +761,8 @@ func ruleSynCookies(e *Evidence) []report.Finding {
 		Why:      "SyncookiesSent / TCPReqQFullDoCookies count exactly this",
 		Summary:  fmt.Sprintf("a SYN queue is full: the kernel answered %d SYNs with syncookies (a SYN flood, or a queue too small for the load)", max(dc, sent)),
 		Evidence: counterEv(e, "TcpExtTCPReqQFullDoCookies", "TcpExtSyncookiesSent", "TcpExtSyncookiesFailed"),
-		Fix:      "if the load is legitimate: raise the listen() backlog and " + e.sysctlCmd("net.core.somaxconn=4096") + "; if not, filter the flood upstream",
+		Fix: fixcmd.Notes("if the load is legitimate: raise the listen() backlog and net.core.somaxconn; if not, filter the flood upstream").
+			Run(e.sysctlCmd("net.core.somaxconn", 4096)).String(),
 	}
 	for i := range e.Listeners {
 		l := &e.Listeners[i]
@@ -761,7 +796,8 @@ func ruleBacklogCapped(e *Evidence) []report.Finding {
 			Listeners: []string{e.listenerName(l)},
 			Evidence: []report.Evidence{{Source: "sysctl", Text: fmt.Sprintf("net.core.somaxconn = %d", som)},
 				{Source: "sockets", Text: fmt.Sprintf("%s: effective backlog %d, accept queue %d", l.Local, l.SendQ, l.RecvQ)}},
-			Fix: e.sysctlCmd(fmt.Sprintf("net.core.somaxconn=%d", kernelDefaultSomaxconn)) + "\n# then restart the listener: the backlog is fixed at listen() time",
+			Fix: fixcmd.Of(e.sysctlCmd("net.core.somaxconn", kernelDefaultSomaxconn)).
+				Note("then restart the listener: the backlog is fixed at listen() time").String(),
 		}
 		if e.delta("TcpExtListenOverflows") > 0 {
 			f.Confidence = report.Likely
@@ -811,7 +847,7 @@ func ruleFirewall(e *Evidence) []report.Finding {
 		if h.dir == firewall.Out {
 			what = "SYN-ACKs from port"
 		}
-		where := fmt.Sprintf("%s %s %s handle %d", h.rule.Family, h.rule.Table, h.rule.Chain, h.rule.Handle)
+		where := h.rule.Where()
 		f := report.Finding{
 			Cause:    id,
 			Severity: report.Critical,
@@ -821,13 +857,10 @@ func ruleFirewall(e *Evidence) []report.Finding {
 				Data: map[string]any{"family": h.rule.Family, "table": h.rule.Table, "chain": h.rule.Chain, "handle": h.rule.Handle,
 					"hook": h.rule.Hook, "rule": h.rule.Text, "verdict": h.rule.Verdict, "packets_delta": h.delta, "port": h.port}}},
 			Drops: int64(h.delta),
-			Fix:   h.rule.DeleteCommand(),
-		}
-		if e.Target != nil && !e.Target.Current && f.Fix != "" {
-			f.Fix = strings.Replace(f.Fix, "nft ", e.Target.CommandPrefix("nft")+" ", 1)
+			Fix:   fixcmd.Of(h.rule.Delete(e.tool("nft"))).String(),
 		}
 		if h.rule.Handle == 0 {
-			f.Fix = fmt.Sprintf("add an accept rule for tcp port %d to chain %s %s %s before its drop policy", h.port, h.rule.Family, h.rule.Table, h.rule.Chain)
+			f.Fix = fixcmd.Notes(fmt.Sprintf("add an accept rule for tcp port %d to chain %s before its drop policy", h.port, where)).String()
 		}
 		if h.delta > 0 {
 			f.Confidence, f.Why = report.Confirmed, "the rule matches the handshake and its counter rose while clients were trying"
@@ -904,22 +937,22 @@ func ruleRPFilter(e *Evidence) []report.Finding {
 		}
 	}
 	sort.Strings(strict)
-	fix := ""
+	fix := &fixcmd.Script{}
 	for _, k := range strict {
 		if strings.Contains(k, ".default.") {
 			continue
 		}
-		fix += e.sysctlCmd(k+"=2") + "\n"
+		fix.Run(e.sysctlCmd(k, 2))
 	}
-	if fix == "" {
-		fix = e.sysctlCmd("net.ipv4.conf.all.rp_filter=2") + "\n"
+	if fix.Empty() {
+		fix.Run(e.sysctlCmd("net.ipv4.conf.all.rp_filter", 2))
 	}
-	fix += "# or make the route back to the clients leave through the interface their packets arrive on"
+	fix.Note("or make the route back to the clients leave through the interface their packets arrive on")
 	return []report.Finding{{
 		Cause: causes.RPFilterDrop, Severity: report.Critical, Confidence: report.Confirmed,
 		Why:      "IPReversePathFilter counts packets dropped by the reverse-path check, and it rose in the window",
 		Summary:  fmt.Sprintf("%d packets dropped by strict reverse-path filtering: the route back to the sender leaves through another interface", d),
-		Evidence: ev, Fix: fix, Drops: d,
+		Evidence: ev, Fix: fix.String(), Drops: d,
 	}}
 }
 
@@ -946,7 +979,7 @@ func ruleTCPReject(e *Evidence) []report.Finding {
 			Why:      s.counter + " counts exactly this drop, and it rose in the window",
 			Summary:  fmt.Sprintf("%d SYNs dropped by TCP before reaching the listener: %s", d, s.what),
 			Evidence: counterEv(e, s.counter, "TcpExtListenDrops"),
-			Fix:      s.fix, Drops: d,
+			Fix:      fixcmd.Notes(s.fix).String(), Drops: d,
 		}
 		for i := range e.Listeners {
 			l := &e.Listeners[i]
@@ -993,7 +1026,8 @@ func ruleIPv6Disabled(e *Evidence) []report.Finding {
 			Cause: causes.IPv6Disabled,
 			Evidence: append([]report.Evidence{{Source: "sysctl", Text: "net.ipv6.conf." + l.Name + ".disable_ipv6 = 1"}},
 				counterEv(e, "Ip6InDiscards")...),
-			Fix: e.sysctlCmd("net.ipv6.conf."+l.Name+".disable_ipv6=0") + "\n# then re-add the interface's IPv6 addresses and routes (disabling IPv6 removed them)",
+			Fix: fixcmd.Of(e.sysctlCmd(devSysctl("net.ipv6.conf", l.Name, "disable_ipv6"), 0)).
+				Note("then re-add the interface's IPv6 addresses and routes (disabling IPv6 removed them)").String(),
 		}
 		switch {
 		case v6syn > 0:
@@ -1034,7 +1068,7 @@ func rulePAWS(e *Evidence) []report.Finding {
 		Why:      "PAWSTimewait counts SYNs rejected against a TIME_WAIT socket",
 		Summary:  fmt.Sprintf("%d SYNs hit TIME_WAIT sockets with older timestamps (typically clients behind NAT)", d),
 		Evidence: counterEv(e, "TcpExtPAWSTimewait"),
-		Fix:      "avoid NAT port reuse across hosts with different timestamp clocks, or let clients close first",
+		Fix:      fixcmd.Notes("avoid NAT port reuse across hosts with different timestamp clocks, or let clients close first").String(),
 		Drops:    d,
 	}}
 }
@@ -1055,8 +1089,9 @@ func ruleConntrack(e *Evidence) []report.Finding {
 	f := report.Finding{
 		Cause:    causes.ConntrackFull,
 		Evidence: []report.Evidence{{Source: "conntrack", Text: fmt.Sprintf("%d of %d entries in use (%.0f%%), %d drops in the window", ct.Count, ct.Max, fill*100, drop)}},
-		Fix:      e.sysctlCmd(fmt.Sprintf("net.netfilter.nf_conntrack_max=%d", ct.Max*2)) + "\n# nf_conntrack_max is global: it applies to every namespace",
-		Drops:    int64(drop),
+		Fix: fixcmd.Of(e.sysctlCmd("net.netfilter.nf_conntrack_max", ct.Max*2)).
+			Note("nf_conntrack_max is global: it applies to every namespace").String(),
+		Drops: int64(drop),
 	}
 	if drop > 0 {
 		f.Severity, f.Confidence = report.Critical, report.Confirmed
@@ -1144,7 +1179,7 @@ func (e *Evidence) unresolved(hop netip.Addr, r Replay) (routes.Neighbor, bool) 
 // when that can be inferred; otherwise it leaves placeholders.
 func (e *Evidence) neighborFix(r Replay, hop netip.Addr, dev string) string {
 	fam := famOf(r.Peer.Addr)
-	prefix := "<client-prefix>"
+	var prefix any = fixcmd.Hole("client-prefix")
 	best := -1
 	for _, rt := range e.Routes.Routes {
 		if rt.Family == af(fam) && rt.Gateway == hop && routeCovers(rt, r.Peer.Addr) && rt.Dst.Bits() > best {
@@ -1155,13 +1190,16 @@ func (e *Evidence) neighborFix(r Replay, hop netip.Addr, dev string) string {
 	if r.Peer.Flow != nil && len(r.Peer.Flow.ClientMAC) > 0 {
 		macs = append(macs, r.Peer.Flow.ClientMAC)
 	}
-	gw := "<working-gateway>"
+	var gw any = fixcmd.Hole("working-gateway")
 	note := ""
 	if g := e.Routes.InferGateway(af(fam), dev, macs); g.OK && g.Gateway != hop {
-		gw = g.Gateway.String()
-		note = "\n# " + g.How
+		gw, note = g.Gateway, g.How
 	}
-	return fmt.Sprintf("%s route replace %s via %s dev %s%s\n# or bring %s back on %s", e.ip(fam), prefix, gw, dev, note, hop, dev)
+	fix := fixcmd.Of(e.ip(fam).Append("route", "replace", prefix, "via", gw, "dev", dev))
+	if note != "" {
+		fix.Note(note)
+	}
+	return fix.Notef("or bring %s back on %s", hop, dev).String()
 }
 
 func arpOrND(a netip.Addr) string {
@@ -1222,7 +1260,9 @@ func ruleSynackUnanswered(e *Evidence) []report.Finding {
 		Why:      "the server answers and retransmits SYN-ACKs (TCPSynRetrans rose) but the request sockets never get the final ACK: the SYN-ACK or the ACK is lost on the path",
 		Summary:  fmt.Sprintf("SYN-ACKs to %s are sent and retransmitted but never acknowledged", strings.Join(limit(uniq(peers), 3), ", ")),
 		Evidence: ev, Peers: uniq(peers), Drops: retrans,
-		Fix: "capture on both ends and compare: synscope pcap --client client.pcap --server server.pcap\n# then check firewalls/NAT on the way back to the client",
+		Fix: fixcmd.Notes("capture on both ends and compare:").
+			Run(fixcmd.New("synscope", "pcap", "--client", "client.pcap", "--server", "server.pcap")).
+			Note("then check firewalls/NAT on the way back to the client").String(),
 	}
 	// The wire says which way the loss is: a SYN-ACK that left this host
 	// followed by the client retransmitting its SYN means the SYN-ACK never
@@ -1250,8 +1290,8 @@ func ruleSynackUnanswered(e *Evidence) []report.Finding {
 			f.Summary = fmt.Sprintf("SYN-ACKs to %s leave this host but never reach the client: it keeps retransmitting its SYN", strings.Join(limit(f.Peers, 3), ", "))
 			f.Evidence = append(f.Evidence, report.Evidence{Source: "capture",
 				Text: fmt.Sprintf("%d SYN-ACKs sent on the wire in %d handshakes whose client retransmitted its SYN (%d SYNs)", synacks, back, syns)})
-			f.Fix = "the SYN-ACK is lost between this host and the client: check firewalls, NAT and routing on the way back\n" +
-				"# confirm with captures on both ends: synscope pcap --client client.pcap --server server.pcap"
+			f.Fix = fixcmd.Notes("the SYN-ACK is lost between this host and the client: check firewalls, NAT and routing on the way back").
+				Alt("confirm with captures on both ends", fixcmd.New("synscope", "pcap", "--client", "client.pcap", "--server", "server.pcap")).String()
 		case synacks > 0:
 			f.Confidence = report.Confirmed
 			f.Why = "SYN-ACKs were seen leaving this host on the wire, retransmitted, and the requests never got their final ACK: the loss is on the path (SYN-ACK or ACK), not in this host"
@@ -1277,8 +1317,9 @@ func ruleSynackEgress(e *Evidence) []report.Finding {
 		Why:      "TCPTimeouts rises while TCPSynRetrans stays flat: SYN-ACK retransmits fail locally (tc, qdisc, cgroup BPF or netfilter)",
 		Summary:  fmt.Sprintf("SYN-ACKs seem to be dropped on the way out of this host (%d timeouts, no successful retransmit)", to),
 		Evidence: append(counterEv(e, "TcpExtTCPTimeouts"), report.Evidence{Source: "sockets", Text: fmt.Sprintf("%d SYN-RECV request sockets", len(e.SynRecv))}),
-		Fix:      "inspect the egress path: tc filters and qdiscs, cgroup egress BPF programs, output firewall chains; run synscope trace for drop reasons",
-		Drops:    to,
+		Fix: fixcmd.Notes("inspect the egress path: tc filters and qdiscs, cgroup egress BPF programs, output firewall chains; synscope trace names drop reasons:").
+			Run(e.synscopeCmd("trace", "--duration", "30s")).String(),
+		Drops: to,
 	}
 	var egress []firewall.TCFilter
 	for _, tf := range e.TC {
@@ -1289,14 +1330,16 @@ func ruleSynackEgress(e *Evidence) []report.Finding {
 	if len(egress) > 0 {
 		f.Severity, f.Confidence = report.Critical, report.Likely
 		f.Why += "; egress tc filters are attached, the usual place such drops come from"
-		var fix []string
+		fix := &fixcmd.Script{}
+		fix.Alt("check what the egress tc filters drop", e.tool("tc").Append("filter", "show", "dev", egress[0].Dev, "egress"))
+		fix.Note("if one drops SYN-ACKs, remove it:")
 		for _, tf := range egress {
 			f.Evidence = append(f.Evidence, report.Evidence{Source: "tc", Text: tf.Text,
 				Data: map[string]any{"dev": tf.Dev, "kind": tf.Kind, "priority": tf.Priority}})
-			fix = append(fix, "# "+e.tcCmd(tf.DeleteCommand()))
+			fix.Alt("remove", tf.Delete(e.tool("tc")))
 		}
 		f.Summary = fmt.Sprintf("SYN-ACKs are dropped on the way out (%d timeouts, no successful retransmit); egress tc filter on %s", to, egress[0].Dev)
-		f.Fix = "check what the egress tc filters drop (tc filter show dev " + egress[0].Dev + " egress); if one drops SYN-ACKs, remove it:\n" + strings.Join(fix, "\n")
+		f.Fix = fix.String()
 	}
 	return []report.Finding{f}
 }
@@ -1355,7 +1398,7 @@ func ruleNoListener(e *Evidence) []report.Finding {
 			Cause: causes.NoListener, Severity: report.Critical, Confidence: report.Confirmed,
 			Why:      "the SYNs were answered with RST and no listening socket accepts this address, port and device",
 			Summary:  fmt.Sprintf("connections to %s are refused: %s", netip.AddrPortFrom(k.addr, k.port), why),
-			Evidence: ev, Peers: uniq(peers), Fix: fix, Drops: int64(n),
+			Evidence: ev, Peers: uniq(peers), Fix: fixcmd.Notes(fix).String(), Drops: int64(n),
 		})
 	}
 	return out
@@ -1441,22 +1484,12 @@ func ruleUnexplained(e *Evidence, found []report.Finding) []report.Finding {
 		Why:      "ListenDrops rose with no counter that names a cause; the candidates below remain",
 		Summary:  fmt.Sprintf("%d SYNs to listeners dropped; remaining candidates: %s", ld-explained, strings.Join(cands, "; ")),
 		Evidence: ev, Drops: ld - explained,
-		Fix: "synscope trace --duration 30s   # attributes each SYN's fate",
+		Fix: fixcmd.Of(e.synscopeCmd("trace", "--duration", "30s")).Note("attributes each SYN's fate").String(),
 	}}
 }
 
 // byHand is the iproute2 command that repeats a replayed lookup in the
 // target namespace, for a human to confirm.
 func (e *Evidence) byHand(q routes.Query) string {
-	if e.Target == nil {
-		return q.Command()
-	}
-	return q.CommandWith(e.Target.CommandPrefix("ip"))
-}
-
-func (e *Evidence) tcCmd(cmd string) string {
-	if e.Target == nil || e.Target.Current {
-		return cmd
-	}
-	return e.Target.CommandPrefix("tc") + strings.TrimPrefix(cmd, "tc")
+	return q.Command(e.tool("ip")).String()
 }

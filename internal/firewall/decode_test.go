@@ -1,6 +1,7 @@
 package firewall
 
 import (
+	"github.com/synscope/synscope/internal/fixcmd"
 	"encoding/binary"
 	"net/netip"
 	"reflect"
@@ -292,12 +293,13 @@ func TestPrefixHelpers(t *testing.T) {
 
 func TestKeyDeleteCommandDiff(t *testing.T) {
 	r := Rule{Family: "inet", Table: "filter", Chain: "input", Handle: 4}
-	if r.Key() != "inet/filter/input/4" || r.DeleteCommand() != "nft delete rule inet filter input handle 4" {
-		t.Errorf("%q %q", r.Key(), r.DeleteCommand())
+	nft := fixcmd.New("nft")
+	if r.Key() != "inet/filter/input/4" || r.Delete(nft).String() != "nft delete rule inet filter input handle 4" {
+		t.Errorf("%q %q", r.Key(), r.Delete(nft))
 	}
 	odd := Rule{Family: "ip", Table: "my table", Chain: "in", Handle: 9}
-	if got := odd.DeleteCommand(); got != `nft delete rule ip "my table" in handle 9` {
-		t.Errorf("quoted: %q", got)
+	if got, want := odd.Delete(nft).String(), `printf '%s\n' '{"nftables":[{"delete":{"rule":{"chain":"in","family":"ip","handle":9,"table":"my table"}}}]}' | nft -j -f -`; got != want {
+		t.Errorf("odd name:\n got %s\nwant %s", got, want)
 	}
 	before := &Ruleset{Rules: []Rule{
 		{Family: "inet", Table: "f", Chain: "c", Handle: 1, HasCounter: true, Packets: 5},

@@ -10,7 +10,7 @@
 // REJECT) and otherwise named and treated conservatively.
 //
 // The package only reads: nothing here adds, changes or deletes a rule.
-// DeleteCommand prints the command an operator could run.
+// Delete builds the command an operator could run (internal/fixcmd).
 //
 // Matching is three-valued. Each expression the package understands becomes a
 // condition that is evaluated against a model of the handshake packet; an

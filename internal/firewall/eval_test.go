@@ -1,6 +1,7 @@
 package firewall
 
 import (
+	"github.com/synscope/synscope/internal/fixcmd"
 	"net/netip"
 	"reflect"
 	"testing"
@@ -194,7 +195,7 @@ func TestPolicyPseudoRule(t *testing.T) {
 	}
 	p := got[0]
 	if p.Handle != 0 || p.Text != "policy drop" || p.Verdict != "drop" || p.Policy != "drop" || p.Hook != "input" ||
-		p.DeleteCommand() != "nft 'chain inet filter input { policy accept; }'" {
+		p.Delete(fixcmd.New("nft")).String() != "nft 'chain inet filter input { policy accept; }'" {
 		t.Errorf("pseudo-rule %+v", p)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/synscope/synscope/internal/fixcmd"
 	"github.com/synscope/synscope/internal/netns"
 	"github.com/synscope/synscope/internal/testnet"
 )
@@ -123,8 +124,8 @@ func TestInspectKernel(t *testing.T) {
 		len(drop.DPorts) != 1 || drop.DPorts[0] != (PortRange{8080, 8080}) || !drop.SYNACK || drop.SYNOnly {
 		t.Errorf("8080 rule: %+v", drop)
 	}
-	if got, w := drop.DeleteCommand(), fmt.Sprintf("nft delete rule inet filter input handle %d", drop.Handle); got != w {
-		t.Errorf("DeleteCommand = %q, want %q", got, w)
+	if got, w := drop.Delete(fixcmd.New("nft")).String(), fmt.Sprintf("nft delete rule inet filter input handle %d", drop.Handle); got != w {
+		t.Errorf("Delete = %q, want %q", got, w)
 	}
 	rej := findRule(t, rs, "tcp dport 8081 counter packets 0 bytes 0 reject with tcp reset")
 	set := findRule(t, rs, "tcp dport { 9000, 9002-9005 } tcp flags syn / fin,syn,rst,ack counter")
@@ -321,7 +322,7 @@ func TestInspectCurrentNamespaceKernel(t *testing.T) {
 	}
 	got := rs.Droppers(Packet{Family: 4, Dir: In, LocalPort: 80})
 	if len(got) != 1 || got[0].Text != "policy drop" || got[0].Handle != 0 || got[0].Chain != "c" ||
-		got[0].DeleteCommand() != "nft 'chain ip t c { policy accept; }'" {
+		got[0].Delete(fixcmd.New("nft")).String() != "nft 'chain ip t c { policy accept; }'" {
 		t.Fatalf("Droppers = %+v", got)
 	}
 }

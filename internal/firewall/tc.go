@@ -3,6 +3,8 @@ package firewall
 import (
 	"fmt"
 
+	"github.com/synscope/synscope/internal/fixcmd"
+
 	"github.com/vishvananda/netlink"
 )
 
@@ -61,7 +63,8 @@ func TCFilters() ([]TCFilter, error) {
 	return out, nil
 }
 
-// DeleteCommand is the tc command that removes the filter.
-func (f TCFilter) DeleteCommand() string {
-	return fmt.Sprintf("tc filter del dev %s %s pref %d", f.Dev, f.Direction, f.Priority)
+// Delete is the command that removes the filter, run by tc (the program
+// with any namespace prefix: netns.Target.Command("tc")).
+func (f TCFilter) Delete(tc fixcmd.Cmd) fixcmd.Cmd {
+	return tc.Append("filter", "del", "dev", f.Dev, f.Direction, "pref", f.Priority)
 }

@@ -1,9 +1,12 @@
 package firewall
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/netip"
 	"strings"
+
+	"github.com/synscope/synscope/internal/fixcmd"
 )
 
 // Rule is one nf_tables rule (or, with Handle 0 and Text "policy drop", the
@@ -105,27 +108,61 @@ func (r Rule) Where() string {
 	return fmt.Sprintf("%s %s %s handle %d", r.Family, quoteName(r.Table), quoteName(r.Chain), r.Handle)
 }
 
-// DeleteCommand is the command that removes the rule. For a chain's policy
-// pseudo-rule (Handle 0) it is the command that sets the policy to accept.
-func (r Rule) DeleteCommand() string {
-	if r.Handle == 0 {
-		return fmt.Sprintf("nft 'chain %s %s %s { policy accept; }'", r.Family, quoteName(r.Table), quoteName(r.Chain))
+// Delete is the command that removes the rule, run by nft (the program
+// with any namespace prefix: netns.Target.Command("nft")). For a chain's
+// policy pseudo-rule (Handle 0) it sets the policy to accept. nft's command
+// line spells only identifiers, and a container picks its table and chain
+// names freely, so any other name goes through nft's JSON input, which
+// spells every string.
+func (r Rule) Delete(nft fixcmd.Cmd) fixcmd.Cmd {
+	if isIdent(r.Table) && isIdent(r.Chain) {
+		if r.Handle == 0 {
+			return nft.Append(fmt.Sprintf("chain %s %s %s { policy accept; }", r.Family, r.Table, r.Chain))
+		}
+		return nft.Append("delete", "rule", r.Family, r.Table, r.Chain, "handle", r.Handle)
 	}
-	return "nft delete rule " + r.Where()
+	var cmd map[string]any
+	if r.Handle == 0 {
+		cmd = map[string]any{"add": map[string]any{"chain": map[string]any{
+			"family": r.Family, "table": r.Table, "name": r.Chain,
+			"type": "filter", "hook": r.Hook, "prio": r.Priority, "policy": "accept"}}}
+	} else {
+		cmd = map[string]any{"delete": map[string]any{"rule": map[string]any{
+			"family": r.Family, "table": r.Table, "chain": r.Chain, "handle": r.Handle}}}
+	}
+	js, err := json.Marshal(map[string]any{"nftables": []any{cmd}})
+	if err != nil { // maps of strings and numbers always marshal
+		return nft.Append(fixcmd.Hole("nft command"))
+	}
+	return fixcmd.New("printf", `%s\n`, string(js)).Pipe(nft.Append("-j", "-f", "-"))
 }
 
-// quoteName quotes a table or chain name the way nft accepts it when it is
-// not a plain identifier.
-func quoteName(s string) string {
-	for _, c := range s {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '.') {
-			return `"` + strings.ReplaceAll(s, `"`, `\"`) + `"`
+// isIdent: a name nft's command line takes unquoted (its scanner's string:
+// a letter, '_' or '.', then letters, digits, '/', '-', '_', '.').
+func isIdent(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		letter := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z'
+		switch {
+		case letter || c == '_' || c == '.':
+		case i > 0 && (c >= '0' && c <= '9' || c == '/' || c == '-'):
+		default:
+			return false
 		}
 	}
-	if s == "" {
-		return `""`
+	return true
+}
+
+// quoteName quotes a table or chain name for display the way nft prints it
+// when it is not a plain identifier.
+func quoteName(s string) string {
+	if isIdent(s) {
+		return s
 	}
-	return s
+	return `"` + strings.ReplaceAll(s, `"`, `\"`) + `"`
 }
 
 // Diff returns, per rule Key, how many more packets the rule's counter shows

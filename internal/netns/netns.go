@@ -10,6 +10,7 @@ package netns
 import (
 	"errors"
 	"fmt"
+	"github.com/synscope/synscope/internal/fixcmd"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -172,20 +173,21 @@ func (t *Target) Do(fn func() error) error {
 	return ferr
 }
 
-// CommandPrefix returns what to put before an iproute2 command so that a
-// printed fix runs in this namespace, e.g. "ip -n srv" for "ip".
-func (t *Target) CommandPrefix(tool string) string {
+// Command returns the command that runs tool in this namespace, e.g.
+// "ip -n srv" for "ip", for a printed fix; more words are appended by the
+// caller. The namespace name or path is quoted like any other word.
+func (t *Target) Command(tool string) fixcmd.Cmd {
 	switch {
 	case t.Current:
-		return tool
+		return fixcmd.New(tool)
 	case t.Name != "" && tool == "ip":
-		return "ip -n " + t.Name
+		return fixcmd.New("ip", "-n", t.Name)
 	case t.Name != "":
-		return "ip netns exec " + t.Name + " " + tool
+		return fixcmd.New("ip", "netns", "exec", t.Name, tool)
 	case t.PID != 0:
-		return fmt.Sprintf("nsenter -t %d -n %s", t.PID, tool)
+		return fixcmd.New("nsenter", "-t", t.PID, "-n", tool)
 	default:
-		return fmt.Sprintf("nsenter --net=%s %s", t.Path, tool)
+		return fixcmd.New("nsenter", "--net="+t.Path, tool)
 	}
 }
 

@@ -29,8 +29,23 @@ func TestCurrent(t *testing.T) {
 	if !tg.Current || tg.Inode == 0 || tg.Label() != "host" {
 		t.Fatalf("unexpected %+v", tg)
 	}
-	if got := tg.CommandPrefix("ip"); got != "ip" {
+	if got := tg.Command("ip").String(); got != "ip" {
 		t.Fatalf("prefix %q", got)
+	}
+	for _, c := range []struct {
+		t    netns.Target
+		tool string
+		want string
+	}{
+		{netns.Target{Name: "srv"}, "ip", "ip -n srv"},
+		{netns.Target{Name: "srv"}, "nft", "ip netns exec srv nft"},
+		{netns.Target{Name: "hx $(id>p)"}, "sysctl", "ip netns exec 'hx $(id>p)' sysctl"},
+		{netns.Target{PID: 42}, "tc", "nsenter -t 42 -n tc"},
+		{netns.Target{Path: "/run/x y/ns"}, "ip", "nsenter '--net=/run/x y/ns' ip"},
+	} {
+		if got := c.t.Command(c.tool).String(); got != c.want {
+			t.Errorf("Command(%q) = %q, want %q", c.tool, got, c.want)
+		}
 	}
 }
 
@@ -57,7 +72,7 @@ func TestCreateDo(t *testing.T) {
 	if strings.Count(inner, ":") != 1 || !strings.Contains(inner, "lo:") {
 		t.Fatalf("expected only lo in the new namespace, got:\n%s", inner)
 	}
-	if got := tg.CommandPrefix("ip"); got != "ip -n "+name {
+	if got := tg.Command("ip").String(); got != "ip -n "+name {
 		t.Fatalf("prefix %q", got)
 	}
 	byPid, err := netns.Open(fmt.Sprintf("pid:%d", os.Getpid()))

@@ -1,6 +1,7 @@
 package routes
 
 import (
+	"github.com/synscope/synscope/internal/fixcmd"
 	"errors"
 	"fmt"
 	"net"
@@ -115,11 +116,15 @@ func (n *testNet) ipRun(args ...string) (string, error) {
 // crossCheck runs q.Command() with iproute2 and compares its verdict.
 func (n *testNet) crossCheck(t *testing.T, r Result) {
 	t.Helper()
-	args := strings.Fields(r.Query.Command())[1:]
+	args, ok := r.Query.Command(fixcmd.New("ip")).Args()
+	if !ok {
+		t.Fatalf("no argument vector for %s", r.Query.Command(fixcmd.New("ip")))
+	}
+	args = args[1:]
 	out, err := n.ipRun(args...)
 	if r.OK {
 		if err != nil {
-			t.Errorf("Replay OK (%s) but %q failed: %s", r, r.Query.Command(), out)
+			t.Errorf("Replay OK (%s) but %q failed: %s", r, r.Query.Command(fixcmd.New("ip")), out)
 			return
 		}
 		if r.Dev != "" && !strings.Contains(out, " dev "+r.Dev) {
@@ -131,7 +136,7 @@ func (n *testNet) crossCheck(t *testing.T, r Result) {
 		return
 	}
 	if err == nil {
-		t.Errorf("Replay failed (%s) but %q succeeded: %s", r, r.Query.Command(), out)
+		t.Errorf("Replay failed (%s) but %q succeeded: %s", r, r.Query.Command(fixcmd.New("ip")), out)
 		return
 	}
 	if !strings.Contains(out, r.Err) {
@@ -244,7 +249,7 @@ func TestReplayKernel(t *testing.T) {
 			}
 			q := c.query(n)
 			r := n.replay(t, q)
-			t.Logf("%s -> %s", r.Query.Command(), r)
+			t.Logf("%s -> %s", r.Query.Command(fixcmd.New("ip")), r)
 			if r.OK != c.ok {
 				t.Fatalf("OK = %v, want %v (%s)", r.OK, c.ok, r)
 			}

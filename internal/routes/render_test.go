@@ -1,6 +1,7 @@
 package routes
 
 import (
+	"github.com/synscope/synscope/internal/fixcmd"
 	"encoding/binary"
 	"net/netip"
 	"syscall"
@@ -27,13 +28,18 @@ func TestQueryCommand(t *testing.T) {
 		{Query{Src: netip.MustParseAddr("::ffff:10.0.0.1"), Dst: netip.MustParseAddr("::ffff:192.0.2.9")},
 			"ip -4 route get ::ffff:192.0.2.9 from ::ffff:10.0.0.1 ipproto tcp"},
 	} {
-		if got := c.q.Command(); got != c.want {
+		if got := c.q.Command(fixcmd.New("ip")).String(); got != c.want {
 			t.Errorf("Command()\n got %q\nwant %q", got, c.want)
 		}
 	}
 	q := Query{Dst: netip.MustParseAddr("192.0.2.9")}
-	if got, want := q.CommandWith("ip -n srv"), "ip -n srv -4 route get 192.0.2.9 ipproto tcp"; got != want {
-		t.Errorf("CommandWith = %q, want %q", got, want)
+	if got, want := q.Command(fixcmd.New("ip", "-n", "srv")).String(), "ip -n srv -4 route get 192.0.2.9 ipproto tcp"; got != want {
+		t.Errorf("Command = %q, want %q", got, want)
+	}
+	// A device name from a container is one word, whatever it holds.
+	evil := Query{Dst: netip.MustParseAddr("192.0.2.9"), Oif: 7, OifName: "e$(id>p)"}
+	if got, want := evil.Command(fixcmd.New("ip")).String(), "ip -4 route get 192.0.2.9 oif 'e$(id>p)' ipproto tcp"; got != want {
+		t.Errorf("Command = %q, want %q", got, want)
 	}
 }
 

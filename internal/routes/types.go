@@ -8,6 +8,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/synscope/synscope/internal/fixcmd"
 	"golang.org/x/sys/unix"
 )
 
@@ -28,54 +29,49 @@ type Query struct {
 	OifName string
 }
 
-// Command is the equivalent `ip route get` command line, for a human to
-// confirm the lookup by hand inside the namespace. For IPv6 with an oif the
-// source is left out, which makes the kernel's lookup strict about the
-// device as route_req's is for a device-bound listener.
-func (q Query) Command() string { return q.CommandWith("ip") }
-
-// CommandWith is Command with another program prefix, e.g. "ip -n srv" from
-// netns.Target.CommandPrefix("ip").
-func (q Query) CommandWith(ip string) string {
-	var b strings.Builder
-	b.WriteString(ip)
+// Command is the equivalent `ip route get` command line, run by ip (the
+// program with any namespace prefix: netns.Target.Command("ip")), for a
+// human to confirm the lookup by hand inside the namespace. For IPv6 with
+// an oif the source is left out, which makes the kernel's lookup strict
+// about the device as route_req's is for a device-bound listener.
+func (q Query) Command(ip fixcmd.Cmd) fixcmd.Cmd {
+	c := ip
 	if q.Dst.Is6() && !q.Dst.Is4In6() {
-		b.WriteString(" -6")
+		c = c.Append("-6")
 	} else {
-		b.WriteString(" -4")
+		c = c.Append("-4")
 	}
-	b.WriteString(" route get ")
-	b.WriteString(q.Dst.String())
+	c = c.Append("route", "get", q.Dst)
 	// A v6 lookup with a source and an oif is not strict about the device,
 	// unlike route_req's for a device-bound listener; without the source it
 	// is (see Replay).
 	if q.Src.IsValid() && (q.Oif == 0 && q.OifName == "" || q.Src.Unmap().Is4()) {
-		b.WriteString(" from " + q.Src.String())
+		c = c.Append("from", q.Src)
 	}
 	if q.Oif != 0 || q.OifName != "" {
 		name := q.OifName
 		if name == "" {
 			name = "if" + strconv.Itoa(q.Oif)
 		}
-		b.WriteString(" oif " + name)
+		c = c.Append("oif", name)
 	}
 	if q.TOS != 0 {
-		fmt.Fprintf(&b, " tos 0x%x", q.TOS)
+		c = c.Append("tos", fmt.Sprintf("0x%x", q.TOS))
 	}
-	b.WriteString(" ipproto tcp")
+	c = c.Append("ipproto", "tcp")
 	if q.Sport != 0 {
-		fmt.Fprintf(&b, " sport %d", q.Sport)
+		c = c.Append("sport", q.Sport)
 	}
 	if q.Dport != 0 {
-		fmt.Fprintf(&b, " dport %d", q.Dport)
+		c = c.Append("dport", q.Dport)
 	}
 	if q.Mark != 0 {
-		fmt.Fprintf(&b, " mark 0x%x", q.Mark)
+		c = c.Append("mark", fmt.Sprintf("0x%x", q.Mark))
 	}
 	if q.HasUID {
-		fmt.Fprintf(&b, " uid %d", q.UID)
+		c = c.Append("uid", q.UID)
 	}
-	return b.String()
+	return c
 }
 
 // Result is the kernel's answer to a Query. OK is false exactly when the

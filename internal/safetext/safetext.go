@@ -1,0 +1,100 @@
+// Package safetext renders strings that synscope reads from the system it
+// inspects — interface, process, nftables and namespace names, capture
+// comments, DNS answers — so that a terminal shows them and never obeys
+// them. A container chooses those bytes; an operator reads them as root.
+package safetext
+
+import (
+	"strings"
+	"unicode/utf8"
+)
+
+// Show returns s with every byte or character a terminal could act on
+// replaced by a visible escape: C0 controls (including tab and newline, so
+// a value cannot fake a line of its own), DEL, C1 controls, invalid UTF-8,
+// and the Unicode format characters that reorder or hide text (bidi
+// overrides and isolates, zero-width marks, line and paragraph
+// separators). Bytes become \xNN, characters \uNNNN. Backslashes are left
+// alone so that a printed shell command stays a working command.
+func Show(s string) string {
+	if isPlain(s) {
+		return s
+	}
+	var b strings.Builder
+	b.Grow(len(s) + 8)
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c >= 0x20 && c < 0x7f {
+			b.WriteByte(c)
+			i++
+			continue
+		}
+		r, n := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && n <= 1, c < 0x20, c == 0x7f:
+			writeByteEscape(&b, c)
+			i++
+			continue
+		case Hidden(r):
+			writeRuneEscape(&b, r)
+		default:
+			b.WriteString(s[i : i+n])
+		}
+		i += n
+	}
+	return b.String()
+}
+
+// Safe reports whether s can be written to a terminal as it is.
+func Safe(s string) bool {
+	return isPlain(s) || Show(s) == s
+}
+
+// Hidden reports whether r is a character a terminal or a text renderer
+// acts on instead of showing: C1 controls and Unicode format characters
+// that reorder, join or hide text.
+func Hidden(r rune) bool {
+	switch {
+	case r < 0x20, r == 0x7f:
+		return true
+	case r >= 0x80 && r <= 0x9f: // C1, including CSI (0x9b)
+		return true
+	case r == 0xad: // soft hyphen: invisible
+		return true
+	case r >= 0x200b && r <= 0x200f: // zero-width space/joiners, LRM, RLM
+		return true
+	case r >= 0x2028 && r <= 0x202e: // line/paragraph separators, bidi embeddings and overrides
+		return true
+	case r >= 0x2060 && r <= 0x206f: // word joiner, invisible operators, bidi isolates
+		return true
+	case r == 0xfeff: // zero-width no-break space
+		return true
+	case r >= 0xfff9 && r <= 0xfffb: // interlinear annotation
+		return true
+	}
+	return false
+}
+
+func isPlain(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+const hexdigits = "0123456789abcdef"
+
+func writeByteEscape(b *strings.Builder, c byte) {
+	b.WriteString(`\x`)
+	b.WriteByte(hexdigits[c>>4])
+	b.WriteByte(hexdigits[c&0xf])
+}
+
+func writeRuneEscape(b *strings.Builder, r rune) {
+	b.WriteString(`\u`)
+	for shift := 12; shift >= 0; shift -= 4 {
+		b.WriteByte(hexdigits[(r>>uint(shift))&0xf])
+	}
+}
