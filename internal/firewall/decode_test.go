@@ -1,7 +1,6 @@
 package firewall
 
 import (
-	"github.com/synscope/synscope/internal/fixcmd"
 	"encoding/binary"
 	"net/netip"
 	"reflect"
@@ -12,6 +11,8 @@ import (
 	"github.com/google/nftables/expr"
 	"github.com/google/nftables/xt"
 	"golang.org/x/sys/unix"
+
+	"github.com/synscope/synscope/internal/fixcmd"
 )
 
 // The expression lists below are the ones the kernel returns for the nft

@@ -1,7 +1,6 @@
 package firewall
 
 import (
-	"github.com/synscope/synscope/internal/fixcmd"
 	"net/netip"
 	"reflect"
 	"testing"
@@ -9,6 +8,8 @@ import (
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
 	"golang.org/x/sys/unix"
+
+	"github.com/synscope/synscope/internal/fixcmd"
 )
 
 // chainSpec describes a chain for buildTest; hook "" makes a regular chain.

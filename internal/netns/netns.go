@@ -10,7 +10,6 @@ package netns
 import (
 	"errors"
 	"fmt"
-	"github.com/synscope/synscope/internal/fixcmd"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -19,6 +18,8 @@ import (
 
 	vnetns "github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/synscope/synscope/internal/fixcmd"
 )
 
 // RunDir is where iproute2 keeps named namespaces; we share the convention so

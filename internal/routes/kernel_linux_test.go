@@ -1,7 +1,6 @@
 package routes
 
 import (
-	"github.com/synscope/synscope/internal/fixcmd"
 	"errors"
 	"fmt"
 	"net"
@@ -11,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/synscope/synscope/internal/fixcmd"
 	"github.com/synscope/synscope/internal/netns"
 	"github.com/synscope/synscope/internal/testnet"
 	"github.com/vishvananda/netlink"

@@ -1,13 +1,14 @@
 package routes
 
 import (
-	"github.com/synscope/synscope/internal/fixcmd"
 	"encoding/binary"
 	"net/netip"
 	"syscall"
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/synscope/synscope/internal/fixcmd"
 )
 
 func TestQueryCommand(t *testing.T) {
