@@ -1,0 +1,139 @@
+package watch
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/synscope/synscope/internal/causes"
+	"github.com/synscope/synscope/internal/counters"
+	"github.com/synscope/synscope/internal/netns"
+	"github.com/synscope/synscope/internal/sockets"
+)
+
+// attributeDrops splits the SYN drops of one interval's counter deltas
+// into catalog causes, the way doctor reads the same counters:
+//   - accept-queue-overflow: TcpExtListenOverflows
+//   - syn-queue-overflow: TcpExtTCPReqQFullDrop
+//   - no-route-to-peer: listen drops left over, up to Ip(6)OutNoRoutes
+//     (route_req failing in tcp_conn_request bumps both)
+//   - rp-filter-drop: TcpExtIPReversePathFilter
+//   - tcp-reject: the MinTTL, MD5 and AO drop counters
+//   - paws-reject: TcpExtPAWSTimewait
+//   - unexplained-listen-drops: listen drops none of the above explains
+//
+// ListenDrops counts every listener drop (overflows, a full SYN queue and
+// a failed SYN-ACK route included), so those are taken out of it first.
+func attributeDrops(d counters.Delta) map[causes.ID]uint64 {
+	pos := func(names ...string) uint64 {
+		var n uint64
+		for _, name := range names {
+			if v := d.Get(name); v > 0 {
+				n += uint64(v)
+			}
+		}
+		return n
+	}
+	out := map[causes.ID]uint64{}
+	listen := pos("TcpExtListenDrops")
+	take := func(id causes.ID, n uint64) {
+		if n > listen {
+			n = listen
+		}
+		out[id] += n
+		listen -= n
+	}
+	take(causes.AcceptQueueOverflow, pos("TcpExtListenOverflows"))
+	take(causes.SynQueueOverflow, pos("TcpExtTCPReqQFullDrop"))
+	take(causes.NoRouteToPeer, pos("IpOutNoRoutes", "Ip6OutNoRoutes"))
+	out[causes.UnexplainedDrops] += listen
+	out[causes.RPFilterDrop] += pos("TcpExtIPReversePathFilter")
+	out[causes.TCPReject] += pos("TcpExtTCPMinTTLDrop", "TcpExtTCPMD5NotFound", "TcpExtTCPMD5Unexpected",
+		"TcpExtTCPMD5Failure", "TcpExtTCPAORequired", "TcpExtTCPAOBad")
+	out[causes.PAWSReject] += pos("TcpExtPAWSTimewait")
+	for id, n := range out {
+		if n == 0 {
+			delete(out, id)
+		}
+	}
+	return out
+}
+
+// readCounters snapshots the namespace's counters. Inside t.Do.
+func readCounters(t *netns.Target) (*counters.Snapshot, error) {
+	var s *counters.Snapshot
+	err := t.Do(func() error {
+		var err error
+		s, err = counters.Read(netns.ProcNet)
+		return err
+	})
+	return s, err
+}
+
+// readListeners samples the namespace's TCP listeners.
+func readListeners(t *netns.Target) ([]listenerSample, error) {
+	var ls []sockets.Socket
+	err := t.Do(func() error {
+		var err error
+		ls, err = sockets.Listeners()
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("listeners: %w", err)
+	}
+	out := make([]listenerSample, 0, len(ls))
+	for _, l := range ls {
+		out = append(out, listenerSample{
+			name:   listenerName(l.Local),
+			accept: float64(l.RecvQ),
+			limit:  float64(l.SendQ),
+			drops:  float64(l.Drops),
+		})
+	}
+	return out, nil
+}
+
+func listenerName(ap netip.AddrPort) string { return ap.String() }
+
+// readDevConf reads IPv6 forwarding and accept_ra of devices. Device names
+// come from the kernel's link table, which forbids "/" and "." / "..".
+func readDevConf(t *netns.Target, devs map[int]string) (map[int]devConf, error) {
+	out := map[int]devConf{}
+	err := t.Do(func() error {
+		for idx, name := range devs {
+			if name == "" || strings.Contains(name, "/") || name == "." || name == ".." {
+				continue
+			}
+			dir := filepath.Join("/proc/sys/net/ipv6/conf", name)
+			c := devConf{Forwarding: readInt(filepath.Join(dir, "forwarding")), AcceptRA: readInt(filepath.Join(dir, "accept_ra"))}
+			out[idx] = c
+		}
+		return nil
+	})
+	return out, err
+}
+
+// readIgnoreLinkdown reads net.ipv{4,6}.conf.all.ignore_routes_with_linkdown.
+func readIgnoreLinkdown(t *netns.Target) (v4, v6 bool) {
+	_ = t.Do(func() error {
+		v4 = readInt("/proc/sys/net/ipv4/conf/all/ignore_routes_with_linkdown") == 1
+		v6 = readInt("/proc/sys/net/ipv6/conf/all/ignore_routes_with_linkdown") == 1
+		return nil
+	})
+	return v4, v6
+}
+
+func readInt(p string) int {
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return -1
+	}
+	v, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		return -1
+	}
+	return v
+}

@@ -1,0 +1,250 @@
+package watch
+
+import (
+	"sort"
+	"strconv"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/synscope/synscope/internal/causes"
+)
+
+// Repair results (label "result" of synscope_route_repairs_total).
+const (
+	RepairRestoredByRA  = "restored-by-ra"
+	RepairReadded       = "readded"
+	RepairDryRun        = "dry-run"
+	RepairRefused       = "refused"
+	RepairFailed        = "failed"
+	RepairRateLimited   = "rate-limited"
+	RepairHeld          = "held"
+	RepairNotNeeded     = "not-needed"
+	RepairVerifyFailed  = "verify-failed"
+	repairResultsLength = 9
+)
+
+// RepairResults lists every repair result (series initialised to 0).
+var RepairResults = []string{
+	RepairRestoredByRA, RepairReadded, RepairDryRun, RepairRefused, RepairFailed,
+	RepairRateLimited, RepairHeld, RepairNotNeeded, RepairVerifyFailed,
+}
+
+// Collector names (label "collector" of synscope_collector_errors_total).
+var collectorNames = []string{"routes", "netlink", "counters", "listeners", "sysctl", "neighbours", "repair"}
+
+// MaxListeners caps the listener series per namespace: the top ones by
+// drops, then one "other" aggregate.
+const MaxListeners = 50
+
+// OtherListener is the listener label of the aggregate.
+const OtherListener = "other"
+
+// Metrics holds the daemon's Prometheus metrics. One per Run; no globals.
+type Metrics struct {
+	Registry *prometheus.Registry
+
+	present      *prometheus.GaugeVec
+	losses       *prometheus.CounterVec
+	expiry       *prometheus.GaugeVec
+	atRisk       *prometheus.GaugeVec
+	synDrops     *prometheus.CounterVec
+	repairs      *prometheus.CounterVec
+	up           prometheus.Gauge
+	lastCheck    prometheus.Gauge
+	collectorErr *prometheus.CounterVec
+
+	mu        sync.Mutex
+	listeners map[string][]listenerSample // netns → capped samples
+}
+
+type listenerSample struct {
+	name          string
+	accept, limit float64
+	drops         float64
+}
+
+// NewMetrics registers every metric on a fresh registry, plus the Go and
+// process collectors.
+func NewMetrics() *Metrics {
+	m := &Metrics{
+		Registry: prometheus.NewRegistry(),
+		present: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "synscope_default_route_present",
+			Help: "1 when the namespace has a default route the kernel would use in this family and table, 0 when it has none.",
+		}, []string{"netns", "family", "table"}),
+		losses: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "synscope_default_route_losses_total",
+			Help: "Default routes lost, by the reason watch attributed.",
+		}, []string{"netns", "family", "reason"}),
+		expiry: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "synscope_default_route_expiry_seconds",
+			Help: "Seconds until the earliest-expiring usable default route with a lifetime (RA-learned) expires; absent when none has one.",
+		}, []string{"netns", "family"}),
+		atRisk: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "synscope_default_route_at_risk",
+			Help: "1 while a default route is at risk (risk: forwarding-accept-ra, lifetime-low, gateway-failed).",
+		}, []string{"netns", "family", "risk"}),
+		synDrops: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "synscope_syn_drops_total",
+			Help: "SYNs dropped since watch started, attributed to a catalog cause from the kernel counters each interval.",
+		}, []string{"netns", "cause"}),
+		repairs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "synscope_route_repairs_total",
+			Help: "Repair decisions and their results.",
+		}, []string{"netns", "family", "result"}),
+		up: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "synscope_up",
+			Help: "1 while the watch daemon runs.",
+		}),
+		lastCheck: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "synscope_last_check_timestamp_seconds",
+			Help: "Unix time of the last completed interval check.",
+		}),
+		collectorErr: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "synscope_collector_errors_total",
+			Help: "Errors by collector (routes, netlink, counters, listeners, sysctl, neighbours, repair).",
+		}, []string{"collector"}),
+		listeners: map[string][]listenerSample{},
+	}
+	m.Registry.MustRegister(m.present, m.losses, m.expiry, m.atRisk, m.synDrops, m.repairs,
+		m.up, m.lastCheck, m.collectorErr, listenerCollector{m},
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	for _, c := range collectorNames {
+		m.collectorErr.WithLabelValues(c)
+	}
+	return m
+}
+
+// initNetns creates every series of a namespace at 0.
+func (m *Metrics) initNetns(ns string) {
+	for _, fam := range []string{"ipv4", "ipv6"} {
+		for _, r := range Reasons {
+			m.losses.WithLabelValues(ns, fam, string(r))
+		}
+		for _, r := range RepairResults {
+			m.repairs.WithLabelValues(ns, fam, r)
+		}
+		for _, r := range riskKinds {
+			m.atRisk.WithLabelValues(ns, fam, r).Set(0)
+		}
+	}
+	for _, c := range causes.All() {
+		m.synDrops.WithLabelValues(ns, string(c.ID))
+	}
+}
+
+// dropNetns removes a namespace's series (it is gone).
+func (m *Metrics) dropNetns(ns string) {
+	l := prometheus.Labels{"netns": ns}
+	m.present.DeletePartialMatch(l)
+	m.losses.DeletePartialMatch(l)
+	m.expiry.DeletePartialMatch(l)
+	m.atRisk.DeletePartialMatch(l)
+	m.synDrops.DeletePartialMatch(l)
+	m.repairs.DeletePartialMatch(l)
+	m.mu.Lock()
+	delete(m.listeners, ns)
+	m.mu.Unlock()
+}
+
+func (m *Metrics) setPresent(ns string, ft famTable, v bool) {
+	x := 0.0
+	if v {
+		x = 1
+	}
+	m.present.WithLabelValues(ns, FamilyName(ft.fam), TableName(ft.table)).Set(x)
+}
+
+func (m *Metrics) loss(ns string, fam int, r Reason) {
+	m.losses.WithLabelValues(ns, FamilyName(fam), string(r)).Inc()
+}
+
+func (m *Metrics) repair(ns string, fam int, result string) {
+	m.repairs.WithLabelValues(ns, FamilyName(fam), result).Inc()
+}
+
+func (m *Metrics) setExpiry(ns string, fam int, secs float64, ok bool) {
+	if !ok {
+		m.expiry.DeleteLabelValues(ns, FamilyName(fam))
+		return
+	}
+	m.expiry.WithLabelValues(ns, FamilyName(fam)).Set(secs)
+}
+
+func (m *Metrics) setRisk(ns string, fam int, risk string, on bool) {
+	x := 0.0
+	if on {
+		x = 1
+	}
+	m.atRisk.WithLabelValues(ns, FamilyName(fam), risk).Set(x)
+}
+
+func (m *Metrics) collectorError(name string) { m.collectorErr.WithLabelValues(name).Inc() }
+
+func (m *Metrics) addSynDrops(ns string, by map[causes.ID]uint64) {
+	for id, n := range by {
+		if n > 0 {
+			m.synDrops.WithLabelValues(ns, string(id)).Add(float64(n))
+		}
+	}
+}
+
+// setListeners stores a namespace's listeners, capped: the MaxListeners
+// with most drops (ties by name), the rest summed into "other".
+func (m *Metrics) setListeners(ns string, all []listenerSample) {
+	sort.Slice(all, func(i, j int) bool {
+		if all[i].drops != all[j].drops {
+			return all[i].drops > all[j].drops
+		}
+		return all[i].name < all[j].name
+	})
+	out := all
+	if len(all) > MaxListeners {
+		out = append([]listenerSample(nil), all[:MaxListeners]...)
+		o := listenerSample{name: OtherListener}
+		for _, l := range all[MaxListeners:] {
+			o.accept += l.accept
+			o.limit += l.limit
+			o.drops += l.drops
+		}
+		out = append(out, o)
+	}
+	m.mu.Lock()
+	m.listeners[ns] = out
+	m.mu.Unlock()
+}
+
+var (
+	descAccept = prometheus.NewDesc("synscope_listener_accept_queue",
+		"Connections waiting in the listener's accept queue (at most "+strconv.Itoa(MaxListeners)+" listeners per namespace, the rest summed as \"other\").",
+		[]string{"netns", "listener"}, nil)
+	descBacklog = prometheus.NewDesc("synscope_listener_backlog",
+		"The listener's accept-queue limit, min(backlog, somaxconn).",
+		[]string{"netns", "listener"}, nil)
+	descLDrops = prometheus.NewDesc("synscope_listener_drops_total",
+		"The listener's own drop counter (sk_drops: ListenDrops for this socket).",
+		[]string{"netns", "listener"}, nil)
+)
+
+// listenerCollector exports the stored listener samples.
+type listenerCollector struct{ m *Metrics }
+
+func (c listenerCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descAccept
+	ch <- descBacklog
+	ch <- descLDrops
+}
+
+func (c listenerCollector) Collect(ch chan<- prometheus.Metric) {
+	c.m.mu.Lock()
+	defer c.m.mu.Unlock()
+	for ns, ls := range c.m.listeners {
+		for _, l := range ls {
+			ch <- prometheus.MustNewConstMetric(descAccept, prometheus.GaugeValue, l.accept, ns, l.name)
+			ch <- prometheus.MustNewConstMetric(descBacklog, prometheus.GaugeValue, l.limit, ns, l.name)
+			ch <- prometheus.MustNewConstMetric(descLDrops, prometheus.CounterValue, l.drops, ns, l.name)
+		}
+	}
+}

@@ -1,0 +1,570 @@
+package watch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/synscope/synscope/internal/counters"
+	"github.com/synscope/synscope/internal/netns"
+)
+
+// batch is what the receiver hands the loop: the messages drained from the
+// socket in one go, or a resync request after ENOBUFS, or a fatal error.
+type batch struct {
+	msgs   []nlMsg
+	resync bool
+	err    error
+}
+
+// neighKey identifies a neighbour entry.
+type neighKey struct {
+	ifindex int
+	addr    netip.Addr
+}
+
+// nsLoop follows one namespace. All its state is owned by its goroutine.
+type nsLoop struct {
+	opts    *Options
+	m       *Metrics
+	lg      *slog.Logger
+	t       *netns.Target
+	name    string
+	mon     *nlSock
+	dump    *nlSock
+	links   map[int]Link
+	routes  routeSet
+	judged  judged
+	hist    history
+	neigh   map[neighKey]uint16
+	ignLD   [2]bool // ipv4, ipv6 ignore_routes_with_linkdown
+	known   map[famTable]bool
+	lastErr map[famTable]Route // last lost route per family/table
+	risks   map[riskKey]bool
+	prev    *counters.Snapshot
+	repair  *repairer
+	expiry  *time.Timer
+}
+
+type riskKey struct {
+	kind string
+	k    key
+}
+
+// newNSLoop opens the namespace's sockets and reads its initial state.
+func newNSLoop(opts *Options, m *Metrics, t *netns.Target) (*nsLoop, error) {
+	l := &nsLoop{
+		opts: opts, m: m, lg: opts.Logger, t: t, name: t.Label(),
+		links: map[int]Link{}, routes: routeSet{}, judged: judged{},
+		neigh: map[neighKey]uint16{}, known: map[famTable]bool{},
+		lastErr: map[famTable]Route{}, risks: map[riskKey]bool{},
+	}
+	err := t.Do(func() error {
+		var err error
+		if l.mon, err = openSock(monitorGroups, 8<<20, 250*time.Millisecond); err != nil {
+			return err
+		}
+		if l.dump, err = openSock(nil, 0, time.Second); err != nil {
+			l.mon.close()
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("watch %s: %w", l.name, err)
+	}
+	for _, fam := range []int{4, 6} {
+		l.known[famTable{fam, unix.RT_TABLE_MAIN}] = true
+	}
+	m.initNetns(l.name)
+	if opts.Repair {
+		l.repair = newRepairer(l)
+	}
+	now := time.Now()
+	if err := l.refreshLinks(); err != nil {
+		l.close()
+		return nil, err
+	}
+	l.readIgnoreLinkdown()
+	if err := l.resync(now, false); err != nil {
+		l.close()
+		return nil, err
+	}
+	l.judged.reconcile(l.routes, now, l.ignore)
+	l.publish(now)
+	l.prev, _ = readCounters(t)
+	return l, nil
+}
+
+func (l *nsLoop) close() {
+	l.mon.close()
+	l.dump.close()
+}
+
+func (l *nsLoop) ignore(fam, _ int) bool {
+	if fam == 6 {
+		return l.ignLD[1]
+	}
+	return l.ignLD[0]
+}
+
+func (l *nsLoop) readIgnoreLinkdown() {
+	l.ignLD[0], l.ignLD[1] = readIgnoreLinkdown(l.t)
+}
+
+// refreshLinks re-reads the link table.
+func (l *nsLoop) refreshLinks() error {
+	links, err := l.dump.dumpLinks()
+	if err != nil {
+		l.m.collectorError("netlink")
+		return fmt.Errorf("watch %s: %w", l.name, err)
+	}
+	l.links = links
+	return nil
+}
+
+// resync replaces the route set with a fresh dump; log says whether to
+// announce it (after ENOBUFS).
+func (l *nsLoop) resync(now time.Time, announce bool) error {
+	rs, err := l.dump.dumpRoutes(now)
+	if err != nil {
+		l.m.collectorError("routes")
+		return fmt.Errorf("watch %s: %w", l.name, err)
+	}
+	set := routeSet{}
+	for _, r := range rs {
+		r.Dev = l.links[r.Ifindex].Name
+		set[r.key()] = r
+		l.known[famTable{r.Family, r.Table}] = true
+	}
+	l.routes = set
+	if announce {
+		l.lg.Warn("netlink socket overran (ENOBUFS): state rebuilt from a full dump",
+			slog.String("event", EventResync), slog.String("netns", l.name), slog.Int("default_routes", len(set)))
+	}
+	return nil
+}
+
+// run is the namespace's loop; it returns when ctx ends or the namespace
+// goes away.
+func (l *nsLoop) run(ctx context.Context) error {
+	defer l.close()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ch := make(chan batch, 16)
+	go l.receive(ctx, ch)
+	tick := time.NewTicker(l.opts.Interval)
+	defer tick.Stop()
+	l.expiry = time.NewTimer(time.Hour)
+	defer l.expiry.Stop()
+	l.armExpiry(time.Now())
+	var repairCh <-chan repairDone
+	if l.repair != nil {
+		repairCh = l.repair.done
+		defer l.repair.stop()
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case b := <-ch:
+			if b.err != nil {
+				return b.err
+			}
+			l.handle(ctx, b)
+		case <-l.expiry.C:
+			now := time.Now()
+			if err := l.resync(now, false); err == nil {
+				l.settle(ctx, now, nil)
+			}
+		case <-tick.C:
+			if gone := l.interval(ctx); gone {
+				return errNetnsGone
+			}
+		case d := <-repairCh:
+			l.repair.finished(ctx, d)
+		}
+	}
+}
+
+var errNetnsGone = errors.New("namespace gone")
+
+// receive drains the monitor socket in batches. A full channel blocks it,
+// the socket then overruns and ENOBUFS leads to a resync: memory stays
+// bounded whatever the event rate.
+func (l *nsLoop) receive(ctx context.Context, ch chan<- batch) {
+	buf := make([]byte, 1<<16)
+	send := func(b batch) bool {
+		select {
+		case ch <- b:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
+	for ctx.Err() == nil {
+		msgs, err := l.mon.recv(buf, false)
+		if errors.Is(err, errRecvTimeout) {
+			continue
+		}
+		if errors.Is(err, unix.ENOBUFS) {
+			if !send(batch{resync: true}) {
+				return
+			}
+			continue
+		}
+		if err != nil {
+			l.m.collectorError("netlink")
+			send(batch{err: fmt.Errorf("watch %s: monitor: %w", l.name, err)})
+			return
+		}
+		// Drain what is queued now: news of one kernel operation arrive
+		// together, and the loop wants them in one batch. Bounded.
+		for i := 0; i < 256; i++ {
+			more, err := l.mon.recv(buf, true)
+			if err != nil {
+				if errors.Is(err, unix.ENOBUFS) {
+					msgs = append(msgs, nlMsg{Type: unix.NLMSG_OVERRUN})
+				}
+				break
+			}
+			msgs = append(msgs, more...)
+		}
+		if !send(batch{msgs: msgs}) {
+			return
+		}
+	}
+}
+
+// handle applies one batch: link, address, netconf and neighbour news
+// first (they explain route news), then route news, then a re-dump when
+// something happened that IPv4 answers with a silent flush.
+func (l *nsLoop) handle(ctx context.Context, b batch) {
+	now := time.Now()
+	needDump := b.resync
+	dels := map[key]uint32{}
+	for _, m := range b.msgs {
+		switch m.Type {
+		case unix.NLMSG_OVERRUN:
+			needDump, b.resync = true, true
+		case unix.RTM_NEWLINK:
+			nl, ok := parseLink(m.Data)
+			if !ok {
+				continue
+			}
+			old, had := l.links[nl.Index]
+			if had && old.Up && !nl.Up {
+				l.hist.add(happening{At: now, Kind: hapLinkDown, Ifindex: nl.Index})
+			}
+			if had && old.Carrier && !nl.Carrier && nl.Up {
+				l.hist.add(happening{At: now, Kind: hapCarrierLost, Ifindex: nl.Index})
+			}
+			if !had || old.Up != nl.Up || old.Carrier != nl.Carrier || old.Name != nl.Name {
+				needDump = true
+			}
+			l.links[nl.Index] = nl
+		case unix.RTM_DELLINK:
+			if dl, ok := parseLink(m.Data); ok {
+				l.hist.add(happening{At: now, Kind: hapLinkDeleted, Ifindex: dl.Index})
+				delete(l.links, dl.Index)
+				needDump = true
+			}
+		case unix.RTM_DELADDR:
+			if a, ok := parseAddr(m.Data); ok {
+				l.hist.add(happening{At: now, Kind: hapAddrRemoved, Ifindex: a.Ifindex, Family: a.Family})
+				needDump = true
+			}
+		case unix.RTM_NEWNETCONF:
+			if n, ok := parseNetconf(m.Data); ok {
+				if n.Forwarding == 1 {
+					l.hist.add(happening{At: now, Kind: hapForwardingOn, Ifindex: n.Ifindex, Family: n.Family})
+				}
+				if n.IgnoreLinkdown >= 0 && n.Ifindex == netconfIfindexAll {
+					l.ignLD[btoi(n.Family == 6)] = n.IgnoreLinkdown == 1
+				}
+				needDump = true
+			}
+		case unix.RTM_NEWNEIGH, unix.RTM_DELNEIGH:
+			if n, ok := parseNeigh(m.Data); ok {
+				k := neighKey{n.Ifindex, n.Addr}
+				if !l.isGateway(k) {
+					continue
+				}
+				if m.Type == unix.RTM_DELNEIGH {
+					delete(l.neigh, k)
+				} else {
+					l.neigh[k] = n.State
+				}
+			}
+		}
+	}
+	for _, m := range b.msgs {
+		switch m.Type {
+		case unix.RTM_NEWROUTE:
+			r, ok := parseRoute(m.Data, now)
+			if !ok {
+				continue
+			}
+			if m.Flags&unix.NLM_F_REPLACE != 0 {
+				needDump = true
+			}
+			r.Dev = l.links[r.Ifindex].Name
+			l.routes[r.key()] = r
+			l.known[famTable{r.Family, r.Table}] = true
+		case unix.RTM_DELROUTE:
+			r, ok := parseRoute(m.Data, now)
+			if !ok {
+				continue
+			}
+			delete(l.routes, r.key())
+			dels[r.key()] = m.PID
+		}
+	}
+	if needDump {
+		if err := l.resync(now, b.resync); err != nil {
+			l.lg.Error("route dump failed", slog.String("event", EventError), slog.String("netns", l.name), slog.String("error", err.Error()))
+		}
+	}
+	l.settle(ctx, now, dels)
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func (l *nsLoop) isGateway(k neighKey) bool {
+	for _, r := range l.routes {
+		if r.Ifindex == k.ifindex && r.Gateway == k.addr {
+			return true
+		}
+	}
+	return false
+}
+
+// settle reconciles the route set with what was judged usable, logs and
+// counts losses and returns, and republishes the gauges.
+func (l *nsLoop) settle(ctx context.Context, now time.Time, dels map[key]uint32) {
+	lost, added := l.judged.reconcile(l.routes, now, l.ignore)
+	linksFresh := false
+	for _, r := range lost {
+		pid := dels[r.key()]
+		in := lossInput{Route: r, Now: now, PortID: pid, Recent: l.hist.since(now.Add(-correlationWindow))}
+		if pid != 0 {
+			in.Process = l.processOf(pid)
+		} else if !linksFresh {
+			// The link news may still be on its way: ask the kernel.
+			_ = l.refreshLinks()
+			linksFresh = true
+		}
+		in.Link, in.LinkKnown = l.links[r.Ifindex]
+		reason, detail := attribute(in)
+		ft := famTable{r.Family, r.Table}
+		l.lastErr[ft] = r
+		l.m.loss(l.name, r.Family, reason)
+		l.publish(now)
+		args := []any{slog.String("reason", string(reason)), slog.String("detail", detail)}
+		if in.Process != "" {
+			args = append(args, slog.String("process", in.Process))
+		}
+		if pid != 0 {
+			args = append(args, slog.Uint64("portid", uint64(pid)))
+		}
+		if !l.presentNow(ft, now) {
+			args = append(args, slog.Bool("family_table_empty", true))
+		}
+		logRoute(ctx, l.lg, slog.LevelError, EventRouteLost, "default route lost", l.name, r, now, args...)
+		if l.repair != nil {
+			l.repair.lost(ctx, r, reason, now)
+		}
+	}
+	for _, r := range added {
+		ft := famTable{r.Family, r.Table}
+		if prev, ok := l.lastErr[ft]; ok {
+			delete(l.lastErr, ft)
+			who := ProtoName(r.Protocol)
+			logRoute(ctx, l.lg, slog.LevelInfo, EventRouteRestored, "default route restored", l.name, r, now,
+				slog.String("restored_by", who), slog.Bool("same_as_lost", prev.key() == r.key()))
+			if l.repair != nil {
+				l.repair.restored(r)
+			}
+		} else {
+			logRoute(ctx, l.lg, slog.LevelInfo, EventRouteAdded, "default route added", l.name, r, now)
+		}
+	}
+	if len(lost) == 0 {
+		l.publish(now)
+	}
+	l.armExpiry(now)
+}
+
+// presentNow reports whether (family, table) has a usable route.
+func (l *nsLoop) presentNow(ft famTable, now time.Time) bool {
+	return l.routes.present(now, l.ignore)[ft]
+}
+
+// publish sets the presence and expiry gauges.
+func (l *nsLoop) publish(now time.Time) {
+	pres := l.routes.present(now, l.ignore)
+	for ft := range l.known {
+		l.m.setPresent(l.name, ft, pres[ft])
+	}
+	for _, fam := range []int{4, 6} {
+		var min time.Duration
+		found := false
+		for _, r := range l.routes {
+			if r.Family != fam || !r.HasExpiry || !r.Usable(now, l.ignore(fam, r.Ifindex)) {
+				continue
+			}
+			if d := r.Remaining(now); !found || d < min {
+				min, found = d, true
+			}
+		}
+		l.m.setExpiry(l.name, fam, min.Seconds(), found)
+	}
+}
+
+// armExpiry sets the timer to the earliest expiry of a usable route.
+func (l *nsLoop) armExpiry(now time.Time) {
+	var next time.Time
+	for _, r := range l.routes {
+		if !r.HasExpiry || !r.Usable(now, l.ignore(r.Family, r.Ifindex)) {
+			continue
+		}
+		if next.IsZero() || r.ExpiresAt.Before(next) {
+			next = r.ExpiresAt
+		}
+	}
+	if !l.expiry.Stop() {
+		select {
+		case <-l.expiry.C:
+		default:
+		}
+	}
+	if next.IsZero() {
+		l.expiry.Reset(time.Hour)
+		return
+	}
+	// A millisecond after the instant, so the route is expired when judged.
+	l.expiry.Reset(next.Sub(now) + time.Millisecond)
+}
+
+// processOf names the process owning netlink port id pid, "" if none.
+func (l *nsLoop) processOf(pid uint32) string {
+	var ino uint32
+	var ok bool
+	_ = l.t.Do(func() error {
+		ino, ok = netlinkInode(netns.ProcNet, pid)
+		return nil
+	})
+	if !ok {
+		return ""
+	}
+	return ownerOf("/proc", ino, pid)
+}
+
+// interval runs the periodic checks; it reports whether the namespace is
+// gone.
+func (l *nsLoop) interval(ctx context.Context) bool {
+	if !l.stillThere() {
+		return true
+	}
+	now := time.Now()
+	l.readIgnoreLinkdown()
+	if err := l.refreshLinks(); err == nil {
+		if err := l.resync(now, false); err == nil {
+			l.settle(ctx, now, nil)
+		}
+	}
+	l.checkRisks(ctx, now)
+	if s, err := readCounters(l.t); err != nil {
+		l.m.collectorError("counters")
+	} else {
+		if l.prev != nil {
+			l.m.addSynDrops(l.name, attributeDrops(counters.Diff(l.prev, s)))
+		}
+		l.prev = s
+	}
+	if ls, err := readListeners(l.t); err != nil {
+		l.m.collectorError("listeners")
+	} else {
+		l.m.setListeners(l.name, ls)
+	}
+	if l.repair != nil {
+		l.repair.tick(ctx, time.Now())
+	}
+	l.m.lastCheck.Set(float64(time.Now().UnixNano()) / 1e9)
+	return false
+}
+
+// stillThere checks that the namespace file still names the namespace we
+// hold (our handle keeps a deleted namespace alive, so ask the file).
+func (l *nsLoop) stillThere() bool {
+	if l.t.Current {
+		return true
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(l.t.Path, &st); err != nil {
+		return false
+	}
+	return st.Ino == l.t.Inode
+}
+
+// checkRisks evaluates route-at-risk and logs each risk when it starts.
+func (l *nsLoop) checkRisks(ctx context.Context, now time.Time) {
+	var rs []Route
+	devs := map[int]string{}
+	gwFams := map[int]bool{}
+	for _, r := range l.routes {
+		rs = append(rs, r)
+		if r.Family == 6 && r.Protocol == protoRA {
+			devs[r.Ifindex] = l.links[r.Ifindex].Name
+		}
+		if r.Gateway.IsValid() {
+			gwFams[r.Family] = true
+		}
+	}
+	sortRoutes(rs)
+	conf, err := readDevConf(l.t, devs)
+	if err != nil {
+		l.m.collectorError("sysctl")
+	}
+	for fam := range gwFams {
+		ns, err := l.dump.dumpNeighbors(fam)
+		if err != nil {
+			l.m.collectorError("neighbours")
+			continue
+		}
+		for _, n := range ns {
+			k := neighKey{n.Ifindex, n.Addr}
+			if l.isGateway(k) {
+				l.neigh[k] = n.State
+			}
+		}
+	}
+	found := assessRisks(rs, now, l.opts.RiskLifetime, conf, l.neigh)
+	cur := map[riskKey]bool{}
+	on := map[[2]string]bool{}
+	for _, x := range found {
+		rk := riskKey{x.Kind, x.Route.key()}
+		cur[rk] = true
+		on[[2]string{FamilyName(x.Route.Family), x.Kind}] = true
+		if !l.risks[rk] {
+			logRoute(ctx, l.lg, slog.LevelWarn, EventRouteAtRisk, "default route at risk", l.name, x.Route, now,
+				slog.String("risk", x.Kind), slog.String("detail", x.Detail))
+		}
+	}
+	l.risks = cur
+	for _, fam := range []int{4, 6} {
+		for _, k := range riskKinds {
+			l.m.setRisk(l.name, fam, k, on[[2]string{FamilyName(fam), k}])
+		}
+	}
+}

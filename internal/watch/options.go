@@ -1,0 +1,94 @@
+package watch
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+)
+
+// Options configure Run. The zero value of a field means its default.
+type Options struct {
+	// Netns lists namespaces to watch (name, path or pid:N, as doctor's
+	// --netns). Empty and AllNetns false: the host's own namespace.
+	Netns []string
+	// AllNetns watches the host namespace and every named namespace in
+	// /run/netns, picking up new ones and dropping deleted ones each
+	// interval.
+	AllNetns bool
+	// Listen is the metrics address ("" = no endpoint). Default in the CLI
+	// is 127.0.0.1:9798.
+	Listen string
+	// WebConfigFile is an exporter-toolkit web config (TLS, basic auth).
+	WebConfigFile string
+	// Interval between full checks (route dump, risks, counters,
+	// listeners). Default 15s.
+	Interval time.Duration
+	// RiskLifetime: an expiring route with less left is at risk.
+	// Default 60s.
+	RiskLifetime time.Duration
+
+	// Repair turns guarded repair on; DryRun logs what it would do.
+	Repair bool
+	DryRun bool
+	// HoldDown is how long a lost route stays lost before repair acts,
+	// giving RA, DHCP or the network manager the first chance. Default 10s.
+	HoldDown time.Duration
+	// RSWait is how long to wait for a router advertisement after a
+	// Router Solicitation. Default 3s.
+	RSWait time.Duration
+	// RepairLimit caps repairs per hour per namespace and family.
+	// Default 6.
+	RepairLimit int
+	// HoldDir holds operator opt-out files "<netns>-<family>" (family
+	// ipv4 or ipv6; netns as in the log's netns field, "/" replaced by
+	// "_"): while one exists, a removal in that namespace and family is
+	// taken as deliberate and never repaired. Default /run/synscope/hold.
+	HoldDir string
+
+	// Logger receives the structured events. Required.
+	Logger *slog.Logger
+	// Metrics, if set, is used instead of a fresh set (tests read it).
+	Metrics *Metrics
+	// Ready, if set, is called once the endpoint listens and every
+	// namespace has its initial state.
+	Ready func(addr net.Addr)
+}
+
+func (o *Options) defaults() error {
+	if o.Logger == nil {
+		return errors.New("watch: no logger")
+	}
+	if o.Interval == 0 {
+		o.Interval = 15 * time.Second
+	}
+	if o.Interval < 10*time.Millisecond {
+		return fmt.Errorf("watch: interval %s: want at least 10ms", o.Interval)
+	}
+	if o.RiskLifetime == 0 {
+		o.RiskLifetime = time.Minute
+	}
+	if o.HoldDown == 0 {
+		o.HoldDown = 10 * time.Second
+	}
+	if o.RSWait == 0 {
+		o.RSWait = 3 * time.Second
+	}
+	if o.RepairLimit == 0 {
+		o.RepairLimit = 6
+	}
+	if o.RepairLimit < 0 {
+		return fmt.Errorf("watch: repair limit %d: want > 0", o.RepairLimit)
+	}
+	if o.HoldDir == "" {
+		o.HoldDir = "/run/synscope/hold"
+	}
+	if o.DryRun && !o.Repair {
+		o.Repair = true // dry-run implies deciding, never acting
+	}
+	if o.AllNetns && len(o.Netns) > 0 {
+		return errors.New("watch: --all-netns and --netns exclude each other")
+	}
+	return nil
+}

@@ -1,0 +1,226 @@
+package watch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/exporter-toolkit/web"
+
+	"github.com/synscope/synscope/internal/netns"
+)
+
+// Run watches until ctx ends. It returns an error only when it cannot
+// start (bad options, no namespace could be opened, the endpoint cannot
+// listen); a namespace that fails later is logged and dropped.
+func Run(ctx context.Context, opts Options) error {
+	if err := opts.defaults(); err != nil {
+		return err
+	}
+	m := opts.Metrics
+	if m == nil {
+		m = NewMetrics()
+	}
+	w := &watcher{opts: &opts, m: m, loops: map[string]*running{}}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	specs := opts.Netns
+	if len(specs) == 0 {
+		specs = []string{""}
+	}
+	if opts.AllNetns {
+		specs = append([]string{""}, namedNetns()...)
+	}
+	started := 0
+	var firstErr error
+	for _, s := range specs {
+		if err := w.start(ctx, s); err != nil {
+			if !opts.AllNetns {
+				w.stopAll()
+				return err
+			}
+			opts.Logger.Error("cannot watch namespace", slog.String("event", EventError), slog.String("netns", s), slog.String("error", err.Error()))
+			if firstErr == nil {
+				firstErr = err
+			}
+			continue
+		}
+		started++
+	}
+	if started == 0 {
+		return fmt.Errorf("watch: no namespace could be watched: %w", firstErr)
+	}
+
+	var addr net.Addr
+	srvErr := make(chan error, 1)
+	if opts.Listen != "" {
+		ln, err := net.Listen("tcp", opts.Listen)
+		if err != nil {
+			w.stopAll()
+			return fmt.Errorf("watch: metrics endpoint: %w", err)
+		}
+		addr = ln.Addr()
+		srv := &http.Server{Handler: Handler(m), ReadHeaderTimeout: 10 * time.Second}
+		cfg := opts.WebConfigFile
+		go func() {
+			srvErr <- web.Serve(ln, srv, &web.FlagConfig{WebConfigFile: &cfg}, opts.Logger)
+		}()
+		defer func() {
+			sctx, c := context.WithTimeout(context.Background(), 2*time.Second)
+			defer c()
+			_ = srv.Shutdown(sctx)
+		}()
+	}
+	m.up.Set(1)
+	defer m.up.Set(0)
+	opts.Logger.Info("watch started", slog.String("event", EventStarted), slog.Int("namespaces", started),
+		slog.Bool("repair", opts.Repair), slog.Bool("dry_run", opts.DryRun), slog.String("listen", opts.Listen))
+	if opts.Ready != nil {
+		opts.Ready(addr)
+	}
+
+	tick := time.NewTicker(opts.Interval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			w.stopAll()
+			return nil
+		case err := <-srvErr:
+			w.stopAll()
+			if err != nil && !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("watch: metrics endpoint: %w", err)
+			}
+			return nil
+		case <-tick.C:
+			if opts.AllNetns {
+				for _, s := range namedNetns() {
+					if !w.has(s) {
+						if err := w.start(ctx, s); err != nil {
+							opts.Logger.Warn("cannot watch new namespace", slog.String("event", EventError), slog.String("netns", s), slog.String("error", err.Error()))
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
+// Handler serves GET /metrics, / and /healthz; nothing changes state.
+func Handler(m *Metrics) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{MaxRequestsInFlight: 4, Timeout: 10 * time.Second}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		_, _ = w.Write([]byte("<html><head><title>synscope watch</title></head><body><h1>synscope watch</h1><p><a href=\"/metrics\">metrics</a> · <a href=\"/healthz\">healthz</a></p></body></html>\n"))
+	})
+	return mux
+}
+
+type running struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// watcher owns the namespace loops.
+type watcher struct {
+	opts  *Options
+	m     *Metrics
+	mu    sync.Mutex
+	loops map[string]*running
+}
+
+func (w *watcher) has(spec string) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	_, ok := w.loops[spec]
+	return ok
+}
+
+// start opens a namespace and runs its loop.
+func (w *watcher) start(ctx context.Context, spec string) error {
+	t, err := netns.Open(spec)
+	if err != nil {
+		return fmt.Errorf("watch: %w", err)
+	}
+	l, err := newNSLoop(w.opts, w.m, t)
+	if err != nil {
+		t.Close()
+		return err
+	}
+	lctx, cancel := context.WithCancel(ctx)
+	r := &running{cancel: cancel, done: make(chan struct{})}
+	w.mu.Lock()
+	w.loops[spec] = r
+	w.mu.Unlock()
+	w.opts.Logger.Info("watching namespace", slog.String("event", EventNetnsAdded), slog.String("netns", l.name),
+		slog.Int("default_routes", len(l.routes)))
+	go func() {
+		defer close(r.done)
+		defer t.Close()
+		err := l.run(lctx)
+		if lctx.Err() != nil && !errors.Is(err, errNetnsGone) {
+			return // shutting down; series stay until the process exits
+		}
+		w.m.dropNetns(l.name)
+		w.mu.Lock()
+		delete(w.loops, spec)
+		w.mu.Unlock()
+		msg := "namespace gone: its series were removed"
+		lvl := slog.LevelInfo
+		if err != nil && !errors.Is(err, errNetnsGone) {
+			msg, lvl = "namespace loop failed: its series were removed", slog.LevelError
+		}
+		args := []any{slog.String("event", EventNetnsGone), slog.String("netns", l.name)}
+		if err != nil && !errors.Is(err, errNetnsGone) {
+			args = append(args, slog.String("error", err.Error()))
+		}
+		w.opts.Logger.Log(context.Background(), lvl, msg, args...)
+	}()
+	return nil
+}
+
+func (w *watcher) stopAll() {
+	w.mu.Lock()
+	rs := make([]*running, 0, len(w.loops))
+	for _, r := range w.loops {
+		rs = append(rs, r)
+	}
+	w.mu.Unlock()
+	for _, r := range rs {
+		r.cancel()
+	}
+	for _, r := range rs {
+		<-r.done
+	}
+}
+
+// namedNetns lists /run/netns (sorted).
+func namedNetns() []string {
+	ents, err := os.ReadDir(netns.RunDir)
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, e := range ents {
+		if e.IsDir() {
+			continue
+		}
+		out = append(out, filepath.Base(e.Name()))
+	}
+	sort.Strings(out)
+	return out
+}
