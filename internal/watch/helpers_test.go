@@ -226,6 +226,22 @@ func (d *daemon) waitValue(t testing.TB, timeout time.Duration, name string, lab
 	}
 }
 
+// waitValueAtLeast polls a series until it reaches min.
+func (d *daemon) waitValueAtLeast(t testing.TB, timeout time.Duration, name string, labels map[string]string, min float64) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		if v, ok := d.value(name, labels); ok && v >= min {
+			return
+		}
+		if time.Now().After(deadline) {
+			v, ok := d.value(name, labels)
+			t.Fatalf("%s%v = %v (present %v), want at least %v within %s", name, labels, v, ok, min, timeout)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // labUp brings a lab scenario up for one test and removes it after.
 func labUp(t testing.TB, scenario, tag string) *lab.Env {
 	t.Helper()

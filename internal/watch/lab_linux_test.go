@@ -1,6 +1,7 @@
 package watch
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"time"
@@ -57,6 +58,17 @@ func TestLabRouteLost(t *testing.T) {
 		}
 		if v, _ := d.value("synscope_default_route_losses_total", map[string]string{"netns": env.Server, "family": tc.family, "reason": string(ReasonDeletedByProcess)}); v != 1 {
 			t.Errorf("%s losses_total{deleted-by-process} = %v, want 1", tc.family, v)
+		}
+		if tc.fam == unix.AF_INET {
+			// SYNs now die on the SYN-ACK route lookup: the interval's
+			// counter attribution names no-route-to-peer.
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			err := env.Dial(ctx, 4, 300*time.Millisecond)
+			cancel()
+			if err == nil {
+				t.Fatal("client connected without a server default route")
+			}
+			d.waitValueAtLeast(t, 3*time.Second, "synscope_syn_drops_total", map[string]string{"netns": env.Server, "cause": "no-route-to-peer"}, 1)
 		}
 		// Put it back: restored, present again.
 		from = d.log.count()
