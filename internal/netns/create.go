@@ -14,7 +14,7 @@ import (
 // `synscope doctor --netns NAME` works on it) with loopback up. Only the lab
 // and tests call this: it changes the host.
 func Create(name string) (*Target, error) {
-	if err := os.MkdirAll(RunDir, 0o755); err != nil {
+	if err := prepareRunDir(); err != nil {
 		return nil, fmt.Errorf("netns create %s: %w", name, err)
 	}
 	if _, err := os.Stat(filepath.Join(RunDir, name)); err == nil {
