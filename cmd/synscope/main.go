@@ -14,6 +14,7 @@ import (
 
 	"github.com/synscope/synscope/internal/lab"
 	"github.com/synscope/synscope/internal/report"
+	"github.com/synscope/synscope/internal/safetext"
 )
 
 // exitError carries an exit code chosen by a subcommand (1 = problems
@@ -42,7 +43,8 @@ func run(args []string) int {
 	if errors.As(err, &ee) {
 		return ee.code
 	}
-	fmt.Fprintf(os.Stderr, "synscope: %v\n", err)
+	// Errors quote names and paths the inspected system chose.
+	fmt.Fprintf(os.Stderr, "synscope: %s\n", safetext.Show(err.Error()))
 	return report.ExitError
 }
 

@@ -10,6 +10,7 @@ import (
 
 	"github.com/synscope/synscope/internal/pcap"
 	"github.com/synscope/synscope/internal/report"
+	"github.com/synscope/synscope/internal/safetext"
 )
 
 func newPcapCmd() *cobra.Command {
@@ -43,6 +44,10 @@ func newPcapCmd() *cobra.Command {
 				cfg.Filter = f
 			}
 			out := c.OutOrStdout()
+			// Text shows file names and whatever a capture carries; it
+			// must not reach a terminal raw. JSON escapes on its own.
+			text := safetext.NewWriter(out)
+			defer text.Flush()
 			if client != "" || server != "" {
 				if client == "" || server == "" || len(args) > 0 {
 					return errors.New("comparison needs both --client and --server and no FILE")
@@ -56,7 +61,7 @@ func newPcapCmd() *cobra.Command {
 						return err
 					}
 				} else {
-					cmp.WriteText(out)
+					cmp.WriteText(text)
 				}
 				if cmp.Failed() > 0 {
 					return exitError{report.ExitProblems}
@@ -80,13 +85,13 @@ func newPcapCmd() *cobra.Command {
 				if aerr := pcap.Annotate(args[0], annotateOut, rep.Conns); aerr != nil {
 					return aerr
 				}
-				fmt.Fprintf(os.Stderr, "wrote %s\n", annotateOut)
+				fmt.Fprintf(os.Stderr, "wrote %s\n", safetext.Show(annotateOut))
 			}
 			if htmlOut != "" {
 				if herr := pcap.WriteHTMLFile(htmlOut, rep, ladder); herr != nil {
 					return herr
 				}
-				fmt.Fprintf(os.Stderr, "wrote %s\n", htmlOut)
+				fmt.Fprintf(os.Stderr, "wrote %s\n", safetext.Show(htmlOut))
 			}
 			switch {
 			case asJSON:
@@ -98,9 +103,9 @@ func newPcapCmd() *cobra.Command {
 				if conn == nil {
 					return fmt.Errorf("no connection %d (the capture has %d)", ladder, len(rep.Conns))
 				}
-				pcap.Ladder(out, conn)
+				pcap.Ladder(text, conn)
 			default:
-				rep.WriteText(out, table)
+				rep.WriteText(text, table)
 			}
 			if err != nil {
 				// Truncated capture: the report above covers what was read.

@@ -15,6 +15,7 @@ import (
 
 	"github.com/synscope/synscope/internal/causes"
 	"github.com/synscope/synscope/internal/netns"
+	"github.com/synscope/synscope/internal/safetext"
 	"github.com/synscope/synscope/internal/trace"
 )
 
@@ -117,16 +118,19 @@ func runTrace(cmd *cobra.Command, f traceFlags) error {
 	names := trace.NewNamespaceNames()
 	out := cmd.OutOrStdout()
 	enc := json.NewEncoder(out)
+	// Text names namespaces, listeners and peers the traced system chose.
+	text := safetext.NewWriter(out)
+	defer text.Flush()
 	enc.SetEscapeHTML(false)
 	if !f.json {
-		fmt.Fprintf(cmd.ErrOrStderr(), "tracing SYNs%s; Ctrl-C to stop\n", describeFilter(f))
+		fmt.Fprintf(cmd.ErrOrStderr(), "tracing SYNs%s; Ctrl-C to stop\n", safetext.Show(describeFilter(f)))
 	}
 	emit := func(o trace.Outcome) {
 		if f.json {
 			_ = enc.Encode(o)
 			return
 		}
-		fmt.Fprintln(out, formatOutcome(o, names))
+		fmt.Fprintln(text, formatOutcome(o, names))
 	}
 	if err := trace.Run(ctx, tr, eng, emit); err != nil {
 		return fmt.Errorf("trace: %w", err)
@@ -140,7 +144,7 @@ func runTrace(cmd *cobra.Command, f traceFlags) error {
 	if f.json {
 		return json.NewEncoder(cmd.ErrOrStderr()).Encode(map[string]any{"summary": sum})
 	}
-	writeTraceSummary(out, sum)
+	writeTraceSummary(text, sum)
 	return nil
 }
 

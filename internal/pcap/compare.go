@@ -9,6 +9,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/synscope/synscope/internal/pcap/decode"
+	"github.com/synscope/synscope/internal/safetext"
 )
 
 // Death says where a connection died between two capture points.
@@ -459,7 +460,7 @@ func (c *Comparison) WriteJSON(w io.Writer) error {
 
 // WriteText writes a summary and one line per connection.
 func (c *Comparison) WriteText(w io.Writer) {
-	fmt.Fprintf(w, "client %s vs server %s\nclock offset (server - client): %+.6f s (%s)\n", c.ClientFile, c.ServerFile, c.ClockOffset, c.OffsetFrom)
+	fmt.Fprintf(w, "client %s vs server %s\nclock offset (server - client): %+.6f s (%s)\n", safetext.Show(c.ClientFile), safetext.Show(c.ServerFile), c.ClockOffset, c.OffsetFrom)
 	fmt.Fprint(w, "deaths:")
 	for _, s := range c.Summary {
 		fmt.Fprintf(w, " %s=%d", s.Name, s.Count)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/synscope/synscope/internal/causes"
 	"github.com/synscope/synscope/internal/pcap/decode"
+	"github.com/synscope/synscope/internal/safetext"
 )
 
 // Report is the result of analysing one capture.
@@ -161,7 +162,7 @@ func (r *Report) WriteJSON(w io.Writer) error {
 func (r *Report) WriteText(w io.Writer, table bool) {
 	s := r.Summary
 	fmt.Fprintf(w, "%s: %d packets, %d TCP, %d connections, %d failed handshakes\n",
-		r.File, r.Stats.Packets, r.Stats.TCP, s.Connections, s.Failed)
+		safetext.Show(r.File), r.Stats.Packets, r.Stats.TCP, s.Connections, s.Failed)
 	if r.Stats.Duplicates > 0 || r.Stats.BadTCPCsum > 0 || r.Stats.BadIPCsum > 0 || r.Stats.Undecoded > 0 {
 		fmt.Fprintf(w, "  capture duplicates %d, bad TCP checksums %d, bad IPv4 checksums %d, undecodable frames %d\n",
 			r.Stats.Duplicates, r.Stats.BadTCPCsum, r.Stats.BadIPCsum, r.Stats.Undecoded)
@@ -196,7 +197,7 @@ func (r *Report) WriteText(w io.Writer, table bool) {
 		WriteTable(w, r.Conns)
 	}
 	if r.Error != "" {
-		fmt.Fprintf(w, "\nerror: %s\n", r.Error)
+		fmt.Fprintf(w, "\nerror: %s\n", safetext.Show(r.Error))
 	}
 }
 

@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/synscope/synscope/internal/safetext"
 )
 
 // JSON writes the report as one indented JSON object.
@@ -59,32 +61,37 @@ func (s Style) sev(v Severity) string {
 	}
 }
 
+// show renders a string for the terminal: most of a report's text holds
+// names the inspected namespace chose (interfaces, processes, nftables
+// tables), so every string goes through safetext.
+func show(s string) string { return safetext.Show(s) }
+
 // Text writes the human report.
 func Text(w io.Writer, r *Report, st Style) error {
 	b := &strings.Builder{}
-	fmt.Fprintf(b, "synscope doctor — netns %s", r.Target.Netns)
+	fmt.Fprintf(b, "synscope doctor — netns %s", show(r.Target.Netns))
 	if r.Target.Kernel != "" {
-		fmt.Fprintf(b, ", kernel %s", r.Target.Kernel)
+		fmt.Fprintf(b, ", kernel %s", show(r.Target.Kernel))
 	}
 	fmt.Fprintf(b, ", window %.1fs\n\n", r.WindowSeconds)
 	if len(r.Findings) == 0 {
 		b.WriteString(st.paint("32", "No problems found: ") + "no SYN drops or handshake failures explained by any check.\n")
 	}
 	for i, f := range r.Findings {
-		fmt.Fprintf(b, "%d. %s  %s  [%s, %s]\n", i+1, st.sev(f.Severity), st.paint("1", f.Summary), f.Cause, f.Confidence)
+		fmt.Fprintf(b, "%d. %s  %s  [%s, %s]\n", i+1, st.sev(f.Severity), st.paint("1", show(f.Summary)), f.Cause, f.Confidence)
 		if f.Why != "" {
-			fmt.Fprintf(b, "   why sure: %s\n", f.Why)
+			fmt.Fprintf(b, "   why sure: %s\n", show(f.Why))
 		}
 		if len(f.Evidence) > 0 {
 			b.WriteString("   evidence:\n")
 			for _, e := range f.Evidence {
-				fmt.Fprintf(b, "     - [%s] %s\n", e.Source, e.Text)
+				fmt.Fprintf(b, "     - [%s] %s\n", show(e.Source), show(e.Text))
 			}
 		}
 		if f.Fix != "" {
 			b.WriteString("   fix:\n")
 			for _, line := range strings.Split(f.Fix, "\n") {
-				fmt.Fprintf(b, "     %s\n", st.paint("1", line))
+				fmt.Fprintf(b, "     %s\n", st.paint("1", show(line)))
 			}
 		}
 		b.WriteString("\n")
@@ -92,12 +99,12 @@ func Text(w io.Writer, r *Report, st Style) error {
 	if len(r.Listeners) > 0 {
 		b.WriteString("listeners:\n")
 		for _, l := range r.Listeners {
-			fmt.Fprintf(b, "  %-28s accept %d/%d  drops %d (+%d)  syn-recv %d", l.Local, l.AcceptQ, l.Backlog, l.Drops, l.DropsDelta, l.SynRecv)
+			fmt.Fprintf(b, "  %-28s accept %d/%d  drops %d (+%d)  syn-recv %d", show(l.Local), l.AcceptQ, l.Backlog, l.Drops, l.DropsDelta, l.SynRecv)
 			if l.Process != "" {
-				fmt.Fprintf(b, "  %s", l.Process)
+				fmt.Fprintf(b, "  %s", show(l.Process))
 			}
 			if l.Device != "" {
-				fmt.Fprintf(b, "  dev %s", l.Device)
+				fmt.Fprintf(b, "  dev %s", show(l.Device))
 			}
 			if l.Mark != 0 {
 				fmt.Fprintf(b, "  mark %#x", l.Mark)
@@ -116,7 +123,7 @@ func Text(w io.Writer, r *Report, st Style) error {
 	if len(skipped) > 0 {
 		fmt.Fprintf(b, ", %d not run:\n", len(skipped))
 		for _, c := range skipped {
-			fmt.Fprintf(b, "  - %s (%s): %s\n", c.Name, c.Status, c.Detail)
+			fmt.Fprintf(b, "  - %s (%s): %s\n", show(c.Name), c.Status, show(c.Detail))
 		}
 	} else {
 		b.WriteString("\n")

@@ -5,6 +5,8 @@
 package safetext
 
 import (
+	"bytes"
+	"io"
 	"strings"
 	"unicode/utf8"
 )
@@ -97,4 +99,62 @@ func writeRuneEscape(b *strings.Builder, r rune) {
 	for shift := 12; shift >= 0; shift -= 4 {
 		b.WriteByte(hexdigits[(r>>uint(shift))&0xf])
 	}
+}
+
+// Lines is Show for multi-line text a renderer built: each line is shown
+// safely and the line breaks stay. Use it on whole renderings as a second
+// guard; fields that could hold a newline of their own still go through
+// Show, so that a value cannot fake a line.
+func Lines(s string) string {
+	if isPlainText(s) {
+		return s
+	}
+	parts := strings.Split(s, "\n")
+	for i, p := range parts {
+		parts[i] = Show(p)
+	}
+	return strings.Join(parts, "\n")
+}
+
+func isPlainText(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; (c < 0x20 && c != '\n') || c >= 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// Writer passes text through Lines on its way to a terminal: complete lines
+// as they come, the rest on Flush. Renderers that print many fields (pcap's
+// tables and ladders, trace's lines) write through one, so that no field
+// they forget can reach the terminal raw.
+type Writer struct {
+	w   io.Writer
+	buf []byte
+}
+
+// NewWriter returns a Writer onto w.
+func NewWriter(w io.Writer) *Writer { return &Writer{w: w} }
+
+// Write buffers p and writes every complete line safely.
+func (s *Writer) Write(p []byte) (int, error) {
+	s.buf = append(s.buf, p...)
+	i := bytes.LastIndexByte(s.buf, '\n')
+	if i < 0 {
+		return len(p), nil
+	}
+	_, err := io.WriteString(s.w, Lines(string(s.buf[:i+1])))
+	s.buf = append(s.buf[:0], s.buf[i+1:]...)
+	return len(p), err
+}
+
+// Flush writes what is left of an unfinished line.
+func (s *Writer) Flush() error {
+	if len(s.buf) == 0 {
+		return nil
+	}
+	_, err := io.WriteString(s.w, Show(string(s.buf)))
+	s.buf = s.buf[:0]
+	return err
 }

@@ -1,6 +1,7 @@
 package safetext
 
 import (
+	"strings"
 	"testing"
 	"unicode/utf8"
 )
@@ -23,6 +24,30 @@ func TestShow(t *testing.T) {
 		if got := Show(c.in); got != c.want {
 			t.Errorf("Show(%q) = %q, want %q", c.in, got, c.want)
 		}
+	}
+}
+
+func TestLines(t *testing.T) {
+	in := "a\x1b[2J\nsecond \u202e line\n"
+	if got, want := Lines(in), "a\\x1b[2J\nsecond \\u202e line\n"; got != want {
+		t.Errorf("Lines = %q, want %q", got, want)
+	}
+}
+
+func TestWriter(t *testing.T) {
+	var b strings.Builder
+	w := NewWriter(&b)
+	for _, chunk := range []string{"ok \xe2", "\x9c\x93 line\n", "ESC\x1b[2J", " end\npart\x07"} {
+		if _, err := w.Write([]byte(chunk)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	// A character split across writes stays whole; controls are shown.
+	if got, want := b.String(), "ok ✓ line\nESC\\x1b[2J end\npart\\x07"; got != want {
+		t.Errorf("got %q, want %q", got, want)
 	}
 }
 

@@ -25,6 +25,7 @@ var bin string
 
 func TestMain(m *testing.M) {
 	lab.MaybeRunAgent()
+	maybeRunHostileListener()
 	code := func() int {
 		dir, err := os.MkdirTemp("", "synscope-it-")
 		if err != nil {
