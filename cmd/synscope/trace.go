@@ -165,9 +165,13 @@ func describeFilter(f traceFlags) string {
 	return " (" + strings.Join(parts, ", ") + ")"
 }
 
+// show renders a value the traced system chose (namespace names, peers,
+// listener owners) on one line, visibly.
+func show(s string) string { return safetext.Show(s) }
+
 func formatOutcome(o trace.Outcome, names *trace.NamespaceNames) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s %-12s %s -> %s %s", o.Time.Local().Format("15:04:05.000000"), names.Label(o.Netns), o.Client, o.Server, o.Fate)
+	fmt.Fprintf(&b, "%s %-12s %s -> %s %s", o.Time.Local().Format("15:04:05.000000"), show(names.Label(o.Netns)), show(o.Client), show(o.Server), o.Fate)
 	if o.Cause != "" {
 		fmt.Fprintf(&b, " %s", o.Cause)
 	}
@@ -184,7 +188,7 @@ func formatOutcome(o trace.Outcome, names *trace.NamespaceNames) string {
 		fmt.Fprintf(&b, " syns=%d", o.SYNs)
 	}
 	if len(o.Evidence) > 0 {
-		fmt.Fprintf(&b, " [%s]", strings.Join(o.Evidence, "; "))
+		fmt.Fprintf(&b, " [%s]", show(strings.Join(o.Evidence, "; ")))
 	}
 	return b.String()
 }
@@ -226,19 +230,19 @@ func writeTraceSummary(w io.Writer, s trace.Summary) {
 	if len(s.Outcomes) > 0 {
 		fmt.Fprintln(w, "  outcomes of reported SYNs:")
 		for _, kc := range s.Outcomes {
-			fmt.Fprintf(w, "    %6d  %s\n", kc.Count, kc.Key)
+			fmt.Fprintf(w, "    %6d  %s\n", kc.Count, show(kc.Key))
 		}
 	}
 	if len(s.TopPeers) > 0 {
 		fmt.Fprintln(w, "  top peers:")
 		for _, kc := range s.TopPeers {
-			fmt.Fprintf(w, "    %6d  %s\n", kc.Count, kc.Key)
+			fmt.Fprintf(w, "    %6d  %s\n", kc.Count, show(kc.Key))
 		}
 	}
 	if len(s.TopListeners) > 0 {
 		fmt.Fprintln(w, "  top listeners:")
 		for _, kc := range s.TopListeners {
-			fmt.Fprintf(w, "    %6d  %s\n", kc.Count, kc.Key)
+			fmt.Fprintf(w, "    %6d  %s\n", kc.Count, show(kc.Key))
 		}
 	}
 }
@@ -251,7 +255,7 @@ func fmtReasons(m map[string]uint64) string {
 	sort.Slice(keys, func(i, j int) bool { return m[keys[i]] > m[keys[j]] })
 	parts := make([]string, len(keys))
 	for i, k := range keys {
-		parts[i] = fmt.Sprintf("%s=%d", k, m[k])
+		parts[i] = fmt.Sprintf("%s=%d", show(k), m[k])
 	}
 	return strings.Join(parts, " ")
 }

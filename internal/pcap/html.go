@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/synscope/synscope/internal/pcap/decode"
+	"github.com/synscope/synscope/internal/safetext"
 )
 
 // WriteHTMLFile writes an HTML report: the summary, the connection table
@@ -25,14 +26,18 @@ func WriteHTMLFile(path string, r *Report, id int) error {
 	return nil
 }
 
+// esc is the one way a value enters the HTML report: shown safely (the
+// capture chose its bytes), then escaped for HTML.
+func esc(s string) string { return html.EscapeString(safetext.Show(s)) }
+
 // WriteHTML renders the HTML report.
 func WriteHTML(w io.Writer, r *Report, id int) {
-	fmt.Fprintf(w, "<!doctype html><html><head><meta charset=\"utf-8\"><title>synscope pcap %s</title>\n", html.EscapeString(r.File))
+	fmt.Fprintf(w, "<!doctype html><html><head><meta charset=\"utf-8\"><title>synscope pcap %s</title>\n", esc(r.File))
 	fmt.Fprint(w, "<style>body{font-family:sans-serif;margin:2em}pre{background:#f4f4f4;padding:1em}svg text{font-family:monospace;font-size:12px}</style></head><body>\n")
-	fmt.Fprintf(w, "<h1>synscope pcap: %s</h1>\n<pre>", html.EscapeString(r.File))
+	fmt.Fprintf(w, "<h1>synscope pcap: %s</h1>\n<pre>", esc(r.File))
 	var sb strings.Builder
 	r.WriteText(&sb, false)
-	fmt.Fprint(w, html.EscapeString(sb.String()))
+	fmt.Fprint(w, esc(sb.String()))
 	fmt.Fprint(w, "</pre>\n")
 	var pick []*Conn
 	if c := r.Conn(id); c != nil {
@@ -45,13 +50,13 @@ func WriteHTML(w io.Writer, r *Report, id int) {
 		}
 	}
 	for _, c := range pick {
-		fmt.Fprintf(w, "<h2>Connection %d: %s</h2><p>%s</p>\n", c.ID, html.EscapeString(string(c.Verdict)), html.EscapeString(c.Detail))
+		fmt.Fprintf(w, "<h2>Connection %d: %s</h2><p>%s</p>\n", c.ID, esc(string(c.Verdict)), esc(c.Detail))
 		svgLadder(w, c)
 	}
 	fmt.Fprint(w, "<h2>Connections</h2><pre>")
 	sb.Reset()
 	WriteTable(&sb, r.Conns)
-	fmt.Fprint(w, html.EscapeString(sb.String()))
+	fmt.Fprint(w, esc(sb.String()))
 	fmt.Fprint(w, "</pre></body></html>\n")
 }
 
@@ -62,8 +67,8 @@ func svgLadder(w io.Writer, c *Conn) {
 	cli, cp := c.ClientEnd()
 	srv, sp := c.ServerEnd()
 	fmt.Fprintf(w, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"820\" height=\"%d\">\n", h)
-	fmt.Fprintf(w, "<text x=\"%d\" y=\"20\" text-anchor=\"middle\">client %s</text>", left, html.EscapeString(hostPort(cli, cp)))
-	fmt.Fprintf(w, "<text x=\"%d\" y=\"20\" text-anchor=\"middle\">server %s</text>\n", right, html.EscapeString(hostPort(srv, sp)))
+	fmt.Fprintf(w, "<text x=\"%d\" y=\"20\" text-anchor=\"middle\">client %s</text>", left, esc(hostPort(cli, cp)))
+	fmt.Fprintf(w, "<text x=\"%d\" y=\"20\" text-anchor=\"middle\">server %s</text>\n", right, esc(hostPort(srv, sp)))
 	fmt.Fprintf(w, "<line x1=\"%d\" y1=\"30\" x2=\"%d\" y2=\"%d\" stroke=\"#333\"/><line x1=\"%d\" y1=\"30\" x2=\"%d\" y2=\"%d\" stroke=\"#333\"/>\n", left, left, h, right, right, h)
 	fmt.Fprint(w, "<defs><marker id=\"a\" markerWidth=\"10\" markerHeight=\"7\" refX=\"10\" refY=\"3.5\" orient=\"auto\"><polygon points=\"0 0, 10 3.5, 0 7\"/></marker></defs>\n")
 	if n == 0 {
@@ -93,7 +98,7 @@ func svgLadder(w io.Writer, c *Conn) {
 		}
 		fmt.Fprintf(w, "<text x=\"5\" y=\"%d\">%+.6f</text>", y+14, float64(p.TS-t0)/1e9)
 		fmt.Fprintf(w, "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"%s\" marker-end=\"url(#a)\"/>", x1, y, x2, y+step-8, color)
-		fmt.Fprintf(w, "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\" fill=\"%s\">%s #%d</text>\n", (left+right)/2, y+10, color, html.EscapeString(label), p.Index)
+		fmt.Fprintf(w, "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\" fill=\"%s\">%s #%d</text>\n", (left+right)/2, y+10, color, esc(label), p.Index)
 	}
 	fmt.Fprint(w, "</svg>\n")
 }

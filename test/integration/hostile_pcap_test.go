@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/synscope/synscope/internal/pcap/capfile"
@@ -18,7 +19,7 @@ import (
 func TestHostileCapture(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	name := filepath.Join(dir, "cap\x1b[2J\x1b[32mALL-OK\n\u202etxt.pcapng")
+	name := filepath.Join(dir, "cap\x1b[2J\x1b[32mALL-OK\n\u202etxt<script>alert(1)<.pcapng")
 	writeHostileCapture(t, name)
 
 	for _, args := range [][]string{
@@ -33,6 +34,19 @@ func TestHostileCapture(t *testing.T) {
 			t.Fatalf("%q: exit 2: %s", args, r.stderr)
 		}
 		assertTerminalSafe(t, args[len(args)-1], r.stdout+r.stderr)
+	}
+	// HTML: every value escaped once, shown safely.
+	out := filepath.Join(dir, "report.html")
+	if r := synscope(t, "pcap", name, "--html", out); r.code == 2 {
+		t.Fatalf("--html: exit 2: %s", r.stderr)
+	}
+	page, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertTerminalSafe(t, "html", string(page))
+	if strings.Contains(string(page), "<script") || !strings.Contains(string(page), "&lt;script&gt;") {
+		t.Errorf("HTML report does not escape the file name:\n%s", page)
 	}
 }
 
