@@ -46,9 +46,11 @@ type nsLoop struct {
 	known   map[famTable]bool
 	lastErr map[famTable]Route // last lost route per family/table
 	risks   map[riskKey]bool
-	prev    *counters.Snapshot
-	repair  *repairer
-	expiry  *time.Timer
+	// procCache maps netlink port ids to process names (bounded).
+	procCache map[uint32]procEntry
+	prev      *counters.Snapshot
+	repair    *repairer
+	expiry    *time.Timer
 }
 
 type riskKey struct {
@@ -62,7 +64,7 @@ func newNSLoop(opts *Options, m *Metrics, t *netns.Target) (*nsLoop, error) {
 		opts: opts, m: m, lg: opts.Logger, t: t, name: t.Label(),
 		links: map[int]Link{}, routes: routeSet{}, judged: judged{},
 		neigh: map[neighKey]uint16{}, known: map[famTable]bool{},
-		lastErr: map[famTable]Route{}, risks: map[riskKey]bool{},
+		lastErr: map[famTable]Route{}, risks: map[riskKey]bool{}, procCache: map[uint32]procEntry{},
 	}
 	err := t.Do(func() error {
 		var err error
@@ -163,7 +165,7 @@ func (l *nsLoop) run(ctx context.Context) error {
 	l.expiry = time.NewTimer(time.Hour)
 	defer l.expiry.Stop()
 	l.armExpiry(time.Now())
-	var repairCh <-chan repairDone
+	var repairCh <-chan repairMsg
 	if l.repair != nil {
 		repairCh = l.repair.done
 		defer l.repair.stop()
@@ -186,8 +188,8 @@ func (l *nsLoop) run(ctx context.Context) error {
 			if gone := l.interval(ctx); gone {
 				return errNetnsGone
 			}
-		case d := <-repairCh:
-			l.repair.finished(ctx, d)
+		case msg := <-repairCh:
+			l.repair.handle(ctx, msg)
 		}
 	}
 }
@@ -247,7 +249,6 @@ func (l *nsLoop) receive(ctx context.Context, ch chan<- batch) {
 func (l *nsLoop) handle(ctx context.Context, b batch) {
 	now := time.Now()
 	needDump := b.resync
-	dels := map[key]uint32{}
 	for _, m := range b.msgs {
 		switch m.Type {
 		case unix.NLMSG_OVERRUN:
@@ -303,6 +304,8 @@ func (l *nsLoop) handle(ctx context.Context, b batch) {
 			}
 		}
 	}
+	// Route news one at a time, in order: a deletion and a re-add in one
+	// batch are a flap, a loss and a return, not "nothing happened".
 	for _, m := range b.msgs {
 		switch m.Type {
 		case unix.RTM_NEWROUTE:
@@ -316,21 +319,22 @@ func (l *nsLoop) handle(ctx context.Context, b batch) {
 			r.Dev = l.links[r.Ifindex].Name
 			l.routes[r.key()] = r
 			l.known[famTable{r.Family, r.Table}] = true
+			l.settle(ctx, now, nil)
 		case unix.RTM_DELROUTE:
 			r, ok := parseRoute(m.Data, now)
 			if !ok {
 				continue
 			}
 			delete(l.routes, r.key())
-			dels[r.key()] = m.PID
+			l.settle(ctx, now, map[key]uint32{r.key(): m.PID})
 		}
 	}
 	if needDump {
 		if err := l.resync(now, b.resync); err != nil {
 			l.lg.Error("route dump failed", slog.String("event", EventError), slog.String("netns", l.name), slog.String("error", err.Error()))
 		}
+		l.settle(ctx, now, nil)
 	}
-	l.settle(ctx, now, dels)
 }
 
 func btoi(b bool) int {
@@ -457,7 +461,27 @@ func (l *nsLoop) armExpiry(now time.Time) {
 }
 
 // processOf names the process owning netlink port id pid, "" if none.
+// Answers are cached for a few seconds (bounded), so a burst of deletions
+// by one program costs one /proc scan.
 func (l *nsLoop) processOf(pid uint32) string {
+	now := time.Now()
+	if c, ok := l.procCache[pid]; ok && now.Sub(c.at) < 5*time.Second {
+		return c.name
+	}
+	name := l.lookupProcess(pid)
+	if len(l.procCache) >= 64 {
+		clear(l.procCache)
+	}
+	l.procCache[pid] = procEntry{name, now}
+	return name
+}
+
+type procEntry struct {
+	name string
+	at   time.Time
+}
+
+func (l *nsLoop) lookupProcess(pid uint32) string {
 	var ino uint32
 	var ok bool
 	_ = l.t.Do(func() error {
