@@ -1,0 +1,176 @@
+// Package deploy holds the deployment files for synscope watch (systemd,
+// Kubernetes, Prometheus rules, Grafana); this test keeps them honest.
+package deploy
+
+import (
+	"encoding/json"
+	"os"
+	"os/exec"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/yaml"
+
+	"github.com/synscope/synscope/internal/watch"
+)
+
+// TestDaemonSetStrict decodes the DaemonSet strictly into k8s.io/api types
+// (an unknown or misspelt field fails) and checks what watch needs.
+func TestDaemonSetStrict(t *testing.T) {
+	b, err := os.ReadFile("kubernetes/daemonset.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ds appsv1.DaemonSet
+	if err := yaml.UnmarshalStrict(b, &ds); err != nil {
+		t.Fatalf("strict decode: %v", err)
+	}
+	if ds.Kind != "DaemonSet" || ds.APIVersion != "apps/v1" {
+		t.Fatalf("kind %s/%s", ds.APIVersion, ds.Kind)
+	}
+	ps := ds.Spec.Template.Spec
+	if !ps.HostNetwork || !ps.HostPID {
+		t.Error("needs hostNetwork (the node's namespace) and hostPID (pid:N namespaces, process names)")
+	}
+	if len(ps.Tolerations) == 0 || ps.Tolerations[0].Operator != corev1.TolerationOpExists {
+		t.Error("must tolerate every taint: a node without watch is a node without monitoring")
+	}
+	if len(ps.Containers) != 1 {
+		t.Fatalf("%d containers", len(ps.Containers))
+	}
+	c := ps.Containers[0]
+	if c.Args[0] != "watch" || !slices.Contains(c.Args, "--all-netns") {
+		t.Errorf("args %v", c.Args)
+	}
+	sc := c.SecurityContext
+	if sc == nil || sc.Capabilities == nil || (sc.Privileged != nil && *sc.Privileged) {
+		t.Fatal("want an unprivileged container with explicit capabilities")
+	}
+	if !slices.Equal(sc.Capabilities.Drop, []corev1.Capability{"ALL"}) {
+		t.Errorf("drop %v, want ALL", sc.Capabilities.Drop)
+	}
+	for _, want := range []corev1.Capability{"NET_ADMIN", "NET_RAW", "SYS_ADMIN"} {
+		if !slices.Contains(sc.Capabilities.Add, want) {
+			t.Errorf("capability %s missing", want)
+		}
+	}
+	if sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation || sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem {
+		t.Error("want allowPrivilegeEscalation false and a read-only root filesystem")
+	}
+	if c.Resources.Limits.Memory().IsZero() || c.Resources.Limits.Cpu().IsZero() || c.Resources.Requests.Memory().IsZero() {
+		t.Error("want CPU and memory limits and requests")
+	}
+	mounted := false
+	for _, m := range c.VolumeMounts {
+		if m.MountPath == "/run/netns" {
+			mounted = m.MountPropagation != nil && *m.MountPropagation == corev1.MountPropagationHostToContainer
+		}
+	}
+	if !mounted {
+		t.Error("/run/netns must be mounted with HostToContainer propagation (namespaces created later)")
+	}
+}
+
+// TestAlertRules runs promtool's rule unit tests.
+func TestAlertRules(t *testing.T) {
+	bin, err := exec.LookPath("promtool")
+	if err != nil {
+		t.Fatal("promtool not installed (Debian package prometheus; .ci/run installs it)")
+	}
+	for _, args := range [][]string{{"check", "rules", "prometheus/alerts.yml"}, {"test", "rules", "prometheus/alerts_test.yml"}} {
+		out, err := exec.Command(bin, args...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("promtool %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+}
+
+var metricRE = regexp.MustCompile(`synscope_[a-z_]+`)
+
+// exported lists the metric names watch registers.
+func exported(t *testing.T) map[string]bool {
+	m := watch.NewMetrics()
+	mfs, err := m.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]bool{}
+	for _, mf := range mfs {
+		out[mf.GetName()] = true
+	}
+	// Vectors without series yet and the listener collector.
+	for _, n := range []string{"synscope_default_route_present", "synscope_default_route_losses_total",
+		"synscope_default_route_expiry_seconds", "synscope_default_route_at_risk", "synscope_syn_drops_total",
+		"synscope_route_repairs_total", "synscope_listener_accept_queue", "synscope_listener_backlog", "synscope_listener_drops_total"} {
+		out[n] = true
+	}
+	return out
+}
+
+// TestDashboardAndRulesUseRealMetrics: every synscope_ name in the
+// dashboard and the rules is one watch exports; the dashboard is JSON.
+func TestDashboardAndRulesUseRealMetrics(t *testing.T) {
+	names := exported(t)
+	for _, f := range []string{"grafana/dashboard.json", "prometheus/alerts.yml"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.HasSuffix(f, ".json") {
+			var d struct {
+				Panels []struct {
+					Targets []struct{ Expr string } `json:"targets"`
+				} `json:"panels"`
+			}
+			if err := json.Unmarshal(b, &d); err != nil {
+				t.Fatalf("%s: %v", f, err)
+			}
+			if len(d.Panels) == 0 {
+				t.Fatalf("%s: no panels", f)
+			}
+		}
+		for _, n := range metricRE.FindAllString(string(b), -1) {
+			if !names[n] {
+				t.Errorf("%s uses %s, which watch does not export", f, n)
+			}
+		}
+	}
+}
+
+// TestSystemdUnit checks the unit's hardening and capability set.
+func TestSystemdUnit(t *testing.T) {
+	b, err := os.ReadFile("systemd/synscope-watch.service")
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv := map[string]string{}
+	for _, line := range strings.Split(string(b), "\n") {
+		if k, v, ok := strings.Cut(line, "="); ok && !strings.HasPrefix(line, "#") {
+			kv[k] = v
+		}
+	}
+	if !strings.Contains(kv["ExecStart"], "synscope watch") || !strings.Contains(kv["ExecStart"], "127.0.0.1:9798") {
+		t.Errorf("ExecStart %q", kv["ExecStart"])
+	}
+	caps := strings.Fields(kv["CapabilityBoundingSet"])
+	slices.Sort(caps)
+	if !slices.Equal(caps, []string{"CAP_DAC_READ_SEARCH", "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_SYS_ADMIN", "CAP_SYS_PTRACE"}) {
+		t.Errorf("CapabilityBoundingSet %v", caps)
+	}
+	for k, v := range map[string]string{"NoNewPrivileges": "yes", "ProtectSystem": "strict", "ProtectHome": "yes",
+		"PrivateTmp": "yes", "ProtectKernelModules": "yes", "RestrictSUIDSGID": "yes", "MemoryDenyWriteExecute": "yes"} {
+		if kv[k] != v {
+			t.Errorf("%s=%q, want %q", k, kv[k], v)
+		}
+	}
+	if sa, err := exec.LookPath("systemd-analyze"); err == nil {
+		out, err := exec.Command(sa, "verify", "--man=no", "systemd/synscope-watch.service").CombinedOutput()
+		if err != nil && strings.Contains(string(out), "Unknown key") {
+			t.Errorf("systemd-analyze verify: %s", out)
+		}
+	}
+}
