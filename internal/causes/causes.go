@@ -3,7 +3,12 @@
 // the IDs are stable API: add new ones, never rename.
 package causes
 
-import "sort"
+import (
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+)
 
 // ID is a stable kebab-case cause identifier.
 type ID string
@@ -44,6 +49,39 @@ type Cause struct {
 	Fix string `json:"fix"`
 	// Reference: section of the SYN-drop reference (shared/reference).
 	Reference string `json:"reference"`
+	// DropReasons are the skb drop reasons (enum skb_drop_reason without
+	// the SKB_DROP_REASON_ prefix, as the running kernel's BTF names them)
+	// that name this cause when the SYN is freed with them. A trailing '*'
+	// matches a prefix; a lone "*" catches every reason no other entry
+	// names.
+	DropReasons []string `json:"drop_reasons,omitempty"`
+	// SynackDropReasons: the same for the SYN-ACK.
+	SynackDropReasons []string `json:"synack_drop_reasons,omitempty"`
+	// ICMP lists the ICMP errors quoting the SYN that name this cause.
+	ICMP []ICMP `json:"icmp,omitempty"`
+	// RouteTypes lists the route types whose lookup fails, with the error
+	// the kernel's lookup returns for each.
+	RouteTypes []RouteType `json:"route_types,omitempty"`
+}
+
+// ICMP is a class of ICMP error: destination unreachable (type 3 in ICMP,
+// 1 in ICMPv6) or time exceeded (11 / 3), with some codes or, when Codes is
+// empty, any code no other entry names.
+type ICMP struct {
+	V6    bool    `json:"v6"`
+	Type  uint8   `json:"type"`
+	Codes []uint8 `json:"codes,omitempty"`
+	// Text is how it is shown ("port unreachable"); empty for catch-alls,
+	// which show the code.
+	Text string `json:"text,omitempty"`
+}
+
+// RouteType is a route type whose lookups fail, and the errno the kernel
+// returns for it (fib_props in net/ipv4/fib_semantics.c,
+// ip6_rt_type_to_error in net/ipv6/route.c).
+type RouteType struct {
+	Type  string        `json:"type"`
+	Errno syscall.Errno `json:"errno"`
 }
 
 var catalog = []Cause{
@@ -55,15 +93,30 @@ var catalog = []Cause{
 		Confirm:   "ip route get <client> from <local> mark <M> uid <U> ipproto tcp sport <lport> dport <rport> inside the server's namespace returns an error; ListenDrops and OutNoRoutes rise together.",
 		Fix:       "Restore the missing route (usually the default route), or fix the policy rule / fwmark so the reply table can reach the client.",
 		Reference: "1, 2.B1",
+		ICMP: []ICMP{
+			{Type: 3, Codes: []uint8{0, 6}, Text: "network unreachable"},
+			{Type: 11, Text: "time exceeded"},
+			{Type: 3, Text: ""},
+			{V6: true, Type: 1, Codes: []uint8{0}, Text: "no route to destination"},
+			{V6: true, Type: 3, Text: "time exceeded"},
+			{V6: true, Type: 1, Text: ""},
+		},
+		RouteTypes: []RouteType{
+			{Type: "unreachable", Errno: syscall.EHOSTUNREACH},
+			{Type: "blackhole", Errno: syscall.EINVAL},
+			{Type: "prohibit", Errno: syscall.EACCES},
+			{Type: "throw", Errno: syscall.EAGAIN},
+		},
 	},
 	{
-		ID:        AcceptQueueOverflow,
-		Title:     "Accept queue full: the application is not calling accept() fast enough",
-		Mechanism: "When a listener's accept queue holds more than its backlog, new SYNs (and final ACKs) are dropped; ListenOverflows and ListenDrops rise and the listener's sk_drops counts them.",
-		Counters:  []string{"TcpExtListenOverflows", "TcpExtListenDrops"},
-		Confirm:   "ss -lnt shows Recv-Q >= Send-Q+1 on the listener; ss -tlm shows its drop counter d<N> rising.",
-		Fix:       "Make the application accept faster (more workers, fix a stall) and raise its listen() backlog together with net.core.somaxconn.",
-		Reference: "2.A1, 2.A2",
+		ID:          AcceptQueueOverflow,
+		Title:       "Accept queue full: the application is not calling accept() fast enough",
+		Mechanism:   "When a listener's accept queue holds more than its backlog, new SYNs (and final ACKs) are dropped; ListenOverflows and ListenDrops rise and the listener's sk_drops counts them.",
+		Counters:    []string{"TcpExtListenOverflows", "TcpExtListenDrops"},
+		Confirm:     "ss -lnt shows Recv-Q >= Send-Q+1 on the listener; ss -tlm shows its drop counter d<N> rising.",
+		Fix:         "Make the application accept faster (more workers, fix a stall) and raise its listen() backlog together with net.core.somaxconn.",
+		Reference:   "2.A1, 2.A2",
+		DropReasons: []string{"TCP_LISTEN_OVERFLOW"},
 	},
 	{
 		ID:        SynQueueOverflow,
@@ -84,40 +137,62 @@ var catalog = []Cause{
 		Reference: "2.A3",
 	},
 	{
-		ID:        FirewallDrop,
-		Title:     "A firewall rule drops or rejects the SYN or the SYN-ACK",
-		Mechanism: "A netfilter (nftables or iptables-nft) rule in input/prerouting drops the SYN before TCP sees it, or one in output/postrouting drops the SYN-ACK; the latter leaves the request in place and TCPTimeouts rises while TCPSynRetrans stays flat.",
-		Counters:  []string{"TcpExtTCPTimeouts", "IpOutDiscards"},
-		Confirm:   "nft -a list ruleset shows a drop/reject rule matching the port whose counter rises while clients retry.",
-		Fix:       "Remove or narrow the rule (nft delete rule <family> <table> <chain> handle <N>), or add an accept rule before it.",
-		Reference: "2.C1, 2.E",
+		ID:                FirewallDrop,
+		Title:             "A firewall rule drops or rejects the SYN or the SYN-ACK",
+		Mechanism:         "A netfilter (nftables or iptables-nft) rule in input/prerouting drops the SYN before TCP sees it, or one in output/postrouting drops the SYN-ACK; the latter leaves the request in place and TCPTimeouts rises while TCPSynRetrans stays flat.",
+		Counters:          []string{"TcpExtTCPTimeouts", "IpOutDiscards"},
+		Confirm:           "nft -a list ruleset shows a drop/reject rule matching the port whose counter rises while clients retry.",
+		Fix:               "Remove or narrow the rule (nft delete rule <family> <table> <chain> handle <N>), or add an accept rule before it.",
+		Reference:         "2.C1, 2.E",
+		DropReasons:       []string{"NETFILTER_DROP"},
+		SynackDropReasons: []string{"NETFILTER_DROP"},
+		ICMP: []ICMP{
+			{Type: 3, Codes: []uint8{9, 10, 13}, Text: "administratively prohibited"},
+			{V6: true, Type: 1, Codes: []uint8{1, 5, 6}, Text: "administratively prohibited"},
+		},
 	},
 	{
-		ID:        RPFilterDrop,
-		Title:     "Reverse-path filter drops the SYN",
-		Mechanism: "With strict rp_filter (1), a packet whose source would be routed back out of another interface is dropped in ip_rcv_finish_core (IP_RPFILTER). The effective value is max(all, interface).",
-		Counters:  []string{"TcpExtIPReversePathFilter"},
-		Confirm:   "sysctl net.ipv4.conf.{all,<dev>}.rp_filter is 1 and ip route get <client> leaves through another interface than the SYN arrived on.",
-		Fix:       "Use loose mode (sysctl -w net.ipv4.conf.<dev>.rp_filter=2 and .all.rp_filter=2) or make the routing symmetric.",
-		Reference: "2.E",
+		ID:          RPFilterDrop,
+		Title:       "Reverse-path filter drops the SYN",
+		Mechanism:   "With strict rp_filter (1), a packet whose source would be routed back out of another interface is dropped in ip_rcv_finish_core (IP_RPFILTER). The effective value is max(all, interface).",
+		Counters:    []string{"TcpExtIPReversePathFilter"},
+		Confirm:     "sysctl net.ipv4.conf.{all,<dev>}.rp_filter is 1 and ip route get <client> leaves through another interface than the SYN arrived on.",
+		Fix:         "Use loose mode (sysctl -w net.ipv4.conf.<dev>.rp_filter=2 and .all.rp_filter=2) or make the routing symmetric.",
+		Reference:   "2.E",
+		DropReasons: []string{"IP_RPFILTER"},
 	},
 	{
-		ID:        NoListener,
-		Title:     "Nothing listens on that address and port: the SYN is answered with RST",
-		Mechanism: "No socket matches the SYN's destination (no listener, a listener bound to another address, SO_BINDTODEVICE on another device, a reuseport/sk_lookup program returning drop), so TCP replies with RST and the client sees 'connection refused'.",
-		Counters:  []string{"TcpOutRsts", "TcpAttemptFails"},
-		Confirm:   "ss -lnt shows no listener covering the address, port and device; the capture shows RST answering the SYN.",
-		Fix:       "Start the service, or bind it to the address/device the clients use (0.0.0.0 / ::, or the right interface).",
-		Reference: "2.G",
+		ID:          NoListener,
+		Title:       "Nothing listens on that address and port: the SYN is answered with RST",
+		Mechanism:   "No socket matches the SYN's destination (no listener, a listener bound to another address, SO_BINDTODEVICE on another device, a reuseport/sk_lookup program returning drop), so TCP replies with RST and the client sees 'connection refused'.",
+		Counters:    []string{"TcpOutRsts", "TcpAttemptFails"},
+		Confirm:     "ss -lnt shows no listener covering the address, port and device; the capture shows RST answering the SYN.",
+		Fix:         "Start the service, or bind it to the address/device the clients use (0.0.0.0 / ::, or the right interface).",
+		Reference:   "2.G",
+		DropReasons: []string{"NO_SOCKET"},
+		ICMP: []ICMP{
+			{Type: 3, Codes: []uint8{3}, Text: "port unreachable"},
+			{V6: true, Type: 1, Codes: []uint8{4}, Text: "port unreachable"},
+		},
 	},
 	{
-		ID:        NeighborUnreachable,
-		Title:     "The SYN-ACK's next hop does not answer ARP / neighbour discovery",
-		Mechanism: "The route back to the client points at a gateway (or an on-link client) whose neighbour entry never resolves; the SYN-ACK waits in the neighbour queue and is dropped (NEIGH_FAILED), retransmits count as sent.",
-		Counters:  []string{"TcpExtTCPSynRetrans", "TcpExtListenDrops"},
-		Confirm:   "ip neigh shows the next hop FAILED or INCOMPLETE; ip route get <client> names that next hop.",
-		Fix:       "Fix the gateway address in the route, or the link to it.",
-		Reference: "2.C5",
+		ID:          NeighborUnreachable,
+		Title:       "The SYN-ACK's next hop does not answer ARP / neighbour discovery",
+		Mechanism:   "The route back to the client points at a gateway (or an on-link client) whose neighbour entry never resolves; the SYN-ACK waits in the neighbour queue and is dropped (NEIGH_FAILED), retransmits count as sent.",
+		Counters:    []string{"TcpExtTCPSynRetrans", "TcpExtListenDrops"},
+		Confirm:     "ip neigh shows the next hop FAILED or INCOMPLETE; ip route get <client> names that next hop.",
+		Fix:         "Fix the gateway address in the route, or the link to it.",
+		Reference:   "2.C5",
+		DropReasons: []string{"NEIGH_*"},
+		// v6 neighbour failures free the SYN-ACK with NOT_SPECIFIED
+		// (reference 2.C5); neigh_destroy purges a dead entry's queue with
+		// QUEUE_PURGE, which is how a SYN-ACK still waiting for resolution
+		// dies when the failed entry is garbage-collected first.
+		SynackDropReasons: []string{"NEIGH_*", "NOT_SPECIFIED", "QUEUE_PURGE"},
+		ICMP: []ICMP{
+			{Type: 3, Codes: []uint8{1, 7}, Text: "host unreachable"},
+			{V6: true, Type: 1, Codes: []uint8{3}, Text: "address unreachable"},
+		},
 	},
 	{
 		ID:        ConntrackFull,
@@ -138,22 +213,25 @@ var catalog = []Cause{
 		Reference: "2.E",
 	},
 	{
-		ID:        IPv6Disabled,
-		Title:     "IPv6 is disabled on the interface",
-		Mechanism: "With disable_ipv6=1 on the receiving interface, ip6_rcv_core drops every IPv6 packet (IPV6DISABLED) and the interface has no IPv6 address to answer from.",
-		Counters:  []string{"Ip6InDiscards"},
-		Confirm:   "sysctl net.ipv6.conf.<dev>.disable_ipv6 is 1.",
-		Fix:       "sysctl -w net.ipv6.conf.<dev>.disable_ipv6=0 (and re-add the addresses and routes the reset removed).",
-		Reference: "2.E, 2.C6",
+		ID:                IPv6Disabled,
+		Title:             "IPv6 is disabled on the interface",
+		Mechanism:         "With disable_ipv6=1 on the receiving interface, ip6_rcv_core drops every IPv6 packet (IPV6DISABLED) and the interface has no IPv6 address to answer from.",
+		Counters:          []string{"Ip6InDiscards"},
+		Confirm:           "sysctl net.ipv6.conf.<dev>.disable_ipv6 is 1.",
+		Fix:               "sysctl -w net.ipv6.conf.<dev>.disable_ipv6=0 (and re-add the addresses and routes the reset removed).",
+		Reference:         "2.E, 2.C6",
+		DropReasons:       []string{"IPV6DISABLED"},
+		SynackDropReasons: []string{"IPV6DISABLED"},
 	},
 	{
-		ID:        TCPReject,
-		Title:     "TCP drops the SYN before the listener (MINTTL, MD5/AO, checksum, socket filter)",
-		Mechanism: "tcp_v4_rcv / tcp_v6_rcv reject the SYN when its TTL is below the listener's IP_MINTTL, when TCP-MD5 / TCP-AO signatures are missing or wrong, when the checksum is bad, or when a socket filter drops it; the listener's drop counter rises.",
-		Counters:  []string{"TcpExtTCPMinTTLDrop", "TcpExtTCPMD5NotFound", "TcpExtTCPMD5Unexpected", "TcpExtTCPMD5Failure", "TcpExtTCPAORequired", "TcpExtTCPAOBad", "TcpInCsumErrors"},
-		Confirm:   "The named counter rises with each client attempt; ss -tlm shows the listener's d<N> rising.",
-		Fix:       "Make both ends agree: lower IP_MINTTL, configure the same MD5/AO key on the client, or fix the checksum offload.",
-		Reference: "2.F",
+		ID:          TCPReject,
+		Title:       "TCP drops the SYN before the listener (MINTTL, MD5/AO, checksum, socket filter)",
+		Mechanism:   "tcp_v4_rcv / tcp_v6_rcv reject the SYN when its TTL is below the listener's IP_MINTTL, when TCP-MD5 / TCP-AO signatures are missing or wrong, when the checksum is bad, or when a socket filter drops it; the listener's drop counter rises.",
+		Counters:    []string{"TcpExtTCPMinTTLDrop", "TcpExtTCPMD5NotFound", "TcpExtTCPMD5Unexpected", "TcpExtTCPMD5Failure", "TcpExtTCPAORequired", "TcpExtTCPAOBad", "TcpExtTCPAOKeyNotFound", "TcpInCsumErrors"},
+		Confirm:     "The named counter rises with each client attempt; ss -tlm shows the listener's d<N> rising.",
+		Fix:         "Make both ends agree: lower IP_MINTTL, configure the same MD5/AO key on the client, or fix the checksum offload.",
+		Reference:   "2.F",
+		DropReasons: []string{"TCP_MINTTL", "TCP_CSUM", "SOCKET_FILTER", "TCP_MD5*", "TCP_AO*"},
 	},
 	{
 		ID:        SynackUnanswered,
@@ -174,22 +252,24 @@ var catalog = []Cause{
 		Reference: "1",
 	},
 	{
-		ID:        SynackEgressDrop,
-		Title:     "The SYN-ACK is dropped on the way out of this host",
-		Mechanism: "tcp_conn_request ignores send_synack's result: a SYN-ACK dropped by tc, a qdisc or a cgroup BPF program leaves the request in place, TCPTimeouts rises and TCPSynRetrans stays flat.",
-		Counters:  []string{"TcpExtTCPTimeouts"},
-		Confirm:   "TCPTimeouts rises while TCPSynRetrans does not; skb:kfree_skb shows TC_EGRESS, QDISC_DROP or BPF_CGROUP_EGRESS.",
-		Fix:       "Inspect tc filters, qdiscs and cgroup egress programs on the path out.",
-		Reference: "2.C",
+		ID:                SynackEgressDrop,
+		Title:             "The SYN-ACK is dropped on the way out of this host",
+		Mechanism:         "tcp_conn_request ignores send_synack's result: a SYN-ACK dropped by tc, a qdisc or a cgroup BPF program leaves the request in place, TCPTimeouts rises and TCPSynRetrans stays flat.",
+		Counters:          []string{"TcpExtTCPTimeouts"},
+		Confirm:           "TCPTimeouts rises while TCPSynRetrans does not; skb:kfree_skb shows TC_EGRESS, QDISC_DROP or BPF_CGROUP_EGRESS.",
+		Fix:               "Inspect tc filters, qdiscs and cgroup egress programs on the path out.",
+		Reference:         "2.C",
+		SynackDropReasons: []string{"*"},
 	},
 	{
-		ID:        PAWSReject,
-		Title:     "SYN collides with a TIME_WAIT socket and fails PAWS",
-		Mechanism: "A SYN on a 4-tuple still in TIME_WAIT with an older timestamp is answered with an ACK instead of a SYN-ACK; the client resets and retries. Typical behind NAT with per-host timestamp clocks.",
-		Counters:  []string{"TcpExtPAWSTimewait"},
-		Confirm:   "PAWSTimewait rising; captures show ACK answered instead of SYN-ACK.",
-		Fix:       "Avoid NAT port reuse across hosts with different timestamp clocks, or let the server not close first.",
-		Reference: "2.H1",
+		ID:          PAWSReject,
+		Title:       "SYN collides with a TIME_WAIT socket and fails PAWS",
+		Mechanism:   "A SYN on a 4-tuple still in TIME_WAIT with an older timestamp is answered with an ACK instead of a SYN-ACK; the client resets and retries. Typical behind NAT with per-host timestamp clocks.",
+		Counters:    []string{"TcpExtPAWSTimewait"},
+		Confirm:     "PAWSTimewait rising; captures show ACK answered instead of SYN-ACK.",
+		Fix:         "Avoid NAT port reuse across hosts with different timestamp clocks, or let the server not close first.",
+		Reference:   "2.H1",
+		DropReasons: []string{"TCP_RFC7323_TW_PAWS", "TCP_RFC7323_PAWS"},
 	},
 	{
 		ID:        UnexplainedDrops,
@@ -228,4 +308,132 @@ func MustLookup(id ID) Cause {
 		panic("causes: unknown cause " + string(id))
 	}
 	return c
+}
+
+// ContextCounters are counters a handshake investigation reads for
+// context — they name no cause on their own (opens, discards, resets).
+// With every cause's Counters they make the set doctor reports.
+var contextCounters = []string{
+	"TcpPassiveOpens", "TcpActiveOpens", "TcpRetransSegs", "TcpExtSyncookiesRecv",
+	"TcpExtTCPAbortOnOverflow", "TcpExtEmbryonicRsts", "IpInDiscards", "Ip6OutDiscards",
+	"TcpExtTCPDeferAcceptDrop", "TcpExtTCPACKSkippedSynRecv",
+}
+
+// Counters returns every nstat counter the catalog names, causes' and
+// context counters, sorted. Pseudo-counters of conntrack's statistics
+// ("conntrack drop") are left out: they are not nstat names.
+func Counters() []string {
+	seen := map[string]bool{}
+	var out []string
+	add := func(n string) {
+		if !seen[n] && !strings.HasPrefix(n, "conntrack ") {
+			seen[n] = true
+			out = append(out, n)
+		}
+	}
+	for _, c := range catalog {
+		for _, n := range c.Counters {
+			add(n)
+		}
+	}
+	for _, n := range contextCounters {
+		add(n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Known reports whether the catalog lists counter name.
+func Known(name string) bool {
+	for _, n := range Counters() {
+		if n == name {
+			return true
+		}
+	}
+	return false
+}
+
+// ForDropReason names the cause of a SYN freed with reason (an skb drop
+// reason name), or "" when the catalog names none.
+func ForDropReason(reason string) ID {
+	return matchReason(reason, func(c Cause) []string { return c.DropReasons })
+}
+
+// ForSynackDropReason names the cause of a SYN-ACK freed with reason.
+func ForSynackDropReason(reason string) ID {
+	return matchReason(reason, func(c Cause) []string { return c.SynackDropReasons })
+}
+
+// matchReason: an exact name wins over the longest prefix, which wins
+// over a catch-all.
+func matchReason(reason string, list func(Cause) []string) ID {
+	var best ID
+	bestLen := -1
+	for _, c := range catalog {
+		for _, r := range list(c) {
+			n := -1
+			switch {
+			case r == reason:
+				return c.ID
+			case r == "*":
+				n = 0
+			case strings.HasSuffix(r, "*") && strings.HasPrefix(reason, strings.TrimSuffix(r, "*")):
+				n = len(r)
+			}
+			if n > bestLen {
+				best, bestLen = c.ID, n
+			}
+		}
+	}
+	return best
+}
+
+// ForICMP names the cause of an ICMP error quoting a SYN, and how to show
+// it. It reports false for ICMP types the catalog does not list.
+func ForICMP(v6 bool, typ, code uint8) (ID, string, bool) {
+	var fallback *ICMP
+	var fbID ID
+	for _, c := range catalog {
+		for i := range c.ICMP {
+			m := &c.ICMP[i]
+			if m.V6 != v6 || m.Type != typ {
+				continue
+			}
+			if len(m.Codes) == 0 {
+				if fallback == nil {
+					fallback, fbID = m, c.ID
+				}
+				continue
+			}
+			for _, k := range m.Codes {
+				if k == code {
+					return c.ID, m.Text, true
+				}
+			}
+		}
+	}
+	if fallback == nil {
+		return "", "", false
+	}
+	if fallback.Text != "" {
+		return fbID, fallback.Text, true
+	}
+	return fbID, unreachableText(code), true
+}
+
+func unreachableText(code uint8) string {
+	return "unreachable code " + strconv.Itoa(int(code))
+}
+
+// RouteTypeErrno returns the error a lookup ending on a route of type t
+// returns, and false for route types that do not fail.
+func RouteTypeErrno(t string) (syscall.Errno, bool) {
+	for _, c := range catalog {
+		for _, rt := range c.RouteTypes {
+			if rt.Type == t {
+				return rt.Errno, true
+			}
+		}
+	}
+	return 0, false
 }

@@ -6,24 +6,15 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/synscope/synscope/internal/causes"
 	"github.com/synscope/synscope/internal/report"
 )
 
-// interesting are the counters a handshake investigation reads; the report
-// keeps only these so the JSON stays readable.
-var interesting = []string{
-	"TcpExtListenDrops", "TcpExtListenOverflows", "TcpExtTCPReqQFullDrop", "TcpExtTCPReqQFullDoCookies",
-	"TcpExtSyncookiesSent", "TcpExtSyncookiesRecv", "TcpExtSyncookiesFailed", "IpOutNoRoutes", "Ip6OutNoRoutes",
-	"TcpExtTCPSynRetrans", "TcpExtTCPTimeouts", "TcpRetransSegs", "TcpOutRsts", "TcpAttemptFails",
-	"TcpPassiveOpens", "TcpActiveOpens", "TcpExtIPReversePathFilter", "TcpExtTCPMinTTLDrop",
-	"TcpExtTCPMD5NotFound", "TcpExtTCPMD5Unexpected", "TcpExtTCPMD5Failure", "TcpInCsumErrors",
-	"TcpExtPAWSTimewait", "TcpExtTCPAbortOnOverflow", "TcpExtEmbryonicRsts", "Ip6InDiscards", "IpInDiscards",
-	"Ip6OutDiscards", "IpOutDiscards", "TcpExtTCPDeferAcceptDrop", "TcpExtTCPACKSkippedSynRecv",
-}
-
 func interestingDeltas(d map[string]int64) map[string]int64 {
 	out := map[string]int64{}
-	for _, k := range interesting {
+	// The catalog names the counters an investigation reads; the report
+	// keeps only these so the JSON stays readable.
+	for _, k := range causes.Counters() {
 		if v := d[k]; v != 0 {
 			out[k] = v
 		}

@@ -478,35 +478,14 @@ func (a *Analyzer) icmp(p *decode.Packet, ts int64, index int) {
 	}
 }
 
+// icmpDescribe names an ICMP error quoting a SYN and its cause, from the
+// catalog.
 func icmpDescribe(v6 bool, typ, code uint8) (string, causes.ID) {
-	if v6 {
-		switch {
-		case typ == 3:
-			return "time exceeded", causes.NoRouteToPeer
-		case code == 0:
-			return "no route to destination", causes.NoRouteToPeer
-		case code == 1 || code == 5 || code == 6:
-			return "administratively prohibited", causes.FirewallDrop
-		case code == 3:
-			return "address unreachable", causes.NeighborUnreachable
-		case code == 4:
-			return "port unreachable", causes.NoListener
-		}
-		return fmt.Sprintf("unreachable code %d", code), causes.NoRouteToPeer
+	id, text, ok := causes.ForICMP(v6, typ, code)
+	if !ok {
+		return fmt.Sprintf("ICMP type %d code %d", typ, code), ""
 	}
-	switch {
-	case typ == 11:
-		return "time exceeded", causes.NoRouteToPeer
-	case code == 0 || code == 6:
-		return "network unreachable", causes.NoRouteToPeer
-	case code == 1 || code == 7:
-		return "host unreachable", causes.NeighborUnreachable
-	case code == 3:
-		return "port unreachable", causes.NoListener
-	case code == 9 || code == 10 || code == 13:
-		return "administratively prohibited", causes.FirewallDrop
-	}
-	return fmt.Sprintf("unreachable code %d", code), causes.NoRouteToPeer
+	return text, id
 }
 
 // sweep examines up to n table slots from where it last stopped and

@@ -7,6 +7,8 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/synscope/synscope/internal/causes"
 )
 
 // Replay performs the SYN-ACK route lookup of q with RTM_GETROUTE in the
@@ -142,20 +144,11 @@ func replay(q Query, src netip.Addr) Result {
 		}
 		return fail(syscall.Errno(e), "")
 	}
-	if e, bad := typeErrno[res.Type]; bad {
+	if e, bad := causes.RouteTypeErrno(res.Type); bad {
 		return fail(e, "")
 	}
 	res.OK = true
 	return res
-}
-
-// typeErrno is the error each failing route type produces in the kernel
-// (fib_props in net/ipv4/fib_semantics.c, ip6_rt_type_to_error in v6).
-var typeErrno = map[string]syscall.Errno{
-	"unreachable": unix.EHOSTUNREACH,
-	"blackhole":   unix.EINVAL,
-	"prohibit":    unix.EACCES,
-	"throw":       unix.EAGAIN,
 }
 
 func viaAddr(d []byte) netip.Addr {

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net/netip"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/synscope/synscope/internal/causes"
@@ -131,10 +130,14 @@ func (e *Engine) Add(ev Event) []Outcome {
 	case KindAck:
 		if f := e.flows[k]; f != nil {
 			delete(e.flows, k)
+			var cause causes.ID
 			if f.cookie {
+				// Completed, but only because the kernel fell back to
+				// cookies: the catalog's syn-flood-cookies, as doctor says.
 				f.evidence = append(f.evidence, "completed with a syncookie (SYN queue full)")
+				cause = causes.SynFloodCookies
 			}
-			o := f.outcome(Established, "")
+			o := f.outcome(Established, cause)
 			if f.synackMono > 0 {
 				o.SynToSynAckUS = us(f.synackMono - f.synMono)
 				o.SynAckToAckUS = us(ev.Mono - f.lastSynack)
@@ -249,7 +252,7 @@ func (e *Engine) addSYN(k flowKey, ev Event) []Outcome {
 		// the "last quarter" rule (syncookies off, tcp_max_syn_backlog
 		// nearly used, peer not proven): ListenDrops alone.
 		f.evidence = append(f.evidence, "reply route found but SYN consumed without SYN-ACK: admission drop after the route lookup ('last quarter' rule: tcp_syncookies=0 and tcp_max_syn_backlog nearly used)")
-		return append(out, e.emit(f.outcome(Dropped, causes.UnexplainedDrops))...)
+		return append(out, e.emit(f.outcome(Dropped, causes.SynQueueOverflow))...)
 	default:
 		f.evidence = append(f.evidence, "SYN consumed before the reply route lookup (admission drop in tcp_conn_request)")
 		cause := causes.UnexplainedDrops
@@ -388,46 +391,12 @@ func (e *Engine) emit(o Outcome) []Outcome {
 // Stats returns the outcome totals so far.
 func (e *Engine) Stats() Stats { return e.stats.clone() }
 
-// dropCause maps a kfree_skb reason of the SYN (or final ACK) to a cause.
-func dropCause(reason string) causes.ID {
-	switch {
-	case reason == "NETFILTER_DROP":
-		return causes.FirewallDrop
-	case reason == "IP_RPFILTER":
-		return causes.RPFilterDrop
-	case reason == "NO_SOCKET":
-		return causes.NoListener
-	case reason == "IPV6DISABLED":
-		return causes.IPv6Disabled
-	case strings.HasPrefix(reason, "NEIGH_"):
-		return causes.NeighborUnreachable
-	case reason == "TCP_LISTEN_OVERFLOW":
-		return causes.AcceptQueueOverflow
-	case reason == "TCP_MINTTL", reason == "TCP_CSUM", reason == "SOCKET_FILTER",
-		strings.HasPrefix(reason, "TCP_MD5"), strings.HasPrefix(reason, "TCP_AO"):
-		return causes.TCPReject
-	case reason == "TCP_RFC7323_TW_PAWS", reason == "TCP_RFC7323_PAWS":
-		return causes.PAWSReject
-	}
-	return ""
-}
+// dropCause maps a kfree_skb reason of the SYN (or final ACK) to a cause;
+// the catalog owns the mapping.
+func dropCause(reason string) causes.ID { return causes.ForDropReason(reason) }
 
 // synackDropCause maps a kfree_skb reason of the SYN-ACK to a cause.
-func synackDropCause(reason string) causes.ID {
-	switch {
-	case reason == "NETFILTER_DROP":
-		return causes.FirewallDrop
-	case reason == "IPV6DISABLED":
-		return causes.IPv6Disabled
-	case strings.HasPrefix(reason, "NEIGH_"), reason == "NOT_SPECIFIED", reason == "QUEUE_PURGE":
-		// v6 neighbour failures carry NOT_SPECIFIED (reference 2.C5);
-		// neigh_destroy purges a dead entry's arp_queue with QUEUE_PURGE,
-		// which is how a SYN-ACK still waiting for resolution dies when
-		// the failed entry is garbage-collected first.
-		return causes.NeighborUnreachable
-	}
-	return causes.SynackEgressDrop
-}
+func synackDropCause(reason string) causes.ID { return causes.ForSynackDropReason(reason) }
 
 // tcpRejectEvidence explains which TCP check refused the SYN.
 func tcpRejectEvidence(tp string) string {

@@ -62,7 +62,7 @@ func TestEngineFates(t *testing.T) {
 			// The client's SYN retransmit meets the request: dropped NOT_SPECIFIED.
 			synEv(time.Second+ms, 0, func(e *Event) { e.DropReason = "NOT_SPECIFIED" }),
 		}, 10 * time.Second, SynAckRetransmitted, causes.SynackUnanswered},
-		{"last quarter", []Event{synEv(ms, FlagConsumed|FlagFib, nil)}, 0, Dropped, causes.UnexplainedDrops},
+		{"last quarter", []Event{synEv(ms, FlagConsumed|FlagFib, nil)}, 0, Dropped, causes.SynQueueOverflow},
 		{"neighbour queue", []Event{
 			synEv(ms, FlagConsumed|FlagFib|FlagNeighQueued, nil),
 			ev(KindRetrans, time.Second, nil),
