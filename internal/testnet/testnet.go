@@ -25,6 +25,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -155,7 +156,9 @@ func Link(tb testing.TB, ns *netns.Target, name string) Iface {
 }
 
 // AddAddrs adds addresses (CIDR strings) to device dev in ns. IPv6 ones get
-// IFA_F_NODAD: a tentative address would make the first connects fail.
+// IFA_F_NODAD: a tentative address would make the first connects fail; and
+// AddAddrs returns only once each of them is local (WaitLocal), so a packet
+// sent to it straight after is delivered.
 func AddAddrs(tb testing.TB, ns *netns.Target, dev string, cidrs ...string) {
 	tb.Helper()
 	mustCreated(tb, "AddAddrs", ns)
@@ -180,6 +183,55 @@ func AddAddrs(tb testing.TB, ns *netns.Target, dev string, cidrs ...string) {
 	})
 	if err != nil {
 		tb.Fatalf("testnet.AddAddrs: %s in %s: %v", dev, ns.Label(), err)
+	}
+	for _, c := range cidrs {
+		if a, err := netlink.ParseAddr(c); err == nil && a.IP.To4() == nil {
+			WaitLocal(tb, ns, a.IP)
+		}
+	}
+}
+
+// WaitLocal waits until ip is a local address of ns, that is until the
+// kernel's route lookup for it finds its local route.
+//
+// Why: for IPv6 the kernel installs an address's local route from addrconf's
+// DAD work item, which runs after the netlink request that added the address
+// has returned, even with IFA_F_NODAD (the address is never tentative, but
+// it is not yet local either). A packet that arrives before the work has run
+// is not delivered: a SYN to the address is silently dropped. On an idle
+// machine the work runs within microseconds; with the suite's namespace
+// packages loading two cores it was seen to run too late for a SYN written
+// straight after setup (TestCaptureTun). IPv4 local routes are installed
+// synchronously, so this returns at once for them.
+//
+// The bound (10 s) only turns a kernel that never installs the route into a
+// failure that says so.
+func WaitLocal(tb testing.TB, ns *netns.Target, ip net.IP) {
+	tb.Helper()
+	const bound = 10 * time.Second
+	var last string
+	for deadline := time.Now().Add(bound); ; time.Sleep(5 * time.Millisecond) {
+		local := false
+		err := ns.Do(func() error {
+			rs, err := netlink.RouteGet(ip)
+			if err != nil {
+				return err
+			}
+			local = len(rs) > 0 && rs[0].Type == unix.RTN_LOCAL
+			if len(rs) > 0 {
+				last = fmt.Sprintf("type %d dev %d", rs[0].Type, rs[0].LinkIndex)
+			}
+			return nil
+		})
+		if err != nil {
+			last = err.Error()
+		}
+		if local {
+			return
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("testnet.WaitLocal: %v in %s is not a local address after %v (route lookup: %s)", ip, ns.Label(), bound, last)
+		}
 	}
 }
 
