@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/synscope/synscope/internal/netns"
+	"github.com/synscope/synscope/internal/testnet"
 )
 
 // pairEnv is a two-namespace veth setup used until (and besides) the lab:
@@ -123,11 +124,12 @@ func newPairEnv(t *testing.T, tag string) *pairEnv {
 	})
 	// The first SYN is lost while the veth carrier is still down, and the
 	// client's retransmit comes only after a second: wait for both ends.
+	// The bound only turns a link that never comes up into a failure.
 	for _, c := range []struct {
 		tg  *netns.Target
 		dev string
 	}{{srv, "s0"}, {cli, "c0"}} {
-		deadline := time.Now().Add(3 * time.Second)
+		deadline := time.Now().Add(10 * time.Second)
 		for {
 			var up bool
 			_ = c.tg.Do(func() error {
@@ -135,12 +137,21 @@ func newPairEnv(t *testing.T, tag string) *pairEnv {
 				up = err == nil && l.Attrs().OperState == netlink.OperUp
 				return nil
 			})
-			if up || time.Now().After(deadline) {
+			if up {
 				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s in %s not operationally up after 10 s", c.dev, c.tg.Label())
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
+	// IPv6 addresses become local only when addrconf's work runs, after
+	// the netlink request returned; a SYN before that is silently dropped
+	// (see testnet.WaitLocal).
+	testnet.WaitLocal(t, srv, srvAddr6.AsSlice())
+	testnet.WaitLocal(t, cli, cliAddr6.AsSlice())
+	testnet.WaitLocal(t, cli, farAddr6.AsSlice())
 	return e
 }
 
