@@ -41,6 +41,35 @@ func startSession(t *testing.T, o Options, pending time.Duration) *session {
 	return s
 }
 
+// await waits until the engine has decided an outcome for every client,
+// so that finish does not flush a handshake whose last event (the final
+// ACK, the RST, the pending timer) the kernel or the engine has not
+// produced yet. It replaces fixed sleeps, which under load were not always
+// long enough. The bound only turns a missing outcome into a failure;
+// want reports which.
+func (s *session) await(t *testing.T, clients ...netip.Addr) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		s.mu.Lock()
+		missing := 0
+		for _, c := range clients {
+			found := false
+			for _, o := range s.outs {
+				found = found || o.ClientAddr().Addr() == c
+			}
+			if !found {
+				missing++
+			}
+		}
+		s.mu.Unlock()
+		if missing == 0 || time.Now().After(deadline) {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // finish stops the session and returns every outcome.
 func (s *session) finish() []Outcome {
 	s.stop()
@@ -91,7 +120,7 @@ func TestKernelFateHealthy(t *testing.T) {
 			t.Fatalf("dial %s: %v", dst, err)
 		}
 	}
-	time.Sleep(200 * time.Millisecond)
+	s.await(t, cliAddr4, cliAddr6)
 	outs := s.finish()
 	for _, c := range []netip.Addr{cliAddr4, cliAddr6} {
 		for _, o := range want(t, outs, c, Established, "") {
@@ -111,7 +140,7 @@ func TestKernelFateNoListener(t *testing.T) {
 			t.Fatalf("dial %s: %v, want connection refused", dst, err)
 		}
 	}
-	time.Sleep(200 * time.Millisecond)
+	s.await(t, cliAddr4, cliAddr6)
 	outs := s.finish()
 	want(t, outs, cliAddr4, Refused, causes.NoListener)
 	want(t, outs, cliAddr6, Refused, causes.NoListener)
@@ -202,7 +231,7 @@ func TestKernelFateSynAckUnanswered(t *testing.T) {
 	nft(t, e.cli.Name, "table inet synscopetest {\n chain in {\n  type filter hook input priority 0\n  tcp sport 8080 drop\n }\n}\n")
 	s := startSession(t, Options{Netns: uint32(e.srv.Inode), Ports: []uint16{8080}}, 1500*time.Millisecond)
 	_ = e.dial(netip.Addr{}, netip.AddrPortFrom(srvAddr4, 8080), 2500*time.Millisecond)
-	time.Sleep(1600 * time.Millisecond)
+	s.await(t, cliAddr4) // decided when the 1.5 s pending window ends
 	outs := s.finish()
 	for _, o := range want(t, outs, cliAddr4, SynAckRetransmitted, causes.SynackUnanswered) {
 		if o.Retransmits == 0 {
@@ -224,7 +253,7 @@ func TestKernelFateLoopback(t *testing.T) {
 			t.Fatalf("dial %s: %v", dst, err)
 		}
 	}
-	time.Sleep(200 * time.Millisecond)
+	s.await(t, netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("::1"))
 	outs := s.finish()
 	want(t, outs, netip.MustParseAddr("127.0.0.1"), Established, "")
 	want(t, outs, netip.MustParseAddr("::1"), Established, "")
