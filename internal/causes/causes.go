@@ -32,6 +32,7 @@ const (
 	SynackEgressDrop    ID = "synack-egress-drop"
 	PAWSReject          ID = "paws-reject"
 	UnexplainedDrops    ID = "unexplained-listen-drops"
+	DefaultRouteAtRisk  ID = "default-route-at-risk"
 )
 
 // Cause describes one way a handshake dies.
@@ -270,6 +271,15 @@ var catalog = []Cause{
 		Fix:         "Avoid NAT port reuse across hosts with different timestamp clocks, or let the server not close first.",
 		Reference:   "2.H1",
 		DropReasons: []string{"TCP_RFC7323_TW_PAWS", "TCP_RFC7323_PAWS"},
+	},
+	{
+		ID:        DefaultRouteAtRisk,
+		Title:     "A default route is about to disappear",
+		Mechanism: "Handshakes work now, but the host's configuration will remove its default route: an RA-learned IPv6 default route on a device with forwarding=1 and accept_ra=1 is no longer refreshed by router advertisements, so it expires, and the next write of forwarding=1 purges it at once (rt6_purge_dflt_routers); a default route whose gateway's neighbour entry is FAILED carries nothing. Once it is gone every SYN from an off-link client is dropped as no-route-to-peer.",
+		Counters:  []string{"Ip6OutNoRoutes", "IpOutNoRoutes"},
+		Confirm:   "ip -6 route show default shows 'proto ra ... expires Nsec' on a device where sysctl net.ipv6.conf.<dev>.forwarding is 1 and accept_ra is 1; or ip neigh shows the gateway FAILED.",
+		Fix:       "Set net.ipv6.conf.<dev>.accept_ra=2 where forwarding must stay on, or configure a static default route; run synscope watch to catch the loss the moment it happens.",
+		Reference: "route-loss 1.1, 1.2",
 	},
 	{
 		ID:        UnexplainedDrops,

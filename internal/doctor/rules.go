@@ -16,6 +16,7 @@ import (
 	"github.com/synscope/synscope/internal/report"
 	"github.com/synscope/synscope/internal/routes"
 	"github.com/synscope/synscope/internal/sockets"
+	"github.com/synscope/synscope/internal/sysctl"
 )
 
 // rule turns evidence into zero or more findings for one cause.
@@ -36,6 +37,7 @@ var rules = []rule{
 	ruleConntrack,
 	ruleIPv6Disabled,
 	ruleTCPReject,
+	ruleDefaultRouteAtRisk,
 	ruleSynackUnanswered,
 	ruleSynackEgress,
 	rulePAWS,
@@ -97,13 +99,6 @@ func (e *Evidence) ip(fam int) fixcmd.Cmd {
 // sysctlCmd sets one sysctl in the inspected namespace.
 func (e *Evidence) sysctlCmd(key string, value any) fixcmd.Cmd {
 	return e.tool("sysctl").Append("-w", fmt.Sprintf("%s=%v", key, value))
-}
-
-// devSysctl is the sysctl key of a per-device setting. sysctl(8) reads
-// dots as separators, so a dot in the device name (eth0.100) is written as
-// '/', which it maps back; a device name cannot hold '/'.
-func devSysctl(prefix, dev, leaf string) string {
-	return prefix + "." + strings.ReplaceAll(dev, ".", "/") + "." + leaf
 }
 
 // synscopeCmd is a synscope command aimed at the inspected namespace.
@@ -461,11 +456,18 @@ func (e *Evidence) noDefault(r Replay, all []Replay, tbl int, via *routes.Rule) 
 	if via != nil {
 		ev = append(ev, report.Evidence{Source: "rules", Text: fmt.Sprintf("rule %d: %s sends the SYN-ACK's lookup to table %s", via.Priority, via.Text, tblName)})
 	}
-	defaults := e.Routes.DefaultRoutes(af(fam), tbl)
+	defaults, expired := e.usableDefaults(fam, tbl)
 	summary := fmt.Sprintf("table %s has no route to them", tblName)
+	acceptRA2 := false
 	if len(defaults) == 0 {
 		summary = fmt.Sprintf("there is no %s default route in table %s, so the SYN-ACK cannot be routed", famName, tblName)
 		ev = append(ev, report.Evidence{Source: "routes", Text: fmt.Sprintf("no %s default route in table %s; the clients are not on a connected prefix", famName, tblName)})
+		why, reason, ra2 := e.whyNoDefault(fam, tbl, dev, expired)
+		ev = append(ev, why...)
+		acceptRA2 = ra2
+		if reason != "" && reason != "unknown" {
+			summary += " (" + reason + ")"
+		}
 	}
 	if via != nil {
 		summary = fmt.Sprintf("policy rule %q sends the SYN-ACK to table %s, which has no route to them", via.Text, tblName)
@@ -484,7 +486,12 @@ func (e *Evidence) noDefault(r Replay, all []Replay, tbl int, via *routes.Rule) 
 	if dev != "" {
 		on = dev
 	}
-	fix := fixcmd.Of(ipc.Append("route", "add", "default", "via", gw, "dev", on).Append(tblArgs...))
+	fix := &fixcmd.Script{}
+	if acceptRA2 {
+		fix.Run(e.sysctlCmd(sysctl.ConfName("ipv6", dev, "accept_ra"), 2))
+		fix.Note("the next router advertisement restores the route; to restore it now:")
+	}
+	fix.Run(ipc.Append("route", "add", "default", "via", gw, "dev", on).Append(tblArgs...))
 	return explanation{key: fmt.Sprintf("default:%d:%d", fam, tbl), summary: summary, fix: fix, evidence: ev}
 }
 
@@ -1011,7 +1018,7 @@ func ruleIPv6Disabled(e *Evidence) []report.Finding {
 		if l.Name == "lo" || !l.Up {
 			continue
 		}
-		if e.sysctl("net.ipv6.conf."+l.Name+".disable_ipv6") != "1" && e.sysctl("net.ipv6.conf.all.disable_ipv6") != "1" {
+		if e.sysctl(sysctl.ConfName("ipv6", l.Name, "disable_ipv6")) != "1" && e.sysctl("net.ipv6.conf.all.disable_ipv6") != "1" {
 			continue
 		}
 		var v6syn int
@@ -1024,9 +1031,9 @@ func ruleIPv6Disabled(e *Evidence) []report.Finding {
 		}
 		f := report.Finding{
 			Cause: causes.IPv6Disabled,
-			Evidence: append([]report.Evidence{{Source: "sysctl", Text: "net.ipv6.conf." + l.Name + ".disable_ipv6 = 1"}},
+			Evidence: append([]report.Evidence{{Source: "sysctl", Text: sysctl.ConfName("ipv6", l.Name, "disable_ipv6") + " = 1"}},
 				counterEv(e, "Ip6InDiscards")...),
-			Fix: fixcmd.Of(e.sysctlCmd(devSysctl("net.ipv6.conf", l.Name, "disable_ipv6"), 0)).
+			Fix: fixcmd.Of(e.sysctlCmd(sysctl.ConfName("ipv6", l.Name, "disable_ipv6"), 0)).
 				Note("then re-add the interface's IPv6 addresses and routes (disabling IPv6 removed them)").String(),
 		}
 		switch {
@@ -1055,7 +1062,7 @@ func (e *Evidence) ipv6DisabledFor(p Peer) bool {
 	if famOf(p.Addr) != 6 || p.Flow == nil || e.Routes == nil {
 		return false
 	}
-	return e.sysctl("net.ipv6.conf."+e.linkName(p.Flow.Ifindex)+".disable_ipv6") == "1" || e.sysctl("net.ipv6.conf.all.disable_ipv6") == "1"
+	return e.sysctl(sysctl.ConfName("ipv6", e.linkName(p.Flow.Ifindex), "disable_ipv6")) == "1" || e.sysctl("net.ipv6.conf.all.disable_ipv6") == "1"
 }
 
 func rulePAWS(e *Evidence) []report.Finding {

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -99,6 +100,8 @@ func (c *nlConn) dumpLinks(s *State, names map[int]string) error {
 				l.HardwareAddr = append(net.HardwareAddr(nil), d...)
 			case unix.IFLA_MASTER:
 				l.Master = int(getU32(d))
+			case unix.IFLA_CARRIER_CHANGES:
+				l.CarrierChanges = getU32(d)
 			case unix.IFLA_LINKINFO:
 				forAttrs(d, func(t uint16, d []byte) {
 					if t == unix.IFLA_INFO_KIND {
@@ -122,8 +125,11 @@ func (c *nlConn) dumpAddrs(s *State, family uint8) error {
 		}
 		flags := uint32(p[2])
 		var local, addr netip.Addr
+		var age time.Duration
 		forAttrs(p[unix.SizeofIfAddrmsg:], func(t uint16, d []byte) {
 			switch t {
+			case unix.IFA_CACHEINFO:
+				age = addrAge(d)
 			case unix.IFA_LOCAL:
 				local, _ = netip.AddrFromSlice(d)
 			case unix.IFA_ADDRESS:
@@ -145,6 +151,7 @@ func (c *nlConn) dumpAddrs(s *State, family uint8) error {
 			Prefix:  netip.PrefixFrom(addr, int(p[1])),
 			Scope:   scopeName(p[3]),
 			Flags:   addrFlagsText(flags),
+			Age:     age,
 		})
 		return nil
 	})
@@ -241,6 +248,8 @@ func (c *nlConn) dumpRoutes(s *State, family uint8, names map[int]string, nh map
 				r.Metric = int(getU32(d))
 			case unix.RTA_PREFSRC:
 				r.Src, _ = netip.AddrFromSlice(d)
+			case unix.RTA_CACHEINFO:
+				r.HasExpiry, r.Expires = routeExpiry(d)
 			case rtaNHID:
 				nhid = getU32(d)
 			case unix.RTA_MULTIPATH:
@@ -498,4 +507,40 @@ func (s *State) RefreshNeighbors() error {
 	}
 	s.Neighbors = fresh.Neighbors
 	return nil
+}
+
+// userHZ is the tick rate of rta_cacheinfo's and ifa_cacheinfo's times
+// (jiffies_to_clock_t, cstamp_delta: hundredths of a second).
+const userHZ = 100
+
+// routeExpiry reads rta_expires (s32 ticks at offset 8 of struct
+// rta_cacheinfo): non-zero only for routes with RTF_EXPIRES, negative once
+// they expired.
+func routeExpiry(d []byte) (bool, time.Duration) {
+	if len(d) < 12 {
+		return false, 0
+	}
+	ex := int32(binary.NativeEndian.Uint32(d[8:]))
+	if ex == 0 {
+		return false, 0
+	}
+	return true, time.Duration(ex) * time.Second / userHZ
+}
+
+// addrAge reads cstamp (u32 hundredths of a second since boot, offset 8 of
+// struct ifa_cacheinfo) and returns how long ago that was, on the same
+// clock (CLOCK_MONOTONIC, which like jiffies stops in suspend).
+func addrAge(d []byte) time.Duration {
+	if len(d) < 16 {
+		return 0
+	}
+	created := time.Duration(binary.NativeEndian.Uint32(d[8:])) * time.Second / userHZ
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		return 0
+	}
+	if now := time.Duration(ts.Nano()); now > created {
+		return now - created
+	}
+	return 0
 }

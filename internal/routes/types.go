@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/synscope/synscope/internal/fixcmd"
 	"golang.org/x/sys/unix"
@@ -136,7 +137,17 @@ type Route struct {
 	Protocol string // kernel, boot, static, dhcp, ra, ...
 	Metric   int
 	Src      netip.Addr // preferred source
+	// HasExpiry is set for routes with a lifetime (RA-learned); Expires is
+	// what was left of it when the route was read. The kernel keeps
+	// listing an expired route (Expires <= 0) until its garbage collector
+	// runs, while lookups already skip it, and sends no notification.
+	HasExpiry bool
+	Expires   time.Duration
 }
+
+// Usable reports whether a lookup could use the route: not expired. (A
+// failing type is usable in that sense: the lookup ends on it.)
+func (r Route) Usable() bool { return !r.HasExpiry || r.Expires > 0 }
 
 // IsDefault reports whether r is a default route (0.0.0.0/0 or ::/0).
 func (r Route) IsDefault() bool { return !r.Dst.IsValid() || r.Dst.Bits() == 0 }
@@ -264,6 +275,9 @@ type Link struct {
 	HardwareAddr net.HardwareAddr
 	Kind         string // veth, bridge, vrf, ... ("" for physical devices)
 	Master       int    // ifindex of the master (bridge, bond, vrf), 0 = none
+	// CarrierChanges counts carrier up/down transitions since the device
+	// was created (IFLA_CARRIER_CHANGES); admin down/up counts too.
+	CarrierChanges uint32
 }
 
 // Addr is an interface address; Prefix holds the local address with the
@@ -273,6 +287,10 @@ type Addr struct {
 	Prefix  netip.Prefix
 	Scope   string // global, site, link, host, nowhere
 	Flags   string // space-separated, as `ip addr` prints them (permanent, tentative, dadfailed, ...)
+	// Age is how long ago the kernel created the address (IFA_CACHEINFO
+	// cstamp), zero when unknown. An interface reset re-creates its IPv6
+	// addresses, so a young link-local address dates the last reset.
+	Age time.Duration
 }
 
 // Neighbor is an ARP / NDP cache entry.
