@@ -108,6 +108,10 @@ func Risks(rs []Route, conf map[int]Conf, gatewayFailed func(Route) bool, thresh
 	return out
 }
 
+// Resolution names how a gateway of the family is resolved: "ARP" or
+// "neighbour discovery".
+func Resolution(fam int) string { return arpOrND(fam) }
+
 func arpOrND(fam int) string {
 	if fam == 6 {
 		return "neighbour discovery"

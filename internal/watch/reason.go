@@ -3,31 +3,29 @@ package watch
 import (
 	"fmt"
 	"time"
+
+	"github.com/synscope/synscope/internal/routeloss"
 )
 
-// Reason says why a default route was lost. The values are stable: they
-// are log fields and metric label values.
-type Reason string
+// Reason says why a default route was lost: routeloss's vocabulary, which
+// doctor speaks too.
+type Reason = routeloss.Reason
 
 // The reasons, in the order attribute tries them.
 const (
-	ReasonDeletedByProcess  Reason = "deleted-by-process"
-	ReasonDeletedByProgram  Reason = "deleted-by-program"
-	ReasonForwardingEnabled Reason = "forwarding-enabled"
-	ReasonLinkDeleted       Reason = "link-deleted"
-	ReasonLinkDown          Reason = "link-down"
-	ReasonCarrierLost       Reason = "carrier-lost"
-	ReasonAddressRemoved    Reason = "address-removed"
-	ReasonRAExpired         Reason = "ra-expired"
-	ReasonUnknown           Reason = "unknown"
+	ReasonDeletedByProcess  = routeloss.DeletedByProcess
+	ReasonDeletedByProgram  = routeloss.DeletedByProgram
+	ReasonForwardingEnabled = routeloss.ForwardingEnabled
+	ReasonLinkDeleted       = routeloss.LinkDeleted
+	ReasonLinkDown          = routeloss.LinkDown
+	ReasonCarrierLost       = routeloss.CarrierLost
+	ReasonAddressRemoved    = routeloss.AddressRemoved
+	ReasonRAExpired         = routeloss.RAExpired
+	ReasonUnknown           = routeloss.Unknown
 )
 
 // Reasons lists every reason (each gets a losses series initialised to 0).
-var Reasons = []Reason{
-	ReasonDeletedByProcess, ReasonDeletedByProgram, ReasonForwardingEnabled,
-	ReasonLinkDeleted, ReasonLinkDown, ReasonCarrierLost, ReasonAddressRemoved,
-	ReasonRAExpired, ReasonUnknown,
-}
+var Reasons = routeloss.Reasons
 
 // correlationWindow is how far back a happening can explain a loss. The
 // kernel sends the cause and the deletion within milliseconds; a second

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/synscope/synscope/internal/netns"
+	"github.com/synscope/synscope/internal/routeloss"
 )
 
 // Repair guards, in the order they are checked (README "watch"):
@@ -357,7 +358,7 @@ func (a attempt) run(ctx context.Context) (result, detail, refused string) {
 		if a.dryRun {
 			a.logf("would-check-gateway", "would ask the kernel to resolve "+r.Gateway.String()+" and require a reachable entry")
 		} else if how, err := a.resolve(ctx, s, r); err != nil {
-			return RepairFailed, "gateway " + r.Gateway.String() + " does not answer " + arpOrND(r.Family) + ": " + err.Error(), ""
+			return RepairFailed, "gateway " + r.Gateway.String() + " does not answer " + routeloss.Resolution(r.Family) + ": " + err.Error(), ""
 		} else {
 			a.logf("gateway-reachable", "gateway "+r.Gateway.String()+" "+how)
 		}
@@ -495,7 +496,7 @@ func (a attempt) resolve(ctx context.Context, s *nlSock, r Route) (string, error
 	if err != nil {
 		return "", err
 	}
-	return "answered " + arpOrND(r.Family) + " from " + mac.String(), nil
+	return "answered " + routeloss.Resolution(r.Family) + " from " + mac.String(), nil
 }
 
 // sourceFor asks the kernel which source it would use towards the gateway.
