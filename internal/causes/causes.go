@@ -50,6 +50,11 @@ type Cause struct {
 	Fix string `json:"fix"`
 	// Reference: section of the SYN-drop reference (shared/reference).
 	Reference string `json:"reference"`
+	// DropCounters count exactly the SYNs this cause drops, so that an
+	// interval's counter deltas can be split into causes (AttributeDrops).
+	DropCounters []string `json:"drop_counters,omitempty"`
+	// ListenDrop: the kernel also counts these drops in TcpExtListenDrops.
+	ListenDrop bool `json:"listen_drop,omitempty"`
 	// DropReasons are the skb drop reasons (enum skb_drop_reason without
 	// the SKB_DROP_REASON_ prefix, as the running kernel's BTF names them)
 	// that name this cause when the SYN is freed with them. A trailing '*'
@@ -87,13 +92,14 @@ type RouteType struct {
 
 var catalog = []Cause{
 	{
-		ID:        NoRouteToPeer,
-		Title:     "No route back to the client for the SYN-ACK",
-		Mechanism: "tcp_conn_request asks route_req (inet_csk_route_req / inet6_csk_route_req) for a route from the listener to the client; when the lookup fails (missing default route, unreachable/blackhole/prohibit route, a policy rule or fwmark steering into a table without a route) the SYN is dropped and consumed, so drop-reason tracers never see it.",
-		Counters:  []string{"TcpExtListenDrops", "IpOutNoRoutes", "Ip6OutNoRoutes"},
-		Confirm:   "ip route get <client> from <local> mark <M> uid <U> ipproto tcp sport <lport> dport <rport> inside the server's namespace returns an error; ListenDrops and OutNoRoutes rise together.",
-		Fix:       "Restore the missing route (usually the default route), or fix the policy rule / fwmark so the reply table can reach the client.",
-		Reference: "1, 2.B1",
+		ID:           NoRouteToPeer,
+		Title:        "No route back to the client for the SYN-ACK",
+		Mechanism:    "tcp_conn_request asks route_req (inet_csk_route_req / inet6_csk_route_req) for a route from the listener to the client; when the lookup fails (missing default route, unreachable/blackhole/prohibit route, a policy rule or fwmark steering into a table without a route) the SYN is dropped and consumed, so drop-reason tracers never see it.",
+		Counters:     []string{"TcpExtListenDrops", "IpOutNoRoutes", "Ip6OutNoRoutes"},
+		Confirm:      "ip route get <client> from <local> mark <M> uid <U> ipproto tcp sport <lport> dport <rport> inside the server's namespace returns an error; ListenDrops and OutNoRoutes rise together.",
+		Fix:          "Restore the missing route (usually the default route), or fix the policy rule / fwmark so the reply table can reach the client.",
+		Reference:    "1, 2.B1",
+		DropCounters: []string{"IpOutNoRoutes", "Ip6OutNoRoutes"}, ListenDrop: true,
 		ICMP: []ICMP{
 			{Type: 3, Codes: []uint8{0, 6}, Text: "network unreachable"},
 			{Type: 11, Text: "time exceeded"},
@@ -110,23 +116,25 @@ var catalog = []Cause{
 		},
 	},
 	{
-		ID:          AcceptQueueOverflow,
-		Title:       "Accept queue full: the application is not calling accept() fast enough",
-		Mechanism:   "When a listener's accept queue holds more than its backlog, new SYNs (and final ACKs) are dropped; ListenOverflows and ListenDrops rise and the listener's sk_drops counts them.",
-		Counters:    []string{"TcpExtListenOverflows", "TcpExtListenDrops"},
-		Confirm:     "ss -lnt shows Recv-Q >= Send-Q+1 on the listener; ss -tlm shows its drop counter d<N> rising.",
-		Fix:         "Make the application accept faster (more workers, fix a stall) and raise its listen() backlog together with net.core.somaxconn.",
-		Reference:   "2.A1, 2.A2",
+		ID:           AcceptQueueOverflow,
+		Title:        "Accept queue full: the application is not calling accept() fast enough",
+		Mechanism:    "When a listener's accept queue holds more than its backlog, new SYNs (and final ACKs) are dropped; ListenOverflows and ListenDrops rise and the listener's sk_drops counts them.",
+		Counters:     []string{"TcpExtListenOverflows", "TcpExtListenDrops"},
+		Confirm:      "ss -lnt shows Recv-Q >= Send-Q+1 on the listener; ss -tlm shows its drop counter d<N> rising.",
+		Fix:          "Make the application accept faster (more workers, fix a stall) and raise its listen() backlog together with net.core.somaxconn.",
+		Reference:    "2.A1, 2.A2",
+		DropCounters: []string{"TcpExtListenOverflows"}, ListenDrop: true,
 		DropReasons: []string{"TCP_LISTEN_OVERFLOW"},
 	},
 	{
-		ID:        SynQueueOverflow,
-		Title:     "SYN queue full with syncookies off: SYNs dropped",
-		Mechanism: "With net.ipv4.tcp_syncookies=0, a listener whose request queue exceeds its backlog drops new SYNs (TCPReqQFullDrop); the 'last quarter' rule also drops SYNs from unproven peers when tcp_max_syn_backlog is nearly used up.",
-		Counters:  []string{"TcpExtTCPReqQFullDrop", "TcpExtListenDrops"},
-		Confirm:   "Many SYN-RECV sockets on the listener (ss -tn state syn-recv), TCPReqQFullDrop rising, 'Possible SYN flooding' in the kernel log.",
-		Fix:       "Enable syncookies (sysctl -w net.ipv4.tcp_syncookies=1), raise the listen backlog and net.core.somaxconn, and find the source of the SYN burst.",
-		Reference: "2.A3, 2.A4",
+		ID:           SynQueueOverflow,
+		Title:        "SYN queue full with syncookies off: SYNs dropped",
+		Mechanism:    "With net.ipv4.tcp_syncookies=0, a listener whose request queue exceeds its backlog drops new SYNs (TCPReqQFullDrop); the 'last quarter' rule also drops SYNs from unproven peers when tcp_max_syn_backlog is nearly used up.",
+		Counters:     []string{"TcpExtTCPReqQFullDrop", "TcpExtListenDrops"},
+		Confirm:      "Many SYN-RECV sockets on the listener (ss -tn state syn-recv), TCPReqQFullDrop rising, 'Possible SYN flooding' in the kernel log.",
+		Fix:          "Enable syncookies (sysctl -w net.ipv4.tcp_syncookies=1), raise the listen backlog and net.core.somaxconn, and find the source of the SYN burst.",
+		Reference:    "2.A3, 2.A4",
+		DropCounters: []string{"TcpExtTCPReqQFullDrop"}, ListenDrop: true,
 	},
 	{
 		ID:        SynFloodCookies,
@@ -153,14 +161,15 @@ var catalog = []Cause{
 		},
 	},
 	{
-		ID:          RPFilterDrop,
-		Title:       "Reverse-path filter drops the SYN",
-		Mechanism:   "With strict rp_filter (1), a packet whose source would be routed back out of another interface is dropped in ip_rcv_finish_core (IP_RPFILTER). The effective value is max(all, interface).",
-		Counters:    []string{"TcpExtIPReversePathFilter"},
-		Confirm:     "sysctl net.ipv4.conf.{all,<dev>}.rp_filter is 1 and ip route get <client> leaves through another interface than the SYN arrived on.",
-		Fix:         "Use loose mode (sysctl -w net.ipv4.conf.<dev>.rp_filter=2 and .all.rp_filter=2) or make the routing symmetric.",
-		Reference:   "2.E",
-		DropReasons: []string{"IP_RPFILTER"},
+		ID:           RPFilterDrop,
+		Title:        "Reverse-path filter drops the SYN",
+		Mechanism:    "With strict rp_filter (1), a packet whose source would be routed back out of another interface is dropped in ip_rcv_finish_core (IP_RPFILTER). The effective value is max(all, interface).",
+		Counters:     []string{"TcpExtIPReversePathFilter"},
+		Confirm:      "sysctl net.ipv4.conf.{all,<dev>}.rp_filter is 1 and ip route get <client> leaves through another interface than the SYN arrived on.",
+		Fix:          "Use loose mode (sysctl -w net.ipv4.conf.<dev>.rp_filter=2 and .all.rp_filter=2) or make the routing symmetric.",
+		Reference:    "2.E",
+		DropCounters: []string{"TcpExtIPReversePathFilter"},
+		DropReasons:  []string{"IP_RPFILTER"},
 	},
 	{
 		ID:          NoListener,
@@ -225,14 +234,15 @@ var catalog = []Cause{
 		SynackDropReasons: []string{"IPV6DISABLED"},
 	},
 	{
-		ID:          TCPReject,
-		Title:       "TCP drops the SYN before the listener (MINTTL, MD5/AO, checksum, socket filter)",
-		Mechanism:   "tcp_v4_rcv / tcp_v6_rcv reject the SYN when its TTL is below the listener's IP_MINTTL, when TCP-MD5 / TCP-AO signatures are missing or wrong, when the checksum is bad, or when a socket filter drops it; the listener's drop counter rises.",
-		Counters:    []string{"TcpExtTCPMinTTLDrop", "TcpExtTCPMD5NotFound", "TcpExtTCPMD5Unexpected", "TcpExtTCPMD5Failure", "TcpExtTCPAORequired", "TcpExtTCPAOBad", "TcpExtTCPAOKeyNotFound", "TcpInCsumErrors"},
-		Confirm:     "The named counter rises with each client attempt; ss -tlm shows the listener's d<N> rising.",
-		Fix:         "Make both ends agree: lower IP_MINTTL, configure the same MD5/AO key on the client, or fix the checksum offload.",
-		Reference:   "2.F",
-		DropReasons: []string{"TCP_MINTTL", "TCP_CSUM", "SOCKET_FILTER", "TCP_MD5*", "TCP_AO*"},
+		ID:           TCPReject,
+		Title:        "TCP drops the SYN before the listener (MINTTL, MD5/AO, checksum, socket filter)",
+		Mechanism:    "tcp_v4_rcv / tcp_v6_rcv reject the SYN when its TTL is below the listener's IP_MINTTL, when TCP-MD5 / TCP-AO signatures are missing or wrong, when the checksum is bad, or when a socket filter drops it; the listener's drop counter rises.",
+		Counters:     []string{"TcpExtTCPMinTTLDrop", "TcpExtTCPMD5NotFound", "TcpExtTCPMD5Unexpected", "TcpExtTCPMD5Failure", "TcpExtTCPAORequired", "TcpExtTCPAOBad", "TcpExtTCPAOKeyNotFound", "TcpInCsumErrors"},
+		Confirm:      "The named counter rises with each client attempt; ss -tlm shows the listener's d<N> rising.",
+		Fix:          "Make both ends agree: lower IP_MINTTL, configure the same MD5/AO key on the client, or fix the checksum offload.",
+		Reference:    "2.F",
+		DropCounters: []string{"TcpExtTCPMinTTLDrop", "TcpExtTCPMD5NotFound", "TcpExtTCPMD5Unexpected", "TcpExtTCPMD5Failure", "TcpExtTCPAORequired", "TcpExtTCPAOBad", "TcpExtTCPAOKeyNotFound"},
+		DropReasons:  []string{"TCP_MINTTL", "TCP_CSUM", "SOCKET_FILTER", "TCP_MD5*", "TCP_AO*"},
 	},
 	{
 		ID:        SynackUnanswered,
@@ -263,14 +273,15 @@ var catalog = []Cause{
 		SynackDropReasons: []string{"*"},
 	},
 	{
-		ID:          PAWSReject,
-		Title:       "SYN collides with a TIME_WAIT socket and fails PAWS",
-		Mechanism:   "A SYN on a 4-tuple still in TIME_WAIT with an older timestamp is answered with an ACK instead of a SYN-ACK; the client resets and retries. Typical behind NAT with per-host timestamp clocks.",
-		Counters:    []string{"TcpExtPAWSTimewait"},
-		Confirm:     "PAWSTimewait rising; captures show ACK answered instead of SYN-ACK.",
-		Fix:         "Avoid NAT port reuse across hosts with different timestamp clocks, or let the server not close first.",
-		Reference:   "2.H1",
-		DropReasons: []string{"TCP_RFC7323_TW_PAWS", "TCP_RFC7323_PAWS"},
+		ID:           PAWSReject,
+		Title:        "SYN collides with a TIME_WAIT socket and fails PAWS",
+		Mechanism:    "A SYN on a 4-tuple still in TIME_WAIT with an older timestamp is answered with an ACK instead of a SYN-ACK; the client resets and retries. Typical behind NAT with per-host timestamp clocks.",
+		Counters:     []string{"TcpExtPAWSTimewait"},
+		Confirm:      "PAWSTimewait rising; captures show ACK answered instead of SYN-ACK.",
+		Fix:          "Avoid NAT port reuse across hosts with different timestamp clocks, or let the server not close first.",
+		Reference:    "2.H1",
+		DropCounters: []string{"TcpExtPAWSTimewait"},
+		DropReasons:  []string{"TCP_RFC7323_TW_PAWS", "TCP_RFC7323_PAWS"},
 	},
 	{
 		ID:        DefaultRouteAtRisk,
@@ -282,13 +293,14 @@ var catalog = []Cause{
 		Reference: "route-loss 1.1, 1.2",
 	},
 	{
-		ID:        UnexplainedDrops,
-		Title:     "SYNs to a listener dropped with no cause confirmed",
-		Mechanism: "ListenDrops rose without ListenOverflows, TCPReqQFullDrop or OutNoRoutes: the remaining candidates are the last-quarter SYN backlog rule, IPv6 unreachable/blackhole/prohibit routes, an LSM denial, broadcast destinations, an ICMP abort or an allocation failure.",
-		Counters:  []string{"TcpExtListenDrops"},
-		Confirm:   "Replay the SYN-ACK route lookup for each client; check tcp_max_syn_backlog and security modules; run synscope trace.",
-		Fix:       "Run synscope trace during the failures to see each SYN's fate.",
-		Reference: "3",
+		ID:           UnexplainedDrops,
+		Title:        "SYNs to a listener dropped with no cause confirmed",
+		Mechanism:    "ListenDrops rose without ListenOverflows, TCPReqQFullDrop or OutNoRoutes: the remaining candidates are the last-quarter SYN backlog rule, IPv6 unreachable/blackhole/prohibit routes, an LSM denial, broadcast destinations, an ICMP abort or an allocation failure.",
+		Counters:     []string{"TcpExtListenDrops"},
+		Confirm:      "Replay the SYN-ACK route lookup for each client; check tcp_max_syn_backlog and security modules; run synscope trace.",
+		Fix:          "Run synscope trace during the failures to see each SYN's fate.",
+		Reference:    "3",
+		DropCounters: []string{"TcpExtListenDrops"}, ListenDrop: true,
 	},
 }
 
@@ -446,4 +458,41 @@ func RouteTypeErrno(t string) (syscall.Errno, bool) {
 		}
 	}
 	return 0, false
+}
+
+// AttributeDrops splits one interval's counter deltas into the causes the
+// counters name, the way doctor reads them: each cause's DropCounters.
+// ListenDrops counts every listener drop (overflows, a full SYN queue, a
+// failed SYN-ACK route), so those causes take their share out of it first
+// (never more than it holds, in catalog order) and unexplained-listen-drops
+// keeps what is left. delta returns a counter's change (<= 0: none).
+func AttributeDrops(delta func(name string) int64) map[ID]uint64 {
+	sum := func(names []string) uint64 {
+		var n uint64
+		for _, name := range names {
+			if v := delta(name); v > 0 {
+				n += uint64(v)
+			}
+		}
+		return n
+	}
+	out := map[ID]uint64{}
+	listen := sum(MustLookup(UnexplainedDrops).DropCounters)
+	for _, c := range catalog {
+		if len(c.DropCounters) == 0 || c.ID == UnexplainedDrops {
+			continue
+		}
+		n := sum(c.DropCounters)
+		if c.ListenDrop {
+			n = min(n, listen)
+			listen -= n
+		}
+		if n > 0 {
+			out[c.ID] += n
+		}
+	}
+	if listen > 0 {
+		out[UnexplainedDrops] += listen
+	}
+	return out
 }

@@ -15,51 +15,10 @@ import (
 )
 
 // attributeDrops splits the SYN drops of one interval's counter deltas
-// into catalog causes, the way doctor reads the same counters:
-//   - accept-queue-overflow: TcpExtListenOverflows
-//   - syn-queue-overflow: TcpExtTCPReqQFullDrop
-//   - no-route-to-peer: listen drops left over, up to Ip(6)OutNoRoutes
-//     (route_req failing in tcp_conn_request bumps both)
-//   - rp-filter-drop: TcpExtIPReversePathFilter
-//   - tcp-reject: the MinTTL, MD5 and AO drop counters
-//   - paws-reject: TcpExtPAWSTimewait
-//   - unexplained-listen-drops: listen drops none of the above explains
-//
-// ListenDrops counts every listener drop (overflows, a full SYN queue and
-// a failed SYN-ACK route included), so those are taken out of it first.
+// into catalog causes (causes.AttributeDrops: the catalog owns which
+// counter counts which drop).
 func attributeDrops(d counters.Delta) map[causes.ID]uint64 {
-	pos := func(names ...string) uint64 {
-		var n uint64
-		for _, name := range names {
-			if v := d.Get(name); v > 0 {
-				n += uint64(v)
-			}
-		}
-		return n
-	}
-	out := map[causes.ID]uint64{}
-	listen := pos("TcpExtListenDrops")
-	take := func(id causes.ID, n uint64) {
-		if n > listen {
-			n = listen
-		}
-		out[id] += n
-		listen -= n
-	}
-	take(causes.AcceptQueueOverflow, pos("TcpExtListenOverflows"))
-	take(causes.SynQueueOverflow, pos("TcpExtTCPReqQFullDrop"))
-	take(causes.NoRouteToPeer, pos("IpOutNoRoutes", "Ip6OutNoRoutes"))
-	out[causes.UnexplainedDrops] += listen
-	out[causes.RPFilterDrop] += pos("TcpExtIPReversePathFilter")
-	out[causes.TCPReject] += pos("TcpExtTCPMinTTLDrop", "TcpExtTCPMD5NotFound", "TcpExtTCPMD5Unexpected",
-		"TcpExtTCPMD5Failure", "TcpExtTCPAORequired", "TcpExtTCPAOBad")
-	out[causes.PAWSReject] += pos("TcpExtPAWSTimewait")
-	for id, n := range out {
-		if n == 0 {
-			delete(out, id)
-		}
-	}
-	return out
+	return causes.AttributeDrops(d.Get)
 }
 
 // readCounters snapshots the namespace's counters. Inside t.Do.
