@@ -55,6 +55,10 @@ type Cause struct {
 	DropCounters []string `json:"drop_counters,omitempty"`
 	// ListenDrop: the kernel also counts these drops in TcpExtListenDrops.
 	ListenDrop bool `json:"listen_drop,omitempty"`
+	// SharedCounters: the DropCounters also count packets other than SYNs
+	// (OutNoRoutes counts every unroutable packet), so the cause takes
+	// what the exact causes leave of ListenDrops.
+	SharedCounters bool `json:"shared_counters,omitempty"`
 	// DropReasons are the skb drop reasons (enum skb_drop_reason without
 	// the SKB_DROP_REASON_ prefix, as the running kernel's BTF names them)
 	// that name this cause when the SYN is freed with them. A trailing '*'
@@ -99,7 +103,7 @@ var catalog = []Cause{
 		Confirm:      "ip route get <client> from <local> mark <M> uid <U> ipproto tcp sport <lport> dport <rport> inside the server's namespace returns an error; ListenDrops and OutNoRoutes rise together.",
 		Fix:          "Restore the missing route (usually the default route), or fix the policy rule / fwmark so the reply table can reach the client.",
 		Reference:    "1, 2.B1",
-		DropCounters: []string{"IpOutNoRoutes", "Ip6OutNoRoutes"}, ListenDrop: true,
+		DropCounters: []string{"IpOutNoRoutes", "Ip6OutNoRoutes"}, ListenDrop: true, SharedCounters: true,
 		ICMP: []ICMP{
 			{Type: 3, Codes: []uint8{0, 6}, Text: "network unreachable"},
 			{Type: 11, Text: "time exceeded"},
@@ -464,8 +468,8 @@ func RouteTypeErrno(t string) (syscall.Errno, bool) {
 // counters name, the way doctor reads them: each cause's DropCounters.
 // ListenDrops counts every listener drop (overflows, a full SYN queue, a
 // failed SYN-ACK route), so those causes take their share out of it first
-// (never more than it holds, in catalog order) and unexplained-listen-drops
-// keeps what is left. delta returns a counter's change (<= 0: none).
+// (never more than it holds; exact counters before shared ones) and
+// unexplained-listen-drops keeps what is left. delta returns a counter's change (<= 0: none).
 func AttributeDrops(delta func(name string) int64) map[ID]uint64 {
 	sum := func(names []string) uint64 {
 		var n uint64
@@ -478,17 +482,19 @@ func AttributeDrops(delta func(name string) int64) map[ID]uint64 {
 	}
 	out := map[ID]uint64{}
 	listen := sum(MustLookup(UnexplainedDrops).DropCounters)
-	for _, c := range catalog {
-		if len(c.DropCounters) == 0 || c.ID == UnexplainedDrops {
-			continue
-		}
-		n := sum(c.DropCounters)
-		if c.ListenDrop {
-			n = min(n, listen)
-			listen -= n
-		}
-		if n > 0 {
-			out[c.ID] += n
+	for _, shared := range []bool{false, true} {
+		for _, c := range catalog {
+			if len(c.DropCounters) == 0 || c.ID == UnexplainedDrops || c.SharedCounters != shared {
+				continue
+			}
+			n := sum(c.DropCounters)
+			if c.ListenDrop {
+				n = min(n, listen)
+				listen -= n
+			}
+			if n > 0 {
+				out[c.ID] += n
+			}
 		}
 	}
 	if listen > 0 {
