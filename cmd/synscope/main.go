@@ -61,7 +61,7 @@ func newRootCmd() *cobra.Command {
 		RunE:          doctor.RunE,
 	}
 	root.Flags().AddFlagSet(doctor.Flags())
-	root.AddCommand(doctor, newLabCmd(), newTraceCmd(), newPcapCmd(), newCausesCmd(), newWatchCmd())
+	root.AddCommand(doctor, newLabCmd(), newTraceCmd(), newPcapCmd(), newCausesCmd(), newWatchCmd(), newProbeCmd())
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return err })
 	return root
 }

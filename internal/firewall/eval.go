@@ -16,11 +16,19 @@ const (
 	In Direction = iota
 	// Out is the SYN-ACK a local listener sends (output, postrouting, egress).
 	Out
+	// OutSYN is a SYN this host sends as a client (output, postrouting,
+	// egress; conntrack state new, so NAT chains see it). Local and
+	// LocalPort are then the client's side, Remote and RemotePort the
+	// server's.
+	OutSYN
 )
 
 func (d Direction) String() string {
-	if d == Out {
+	switch d {
+	case Out:
 		return "out"
+	case OutSYN:
+		return "out-syn"
 	}
 	return "in"
 }
@@ -77,6 +85,9 @@ func newModel(p Packet, loose bool) *pktModel {
 		}
 	}
 	if p.Dir == In {
+		m.flags = []byte{0x02, 0x02 | 0x40 | 0x80} // SYN, ECN-setup SYN
+		m.ct = []uint32{8}                         // new
+	} else if p.Dir == OutSYN {
 		m.flags = []byte{0x02, 0x02 | 0x40 | 0x80} // SYN, ECN-setup SYN
 		m.ct = []uint32{8}                         // new
 	} else {
@@ -465,7 +476,7 @@ func portRanges(c *cond) []PortRange {
 // for hooks it does not.
 func hookOrder(d Direction, hook string) int {
 	order := []string{"ingress", "prerouting", "input"}
-	if d == Out {
+	if d == Out || d == OutSYN {
 		order = []string{"output", "postrouting", "egress"}
 	}
 	for i, h := range order {

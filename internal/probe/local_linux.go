@@ -1,0 +1,101 @@
+package probe
+
+import (
+	"net/netip"
+
+	"github.com/synscope/synscope/internal/firewall"
+	"github.com/synscope/synscope/internal/netns"
+	"github.com/synscope/synscope/internal/routes"
+)
+
+// routeFor asks the kernel (RTM_GETROUTE in the namespace) which route and
+// source address a SYN to dst would take, with the probe's port, mark and
+// uid, as connect() would.
+func routeFor(t *netns.Target, dst netip.AddrPort, src netip.Addr, mark, uid uint32) (LocalPath, routes.Result) {
+	q := routes.Query{Dst: dst.Addr(), Src: src, Dport: dst.Port(), Mark: mark, UID: uid, HasUID: true}
+	var r routes.Result
+	_ = t.Do(func() error { r = routes.Replay(q); return nil })
+	lp := LocalPath{RouteOK: r.OK, Route: r.String(), Dev: r.Dev, Table: r.Table}
+	if !r.OK {
+		lp.RouteError = r.Err
+	}
+	if r.Gateway.IsValid() {
+		lp.Gateway = r.Gateway.String()
+	}
+	switch {
+	case src.IsValid():
+		lp.Source = src.String()
+	case r.Prefsrc.IsValid():
+		lp.Source = r.Prefsrc.String()
+	}
+	lp.ByHand = q.Command(t.Command("ip")).String()
+	return lp, r
+}
+
+// neighborFor reads the next hop's neighbour entry (the gateway, or the
+// destination itself when it is on-link).
+func neighborFor(t *netns.Target, r routes.Result) *Neighbor {
+	if !r.OK || r.Ifindex == 0 {
+		return nil
+	}
+	hop := r.Gateway
+	if !hop.IsValid() {
+		hop = r.Query.Dst
+	}
+	if r.Type == "local" {
+		return nil
+	}
+	var st *routes.State
+	err := t.Do(func() error {
+		var e error
+		st, e = routes.Collect()
+		return e
+	})
+	if err != nil || st == nil {
+		return nil
+	}
+	n := &Neighbor{Addr: hop.String(), Dev: r.Dev, State: "none"}
+	for _, nb := range st.Neighbors {
+		if nb.IP.Unmap() == hop.Unmap() && nb.Ifindex == r.Ifindex {
+			n.State = nb.State
+			if len(nb.LLAddr) > 0 {
+				n.MAC = nb.LLAddr.String()
+			}
+			break
+		}
+	}
+	return n
+}
+
+// inspectFirewall reads the namespace's nftables ruleset (nil and the
+// error without CAP_NET_ADMIN).
+func inspectFirewall(t *netns.Target) (*firewall.Ruleset, error) {
+	return firewall.Inspect(t.FD())
+}
+
+// localDroppers are the output/postrouting rules that may drop the SYN to
+// dst from src on dev, with their counters before and after.
+func localDroppers(t *netns.Target, before, after *firewall.Ruleset, src netip.Addr, dst netip.AddrPort, dev string) []FWRule {
+	if before == nil {
+		return nil
+	}
+	pkt := firewall.Packet{Dir: firewall.OutSYN, Local: src, Remote: dst.Addr(), RemotePort: dst.Port(), Oif: dev}
+	var delta map[string]uint64
+	if after != nil {
+		delta = firewall.Diff(before, after)
+	}
+	var out []FWRule
+	for _, r := range before.Droppers(pkt) {
+		fr := FWRule{Where: r.Where(), Rule: r.Plain(), Verdict: r.Verdict, Packets: r.Packets, Delta: -1,
+			Fix: r.Delete(t.Command("nft")).String()}
+		if r.Handle == 0 {
+			fr.Verdict = "policy drop"
+		}
+		if r.HasCounter && after != nil {
+			fr.Delta = int64(delta[r.Key()])
+			fr.Packets += delta[r.Key()]
+		}
+		out = append(out, fr)
+	}
+	return out
+}

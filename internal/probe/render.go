@@ -1,0 +1,216 @@
+package probe
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/synscope/synscope/internal/safetext"
+)
+
+// JSON writes the report as one indented object (schema synscope.probe/v1).
+func JSON(w io.Writer, r *Report) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(r)
+}
+
+// Text writes the report for a human. Every string that came from the
+// system, a DNS answer, a hosts file, the environment or a name the user
+// typed goes through safetext.Show; commands were built by fixcmd.
+func Text(w io.Writer, r *Report) error {
+	bw := bufio.NewWriter(w)
+	p := func(format string, args ...any) { fmt.Fprintf(bw, format, args...) }
+	S := safetext.Show
+
+	p("synscope probe %s port %d — netns %s\n\n", S(r.Target.Host), r.Target.Port, S(r.Target.Netns))
+	p("verdict: %s", r.Verdict)
+	if r.Cause != "" {
+		p("  [%s]", r.Cause)
+	}
+	p("\n  %s\n", S(r.Summary))
+	if r.Next != "" {
+		p("  next: %s\n", S(r.Next))
+	}
+	if r.NextCmd != "" {
+		p("    %s\n", r.NextCmd)
+	}
+
+	if d := r.DNS; d != nil {
+		p("\nname:\n")
+		if d.Literal {
+			p("  %s is an address: nothing to resolve\n", S(d.Name))
+		} else {
+			p("  config: %s (nameservers %s", S(d.ResolvConf), S(strings.Join(d.Servers, ", ")))
+			if len(d.Search) > 0 {
+				p("; search %s", S(strings.Join(d.Search, " ")))
+			}
+			p("), hosts %s, order %s\n", S(d.HostsFile), S(strings.Join(d.Order, " ")))
+			if len(d.Hosts) > 0 {
+				p("  hosts file: %s -> %s", S(d.Name), S(strings.Join(d.Hosts, ", ")))
+				if d.HostsOverride {
+					p("  (overrides DNS: the system resolver never asks DNS for this name)")
+				}
+				p("\n")
+			}
+			for _, q := range d.Queries {
+				p("  %-4s %s @%s  %s  %.1f ms", q.Type, S(q.Name), S(q.Server), strings.ToUpper(q.Outcome), q.RTTms)
+				if q.Rcode != "" && q.Rcode != "NOERROR" && !strings.EqualFold(q.Rcode, q.Outcome) {
+					p(" (%s)", S(q.Rcode))
+				}
+				if len(q.Answers) > 0 {
+					p(" -> %s", S(strings.Join(q.Answers, ", ")))
+				}
+				for _, c := range q.CNAMEs {
+					p(" [cname %s]", S(c))
+				}
+				if q.Error != "" {
+					p(": %s", S(q.Error))
+				}
+				p("\n")
+			}
+			if d.Error != "" {
+				p("  does not resolve: %s\n", S(d.Error))
+			} else {
+				p("  addresses used: %s\n", S(strings.Join(d.Addresses, ", ")))
+			}
+		}
+	}
+
+	p("\nproxy:\n")
+	if len(r.Proxy.Set) == 0 {
+		p("  no proxy variables set\n")
+	} else {
+		for _, v := range r.Proxy.Set {
+			p("  %s=%s\n", S(v.Name), S(v.Value))
+		}
+		switch {
+		case r.Proxy.Applies:
+			if r.Proxy.HTTP != "" {
+				p("  applies to http://: %s\n", S(r.Proxy.HTTP))
+			}
+			if r.Proxy.HTTPS != "" {
+				p("  applies to https://: %s\n", S(r.Proxy.HTTPS))
+			}
+			if r.Proxy.ALL != "" {
+				p("  ALL_PROXY applies (curl and others): %s\n", S(r.Proxy.ALL))
+			}
+			p("  clients honouring these connect to the proxy, not to the target: this direct TCP test says nothing about the proxy path\n")
+		case r.Proxy.NoProxy != "":
+			p("  not applied to this target: NO_PROXY %s\n", S(r.Proxy.NoProxy))
+		default:
+			p("  none applies to this target\n")
+		}
+	}
+
+	for _, a := range r.Addresses {
+		p("\n%s (%s): %s", S(hostPort(a.Addr, r.Target.Port)), a.Family, a.Verdict)
+		if a.Cause != "" {
+			p(" [%s]", a.Cause)
+		}
+		p("\n")
+		l := a.Local
+		p("  route:  %s\n", S(l.Route))
+		if l.ByHand != "" {
+			p("          by hand: %s\n", l.ByHand)
+		}
+		if n := l.Neighbor; n != nil {
+			p("  next hop: %s dev %s %s", S(n.Addr), S(n.Dev), S(n.State))
+			if n.MAC != "" {
+				p(" lladdr %s", S(n.MAC))
+			}
+			p("\n")
+		}
+		for _, f := range l.Firewall {
+			p("  local firewall: %s: %s  [%s]", S(f.Where), S(f.Rule), S(f.Verdict))
+			if f.Delta >= 0 {
+				p(" packets %d (+%d during the probe)", f.Packets, f.Delta)
+			}
+			p("\n")
+			if f.Fix != "" {
+				p("          remove: %s\n", f.Fix)
+			}
+		}
+		for _, at := range a.Attempts {
+			p("  #%-3d %-16s", at.Seq, at.Outcome)
+			if at.RTTms > 0 {
+				p(" %8.3f ms", at.RTTms)
+			}
+			if at.LocalPort != 0 {
+				p("  sport %d", at.LocalPort)
+			}
+			if at.SynRetrans > 0 {
+				p("  (%d SYN retransmit(s))", at.SynRetrans)
+			}
+			if at.ICMPFrom != "" {
+				p("  from %s %s", S(at.ICMPFrom), icmpText(a.Family == "ipv6", at.ICMPType, at.ICMPCode))
+			}
+			if at.Error != "" && at.Outcome != OutRefused {
+				p("  %s", S(at.Error))
+			}
+			p("\n")
+		}
+		s := a.Stats
+		p("  stats: %d sent, %d connected, %d refused, %d timed out, %d unreachable, %d errors; loss %.1f%%",
+			s.Sent, s.Connected, s.Refused, s.Timeouts, s.Unreachable, s.Errors, s.LossPct)
+		if s.MedianMs > 0 {
+			p("; min/median/p99 %.3f/%.3f/%.3f ms", s.MinMs, s.MedianMs, s.P99Ms)
+		}
+		p("\n")
+		if len(a.Path) > 0 {
+			p("  path (TCP SYN to port %d, %d source ports per TTL):\n", r.Target.Port, PathPorts)
+			for _, h := range a.Path {
+				p("    %2d  %-14s", h.TTL, h.Answer)
+				if h.Addr != "" {
+					p(" %s", S(h.Addr))
+				}
+				if h.Name != "" {
+					p(" (%s)", S(h.Name))
+				}
+				if h.RTTms > 0 {
+					p("  %.3f ms", h.RTTms)
+				}
+				answers := map[string]int{}
+				for _, hp := range h.Probes {
+					answers[hp.Answer]++
+				}
+				if len(answers) > 1 {
+					var parts []string
+					for _, hp := range h.Probes {
+						parts = append(parts, fmt.Sprintf("sport %d %s", hp.LocalPort, hp.Answer))
+					}
+					p("  [%s]", strings.Join(parts, ", "))
+				}
+				for _, hp := range h.Probes {
+					if hp.Quote != "" && hp.Answer != ansLocal {
+						p("  quotes %s", S(hp.Quote))
+						break
+					}
+				}
+				p("\n")
+			}
+			switch {
+			case a.Reached:
+				p("    reached the destination at hop %d\n", a.ReachTTL)
+			case a.LastHop > 0:
+				p("    SYNs seen to pass hop %d (%s); nothing answers beyond it\n", a.LastHop, S(a.LastAddr))
+			}
+			if a.PathNote != "" {
+				p("    %s\n", S(a.PathNote))
+			}
+		}
+	}
+
+	var skipped []string
+	for _, c := range r.Checks {
+		if c.Status != "ok" {
+			skipped = append(skipped, fmt.Sprintf("%s (%s: %s)", c.Name, c.Status, S(c.Detail)))
+		}
+	}
+	if len(skipped) > 0 {
+		p("\nnot checked: %s\n", strings.Join(skipped, "; "))
+	}
+	return bw.Flush()
+}

@@ -1,0 +1,264 @@
+package probe
+
+import (
+	"time"
+
+	"github.com/synscope/synscope/internal/causes"
+)
+
+// Schema names the JSON format of a Report; bumped on incompatible change.
+const Schema = "synscope.probe/v1"
+
+// Verdict is the one-word outcome of a probe.
+type Verdict string
+
+// The verdicts, most specific first in the order Decide tries them.
+const (
+	// Connected: every address that was tried connected (loss may be > 0).
+	Connected Verdict = "connected"
+	// Refused: the destination (or a firewall near it) answered RST.
+	Refused Verdict = "refused"
+	// DNSFailure: the name did not resolve to any address.
+	DNSFailure Verdict = "dns-failure"
+	// LocalNoRoute: this host's own route lookup fails for the flow.
+	LocalNoRoute Verdict = "local-no-route"
+	// LocalFirewall: a local nftables output/postrouting rule drops the SYN.
+	LocalFirewall Verdict = "local-firewall"
+	// Proxy: an HTTP(S)/ALL proxy variable applies and the direct path
+	// fails: the application's path is the proxy, not this one.
+	Proxy Verdict = "proxy"
+	// FamilyBroken: one address family connects, the other does not.
+	FamilyBroken Verdict = "family-broken"
+	// PathDrop: SYNs die after hop N, before the destination's last hop.
+	PathDrop Verdict = "path-drop"
+	// PathReject: a hop answered with ICMP destination unreachable.
+	PathReject Verdict = "path-reject"
+	// ServerSilent: the SYN passes the destination's last hop and nothing
+	// answers.
+	ServerSilent Verdict = "server-silent"
+	// TimedOut: no answer at all and no --path to say where it died.
+	TimedOut Verdict = "timed-out"
+	// LocalError: the local stack refused the connect for another reason.
+	LocalError Verdict = "local-error"
+)
+
+// Outcome is what one handshake attempt got.
+type Outcome string
+
+// Attempt outcomes.
+const (
+	OutConnected   Outcome = "connected"
+	OutRefused     Outcome = "refused"
+	OutTimeout     Outcome = "timeout"
+	OutUnreachable Outcome = "icmp-unreachable"
+	OutTTLExceeded Outcome = "ttl-exceeded"
+	OutLocalError  Outcome = "local-error"
+)
+
+// Report is everything one probe observed. Fields are documented in the
+// README ("probe", JSON schema).
+type Report struct {
+	Schema    string       `json:"schema"`
+	Time      time.Time    `json:"time"`
+	Target    Target       `json:"target"`
+	Verdict   Verdict      `json:"verdict"`
+	Cause     causes.ID    `json:"cause,omitempty"`
+	Summary   string       `json:"summary"`
+	Next      string       `json:"next,omitempty"`
+	NextCmd   string       `json:"next_command,omitempty"`
+	DNS       *DNSReport   `json:"dns,omitempty"`
+	Proxy     ProxyReport  `json:"proxy"`
+	Addresses []*AddrProbe `json:"addresses"`
+	Checks    []Check      `json:"checks"`
+	Elapsed   float64      `json:"elapsed_ms"`
+}
+
+// Target is what was probed and from where.
+type Target struct {
+	Host   string `json:"host"`
+	Port   uint16 `json:"port"`
+	Netns  string `json:"netns"`
+	Family int    `json:"family,omitempty"` // 4 or 6 when --family restricted it
+	Source string `json:"source,omitempty"`
+	Mark   uint32 `json:"mark,omitempty"`
+	UID    uint32 `json:"uid"`
+	Count  int    `json:"count"`
+	Mode   string `json:"mode"` // "connect"
+}
+
+// Check is one part of the probe and whether it ran.
+type Check struct {
+	Name   string `json:"name"`
+	Status string `json:"status"` // ok, skipped, failed
+	Detail string `json:"detail,omitempty"`
+}
+
+// DNSReport is name resolution as the namespace's configuration does it.
+type DNSReport struct {
+	Name string `json:"name"`
+	// Literal is true when the host was an IP address (nothing resolved).
+	Literal    bool     `json:"literal"`
+	ResolvConf string   `json:"resolv_conf,omitempty"`
+	HostsFile  string   `json:"hosts_file,omitempty"`
+	Servers    []string `json:"nameservers,omitempty"`
+	Search     []string `json:"search,omitempty"`
+	// Order is the nsswitch "hosts:" sources consulted, e.g. files dns.
+	Order []string `json:"order,omitempty"`
+	// Hosts are the hosts-file addresses for the name.
+	Hosts []string `json:"hosts,omitempty"`
+	// HostsOverride is true when the hosts file answers the name, so the
+	// system resolver never asks DNS; DNS answers are still listed.
+	HostsOverride bool       `json:"hosts_override"`
+	Queries       []DNSQuery `json:"queries,omitempty"`
+	// Addresses is what the system resolver would return, in order.
+	Addresses []string `json:"addresses"`
+	Error     string   `json:"error,omitempty"`
+}
+
+// DNSQuery is one question sent to one server.
+type DNSQuery struct {
+	Name    string   `json:"name"`
+	Type    string   `json:"type"` // A, AAAA
+	Server  string   `json:"server"`
+	RTTms   float64  `json:"rtt_ms"`
+	Rcode   string   `json:"rcode,omitempty"`   // NOERROR, NXDOMAIN, SERVFAIL, REFUSED, ...
+	Outcome string   `json:"outcome"`           // answer, nodata, nxdomain, servfail, refused, timeout, error
+	Answers []string `json:"answers,omitempty"` // addresses
+	CNAMEs  []string `json:"cnames,omitempty"`  // the CNAME chain, owner -> target
+	TTL     uint32   `json:"ttl,omitempty"`
+	Error   string   `json:"error,omitempty"`
+}
+
+// ProxyReport lists the proxy variables that would apply to the target.
+type ProxyReport struct {
+	// Set are the proxy variables present in the environment (values with
+	// credentials redacted).
+	Set []ProxyVar `json:"set"`
+	// Applies is true when an HTTP or HTTPS client honouring the variables
+	// would not connect to the target directly.
+	Applies bool `json:"applies"`
+	// HTTP and HTTPS are the proxy URLs used for http:// and https:// to
+	// the target ("" = direct); ALL is ALL_PROXY (curl and others).
+	HTTP  string `json:"http,omitempty"`
+	HTTPS string `json:"https,omitempty"`
+	ALL   string `json:"all,omitempty"`
+	// NoProxy is the NO_PROXY entry that exempts the target, if any.
+	NoProxy string `json:"no_proxy_match,omitempty"`
+}
+
+// ProxyVar is one environment variable.
+type ProxyVar struct {
+	Name  string `json:"name"`
+	Value string `json:"value"`
+}
+
+// AddrProbe is everything about one resolved address.
+type AddrProbe struct {
+	Addr     string    `json:"addr"`
+	Family   string    `json:"family"` // ipv4, ipv6
+	Local    LocalPath `json:"local"`
+	Attempts []Attempt `json:"attempts"`
+	Stats    Stats     `json:"stats"`
+	Verdict  Verdict   `json:"verdict"`
+	Cause    causes.ID `json:"cause,omitempty"`
+	// Path, LastHop and Reached are set with --path.
+	Path     []Hop  `json:"path,omitempty"`
+	LastHop  int    `json:"last_hop,omitempty"` // highest TTL whose SYNs were seen to pass (time exceeded)
+	LastAddr string `json:"last_hop_addr,omitempty"`
+	Reached  bool   `json:"reached"` // a SYN got SYN-ACK or RST from the destination
+	ReachTTL int    `json:"reached_ttl,omitempty"`
+	// PingTTL is the hop count at which ICMP echo reached the destination
+	// (0: not checked or not reached).
+	PingTTL  int    `json:"ping_ttl,omitempty"`
+	PathNote string `json:"path_note,omitempty"`
+}
+
+// LocalPath is this host's decision for the flow.
+type LocalPath struct {
+	RouteOK    bool   `json:"route_ok"`
+	Route      string `json:"route"`
+	RouteError string `json:"route_error,omitempty"`
+	Source     string `json:"source,omitempty"`
+	Dev        string `json:"dev,omitempty"`
+	Gateway    string `json:"gateway,omitempty"`
+	Table      int    `json:"table,omitempty"`
+	ByHand     string `json:"by_hand,omitempty"`
+	// Neighbor is the next hop's ARP/NDP entry after the attempts.
+	Neighbor *Neighbor `json:"neighbor,omitempty"`
+	// Firewall are the local nftables output/postrouting rules that may
+	// drop the SYN, with counters before and after the attempts.
+	Firewall []FWRule `json:"firewall,omitempty"`
+}
+
+// Neighbor is a next hop's neighbour cache entry.
+type Neighbor struct {
+	Addr  string `json:"addr"`
+	Dev   string `json:"dev"`
+	State string `json:"state"` // REACHABLE, STALE, FAILED, INCOMPLETE, ... or "none"
+	MAC   string `json:"mac,omitempty"`
+}
+
+// FWRule is a local rule that can drop the probe's SYN.
+type FWRule struct {
+	Where   string `json:"where"`   // "inet filter output handle 4"
+	Rule    string `json:"rule"`    // nft-like text
+	Verdict string `json:"verdict"` // drop, reject, policy drop, vmap
+	Packets uint64 `json:"packets"`
+	// Delta is the counter's rise while the probe ran (-1: no counter).
+	Delta int64 `json:"packets_delta"`
+	// Fix is the command that removes the rule (quoted by fixcmd).
+	Fix string `json:"fix,omitempty"`
+}
+
+// Attempt is one handshake.
+type Attempt struct {
+	Seq       int     `json:"seq"`
+	Outcome   Outcome `json:"outcome"`
+	RTTms     float64 `json:"rtt_ms,omitempty"`
+	LocalPort uint16  `json:"local_port,omitempty"`
+	// SynRetrans is how many times the kernel re-sent the SYN before the
+	// outcome (TCP_INFO); a 1 s handshake is usually one lost SYN.
+	SynRetrans int    `json:"syn_retransmits,omitempty"`
+	ICMPFrom   string `json:"icmp_from,omitempty"`
+	ICMPType   int    `json:"icmp_type,omitempty"`
+	ICMPCode   int    `json:"icmp_code,omitempty"`
+	Error      string `json:"error,omitempty"`
+}
+
+// Stats summarises the attempts of one address.
+type Stats struct {
+	Sent        int     `json:"sent"`
+	Connected   int     `json:"connected"`
+	Refused     int     `json:"refused"`
+	Timeouts    int     `json:"timeouts"`
+	Unreachable int     `json:"unreachable"`
+	Errors      int     `json:"errors"`
+	LossPct     float64 `json:"loss_pct"`
+	MinMs       float64 `json:"min_ms,omitempty"`
+	MedianMs    float64 `json:"median_ms,omitempty"`
+	P99Ms       float64 `json:"p99_ms,omitempty"`
+	MaxMs       float64 `json:"max_ms,omitempty"`
+}
+
+// Hop is one TTL of the path probe.
+type Hop struct {
+	TTL    int        `json:"ttl"`
+	Probes []HopProbe `json:"probes"`
+	Addr   string     `json:"addr,omitempty"`   // the (first) responder
+	Answer string     `json:"answer"`           // time-exceeded, syn-ack, rst, unreachable, none, mixed
+	RTTms  float64    `json:"rtt_ms,omitempty"` // best of the probes
+	Name   string     `json:"name,omitempty"`   // reverse DNS of Addr, when it resolves
+}
+
+// HopProbe is one SYN of the path probe (one source port at one TTL).
+type HopProbe struct {
+	LocalPort uint16  `json:"local_port"`
+	Answer    string  `json:"answer"`
+	From      string  `json:"from,omitempty"`
+	RTTms     float64 `json:"rtt_ms,omitempty"`
+	ICMPType  int     `json:"icmp_type,omitempty"`
+	ICMPCode  int     `json:"icmp_code,omitempty"`
+	// Quote says what the ICMP error quoted of the SYN (ports and
+	// sequence number matched), when it quoted anything.
+	Quote string `json:"quote,omitempty"`
+}
