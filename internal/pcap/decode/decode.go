@@ -1,9 +1,15 @@
 // Package decode turns captured frames into the few header fields the
 // handshake analysis needs (addresses, ports, sequence numbers, flags,
 // SYN options, ICMP errors) without allocating. It understands Ethernet,
-// 802.1Q/802.1ad (QinQ) tags, Linux cooked v1/v2, BSD null/loop, raw IP,
-// IPv4 and IPv6 with extension headers. Every offset is bounds-checked:
-// malformed input yields an error value, never a panic.
+// 802.1Q/802.1ad (QinQ) tags, Linux cooked v1/v2, BSD null/loop, PPP, raw
+// IP, IPv4 and IPv6 with extension headers, 802.11 data frames (bare or
+// with radiotap, LLC/SNAP), and the encapsulations mirrored traffic comes
+// in: GRE (with ERSPAN I/II/III and transparent Ethernet bridging), VXLAN
+// (and VXLAN-GPE), GENEVE, GTP-U, IP-in-IP (4in4, 6in4, 4in6, 6in6), PPPoE
+// and MPLS (with a pseudowire control word). The innermost TCP segment is
+// what a Packet describes; Packet.Encaps says which encapsulations it came
+// through. Every offset is bounds-checked: malformed input yields an error
+// value, never a panic.
 package decode
 
 import (
@@ -34,11 +40,60 @@ const (
 	KindICMPError // ICMP/ICMPv6 error quoting a TCP header
 )
 
-// Errors for packets we cannot use (counted, never fatal).
+// Errors for packets we cannot use (counted by Reason, never fatal).
 var (
-	ErrShort    = errors.New("frame too short")
-	ErrLink     = errors.New("unsupported link type")
-	ErrFragment = errors.New("non-first IP fragment")
+	ErrShort     = errors.New("frame too short")
+	ErrLink      = errors.New("unsupported link type")
+	ErrFragment  = errors.New("non-first IP fragment")
+	ErrEncrypted = errors.New("encrypted 802.11 frame")
+	ErrEncap     = errors.New("unsupported encapsulation")
+	ErrDepth     = errors.New("encapsulations nested too deep")
+)
+
+// Reasons an undecodable frame is counted under, indexed by ReasonIndex.
+var Reasons = [...]string{"truncated", "unsupported-link-type", "ip-fragment", "encrypted-802.11", "unsupported-encapsulation", "nested-too-deep", "other"}
+
+// ReasonIndex maps a Decode error onto an index of Reasons.
+func ReasonIndex(err error) int {
+	for i, e := range [...]error{ErrShort, ErrLink, ErrFragment, ErrEncrypted, ErrEncap, ErrDepth} {
+		if errors.Is(err, e) {
+			return i
+		}
+	}
+	return len(Reasons) - 1
+}
+
+// Encap is one kind of encapsulation a segment can arrive in.
+type Encap uint8
+
+// Encapsulations, as bits of Packet.Encaps.
+const (
+	EncapGRE Encap = iota
+	EncapERSPAN
+	EncapVXLAN
+	EncapGENEVE
+	EncapGTPU
+	EncapIPinIP
+	EncapPPPoE
+	EncapMPLS
+	Encap80211
+	NumEncaps
+)
+
+// EncapNames names each Encap (the report's keys).
+var EncapNames = [NumEncaps]string{"gre", "erspan", "vxlan", "geneve", "gtp-u", "ip-in-ip", "pppoe", "mpls", "802.11"}
+
+// maxDepth bounds nested encapsulations (a crafted frame could nest
+// tunnels without end).
+const maxDepth = 8
+
+// Tunnel ports recognised on UDP.
+const (
+	portVXLAN      = 4789
+	portVXLANLinux = 8472 // the Linux kernel's historical default
+	portVXLANGPE   = 4790
+	portGENEVE     = 6081
+	portGTPU       = 2152
 )
 
 // Addr is an IP address in 16 bytes; IPv4 uses the first four.
@@ -87,8 +142,12 @@ type Packet struct {
 	InnerSport         uint16
 	InnerDport         uint16
 	InnerSeq           uint32
-	// L3Off is the offset of the IP header in the frame (for rewriting).
+	// L3Off is the offset of the (innermost) IP header in the frame.
 	L3Off int
+	// Encaps has bit 1<<Encap set for each encapsulation the packet
+	// came through.
+	Encaps uint16
+	depth  int
 }
 
 // IP returns an address as netip.Addr.
@@ -111,10 +170,25 @@ type Decoder struct {
 // Decode fills p from a frame of the given link type.
 func (d *Decoder) Decode(link uint16, data []byte, p *Packet) error {
 	*p = Packet{}
-	off, etype, err := l2(link, data)
-	if err != nil {
+	off, etype, err := l2(link, data, p)
+	if err != nil || etype == 0 {
 		return err
 	}
+	return d.ether(data, off, etype, p)
+}
+
+// enter records one more encapsulation level.
+func (p *Packet) enter(e Encap) error {
+	p.Encaps |= 1 << e
+	p.depth++
+	if p.depth > maxDepth {
+		return ErrDepth
+	}
+	return nil
+}
+
+// ether decodes what follows an EtherType at data[off:].
+func (d *Decoder) ether(data []byte, off int, etype uint16, p *Packet) error {
 	for {
 		switch etype {
 		case 0x8100, 0x88a8, 0x9100:
@@ -128,12 +202,81 @@ func (d *Decoder) Decode(link uint16, data []byte, p *Packet) error {
 			return d.ipv4(data, off, p)
 		case 0x86dd:
 			return d.ipv6(data, off, p)
+		case 0x8864: // PPPoE session: 6-byte header, then the PPP protocol
+			if err := p.enter(EncapPPPoE); err != nil {
+				return err
+			}
+			if len(data) < off+8 {
+				return ErrShort
+			}
+			etype = pppProto(binary.BigEndian.Uint16(data[off+6:]))
+			off += 8
+			if etype == 0 {
+				return nil
+			}
+			continue
+		case 0x8847, 0x8848:
+			return d.mpls(data, off, p)
 		}
 		return nil // not IP: KindOther
 	}
 }
 
-func l2(link uint16, data []byte) (int, uint16, error) {
+// pppProto maps a PPP protocol number to an EtherType (0: not IP).
+func pppProto(proto uint16) uint16 {
+	switch proto {
+	case 0x0021:
+		return 0x0800
+	case 0x0057:
+		return 0x86dd
+	}
+	return 0
+}
+
+// mpls skips a label stack; below it comes IPv4, IPv6, or a pseudowire
+// control word and an Ethernet frame.
+func (d *Decoder) mpls(data []byte, off int, p *Packet) error {
+	if err := p.enter(EncapMPLS); err != nil {
+		return err
+	}
+	for i := 0; ; i++ {
+		if len(data) < off+4 || i > 16 {
+			return ErrShort
+		}
+		bottom := data[off+2]&1 != 0
+		off += 4
+		if bottom {
+			break
+		}
+	}
+	if len(data) < off+1 {
+		return ErrShort
+	}
+	switch data[off] >> 4 {
+	case 4:
+		return d.ipv4(data, off, p)
+	case 6:
+		return d.ipv6(data, off, p)
+	case 0: // pseudowire control word, then Ethernet
+		if len(data) < off+4+14 {
+			return ErrShort
+		}
+		return d.ether(data, off+4+14, binary.BigEndian.Uint16(data[off+4+12:]), p)
+	}
+	return ErrEncap
+}
+
+// Link types decoded here besides capfile's.
+const (
+	linkPPP      = 9
+	linkPPPHDLC  = 50
+	link80211    = 105
+	linkRadiotap = 127
+)
+
+// l2 returns the offset and EtherType of the network layer (EtherType 0
+// with no error: a frame with nothing to decode, e.g. 802.11 management).
+func l2(link uint16, data []byte, p *Packet) (int, uint16, error) {
 	switch link {
 	case capfile.LinkEthernet:
 		if len(data) < 14 {
@@ -172,8 +315,66 @@ func l2(link uint16, data []byte) (int, uint16, error) {
 			return 4, 0x86dd, nil
 		}
 		return 4, 0x0800, nil
+	case linkPPP, linkPPPHDLC:
+		off := 0
+		if len(data) >= 2 && data[0] == 0xff && data[1] == 0x03 {
+			off = 2
+		}
+		if len(data) < off+2 {
+			return 0, 0, ErrShort
+		}
+		return off + 2, pppProto(binary.BigEndian.Uint16(data[off:])), nil
+	case linkRadiotap:
+		if len(data) < 8 {
+			return 0, 0, ErrShort
+		}
+		n := int(binary.LittleEndian.Uint16(data[2:]))
+		if n < 8 || len(data) < n {
+			return 0, 0, ErrShort
+		}
+		// A trailing FCS needs no stripping: IP lengths bound the payload.
+		off, et, err := wlan(data[n:], p)
+		return off + n, et, err
+	case link80211:
+		return wlan(data, p)
 	}
 	return 0, 0, ErrLink
+}
+
+// wlan parses an 802.11 frame up to the EtherType of its LLC/SNAP
+// header. Management, control and null-data frames carry nothing to
+// decode (EtherType 0); a protected data frame is ErrEncrypted.
+func wlan(f []byte, p *Packet) (int, uint16, error) {
+	if len(f) < 24 {
+		return 0, 0, ErrShort
+	}
+	fc0, fc1 := f[0], f[1]
+	if (fc0>>2)&3 != 2 || fc0&0x40 != 0 { // not data, or no data (null)
+		return 0, 0, nil
+	}
+	if err := p.enter(Encap80211); err != nil {
+		return 0, 0, err
+	}
+	off := 24
+	if fc1&3 == 3 { // to and from DS: a fourth address
+		off += 6
+	}
+	if fc0&0x80 != 0 { // QoS
+		off += 2
+		if fc1&0x80 != 0 { // +HTC
+			off += 4
+		}
+	}
+	if fc1&0x40 != 0 {
+		return 0, 0, ErrEncrypted
+	}
+	if len(f) < off+8 {
+		return 0, 0, ErrShort
+	}
+	if f[off] != 0xaa || f[off+1] != 0xaa || f[off+2] != 0x03 {
+		return 0, 0, nil // not LLC/SNAP: not IP
+	}
+	return off + 8, binary.BigEndian.Uint16(f[off+6:]), nil
 }
 
 func (d *Decoder) ipv4(data []byte, off int, p *Packet) error {
@@ -194,6 +395,8 @@ func (d *Decoder) ipv4(data []byte, off int, p *Packet) error {
 		total = len(h)
 	}
 	p.L3Off = off
+	p.V6 = false
+	p.Src, p.Dst = Addr{}, Addr{}
 	p.IPID = binary.BigEndian.Uint16(h[4:])
 	p.TTL = h[8]
 	copy(p.Src[:4], h[12:16])
@@ -219,6 +422,7 @@ func (d *Decoder) ipv6(data []byte, off int, p *Packet) error {
 	}
 	p.V6 = true
 	p.L3Off = off
+	p.IPID = 0
 	p.TTL = h[7]
 	copy(p.Src[:], h[8:24])
 	copy(p.Dst[:], h[24:40])
@@ -268,6 +472,18 @@ func (d *Decoder) l4(ip []byte, off, l4len int, proto uint8, p *Packet, v6 bool)
 	switch proto {
 	case 6:
 		return d.tcp(ip, off, l4len, p, v6)
+	case 4, 41: // IPv4 / IPv6 in IP
+		if err := p.enter(EncapIPinIP); err != nil {
+			return err
+		}
+		if proto == 4 {
+			return d.ipv4(ip, off, p)
+		}
+		return d.ipv6(ip, off, p)
+	case 47:
+		return d.gre(ip, off, p)
+	case 17:
+		return d.udp(ip, off, p)
 	case 1:
 		if !v6 {
 			return icmpErr(ip[off:], p, false)
@@ -278,6 +494,168 @@ func (d *Decoder) l4(ip []byte, off, l4len int, proto uint8, p *Packet, v6 bool)
 		}
 	}
 	return nil
+}
+
+// gre decodes GRE (RFC 2784/2890) carrying IP, Ethernet (transparent
+// bridging), ERSPAN type I/II/III or MPLS.
+func (d *Decoder) gre(ip []byte, off int, p *Packet) error {
+	if err := p.enter(EncapGRE); err != nil {
+		return err
+	}
+	g := ip[off:]
+	if len(g) < 4 {
+		return ErrShort
+	}
+	flags, proto := binary.BigEndian.Uint16(g), binary.BigEndian.Uint16(g[2:])
+	if flags&7 != 0 {
+		return ErrEncap // version 1 (PPTP) and others
+	}
+	n := 4
+	for _, bit := range [...]uint16{0x8000, 0x2000, 0x1000} { // checksum, key, sequence
+		if flags&bit != 0 {
+			n += 4
+		}
+	}
+	if len(g) < n {
+		return ErrShort
+	}
+	switch proto {
+	case 0x0800, 0x86dd:
+		return d.ether(g, n, proto, p)
+	case 0x6558:
+		return d.ethernetAt(g, n, p)
+	case 0x8847, 0x8848:
+		return d.mpls(g, n, p)
+	case 0x88be: // ERSPAN type II (8-byte header), type I without a sequence number
+		if err := p.enter(EncapERSPAN); err != nil {
+			return err
+		}
+		if flags&0x1000 != 0 {
+			n += 8
+		}
+		return d.ethernetAt(g, n, p)
+	case 0x22eb: // ERSPAN type III: 12 bytes, 8 more with the platform subheader
+		if err := p.enter(EncapERSPAN); err != nil {
+			return err
+		}
+		if len(g) < n+12 {
+			return ErrShort
+		}
+		if g[n+11]&1 != 0 {
+			n += 8
+		}
+		return d.ethernetAt(g, n+12, p)
+	}
+	return ErrEncap
+}
+
+// ethernetAt decodes an Ethernet frame that starts at b[off:].
+func (d *Decoder) ethernetAt(b []byte, off int, p *Packet) error {
+	if len(b) < off+14 {
+		return ErrShort
+	}
+	return d.ether(b, off+14, binary.BigEndian.Uint16(b[off+12:]), p)
+}
+
+// udp decodes the UDP tunnels: VXLAN, VXLAN-GPE, GENEVE, GTP-U. Other
+// UDP is not for us.
+func (d *Decoder) udp(ip []byte, off int, p *Packet) error {
+	u := ip[off:]
+	if len(u) < 8 {
+		return ErrShort
+	}
+	sport, dport := binary.BigEndian.Uint16(u), binary.BigEndian.Uint16(u[2:])
+	b := u[8:]
+	switch {
+	case dport == portVXLAN || dport == portVXLANLinux:
+		if len(b) < 8 || b[0]&0x08 == 0 {
+			return nil
+		}
+		if err := p.enter(EncapVXLAN); err != nil {
+			return err
+		}
+		return d.ethernetAt(b, 8, p)
+	case dport == portVXLANGPE:
+		if len(b) < 8 {
+			return nil
+		}
+		if err := p.enter(EncapVXLAN); err != nil {
+			return err
+		}
+		switch b[3] {
+		case 1:
+			return d.ipv4(b, 8, p)
+		case 2:
+			return d.ipv6(b, 8, p)
+		case 3:
+			return d.ethernetAt(b, 8, p)
+		}
+		return ErrEncap
+	case dport == portGENEVE:
+		if len(b) < 8 || b[0]>>6 != 0 {
+			return nil
+		}
+		if err := p.enter(EncapGENEVE); err != nil {
+			return err
+		}
+		n := 8 + int(b[0]&0x3f)*4
+		if len(b) < n {
+			return ErrShort
+		}
+		switch proto := binary.BigEndian.Uint16(b[2:]); proto {
+		case 0x6558:
+			return d.ethernetAt(b, n, p)
+		case 0x0800, 0x86dd:
+			return d.ether(b, n, proto, p)
+		}
+		return ErrEncap
+	case dport == portGTPU || sport == portGTPU:
+		return d.gtpu(b, p)
+	}
+	return nil
+}
+
+// gtpu decodes a GTPv1-U G-PDU (user data); signalling messages carry
+// no user packet.
+func (d *Decoder) gtpu(b []byte, p *Packet) error {
+	if len(b) < 8 || b[0]>>5 != 1 || b[0]&0x10 == 0 || b[1] != 0xff {
+		return nil
+	}
+	if err := p.enter(EncapGTPU); err != nil {
+		return err
+	}
+	n := 8
+	if b[0]&0x07 != 0 { // sequence number, N-PDU number or extension header present
+		n += 4
+		if len(b) < n {
+			return ErrShort
+		}
+		next := b[n-1]
+		if b[0]&0x04 == 0 {
+			next = 0
+		}
+		for i := 0; next != 0; i++ {
+			if len(b) < n+1 || i > 16 {
+				return ErrShort
+			}
+			l := int(b[n]) * 4
+			if l == 0 || len(b) < n+l {
+				return ErrShort
+			}
+			next = b[n+l-1]
+			n += l
+		}
+	}
+	if len(b) < n+1 {
+		return ErrShort
+	}
+	switch b[n] >> 4 {
+	case 4:
+		return d.ipv4(b, n, p)
+	case 6:
+		return d.ipv6(b, n, p)
+	}
+	return ErrEncap
 }
 
 func (d *Decoder) tcp(ip []byte, off, l4len int, p *Packet, v6 bool) error {

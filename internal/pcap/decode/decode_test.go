@@ -1,6 +1,7 @@
 package decode
 
 import (
+	"errors"
 	"net/netip"
 	"testing"
 
@@ -63,4 +64,104 @@ func FuzzDecode(f *testing.F) {
 		var p Packet
 		_ = d.Decode(link, data, &p)
 	})
+}
+
+// TestEncapsulations decodes the inner TCP segment of every
+// encapsulation mirrored or tunnelled traffic arrives in, and records
+// which ones it came through.
+func TestEncapsulations(t *testing.T) {
+	s := synth.Seg{Src: netip.MustParseAddr("192.0.2.1"), Dst: netip.MustParseAddr("192.0.2.2"), Sport: 1234, Dport: 80,
+		Seq: 7, Flags: synth.SYN, MSS: 1400, WScale: 9, SACKOK: true, TS: true, TSval: 55, IPID: 321}
+	ip := s.IP()
+	s6 := s
+	s6.Src, s6.Dst = netip.MustParseAddr("2001:db8::1"), netip.MustParseAddr("2001:db8::2")
+	ip6 := s6.IP()
+	o1, o2 := netip.MustParseAddr("198.51.100.1"), netip.MustParseAddr("198.51.100.2")
+	o61, o62 := netip.MustParseAddr("2001:db8:ff::1"), netip.MustParseAddr("2001:db8:ff::2")
+	eth := synth.Ethernet(ip, []uint16{10})
+	bit := func(es ...Encap) uint16 {
+		var b uint16
+		for _, e := range es {
+			b |= 1 << e
+		}
+		return b
+	}
+	cases := []struct {
+		name   string
+		link   uint16
+		data   []byte
+		v6     bool
+		encaps uint16
+	}{
+		{"gre ipv4", capfile.LinkEthernet, synth.Ethernet(synth.IPPacket(o1, o2, 47, synth.GRE(0, 0x0800, ip)), nil), false, bit(EncapGRE)},
+		{"gre key+seq+csum ipv6 over ipv6", capfile.LinkEthernet, synth.Ethernet(synth.IPPacket(o61, o62, 47, synth.GRE(0xb000, 0x86dd, ip6)), nil), true, bit(EncapGRE)},
+		{"gre teb", capfile.LinkEthernet, synth.Ethernet(synth.IPPacket(o1, o2, 47, synth.GRE(0x2000, 0x6558, eth)), nil), false, bit(EncapGRE)},
+		{"erspan I", capfile.LinkEthernet, synth.Ethernet(synth.IPPacket(o1, o2, 47, synth.GRE(0, 0x88be, eth)), nil), false, bit(EncapGRE, EncapERSPAN)},
+		{"erspan II", capfile.LinkEthernet, synth.Ethernet(synth.IPPacket(o1, o2, 47, synth.GRE(0x1000, 0x88be, synth.ERSPAN2(eth))), nil), false, bit(EncapGRE, EncapERSPAN)},
+		{"erspan III", capfile.LinkEthernet, synth.Ethernet(synth.IPPacket(o1, o2, 47, synth.GRE(0x1000, 0x22eb, synth.ERSPAN3(eth, false))), nil), false, bit(EncapGRE, EncapERSPAN)},
+		{"erspan III platform", capfile.LinkEthernet, synth.Ethernet(synth.IPPacket(o1, o2, 47, synth.GRE(0x1000, 0x22eb, synth.ERSPAN3(eth, true))), nil), false, bit(EncapGRE, EncapERSPAN)},
+		{"vxlan", capfile.LinkEthernet, synth.Ethernet(synth.UDPPacket(o1, o2, 50000, 4789, synth.VXLAN(eth)), nil), false, bit(EncapVXLAN)},
+		{"vxlan over ipv6", capfile.LinkEthernet, synth.Ethernet(synth.UDPPacket(o61, o62, 50000, 4789, synth.VXLAN(synth.Ethernet(ip6, nil))), nil), true, bit(EncapVXLAN)},
+		{"geneve ethernet", capfile.LinkEthernet, synth.Ethernet(synth.UDPPacket(o1, o2, 50000, 6081, synth.GENEVE(0x6558, 2, eth)), nil), false, bit(EncapGENEVE)},
+		{"geneve ip", capfile.LinkEthernet, synth.Ethernet(synth.UDPPacket(o1, o2, 50000, 6081, synth.GENEVE(0x86dd, 0, ip6)), nil), true, bit(EncapGENEVE)},
+		{"gtp-u", capfile.LinkEthernet, synth.Ethernet(synth.UDPPacket(o1, o2, 2152, 2152, synth.GTPU(ip, false)), nil), false, bit(EncapGTPU)},
+		{"gtp-u extension header", capfile.LinkEthernet, synth.Ethernet(synth.UDPPacket(o1, o2, 2152, 2152, synth.GTPU(ip6, true)), nil), true, bit(EncapGTPU)},
+		{"ipip", capfile.LinkEthernet, synth.Ethernet(synth.IPPacket(o1, o2, 4, ip), nil), false, bit(EncapIPinIP)},
+		{"6in4", capfile.LinkEthernet, synth.Ethernet(synth.IPPacket(o1, o2, 41, ip6), nil), true, bit(EncapIPinIP)},
+		{"4in6", capfile.LinkRaw, synth.IPPacket(o61, o62, 4, ip), false, bit(EncapIPinIP)},
+		{"pppoe", capfile.LinkEthernet, synth.PPPoE(ip), false, bit(EncapPPPoE)},
+		{"pppoe ipv6", capfile.LinkEthernet, synth.PPPoE(ip6), true, bit(EncapPPPoE)},
+		{"mpls 2 labels", capfile.LinkEthernet, synth.MPLS([]uint32{100, 200}, ip), false, bit(EncapMPLS)},
+		{"mpls pseudowire", capfile.LinkEthernet, synth.MPLS([]uint32{100}, append([]byte{0, 0, 0, 0}, eth...)), false, bit(EncapMPLS)},
+		{"radiotap 802.11", 127, synth.Radiotap80211(ip, false), false, bit(Encap80211)},
+		{"802.11", 105, synth.Radiotap80211(ip6, false)[12:], true, bit(Encap80211)},
+		{"vxlan in gre in vlan", capfile.LinkEthernet, synth.Ethernet(synth.IPPacket(o1, o2, 47, synth.GRE(0, 0x0800, synth.UDPPacket(o1, o2, 1, 4789, synth.VXLAN(eth)))), []uint16{3}), false, bit(EncapGRE, EncapVXLAN)},
+	}
+	d := Decoder{VerifyChecksums: true}
+	for _, c := range cases {
+		var p Packet
+		if err := d.Decode(c.link, c.data, &p); err != nil || p.Kind != KindTCP {
+			t.Errorf("%s: kind %d err %v", c.name, p.Kind, err)
+			continue
+		}
+		want := s
+		if c.v6 {
+			want = s6
+		}
+		if p.V6 != c.v6 || p.Src.IP(p.V6) != want.Src || p.Dst.IP(p.V6) != want.Dst || p.SrcPort != 1234 || p.Seq != 7 || p.Opt.MSS != 1400 || p.TCPChecksumBad || p.IPChecksumBad {
+			t.Errorf("%s: inner segment wrong: %+v", c.name, p)
+		}
+		if p.Encaps != c.encaps {
+			t.Errorf("%s: encaps %#x, want %#x", c.name, p.Encaps, c.encaps)
+		}
+	}
+	// What cannot be decoded says why.
+	bad := []struct {
+		name string
+		link uint16
+		data []byte
+		err  error
+	}{
+		{"protected 802.11", 127, synth.Radiotap80211(ip, true), ErrEncrypted},
+		{"gre version 1", capfile.LinkEthernet, synth.Ethernet(synth.IPPacket(o1, o2, 47, synth.GRE(1, 0x880b, ip)), nil), ErrEncap},
+		{"gre unknown protocol", capfile.LinkEthernet, synth.Ethernet(synth.IPPacket(o1, o2, 47, synth.GRE(0, 0x1234, ip)), nil), ErrEncap},
+		{"unknown link", 147, ip, ErrLink},
+		{"truncated vxlan", capfile.LinkEthernet, synth.Ethernet(synth.UDPPacket(o1, o2, 1, 4789, synth.VXLAN(eth[:20])), nil), ErrShort},
+	}
+	for _, c := range bad {
+		var p Packet
+		err := d.Decode(c.link, c.data, &p)
+		if !errors.Is(err, c.err) || Reasons[ReasonIndex(err)] == "other" {
+			t.Errorf("%s: err %v, want %v", c.name, err, c.err)
+		}
+	}
+	// Tunnels nested without end stop at maxDepth.
+	deep := ip
+	for range maxDepth + 2 {
+		deep = synth.IPPacket(o1, o2, 4, deep)
+	}
+	var p Packet
+	if err := d.Decode(capfile.LinkRaw, deep, &p); !errors.Is(err, ErrDepth) {
+		t.Errorf("deep nesting: %v", err)
+	}
 }
