@@ -149,3 +149,31 @@ func (rs *Ruleset) assignHooks() {
 		}
 	}
 }
+
+// Table is one nf_tables table with its chains and their rules, as
+// google/nftables returns them.
+type Table struct {
+	Table  *nftables.Table
+	Chains []Chain
+}
+
+// Chain is one chain and its rules in order.
+type Chain struct {
+	Chain *nftables.Chain
+	Rules []*nftables.Rule
+}
+
+// Build evaluates tables read elsewhere (a recorded ruleset, or one a test
+// constructs) the way Inspect does the live ones. Named sets are not
+// carried: rules that look them up evaluate as "may match".
+func Build(tables []Table) *Ruleset {
+	raw := make([]rawTable, 0, len(tables))
+	for _, t := range tables {
+		rt := rawTable{table: t.Table}
+		for _, c := range t.Chains {
+			rt.chains = append(rt.chains, rawChain{chain: c.Chain, rules: c.Rules})
+		}
+		raw = append(raw, rt)
+	}
+	return build(raw)
+}
