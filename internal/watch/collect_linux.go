@@ -85,6 +85,23 @@ func readIgnoreLinkdown(t *netns.Target) (v4, v6 bool) {
 	return v4, v6
 }
 
+// readDevIgnoreLinkdown reads conf.<dev>.ignore_routes_with_linkdown of
+// both families for devices (keys: family index 0/1, ifindex).
+func readDevIgnoreLinkdown(t *netns.Target, devs map[int]string) map[[2]int]bool {
+	out := map[[2]int]bool{}
+	_ = t.Do(func() error {
+		for idx, name := range devs {
+			if name == "" || strings.Contains(name, "/") || name == "." || name == ".." {
+				continue
+			}
+			out[[2]int{0, idx}] = readInt(filepath.Join("/proc/sys/net/ipv4/conf", name, "ignore_routes_with_linkdown")) == 1
+			out[[2]int{1, idx}] = readInt(filepath.Join("/proc/sys/net/ipv6/conf", name, "ignore_routes_with_linkdown")) == 1
+		}
+		return nil
+	})
+	return out
+}
+
 func readInt(p string) int {
 	b, err := os.ReadFile(p)
 	if err != nil {

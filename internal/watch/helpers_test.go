@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -138,7 +137,11 @@ type daemon struct {
 func startWatch(t testing.TB, opts Options) *daemon {
 	t.Helper()
 	d := &daemon{m: NewMetrics(), log: newSink()}
-	opts.Logger = slog.New(slog.NewJSONHandler(d.log, nil))
+	lg, err := NewLogger(d.log, "json") // the daemon's own logger, escaper included
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts.Logger = lg
 	opts.Metrics = d.m
 	ready := make(chan net.Addr, 1)
 	opts.Ready = func(a net.Addr) { ready <- a }

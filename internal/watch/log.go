@@ -6,6 +6,9 @@ import (
 	"io"
 	"log/slog"
 	"time"
+	"unicode/utf8"
+
+	"github.com/synscope/synscope/internal/safetext"
 )
 
 // Event names: the "event" field of every watch log line.
@@ -20,16 +23,21 @@ const (
 	EventNetnsAdded    = "netns-added"
 	EventNetnsGone     = "netns-gone"
 	EventError         = "collector-error"
+	EventStopped       = "watch-stopped"
 )
 
 // NewLogger builds the daemon's logger: JSON lines (one object per line,
-// fields time, level, msg, event, ...) or slog's text format. Both
-// handlers escape every value, so hostile interface or process names
-// cannot inject lines or terminal escapes.
+// fields time, level, msg, event, ...) or slog's text format. Hostile
+// interface or process names cannot inject lines or terminal escapes: the
+// text handler quotes every value that needs it (strconv.Quote: C0, DEL,
+// C1, invalid UTF-8 and format characters become escapes), and the JSON
+// handler escapes C0 and replaces invalid UTF-8, while DEL, C1 controls
+// (U+009B is CSI) and the characters safetext calls hidden, which JSON
+// allows raw, are escaped by jsonEscaper on their way out.
 func NewLogger(w io.Writer, format string) (*slog.Logger, error) {
 	switch format {
 	case "", "json":
-		return slog.New(slog.NewJSONHandler(w, nil)), nil
+		return slog.New(slog.NewJSONHandler(jsonEscaper{w}, nil)), nil
 	case "text":
 		return slog.New(slog.NewTextHandler(w, nil)), nil
 	}
@@ -72,4 +80,48 @@ func logRoute(ctx context.Context, lg *slog.Logger, lvl slog.Level, event, msg, 
 		routeAttr(r, now),
 	}
 	lg.Log(ctx, lvl, msg, append(args, extra...)...)
+}
+
+// jsonEscaper writes slog's JSON lines with every DEL, C1 control and
+// hidden format character (safetext.Hidden) as a \uXXXX escape. Outside
+// strings a JSON line holds only printable ASCII, so any such byte is
+// inside a string, where the escape means the same character: the line
+// stays valid JSON with the same values, and no byte a terminal acts on
+// reaches it. slog's JSON handler writes each line with one Write.
+type jsonEscaper struct{ w io.Writer }
+
+func (e jsonEscaper) Write(p []byte) (int, error) {
+	clean := true
+	for _, c := range p {
+		if c >= 0x7f {
+			clean = false
+			break
+		}
+	}
+	if clean {
+		return e.w.Write(p)
+	}
+	out := make([]byte, 0, len(p)+16)
+	for i := 0; i < len(p); {
+		c := p[i]
+		if c < 0x7f {
+			out = append(out, c)
+			i++
+			continue
+		}
+		r, n := utf8.DecodeRune(p[i:])
+		switch {
+		case r == utf8.RuneError && n <= 1:
+			out = append(out, `\ufffd`...) // slog already replaced these; never raw
+		case c == 0x7f || safetext.Hidden(r):
+			out = fmt.Appendf(out, `\u%04x`, r)
+		default:
+			out = append(out, p[i:i+n]...)
+		}
+		i += n
+	}
+	if _, err := e.w.Write(out); err != nil {
+		return 0, err
+	}
+	return len(p), nil
 }

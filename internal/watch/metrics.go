@@ -84,7 +84,7 @@ func NewMetrics() *Metrics {
 		}, []string{"netns", "family"}),
 		atRisk: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "synscope_default_route_at_risk",
-			Help: "1 while a default route is at risk (risk: forwarding-accept-ra, lifetime-low, gateway-failed).",
+			Help: "1 while a default route is at risk (risk: forwarding-accept-ra, lifetime-low, gateway-failed, carrier-lost).",
 		}, []string{"netns", "family", "risk"}),
 		synDrops: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "synscope_syn_drops_total",

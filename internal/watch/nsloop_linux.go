@@ -30,19 +30,23 @@ type neighKey struct {
 
 // nsLoop follows one namespace. All its state is owned by its goroutine.
 type nsLoop struct {
-	opts    *Options
-	m       *Metrics
-	lg      *slog.Logger
-	t       *netns.Target
-	name    string
-	mon     *nlSock
-	dump    *nlSock
-	links   map[int]Link
-	routes  routeSet
-	judged  judged
-	hist    history
-	neigh   map[neighKey]uint16
-	ignLD   [2]bool // ipv4, ipv6 ignore_routes_with_linkdown
+	opts   *Options
+	m      *Metrics
+	lg     *slog.Logger
+	t      *netns.Target
+	name   string
+	mon    *nlSock
+	dump   *nlSock
+	links  map[int]Link
+	routes routeSet
+	judged judged
+	hist   history
+	neigh  map[neighKey]uint16
+	ignLD  [2]bool // ipv4, ipv6 conf.all.ignore_routes_with_linkdown
+	// ignDev holds conf.<dev>.ignore_routes_with_linkdown per family
+	// index and ifindex: the kernel ignores a link-down route when the
+	// device's value or all's is 1 (IN_DEV_ORCONF, fib6_ignore_linkdown).
+	ignDev  map[[2]int]bool
 	known   map[famTable]bool
 	lastErr map[famTable]Route // last lost route per family/table
 	risks   map[riskKey]bool
@@ -59,16 +63,16 @@ type riskKey struct {
 }
 
 // newNSLoop opens the namespace's sockets and reads its initial state.
-func newNSLoop(opts *Options, m *Metrics, t *netns.Target) (*nsLoop, error) {
+func newNSLoop(opts *Options, m *Metrics, t *netns.Target, name string) (*nsLoop, error) {
 	l := &nsLoop{
-		opts: opts, m: m, lg: opts.Logger, t: t, name: t.Label(),
+		opts: opts, m: m, lg: opts.Logger, t: t, name: name,
 		links: map[int]Link{}, routes: routeSet{}, judged: judged{},
-		neigh: map[neighKey]uint16{}, known: map[famTable]bool{},
+		neigh: map[neighKey]uint16{}, known: map[famTable]bool{}, ignDev: map[[2]int]bool{},
 		lastErr: map[famTable]Route{}, risks: map[riskKey]bool{}, procCache: map[uint32]procEntry{},
 	}
 	err := t.Do(func() error {
 		var err error
-		if l.mon, err = openSock(monitorGroups, 8<<20, 250*time.Millisecond); err != nil {
+		if l.mon, err = openSock(monitorGroups, monitorRcvBuf, 250*time.Millisecond); err != nil {
 			return err
 		}
 		if l.dump, err = openSock(nil, 0, time.Second); err != nil {
@@ -108,15 +112,29 @@ func (l *nsLoop) close() {
 	l.dump.close()
 }
 
-func (l *nsLoop) ignore(fam, _ int) bool {
-	if fam == 6 {
-		return l.ignLD[1]
-	}
-	return l.ignLD[0]
+// ignore reports whether the kernel skips link-down routes of family fam
+// through device ifindex.
+func (l *nsLoop) ignore(fam, ifindex int) bool {
+	fi := btoi(fam == 6)
+	return l.ignLD[fi] || l.ignDev[[2]int{fi, ifindex}]
 }
 
+// readIgnoreLinkdown reads the all and per-device values for the devices
+// of default routes.
 func (l *nsLoop) readIgnoreLinkdown() {
 	l.ignLD[0], l.ignLD[1] = readIgnoreLinkdown(l.t)
+	devs := map[int]string{}
+	for _, r := range l.routes {
+		if n := l.links[r.Ifindex].Name; n != "" {
+			devs[r.Ifindex] = n
+		}
+	}
+	clear(l.ignDev)
+	for k, v := range readDevIgnoreLinkdown(l.t, devs) {
+		if v {
+			l.ignDev[k] = true
+		}
+	}
 }
 
 // refreshLinks re-reads the link table.
@@ -140,7 +158,7 @@ func (l *nsLoop) resync(now time.Time, announce bool) error {
 	}
 	set := routeSet{}
 	for _, r := range rs {
-		r.Dev = l.links[r.Ifindex].Name
+		l.linkState(&r)
 		set[r.key()] = r
 		l.known[famTable{r.Family, r.Table}] = true
 	}
@@ -196,6 +214,15 @@ func (l *nsLoop) run(ctx context.Context) error {
 
 var errNetnsGone = errors.New("namespace gone")
 
+// monitorRcvBuf is the monitor socket's receive buffer (SO_RCVBUFFORCE).
+// Tests shrink it to force ENOBUFS.
+var monitorRcvBuf = 8 << 20
+
+// testHookRecv, when set (tests only), runs before each blocking receive
+// of the monitor socket: a test can hold the receiver while it bursts
+// changes, so the socket overruns for certain.
+var testHookRecv func(ctx context.Context)
+
 // receive drains the monitor socket in batches. A full channel blocks it,
 // the socket then overruns and ENOBUFS leads to a resync: memory stays
 // bounded whatever the event rate.
@@ -210,6 +237,9 @@ func (l *nsLoop) receive(ctx context.Context, ch chan<- batch) {
 		}
 	}
 	for ctx.Err() == nil {
+		if testHookRecv != nil {
+			testHookRecv(ctx)
+		}
 		msgs, err := l.mon.recv(buf, false)
 		if errors.Is(err, errRecvTimeout) {
 			continue
@@ -249,6 +279,7 @@ func (l *nsLoop) receive(ctx context.Context, ch chan<- batch) {
 func (l *nsLoop) handle(ctx context.Context, b batch) {
 	now := time.Now()
 	needDump := b.resync
+	carrierChanged := false
 	for _, m := range b.msgs {
 		switch m.Type {
 		case unix.NLMSG_OVERRUN:
@@ -268,6 +299,9 @@ func (l *nsLoop) handle(ctx context.Context, b batch) {
 			if !had || old.Up != nl.Up || old.Carrier != nl.Carrier || old.Name != nl.Name {
 				needDump = true
 			}
+			if had && old.Carrier != nl.Carrier {
+				carrierChanged = true
+			}
 			l.links[nl.Index] = nl
 		case unix.RTM_DELLINK:
 			if dl, ok := parseLink(m.Data); ok {
@@ -285,8 +319,16 @@ func (l *nsLoop) handle(ctx context.Context, b batch) {
 				if n.Forwarding == 1 {
 					l.hist.add(happening{At: now, Kind: hapForwardingOn, Ifindex: n.Ifindex, Family: n.Family})
 				}
-				if n.IgnoreLinkdown >= 0 && n.Ifindex == netconfIfindexAll {
-					l.ignLD[btoi(n.Family == 6)] = n.IgnoreLinkdown == 1
+				if n.IgnoreLinkdown >= 0 {
+					fi := btoi(n.Family == 6)
+					switch {
+					case n.Ifindex == netconfIfindexAll:
+						l.ignLD[fi] = n.IgnoreLinkdown == 1
+					case n.Ifindex > 0 && n.IgnoreLinkdown == 1:
+						l.ignDev[[2]int{fi, n.Ifindex}] = true
+					case n.Ifindex > 0:
+						delete(l.ignDev, [2]int{fi, n.Ifindex})
+					}
 				}
 				needDump = true
 			}
@@ -316,7 +358,7 @@ func (l *nsLoop) handle(ctx context.Context, b batch) {
 			if m.Flags&unix.NLM_F_REPLACE != 0 {
 				needDump = true
 			}
-			r.Dev = l.links[r.Ifindex].Name
+			l.linkState(&r)
 			l.routes[r.key()] = r
 			l.known[famTable{r.Family, r.Table}] = true
 			l.settle(ctx, now, nil)
@@ -334,6 +376,30 @@ func (l *nsLoop) handle(ctx context.Context, b batch) {
 			l.lg.Error("route dump failed", slog.String("event", EventError), slog.String("netns", l.name), slog.String("error", err.Error()))
 		}
 		l.settle(ctx, now, nil)
+	}
+	if carrierChanged {
+		// A carrier change flags routes link-down in place (no route
+		// news): with link-down routes in use it is a risk, said now.
+		l.checkRisks(ctx, now)
+	}
+}
+
+// linkState names the route's device and sets its link-down flag from the
+// device's carrier. The kernel flags routes link-down (and clears the flag)
+// from its link watch, which can run after the link notification that
+// announced the carrier change and sends no route news of its own: a dump
+// made on that notification may still show the old flag. The device's
+// carrier is what the flag is about to say, so it decides.
+func (l *nsLoop) linkState(r *Route) {
+	lk, ok := l.links[r.Ifindex]
+	r.Dev = lk.Name
+	if !ok || !lk.Up {
+		return
+	}
+	if lk.Carrier {
+		r.Flags &^= rtnhLinkdown
+	} else {
+		r.Flags |= rtnhLinkdown
 	}
 }
 
@@ -573,7 +639,7 @@ func (l *nsLoop) checkRisks(ctx context.Context, now time.Time) {
 			}
 		}
 	}
-	found := assessRisks(rs, now, l.opts.RiskLifetime, conf, l.neigh)
+	found := assessRisks(rs, now, l.opts.RiskLifetime, conf, l.neigh, l.ignore)
 	cur := map[riskKey]bool{}
 	on := map[[2]string]bool{}
 	for _, x := range found {

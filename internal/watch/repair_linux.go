@@ -293,6 +293,11 @@ func (p *repairer) stop() {
 	p.wg.Wait()
 }
 
+// testHookBeforeReread, when set (tests only), runs after every guard
+// decided to write and before the re-read: a test changes the link or the
+// routes there, as another program could, and watch must not write.
+var testHookBeforeReread func(r Route)
+
 // attempt is one repair attempt, run off the loop with its own sockets.
 type attempt struct {
 	t      *netns.Target
@@ -364,6 +369,9 @@ func (a attempt) run(ctx context.Context) (result, detail, refused string) {
 		}
 	}
 	// Guard 8: re-read right before writing.
+	if testHookBeforeReread != nil {
+		testHookBeforeReread(r)
+	}
 	now := time.Now()
 	rs, err := s.dumpRoutes(now)
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 	"github.com/prometheus/exporter-toolkit/web"
 
 	"github.com/synscope/synscope/internal/netns"
+	"github.com/synscope/synscope/internal/safetext"
 )
 
 // Run watches until ctx ends. It returns an error only when it cannot
@@ -30,7 +32,7 @@ func Run(ctx context.Context, opts Options) error {
 	if m == nil {
 		m = NewMetrics()
 	}
-	w := &watcher{opts: &opts, m: m, loops: map[string]*running{}}
+	w := &watcher{opts: &opts, m: m, loops: map[string]*running{}, failed: map[string]bool{}}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
@@ -39,7 +41,10 @@ func Run(ctx context.Context, opts Options) error {
 		specs = []string{""}
 	}
 	if opts.AllNetns {
-		specs = append([]string{""}, namedNetns()...)
+		specs = []string{""}
+		for _, n := range namedNetns() {
+			specs = append(specs, runNetnsPrefix+n)
+		}
 	}
 	started := 0
 	var firstErr error
@@ -49,7 +54,7 @@ func Run(ctx context.Context, opts Options) error {
 				w.stopAll()
 				return err
 			}
-			opts.Logger.Error("cannot watch namespace", slog.String("event", EventError), slog.String("netns", s), slog.String("error", err.Error()))
+			w.failedOnce(s, err)
 			if firstErr == nil {
 				firstErr = err
 			}
@@ -83,6 +88,7 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	m.up.Set(1)
 	defer m.up.Set(0)
+	defer opts.Logger.Info("watch stopped", slog.String("event", EventStopped))
 	opts.Logger.Info("watch started", slog.String("event", EventStarted), slog.Int("namespaces", started),
 		slog.Bool("repair", opts.Repair), slog.Bool("dry_run", opts.DryRun), slog.String("listen", opts.Listen))
 	if opts.Ready != nil {
@@ -104,13 +110,7 @@ func Run(ctx context.Context, opts Options) error {
 			return nil
 		case <-tick.C:
 			if opts.AllNetns {
-				for _, s := range namedNetns() {
-					if !w.has(s) {
-						if err := w.start(ctx, s); err != nil {
-							opts.Logger.Warn("cannot watch new namespace", slog.String("event", EventError), slog.String("netns", s), slog.String("error", err.Error()))
-						}
-					}
-				}
+				w.discover(ctx)
 			}
 		}
 	}
@@ -141,6 +141,78 @@ type watcher struct {
 	m     *Metrics
 	mu    sync.Mutex
 	loops map[string]*running
+	// failed holds the --all-netns entries that could not be opened: each
+	// is logged once, not every interval, and retried quietly.
+	failed map[string]bool
+}
+
+// runNetnsPrefix marks a spec found in /run/netns by --all-netns: opened
+// by its path (any name the directory holds, newlines included) and
+// labelled by its name.
+const runNetnsPrefix = "\x00run-netns:"
+
+// discover starts loops for new names in /run/netns; names that went away
+// leave the failed set.
+func (w *watcher) discover(ctx context.Context) {
+	names := namedNetns()
+	seen := make(map[string]bool, len(names))
+	for _, n := range names {
+		s := runNetnsPrefix + n
+		seen[s] = true
+		if w.has(s) {
+			continue
+		}
+		if err := w.start(ctx, s); err != nil {
+			w.failedOnce(s, err)
+		} else {
+			delete(w.failed, s)
+		}
+	}
+	for s := range w.failed {
+		if !seen[s] {
+			delete(w.failed, s)
+		}
+	}
+}
+
+// failedOnce logs a namespace that cannot be watched, once.
+func (w *watcher) failedOnce(spec string, err error) {
+	if w.failed[spec] {
+		return
+	}
+	w.failed[spec] = true
+	w.opts.Logger.Warn("cannot watch namespace (logged once; retried each interval)", slog.String("event", EventError),
+		slog.String("netns", specLabel(spec)), slog.String("error", safetext.Show(err.Error())))
+}
+
+// specLabel is how a spec is named before its namespace is open.
+func specLabel(spec string) string {
+	if n, ok := strings.CutPrefix(spec, runNetnsPrefix); ok {
+		return netnsLabel(n)
+	}
+	return netnsLabel(spec)
+}
+
+// netnsLabel is a namespace's name in logs, metric labels and hold-file
+// names: its label with every byte a terminal could act on, and invalid
+// UTF-8 (which a Prometheus label value cannot hold), shown as a visible
+// escape (safetext.Show). Ordinary names are unchanged.
+func netnsLabel(label string) string { return safetext.Show(label) }
+
+// openSpec opens a spec and names it.
+func openSpec(spec string) (*netns.Target, string, error) {
+	if n, ok := strings.CutPrefix(spec, runNetnsPrefix); ok {
+		t, err := netns.Open(filepath.Join(netnsRunDir, n))
+		if err != nil {
+			return nil, "", err
+		}
+		return t, netnsLabel(n), nil
+	}
+	t, err := netns.Open(spec)
+	if err != nil {
+		return nil, "", err
+	}
+	return t, netnsLabel(t.Label()), nil
 }
 
 func (w *watcher) has(spec string) bool {
@@ -152,11 +224,11 @@ func (w *watcher) has(spec string) bool {
 
 // start opens a namespace and runs its loop.
 func (w *watcher) start(ctx context.Context, spec string) error {
-	t, err := netns.Open(spec)
+	t, name, err := openSpec(spec)
 	if err != nil {
 		return fmt.Errorf("watch: %w", err)
 	}
-	l, err := newNSLoop(w.opts, w.m, t)
+	l, err := newNSLoop(w.opts, w.m, t, name)
 	if err != nil {
 		t.Close()
 		return err
@@ -208,9 +280,13 @@ func (w *watcher) stopAll() {
 	}
 }
 
+// netnsRunDir is where --all-netns looks (netns.RunDir; tests point it at
+// a directory of their own, so that they watch only their namespaces).
+var netnsRunDir = netns.RunDir
+
 // namedNetns lists /run/netns (sorted).
 func namedNetns() []string {
-	ents, err := os.ReadDir(netns.RunDir)
+	ents, err := os.ReadDir(netnsRunDir)
 	if err != nil {
 		return nil
 	}
