@@ -124,6 +124,9 @@ func runTrace(cmd *cobra.Command, f traceFlags) error {
 	enc.SetEscapeHTML(false)
 	if !f.json {
 		fmt.Fprintf(cmd.ErrOrStderr(), "tracing SYNs%s; Ctrl-C to stop\n", safetext.Show(describeFilter(f)))
+		for _, c := range trace.Missing(tr.Capabilities()) {
+			fmt.Fprintf(cmd.ErrOrStderr(), "  this kernel: %s\n", safetext.Show(c.String()))
+		}
 	}
 	emit := func(o trace.Outcome) {
 		if f.json {
@@ -141,6 +144,7 @@ func runTrace(cmd *cobra.Command, f traceFlags) error {
 	}
 	sum := trace.Summarize(c, eng.Stats())
 	sum.Fexit = tr.Fexit()
+	sum.Capabilities = tr.Capabilities()
 	if f.json {
 		return json.NewEncoder(cmd.ErrOrStderr()).Encode(map[string]any{"summary": sum})
 	}
@@ -207,6 +211,13 @@ func writeTraceSummary(w io.Writer, s trace.Summary) {
 		s.Counters.SynAcked, s.Counters.Reset, s.Counters.Dropped, s.Counters.RouteFailed, s.Counters.ConsumedSilently,
 		s.Counters.SynackDropped, s.Counters.SynackRetransmits, s.Counters.Acks)
 	fmt.Fprintf(w, "  fexit: %s\n", s.Fexit)
+	if len(s.Capabilities) > 0 {
+		miss := trace.Missing(s.Capabilities)
+		fmt.Fprintf(w, "  capabilities: %d of %d available on this kernel\n", len(s.Capabilities)-len(miss), len(s.Capabilities))
+		for _, c := range miss {
+			fmt.Fprintf(w, "    %s\n", c)
+		}
+	}
 	if s.Counters.Cookies > 0 {
 		fmt.Fprintf(w, "  %d SYNs answered with a syncookie (SYN queue full)\n", s.Counters.Cookies)
 	}

@@ -18,9 +18,20 @@
 //
 // TCP's own rejects have tracepoints naming the failure: tcp_bad_csum and
 // tcp_hash_md5_required / _unexpected / _mismatch, tcp_hash_ao_required,
-// tcp_hash_bad_header, tcp_ao_handshake_failure (all since 6.7; the
-// tracer already needs 6.11 for kfree_skb's rx_sk argument). Seen for the
-// SYN in its window, the tracepoint's name is evidence of tcp-reject.
+// tcp_hash_bad_header, tcp_ao_handshake_failure (the hash ones since 6.7).
+// Seen for the SYN in its window, the tracepoint's name is evidence of
+// tcp-reject; without them the SYN's drop reason still names tcp-reject.
+//
+// Every program is optional except the four that give a SYN its fate
+// (netif_receive_skb, net_dev_queue, consume_skb, kfree_skb with its drop
+// reason: Linux 5.17, MinKernel). Open reads each tracepoint's prototype
+// from the kernel's BTF, loads the program variant that fits (tcp_send_reset
+// without its reason before 6.10, consume_skb without its location before
+// 6.3), then loads and attaches every program on its own. What could not be
+// hooked is a Capability that is not available, with cilium/ebpf's answer
+// (not supported, not permitted, inconclusive) and the kernel that has it;
+// the tracer runs with the rest. Below the minimum Open fails with
+// ErrKernelUnsupported and one line naming the missing hook.
 //
 // A syncookie SYN-ACK is the one tcp_make_synack leaves without an owning
 // socket (TCP_SYNACK_COOKIE: no request socket is kept), so skb->sk == NULL

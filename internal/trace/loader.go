@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
+	"github.com/cilium/ebpf/features"
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/ringbuf"
 	"github.com/cilium/ebpf/rlimit"
@@ -49,7 +51,9 @@ type Options struct {
 
 // Tracer is a loaded and attached set of handshake tracepoint programs.
 type Tracer struct {
-	objs  synscopeObjects
+	maps  *ebpf.Collection // maps only
+	progs map[string]*ebpf.Program
+	caps  []Capability
 	links []link.Link
 	rd    *ringbuf.Reader
 	names *Names
@@ -90,9 +94,16 @@ func mapped(a netip.Addr) netip.Addr {
 	return a
 }
 
-// Open loads the BPF programs with opts' filters and attaches them.
-// It returns ErrNoBTF or ErrNotPermitted (wrapped) when the machine cannot
-// run the tracer.
+// ErrKernelUnsupported means the running kernel lacks something trace
+// cannot work without; the error names it on one line.
+var ErrKernelUnsupported = errors.New("trace cannot run on this kernel")
+
+// Open loads the BPF programs with opts' filters and attaches them. Each
+// program is loaded and attached on its own: one the kernel lacks or
+// refuses leaves its capability out (Tracer.Capabilities) and the rest
+// run. It returns ErrNoBTF or ErrNotPermitted (wrapped) when the machine
+// cannot run the tracer, and ErrKernelUnsupported (wrapped, one line) when
+// a hook the tracer needs is missing — never a verifier dump.
 func Open(opts Options) (*Tracer, error) {
 	cfg, err := opts.config()
 	if err != nil {
@@ -100,6 +111,31 @@ func Open(opts Options) (*Tracer, error) {
 	}
 	if _, err := os.Stat("/sys/kernel/btf/vmlinux"); err != nil {
 		return nil, ErrNoBTF
+	}
+	kspec, err := btf.LoadKernelSpec()
+	if err != nil {
+		return nil, fmt.Errorf("load kernel BTF: %w", err)
+	}
+	hooks := btfHooks{kspec}
+	choices := plan(hooks)
+	if why := requiredMissing(choices); why != "" {
+		return nil, fmt.Errorf("%w: %s", ErrKernelUnsupported, why)
+	}
+	// Not features.HaveProgramType(ebpf.Tracing): it probes with an fentry
+	// program, which machines refuse (EPERM) where tp_btf works; loading
+	// the tracepoint programs is the test.
+	for _, f := range []struct {
+		what string
+		err  error
+	}{
+		{"BPF ring buffers (Linux 5.8+)", features.HaveMapType(ebpf.RingBuf)},
+	} {
+		if errors.Is(f.err, ebpf.ErrNotSupported) {
+			return nil, fmt.Errorf("%w: needs %s", ErrKernelUnsupported, f.what)
+		}
+		if errors.Is(f.err, os.ErrPermission) {
+			return nil, notPermitted(f.err)
+		}
 	}
 	names, err := LoadNames()
 	if err != nil {
@@ -115,35 +151,39 @@ func Open(opts Options) (*Tracer, error) {
 	if err := spec.Variables["cfg"].Set(cfg); err != nil {
 		return nil, fmt.Errorf("set BPF filter config: %w", err)
 	}
-	t := &Tracer{names: names, clock: newClockOffset()}
-	if err := spec.LoadAndAssign(&t.objs, nil); err != nil {
+	t := &Tracer{names: names, clock: newClockOffset(), progs: map[string]*ebpf.Program{}}
+	cache := btf.NewCache()
+	// Maps (and the filter config in .rodata) first, shared by every
+	// program.
+	mapSpec := spec.Copy()
+	mapSpec.Programs = map[string]*ebpf.ProgramSpec{}
+	t.maps, err = ebpf.NewCollectionWithOptions(mapSpec, ebpf.CollectionOptions{Cache: cache})
+	if err != nil {
 		if errors.Is(err, os.ErrPermission) {
 			return nil, notPermitted(err)
 		}
-		var ve *ebpf.VerifierError
-		if errors.As(err, &ve) {
-			return nil, fmt.Errorf("BPF verifier rejected the tracer: %+v", ve)
+		return nil, fmt.Errorf("create BPF maps: %w", err)
+	}
+	for i := range choices {
+		c := &choices[i]
+		if c.prog == "" {
+			continue
 		}
-		return nil, fmt.Errorf("load BPF objects: %w", err)
-	}
-	progs := []*ebpf.Program{
-		t.objs.OnRx, t.objs.OnTx, t.objs.OnFib4, t.objs.OnFib6, t.objs.OnReset,
-		t.objs.OnConsume, t.objs.OnKfree, t.objs.OnRtxSynack, t.objs.OnNeighSend,
-		t.objs.OnBadCsum, t.objs.OnMd5Required, t.objs.OnMd5Unexpected, t.objs.OnMd5Mismatch,
-		t.objs.OnAoRequired, t.objs.OnHashBadHeader, t.objs.OnAoHandshake,
-	}
-	for _, p := range progs {
-		l, err := link.AttachTracing(link.TracingOptions{Program: p})
+		err := t.loadAttach(spec, c.prog, cache)
+		c.state = stateOf(err)
 		if err != nil {
-			t.Close()
-			if errors.Is(err, os.ErrPermission) {
-				return nil, notPermitted(fmt.Errorf("attach %s: %w", p, err))
-			}
-			return nil, fmt.Errorf("attach %s: %w", p, err)
+			c.detail = oneLine(err)
 		}
-		t.links = append(t.links, l)
 	}
-	t.rd, err = ringbuf.NewReader(t.objs.Events)
+	if why := requiredMissing(choices); why != "" {
+		t.Close()
+		if os.Geteuid() != 0 && strings.Contains(why, "not permitted") {
+			return nil, ErrNotPermitted
+		}
+		return nil, fmt.Errorf("%w: %s", ErrKernelUnsupported, why)
+	}
+	t.caps = capabilities(hooks, choices)
+	t.rd, err = ringbuf.NewReader(t.maps.Maps["events"])
 	if err != nil {
 		t.Close()
 		return nil, fmt.Errorf("open event ring buffer: %w", err)
@@ -153,6 +193,51 @@ func Open(opts Options) (*Tracer, error) {
 	t.fexit = ProbeFexit()
 	return t, nil
 }
+
+// loadAttach loads one program against the shared maps and attaches it.
+func (t *Tracer) loadAttach(spec *ebpf.CollectionSpec, name string, cache *btf.Cache) error {
+	ps := spec.Copy()
+	p, ok := ps.Programs[name]
+	if !ok {
+		return fmt.Errorf("program %s not in the BPF object", name)
+	}
+	ps.Programs = map[string]*ebpf.ProgramSpec{name: p}
+	coll, err := ebpf.NewCollectionWithOptions(ps, ebpf.CollectionOptions{MapReplacements: t.maps.Maps, Cache: cache})
+	if err != nil {
+		return fmt.Errorf("load %s: %w", name, err)
+	}
+	prog := coll.DetachProgram(name)
+	coll.Close()
+	l, err := link.AttachTracing(link.TracingOptions{Program: prog})
+	if err != nil {
+		prog.Close()
+		return fmt.Errorf("attach %s: %w", name, err)
+	}
+	t.progs[name] = prog
+	t.links = append(t.links, l)
+	return nil
+}
+
+// oneLine shortens a load or attach error to its first line (a verifier
+// error carries the whole log), without cilium/ebpf's MEMLOCK hint, which
+// misleads since 5.11.
+func oneLine(err error) string {
+	var ve *ebpf.VerifierError
+	msg := err.Error()
+	if errors.As(err, &ve) {
+		msg = strings.SplitN(msg, "\n", 2)[0]
+	}
+	msg, _, _ = strings.Cut(msg, " (MEMLOCK may be too low")
+	msg, _, _ = strings.Cut(msg, "\n")
+	if len(msg) > 200 {
+		msg = msg[:200] + "…"
+	}
+	return msg
+}
+
+// Capabilities reports, for this kernel, what the tracer can tell and
+// what it cannot (with the reason), as probed when it opened.
+func (t *Tracer) Capabilities() []Capability { return append([]Capability(nil), t.caps...) }
 
 // Fexit reports whether fexit programs could attach when the tracer
 // opened (probed, never required).
@@ -193,7 +278,7 @@ func (t *Tracer) Counters() (Counters, error) {
 	vals := make([]uint64, c_max)
 	for i := range vals {
 		var per []uint64
-		if err := t.objs.Counters.Lookup(uint32(i), &per); err != nil {
+		if err := t.maps.Maps["counters"].Lookup(uint32(i), &per); err != nil {
 			return c, fmt.Errorf("read counter %d: %w", i, err)
 		}
 		for _, v := range per {
@@ -216,7 +301,7 @@ func (t *Tracer) Counters() (Counters, error) {
 	c.SynackDropReasons = map[string]uint64{}
 	var per []uint64
 	for i := uint32(0); i < dropSlots; i++ {
-		if err := t.objs.Drops.Lookup(i, &per); err != nil {
+		if err := t.maps.Maps["drops"].Lookup(i, &per); err != nil {
 			return c, fmt.Errorf("read drop counter %d: %w", i, err)
 		}
 		var n uint64
@@ -244,7 +329,12 @@ func (t *Tracer) Close() error {
 	for _, l := range t.links {
 		errs = append(errs, l.Close())
 	}
-	errs = append(errs, t.objs.Close())
+	for _, p := range t.progs {
+		errs = append(errs, p.Close())
+	}
+	if t.maps != nil {
+		t.maps.Close()
+	}
 	return errors.Join(errs...)
 }
 
@@ -324,17 +414,8 @@ type ProgramCost struct {
 
 // Costs returns the run count and run time of every attached program.
 func (t *Tracer) Costs() ([]ProgramCost, error) {
-	progs := map[string]*ebpf.Program{
-		"on_rx": t.objs.OnRx, "on_tx": t.objs.OnTx, "on_fib4": t.objs.OnFib4, "on_fib6": t.objs.OnFib6,
-		"on_reset": t.objs.OnReset, "on_consume": t.objs.OnConsume, "on_kfree": t.objs.OnKfree,
-		"on_rtx_synack": t.objs.OnRtxSynack, "on_neigh_send": t.objs.OnNeighSend,
-		"on_bad_csum": t.objs.OnBadCsum, "on_md5_required": t.objs.OnMd5Required,
-		"on_md5_unexpected": t.objs.OnMd5Unexpected, "on_md5_mismatch": t.objs.OnMd5Mismatch,
-		"on_ao_required": t.objs.OnAoRequired, "on_hash_bad_header": t.objs.OnHashBadHeader,
-		"on_ao_handshake": t.objs.OnAoHandshake,
-	}
 	var out []ProgramCost
-	for name, p := range progs {
+	for name, p := range t.progs {
 		st, err := p.Stats()
 		if err != nil {
 			return nil, fmt.Errorf("stats of %s: %w", name, err)

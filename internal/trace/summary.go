@@ -25,6 +25,20 @@ type Summary struct {
 	// Fexit is the start-up probe's answer (Tracer.Fexit); Summarize leaves
 	// it empty for the caller to fill.
 	Fexit FexitStatus `json:"fexit"`
+	// Capabilities are what the tracer could and could not hook on this
+	// kernel (Tracer.Capabilities); Summarize leaves them for the caller.
+	Capabilities []Capability `json:"capabilities"`
+}
+
+// Missing returns the capabilities that are not available.
+func Missing(caps []Capability) []Capability {
+	var out []Capability
+	for _, c := range caps {
+		if c.State != Available {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 func kernelCauses(c Counters) map[causes.ID]uint64 {

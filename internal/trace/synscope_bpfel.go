@@ -110,6 +110,7 @@ const (
 	synscopeProgOnAoRequired    = "on_ao_required"
 	synscopeProgOnBadCsum       = "on_bad_csum"
 	synscopeProgOnConsume       = "on_consume"
+	synscopeProgOnConsumeNoloc  = "on_consume_noloc"
 	synscopeProgOnFib4          = "on_fib4"
 	synscopeProgOnFib6          = "on_fib6"
 	synscopeProgOnHashBadHeader = "on_hash_bad_header"
@@ -119,6 +120,7 @@ const (
 	synscopeProgOnMd5Unexpected = "on_md5_unexpected"
 	synscopeProgOnNeighSend     = "on_neigh_send"
 	synscopeProgOnReset         = "on_reset"
+	synscopeProgOnResetNoreason = "on_reset_noreason"
 	synscopeProgOnRtxSynack     = "on_rtx_synack"
 	synscopeProgOnRx            = "on_rx"
 	synscopeProgOnTx            = "on_tx"
@@ -172,6 +174,7 @@ type synscopeProgramSpecs struct {
 	OnAoRequired    *ebpf.ProgramSpec `ebpf:"on_ao_required"`
 	OnBadCsum       *ebpf.ProgramSpec `ebpf:"on_bad_csum"`
 	OnConsume       *ebpf.ProgramSpec `ebpf:"on_consume"`
+	OnConsumeNoloc  *ebpf.ProgramSpec `ebpf:"on_consume_noloc"`
 	OnFib4          *ebpf.ProgramSpec `ebpf:"on_fib4"`
 	OnFib6          *ebpf.ProgramSpec `ebpf:"on_fib6"`
 	OnHashBadHeader *ebpf.ProgramSpec `ebpf:"on_hash_bad_header"`
@@ -181,6 +184,7 @@ type synscopeProgramSpecs struct {
 	OnMd5Unexpected *ebpf.ProgramSpec `ebpf:"on_md5_unexpected"`
 	OnNeighSend     *ebpf.ProgramSpec `ebpf:"on_neigh_send"`
 	OnReset         *ebpf.ProgramSpec `ebpf:"on_reset"`
+	OnResetNoreason *ebpf.ProgramSpec `ebpf:"on_reset_noreason"`
 	OnRtxSynack     *ebpf.ProgramSpec `ebpf:"on_rtx_synack"`
 	OnRx            *ebpf.ProgramSpec `ebpf:"on_rx"`
 	OnTx            *ebpf.ProgramSpec `ebpf:"on_tx"`
@@ -261,6 +265,7 @@ type synscopePrograms struct {
 	OnAoRequired    *ebpf.Program `ebpf:"on_ao_required"`
 	OnBadCsum       *ebpf.Program `ebpf:"on_bad_csum"`
 	OnConsume       *ebpf.Program `ebpf:"on_consume"`
+	OnConsumeNoloc  *ebpf.Program `ebpf:"on_consume_noloc"`
 	OnFib4          *ebpf.Program `ebpf:"on_fib4"`
 	OnFib6          *ebpf.Program `ebpf:"on_fib6"`
 	OnHashBadHeader *ebpf.Program `ebpf:"on_hash_bad_header"`
@@ -270,6 +275,7 @@ type synscopePrograms struct {
 	OnMd5Unexpected *ebpf.Program `ebpf:"on_md5_unexpected"`
 	OnNeighSend     *ebpf.Program `ebpf:"on_neigh_send"`
 	OnReset         *ebpf.Program `ebpf:"on_reset"`
+	OnResetNoreason *ebpf.Program `ebpf:"on_reset_noreason"`
 	OnRtxSynack     *ebpf.Program `ebpf:"on_rtx_synack"`
 	OnRx            *ebpf.Program `ebpf:"on_rx"`
 	OnTx            *ebpf.Program `ebpf:"on_tx"`
@@ -281,6 +287,7 @@ func (p *synscopePrograms) Close() error {
 		p.OnAoRequired,
 		p.OnBadCsum,
 		p.OnConsume,
+		p.OnConsumeNoloc,
 		p.OnFib4,
 		p.OnFib6,
 		p.OnHashBadHeader,
@@ -290,6 +297,7 @@ func (p *synscopePrograms) Close() error {
 		p.OnMd5Unexpected,
 		p.OnNeighSend,
 		p.OnReset,
+		p.OnResetNoreason,
 		p.OnRtxSynack,
 		p.OnRx,
 		p.OnTx,

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -23,8 +24,8 @@ type Kernel struct {
 	Version string `json:"version"` // uname -r: 6.1.0-57-amd64
 	Dir     string `json:"dir"`
 	Vmlinux string `json:"vmlinux"` // uncompressed ELF, booted via PVH
-	Initrd  string `json:"initrd"`
-	ModDir  string `json:"moddir"` // lib/modules/VERSION, decompressed, depmod'ed
+	Initrd  string `json:"-"`       // set by ensureInitrd
+	ModDir  string `json:"moddir"`  // lib/modules/VERSION, decompressed, depmod'ed
 	Config  string `json:"config"`
 }
 
@@ -62,7 +63,7 @@ func Prepare(cache, series string) (*Kernel, error) {
 	}
 	dir := filepath.Join(sdir, pkg)
 	if k, err := readKernel(dir); err == nil {
-		return k, nil
+		return k, ensureInitrd(k)
 	}
 	k, err := prepare(dir, series, pkg)
 	if err != nil {
@@ -93,7 +94,7 @@ func readKernel(dir string) (*Kernel, error) {
 func newestPrepared(sdir string) *Kernel {
 	ents, _ := os.ReadDir(sdir)
 	for i := len(ents) - 1; i >= 0; i-- {
-		if k, err := readKernel(filepath.Join(sdir, ents[i].Name())); err == nil {
+		if k, err := readKernel(filepath.Join(sdir, ents[i].Name())); err == nil && ensureInitrd(k) == nil {
 			return k
 		}
 	}
@@ -190,7 +191,6 @@ func prepare(dir, series, pkg string) (*Kernel, error) {
 	k.ModDir = filepath.Join(root, "lib/modules", k.Version)
 	k.Config = filepath.Join(root, "boot", "config-"+k.Version)
 	k.Vmlinux = filepath.Join(dir, "vmlinux")
-	k.Initrd = filepath.Join(dir, "initramfs.cpio")
 	if err := extractVmlinux(filepath.Join(root, "boot", "vmlinuz-"+k.Version), k.Vmlinux); err != nil {
 		return nil, err
 	}
@@ -200,7 +200,7 @@ func prepare(dir, series, pkg string) (*Kernel, error) {
 	if err := run(dir, "busybox", "depmod", "-b", root, k.Version); err != nil {
 		return nil, err
 	}
-	if err := buildInitrd(k); err != nil {
+	if err := ensureInitrd(k); err != nil {
 		return nil, err
 	}
 	b, _ := json.MarshalIndent(k, "", "  ")
@@ -314,6 +314,22 @@ func modName(p string) string {
 	return strings.ReplaceAll(b, "-", "_")
 }
 
+// ensureInitrd points k.Initrd at an initramfs built from the current init
+// script and module list, building it when missing (the name carries their
+// hash, so a changed runner never boots a stale image).
+func ensureInitrd(k *Kernel) error {
+	h := sha256.Sum256([]byte(initScript + strings.Join(initrdModules, ",")))
+	k.Initrd = filepath.Join(k.Dir, fmt.Sprintf("initramfs-%x.cpio", h[:6]))
+	if _, err := os.Stat(k.Initrd); err == nil {
+		return nil
+	}
+	old, _ := filepath.Glob(filepath.Join(k.Dir, "initramfs-*.cpio"))
+	for _, o := range old {
+		_ = os.Remove(o)
+	}
+	return buildInitrd(k)
+}
+
 // buildInitrd writes a newc cpio with static busybox, /init and the
 // modules needed to mount the host's root over 9p with an overlay.
 func buildInitrd(k *Kernel) error {
@@ -406,7 +422,8 @@ func buildInitrd(k *Kernel) error {
 		return fmt.Errorf("walk initrd: %w", err)
 	}
 	sort.Strings(files)
-	out, err := os.Create(k.Initrd)
+	tmp := k.Initrd + ".tmp"
+	out, err := os.Create(tmp)
 	if err != nil {
 		return fmt.Errorf("create initrd: %w", err)
 	}
@@ -420,7 +437,13 @@ func buildInitrd(k *Kernel) error {
 	if err := cmd.Run(); err != nil {
 		return fmt.Errorf("cpio: %w: %s", err, stderr.String())
 	}
-	return out.Close()
+	if err := out.Close(); err != nil {
+		return fmt.Errorf("write initrd: %w", err)
+	}
+	if err := os.Rename(tmp, k.Initrd); err != nil {
+		return fmt.Errorf("install initrd: %w", err)
+	}
+	return nil
 }
 
 func builtin(moddir, name string) bool {

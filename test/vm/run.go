@@ -75,7 +75,11 @@ v=$(uname -r)
 mkdir -p $R/lib/modules/$v $R/boot
 mount --bind $R$moddir $R/lib/modules/$v || fail "bind modules"
 touch $R/boot/config-$v && mount --bind $R$config $R/boot/config-$v
-mkdir -p $R/.vm
+# Module autoload: the kernel runs modprobe in its own root (this
+# initramfs), not in the chroot; the job sees the same path there.
+mkdir -p /lib/modules/$v /.vm $R/.vm
+mount --bind $R$moddir /lib/modules/$v
+ln -s /bin/busybox /.vm/modprobe
 cp /bin/busybox $R/.vm/busybox
 ln -s busybox $R/.vm/modprobe
 echo /.vm/modprobe > /proc/sys/kernel/modprobe

@@ -1,6 +1,13 @@
 // SPDX-License-Identifier: GPL-2.0
 /* synscope trace: per-SYN fate from tracepoints only (tp_btf).
  *
+ * Every program is loaded and attached on its own (loader.go): one whose
+ * tracepoint a kernel lacks is left out and reported as a missing
+ * capability, and where a tracepoint's arguments changed between kernels
+ * there is one program per prototype (on_reset / on_reset_noreason,
+ * on_consume / on_consume_noloc); the loader reads the prototype from the
+ * kernel's BTF and loads the one that fits.
+ *
  * Why this shape: drops decided inside tcp_conn_request (no route for the
  * SYN-ACK, accept queue full) end in consume_skb, so skb:kfree_skb never sees
  * them. A listener's SYN is processed synchronously in softirq on one CPU, from
@@ -601,14 +608,29 @@ int BPF_PROG(on_neigh_send, struct neighbour *n, int rc)
 	return 0;
 }
 
-SEC("tp_btf/tcp_send_reset")
-int BPF_PROG(on_reset, const struct sock *sk, const struct sk_buff *skb, int reason)
+static __always_inline void note_reset(const struct sk_buff *skb, __u32 reason)
 {
 	struct synctx *c = getctx();
 	if (c && c->skb && c->skb == (__u64)skb) {
 		c->flags |= F_RST;
 		c->rst_reason = reason;
 	}
+}
+
+/* Since 6.10 tcp_send_reset carries enum sk_rst_reason. */
+SEC("tp_btf/tcp_send_reset")
+int BPF_PROG(on_reset, const struct sock *sk, const struct sk_buff *skb, int reason)
+{
+	note_reset(skb, reason);
+	return 0;
+}
+
+/* Before 6.10: (sk, skb) only. The loader picks the variant whose
+ * arguments the kernel's tracepoint has (its BTF prototype). */
+SEC("tp_btf/tcp_send_reset")
+int BPF_PROG(on_reset_noreason, const struct sock *sk, const struct sk_buff *skb)
+{
+	note_reset(skb, 0);
 	return 0;
 }
 
@@ -751,6 +773,7 @@ static __always_inline struct synctx *ctx_of(struct sk_buff *skb)
 	return c;
 }
 
+/* consume_skb has carried the caller's address since 6.3. */
 SEC("tp_btf/consume_skb")
 int BPF_PROG(on_consume, struct sk_buff *skb, void *location)
 {
@@ -760,8 +783,20 @@ int BPF_PROG(on_consume, struct sk_buff *skb, void *location)
 	return 0;
 }
 
+/* Before 6.3: the skb only. */
+SEC("tp_btf/consume_skb")
+int BPF_PROG(on_consume_noloc, struct sk_buff *skb)
+{
+	struct synctx *c = ctx_of(skb);
+	if (c)
+		finish(c, false, 0, 0);
+	return 0;
+}
+
+/* kfree_skb's reason exists since 5.17 (the tracer's minimum); 6.11 added
+ * rx_sk, which is not read, so one program serves every kernel. */
 SEC("tp_btf/kfree_skb")
-int BPF_PROG(on_kfree, struct sk_buff *skb, void *location, int reason, struct sock *rx_sk)
+int BPF_PROG(on_kfree, struct sk_buff *skb, void *location, int reason)
 {
 	struct synctx *c = ctx_of(skb);
 	if (c) {
