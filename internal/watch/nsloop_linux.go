@@ -159,6 +159,7 @@ func (l *nsLoop) resync(now time.Time, announce bool) error {
 	set := routeSet{}
 	for _, r := range rs {
 		l.linkState(&r)
+		l.keepExpiry(&r, now)
 		set[r.key()] = r
 		l.known[famTable{r.Family, r.Table}] = true
 	}
@@ -359,6 +360,7 @@ func (l *nsLoop) handle(ctx context.Context, b batch) {
 				needDump = true
 			}
 			l.linkState(&r)
+			l.keepExpiry(&r, now)
 			l.routes[r.key()] = r
 			l.known[famTable{r.Family, r.Table}] = true
 			l.settle(ctx, now, nil)
@@ -400,6 +402,28 @@ func (l *nsLoop) linkState(r *Route) {
 		r.Flags &^= rtnhLinkdown
 	} else {
 		r.Flags |= rtnhLinkdown
+	}
+}
+
+// expiryTick is the resolution of rta_expires (clock ticks, 10 ms).
+const expiryTick = time.Second / userHZ
+
+// keepExpiry resolves an ambiguity of the kernel's report: rta_expires is
+// the time left in 10 ms ticks, truncated, and 0 means "no lifetime", so a
+// route read within a tick of its expiry looks permanent. A route that had
+// a lifetime ending within two ticks of now keeps it; one that becomes
+// permanent any other time (an RA with an infinite lifetime, a route
+// replaced by hand) is taken as permanent.
+func (l *nsLoop) keepExpiry(r *Route, now time.Time) {
+	if r.HasExpiry {
+		return
+	}
+	old, ok := l.routes[r.key()]
+	if !ok || !old.HasExpiry {
+		return
+	}
+	if d := now.Sub(old.ExpiresAt); d > -2*expiryTick && d < 2*expiryTick {
+		r.HasExpiry, r.ExpiresAt = true, old.ExpiresAt
 	}
 }
 
