@@ -111,7 +111,7 @@ func newPcapCmd() *cobra.Command {
 				// Truncated capture: the report above covers what was read.
 				return err
 			}
-			if rep.Summary.Failed > 0 {
+			if rep.Summary.Failed > 0 || rep.Stats.UntrackedSYNs > 0 {
 				return exitError{report.ExitProblems}
 			}
 			return nil

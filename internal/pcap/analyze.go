@@ -48,7 +48,18 @@ type Config struct {
 	// OnConn returns: the callback must not keep the pointer or any
 	// slice in it. This removes per-connection garbage in streaming use.
 	ReuseConns bool
+	// MaxAttempts caps the half-open attempts tracked one by one (a
+	// connection with only the client's SYNs so far, kept until its
+	// report is written). Beyond it, new attempts and the SYN-ACKs
+	// answering them are summed per server:port (Stats.Untracked), so a
+	// SYN flood costs constant memory. 0 means DefaultMaxAttempts; a
+	// negative value removes the cap.
+	MaxAttempts int
 }
+
+// DefaultMaxAttempts is the default Config.MaxAttempts: about 100 MB of
+// per-attempt state at most.
+const DefaultMaxAttempts = 100_000
 
 // DefaultLikelyServerPorts approximates default-mode Zeek's
 // likely_server_ports (the ports its bundled analyzers register).
@@ -77,6 +88,9 @@ const (
 	VerdictOneDirection    Verdict = "one-direction"
 	VerdictMidstream       Verdict = "midstream"
 	VerdictClientAbort     Verdict = "client-abort"
+	// VerdictUnfinished: the capture ended before the next SYN (or
+	// SYN-ACK) retransmission or the answer was due.
+	VerdictUnfinished Verdict = "unfinished"
 )
 
 // PacketRec is one packet of a connection (kept with Config.KeepPackets).
@@ -103,23 +117,39 @@ type Conn struct {
 	key    flowKey
 	lastTS int64
 	z      zconn
-	// lastSig holds each direction's previous packet (capture duplicates).
-	lastSig [2]pktSig
 	// synscope's handshake tracking, by role: cli = sender of the first
 	// bare SYN.
-	origIsA     bool // the originator is the key's first address/port
-	haveCli     bool
-	cliIsOrig   bool
-	rstAnswer   bool
-	cliRST      bool
-	ackAnswer   bool
-	dataSeen    bool
-	isn         uint32
-	synackSeq   uint32
+	origIsA   bool // the originator is the key's first address/port
+	haveCli   bool
+	cliIsOrig bool
+	rstAnswer bool
+	cliRST    bool
+	ackAnswer bool
+	dataSeen  bool
+	// cliAcks: the client sent an ACK (no SYN, no RST) after its SYN,
+	// which it does only once a SYN-ACK reached it.
+	cliAcks bool
+	// srvAcked: a server segment (not a SYN-ACK) acknowledged the SYN,
+	// i.e. an ACK number within the client's sequence space.
+	srvAcked bool
+	// attempt: counted in Analyzer.attempts (only client SYNs so far).
+	attempt bool
+	// tfoAck: the first SYN-ACK acknowledged the SYN's data.
+	tfoAck bool
+	synTTL uint8
+	isn    uint32
+	// synLen is the payload the SYN carried (TCP Fast Open).
+	synLen    uint32
+	synackSeq uint32
+	// cliHigh is the end of the client's sequence space seen so far.
+	cliHigh     uint32
+	synLayout   uint32
+	firstCliAck uint32
 	pktsCli     int
 	pktsSrv     int
 	firstSynack int64
 	ackTime     int64
+	firstAckTS  int64
 	synTimes    []int64
 	synackTimes []int64
 
@@ -142,11 +172,17 @@ type Conn struct {
 	// SynSchedule holds each SYN's offset in seconds from the first.
 	SynSchedule []float64 `json:"syn_schedule,omitempty"`
 	// RTOPattern names the retransmission pattern (e.g. "1s doubling").
-	RTOPattern   string      `json:"rto_pattern,omitempty"`
-	SynackCount  int         `json:"synack_count"`
-	HandshakeRTT *float64    `json:"handshake_rtt,omitempty"`
-	Duplicates   int         `json:"capture_duplicates,omitempty"`
-	ICMP         string      `json:"icmp,omitempty"`
+	RTOPattern   string   `json:"rto_pattern,omitempty"`
+	SynackCount  int      `json:"synack_count"`
+	HandshakeRTT *float64 `json:"handshake_rtt,omitempty"`
+	Duplicates   int      `json:"capture_duplicates,omitempty"`
+	ICMP         string   `json:"icmp,omitempty"`
+	// Notes say what the verdict rests on when the capture does not show
+	// it directly (an inferred SYN-ACK, TCP Fast Open, an ICMP error for
+	// a SYN that never reached the wire).
+	Notes []string `json:"notes,omitempty"`
+	// TFO is "accepted" or "declined" when the SYN carried data.
+	TFO          string      `json:"tfo,omitempty"`
 	ClientIsOrig bool        `json:"-"`
 	Packets      []PacketRec `json:"-"`
 	ID           int         `json:"id"`
@@ -158,17 +194,10 @@ type Conn struct {
 	firstTS     int64
 	icmp        string
 	icmpCause   causes.ID
-}
-
-type pktSig struct {
-	ts    int64
-	seq   uint32
-	ack   uint32
-	ln    int32
-	tsval uint32
-	ipid  uint16
-	flags uint8
-	valid bool
+	// icmpOnly: the connection is known only from an ICMP error quoting
+	// its SYN; icmpFrom sent the error.
+	icmpOnly bool
+	icmpFrom decode.Addr
 }
 
 // Stats counts what the analyzer saw.
@@ -182,6 +211,27 @@ type Stats struct {
 	Duplicates int `json:"capture_duplicates"`
 	Flows      int `json:"connections"`
 	MaxOpen    int `json:"max_open_flows"`
+	// UndecodedBy splits Undecoded by reason (decode.Reasons).
+	UndecodedBy map[string]int `json:"undecoded_by_reason,omitempty"`
+	// Encapsulations counts the TCP segments and ICMP errors decoded
+	// from inside each encapsulation (decode.EncapNames).
+	Encapsulations map[string]int `json:"encapsulations,omitempty"`
+	// OutOfOrder counts packets timestamped earlier than one before
+	// them; MaxBackstep is the largest such step, seconds.
+	OutOfOrder  int     `json:"out_of_order,omitempty"`
+	MaxBackstep float64 `json:"max_backstep,omitempty"`
+	// FirstTS and LastTS are the earliest and latest packet times
+	// (seconds since the epoch).
+	FirstTS float64 `json:"first_ts,omitempty"`
+	LastTS  float64 `json:"last_ts,omitempty"`
+	// ICMPUnmatched counts ICMP errors quoting a TCP segment of no
+	// connection in the capture that was not a SYN.
+	ICMPUnmatched int `json:"icmp_unmatched,omitempty"`
+	// MaxAttempts is the cap on attempts tracked one by one; Untracked
+	// sums what came beyond it, per server:port.
+	MaxAttempts   int         `json:"max_attempts"`
+	UntrackedSYNs int         `json:"untracked_syns,omitempty"`
+	Untracked     []Aggregate `json:"untracked,omitempty"`
 }
 
 // Analyzer consumes packets and produces connections.
@@ -200,7 +250,29 @@ type Analyzer struct {
 	strs   strCache
 	// sweepCredit is the slots owed to the sweep by new connections.
 	sweepCredit int
+	// dups remembers recent packets' signatures (capture duplicates
+	// over a window, not only the previous packet of a direction).
+	dups     *dupTable
+	first    int64
+	backstep int64
+	encaps   [decode.NumEncaps]int
+	undec    [len(decode.Reasons)]int
+	// attempts counts the connections held that are half-open attempts
+	// (live ones, and ended ones kept for the report).
+	attempts    int
+	maxAttempts int
+	agg         aggregates
+	// srvRTT is the largest handshake RTT seen per server (bounded).
+	srvRTT map[srvAddr]int64
 }
+
+type srvAddr struct {
+	a  decode.Addr
+	v6 bool
+}
+
+// maxRTTServers bounds Analyzer.srvRTT.
+const maxRTTServers = 1 << 16
 
 // closeDelay is Zeek's tcp_close_delay; attemptIdle ends handshake-only
 // connections (Zeek's initial inactivity timeout is 1 min as well).
@@ -225,7 +297,12 @@ const (
 
 // NewAnalyzer returns an analyzer.
 func NewAnalyzer(cfg Config) *Analyzer {
-	a := &Analyzer{cfg: cfg, flows: newFlowTable(), likely: cfg.LikelyServerPorts}
+	a := &Analyzer{cfg: cfg, flows: newFlowTable(), likely: cfg.LikelyServerPorts, dups: &dupTable{}, srvRTT: map[srvAddr]int64{}}
+	a.maxAttempts = cfg.MaxAttempts
+	if a.maxAttempts == 0 {
+		a.maxAttempts = DefaultMaxAttempts
+	}
+	a.agg.init()
 	a.dec.VerifyChecksums = cfg.VerifyChecksums
 	if a.likely == nil {
 		a.likely = DefaultLikelyServerPorts
@@ -238,17 +315,47 @@ func NewAnalyzer(cfg Config) *Analyzer {
 }
 
 // Stats returns the counters so far.
-func (a *Analyzer) Stats() Stats { return a.stats }
+func (a *Analyzer) Stats() Stats {
+	st := a.stats
+	st.UndecodedBy, st.Encapsulations = nil, nil
+	for i, n := range a.undec {
+		if n > 0 {
+			if st.UndecodedBy == nil {
+				st.UndecodedBy = map[string]int{}
+			}
+			st.UndecodedBy[decode.Reasons[i]] = n
+		}
+	}
+	for i, n := range a.encaps {
+		if n > 0 {
+			if st.Encapsulations == nil {
+				st.Encapsulations = map[string]int{}
+			}
+			st.Encapsulations[decode.EncapNames[i]] = n
+		}
+	}
+	if st.Packets > 0 {
+		st.FirstTS, st.LastTS = float64(a.first)/1e9, float64(a.now)/1e9
+	}
+	st.MaxBackstep = round6(float64(a.backstep) / 1e9)
+	st.MaxAttempts = a.maxAttempts
+	st.Untracked, st.UntrackedSYNs = a.agg.report()
+	return st
+}
 
 // Add feeds one captured packet; index is its 1-based frame number.
 func (a *Analyzer) Add(cp capfile.Packet, index int) {
 	a.stats.Packets++
-	if cp.TS > a.now {
-		a.now = cp.TS
-	}
-	if a.stats.Packets == 1 {
-		a.now = cp.TS
+	switch {
+	case a.stats.Packets == 1:
+		a.now, a.first = cp.TS, cp.TS
 		a.flows.base = cp.TS
+	case cp.TS > a.now:
+		a.now = cp.TS
+	case cp.TS < a.now:
+		a.stats.OutOfOrder++
+		a.backstep = max(a.backstep, a.now-cp.TS)
+		a.first = min(a.first, cp.TS)
 	}
 	if a.stats.Packets%sweepEvery == 0 {
 		a.flows.rebase(a.now)
@@ -259,8 +366,16 @@ func (a *Analyzer) Add(cp capfile.Packet, index int) {
 	if err := a.dec.Decode(cp.Link, cp.Data, p); err != nil || p.Kind == decode.KindOther {
 		if err != nil {
 			a.stats.Undecoded++
+			a.undec[decode.ReasonIndex(err)]++
 		}
 		return
+	}
+	if p.Encaps != 0 {
+		for e := range decode.NumEncaps {
+			if p.Encaps&(1<<e) != 0 {
+				a.encaps[e]++
+			}
+		}
 	}
 	if p.IPChecksumBad {
 		a.stats.BadIPCsum++
@@ -288,6 +403,11 @@ func (a *Analyzer) Add(cp capfile.Packet, index int) {
 			c = nil
 		}
 	}
+	bareSYN := p.Flags&(decode.SYN|decode.ACK|decode.RST) == decode.SYN
+	if c == nil && a.maxAttempts > 0 && a.attempts >= a.maxAttempts && a.agg.take(p, cp.TS, bareSYN) {
+		// Beyond the cap: summed, not tracked.
+		return
+	}
 	if c == nil {
 		a.sweepCredit += sweepPerConn
 		// Ending connections or growing the table moved slots.
@@ -313,6 +433,14 @@ func (a *Analyzer) Add(cp capfile.Packet, index int) {
 		a.flows.insert(si, h, c)
 		a.stats.Flows++
 		a.stats.MaxOpen = max(a.stats.MaxOpen, a.flows.n)
+		if bareSYN {
+			c.attempt = true
+			a.attempts++
+		}
+	} else if c.attempt && !(bareSYN && srcIsA == c.origIsA) {
+		// Anything but the client's SYN: no longer a bare attempt.
+		c.attempt = false
+		a.attempts--
 	}
 	// The key's orientation says which end sent the packet, without
 	// touching the (cold) addresses.
@@ -343,7 +471,12 @@ func (a *Analyzer) Add(cp capfile.Packet, index int) {
 		isOrig = !isOrig
 	}
 	a.flows.setDeadline(si, c.deadline(a.idle))
-	dup := c.ours(p, isOrig, cp.TS)
+	dup := a.dups.seen(h, p, isOrig, cp.TS)
+	if !dup {
+		c.ours(p, isOrig, cp.TS)
+	} else {
+		c.Duplicates++
+	}
 	if dup {
 		a.stats.Duplicates++
 	}
@@ -362,9 +495,13 @@ func (a *Analyzer) newConn() *Conn {
 	}
 	c := a.free[n-1]
 	a.free = a.free[:n-1]
-	hist, st, sa, sb := c.z.hist[:0], c.synTimes[:0], c.synackTimes[:0], c.schedBuf[:0]
+	hist, st, sa, sb, nb := c.z.hist[:0], c.synTimes[:0], c.synackTimes[:0], c.schedBuf[:0], c.Notes[:0]
 	*c = Conn{}
 	c.z.hist, c.synTimes, c.synackTimes, c.schedBuf = hist, st, sa, sb
+	c.Notes = nb[:0:0]
+	if cap(nb) > 0 {
+		c.Notes = nb
+	}
 	return c
 }
 
@@ -388,37 +525,33 @@ func (c *Conn) idleLimit(idle int64) int64 {
 	return idle
 }
 
-// ours updates synscope's own handshake tracking; it reports whether the
-// packet is a capture duplicate (ignored for retransmission logic).
-func (c *Conn) ours(p *decode.Packet, isOrig bool, ts int64) bool {
-	dir := 0
-	if !isOrig {
-		dir = 1
-	}
-	sig := pktSig{ts: ts, seq: p.Seq, ack: p.Ack, flags: p.Flags, ln: int32(p.PayloadLen), ipid: p.IPID, tsval: p.Opt.TSval, valid: true}
-	prev := c.lastSig[dir]
-	c.lastSig[dir] = sig
-	if prev.valid && ts-prev.ts < dupWindow && prev.seq == sig.seq && prev.ack == sig.ack && prev.flags == sig.flags &&
-		prev.ln == sig.ln && prev.ipid == sig.ipid && prev.tsval == sig.tsval {
-		c.Duplicates++
-		return true
-	}
+// ours updates synscope's own handshake tracking with a packet that is
+// not a capture duplicate.
+func (c *Conn) ours(p *decode.Packet, isOrig bool, ts int64) {
 	syn, ack, rst := p.Flags&decode.SYN != 0, p.Flags&decode.ACK != 0, p.Flags&decode.RST != 0
 	if syn && !ack && !rst {
 		if !c.haveCli {
 			c.haveCli, c.cliIsOrig, c.isn = true, isOrig, p.Seq
+			c.synTTL, c.synLayout = p.TTL, p.Opt.Layout
 		}
 		if isOrig == c.cliIsOrig {
-			if p.Seq != c.isn {
+			if p.Seq != c.isn || c.icmpOnly && len(c.synTimes) == 0 {
 				// A new ISN on the same 4-tuple: a fresh attempt; keep
 				// the schedule of the latest one.
 				c.isn = p.Seq
 				c.synTimes = c.synTimes[:0]
 				c.synackTimes = c.synackTimes[:0]
-				c.rstAnswer, c.ackAnswer = false, false
+				c.rstAnswer, c.ackAnswer, c.cliAcks, c.srvAcked, c.cliRST = false, false, false, false, false
+				c.ackTime, c.synLen = 0, 0
+				c.synTTL, c.synLayout = p.TTL, p.Opt.Layout
 			}
+			c.synLen = max(c.synLen, uint32(p.PayloadLen))
+			c.cliHigh = max32seq(c.cliHigh, c.isn+1+c.synLen)
 			c.synTimes = append(c.synTimes, ts)
 		}
+	}
+	if p.PayloadLen > 0 {
+		c.dataSeen = true
 	}
 	if !c.haveCli {
 		if isOrig {
@@ -426,10 +559,7 @@ func (c *Conn) ours(p *decode.Packet, isOrig bool, ts int64) bool {
 		} else {
 			c.pktsSrv++
 		}
-		if p.PayloadLen > 0 {
-			c.dataSeen = true
-		}
-		return false
+		return
 	}
 	fromCli := isOrig == c.cliIsOrig
 	if fromCli {
@@ -437,37 +567,122 @@ func (c *Conn) ours(p *decode.Packet, isOrig bool, ts int64) bool {
 	} else {
 		c.pktsSrv++
 	}
-	if p.PayloadLen > 0 {
-		c.dataSeen = true
-	}
 	switch {
 	case fromCli:
-		if rst && c.ackTime == 0 {
-			c.cliRST = true
+		if rst {
+			if c.ackTime == 0 {
+				c.cliRST = true
+			}
+			return
 		}
-		if !syn && ack && len(c.synackTimes) > 0 && c.ackTime == 0 && p.Ack == c.synackSeq+1 {
+		if syn {
+			return
+		}
+		end := p.Seq + uint32(p.PayloadLen)
+		if p.Flags&decode.FIN != 0 {
+			end++
+		}
+		if len(c.synTimes) > 0 {
+			c.cliHigh = max32seq(c.cliHigh, end)
+		}
+		if !ack || len(c.synTimes) == 0 {
+			return
+		}
+		if !c.cliAcks {
+			c.cliAcks, c.firstCliAck, c.firstAckTS = true, p.Ack, ts
+		}
+		if len(c.synackTimes) > 0 && c.ackTime == 0 && c.acksSynack(p.Ack) {
 			c.ackTime = ts
 		}
-	case syn && ack && p.Ack == c.isn+1:
+	case syn && ack && c.acksSyn(p.Ack, true):
 		if len(c.synackTimes) == 0 {
 			c.firstSynack = ts
 			c.synackSeq = p.Seq
+			c.tfoAck = c.synLen > 0 && p.Ack != c.isn+1
+			// A final ACK captured just before the SYN-ACK (packets
+			// taken on different CPUs) still completes the handshake.
+			if c.cliAcks && c.ackTime == 0 && c.acksSynack(c.firstCliAck) {
+				c.ackTime = c.firstAckTS
+			}
 		}
 		c.synackTimes = append(c.synackTimes, ts)
-	case rst && len(c.synackTimes) == 0 && (p.Ack == c.isn+1 || !ack):
-		c.rstAnswer = true
-	case !syn && !rst && ack && len(c.synackTimes) == 0 && len(c.synTimes) > 0 && p.Ack != c.isn+1:
-		c.ackAnswer = true
+	case rst:
+		if len(c.synackTimes) == 0 && !c.srvAcked && !c.cliAcks && (!ack || c.acksSyn(p.Ack, false)) {
+			c.rstAnswer = true
+		}
+	case syn:
+	case ack && len(c.synackTimes) == 0 && len(c.synTimes) > 0:
+		if c.acksSyn(p.Ack, false) {
+			c.srvAcked = true
+		} else if !c.srvAcked {
+			c.ackAnswer = true
+		}
 	}
-	return false
+}
+
+// acksSyn reports whether a server's ACK number acknowledges the SYN: for
+// a SYN-ACK, the SYN and at most the data it carried (TCP Fast Open); for
+// other segments, anything up to the end of the client's sequence space
+// seen (the SYN-ACK itself may be missing from the capture).
+func (c *Conn) acksSyn(ackNo uint32, synack bool) bool {
+	if seqDelta(ackNo, c.isn+1) < 0 {
+		return false
+	}
+	if synack {
+		return seqDelta(ackNo, c.isn+1+c.synLen) <= 0
+	}
+	return seqDelta(ackNo, c.cliHigh) <= 0
+}
+
+// acksSynack reports whether a client's ACK number acknowledges the
+// SYN-ACK: at or beyond its sequence number + 1 (it may also cover early
+// server data), within the largest possible window.
+func (c *Conn) acksSynack(ackNo uint32) bool {
+	d := seqDelta(ackNo, c.synackSeq+1)
+	return d >= 0 && d < 1<<30
+}
+
+func max32seq(a, b uint32) uint32 {
+	if seqDelta(b, a) > 0 {
+		return b
+	}
+	return a
 }
 
 func (a *Analyzer) icmp(p *decode.Packet, ts int64, index int) {
 	// The quoted packet went InnerSrc:InnerSport -> InnerDst:InnerDport.
-	key, _ := keyOf(&p.InnerSrc, &p.InnerDst, p.InnerSport, p.InnerDport, p.V6)
-	_, c := a.flows.find(&key, a.flows.hash(&key))
+	key, srcIsA := keyOf(&p.InnerSrc, &p.InnerDst, p.InnerSport, p.InnerDport, p.V6)
+	h := a.flows.hash(&key)
+	si, c := a.flows.find(&key, h)
 	if c == nil {
-		return
+		if !p.InnerHasFlags || p.InnerFlags&(decode.SYN|decode.ACK|decode.RST) != decode.SYN {
+			a.stats.ICMPUnmatched++
+			return
+		}
+		// The error quotes a SYN the capture never saw: rejected before
+		// it reached the wire (a local REJECT rule or route), or sent
+		// where this capture does not look. It is still a failed
+		// connect, so it gets a connection.
+		a.flows.reserve()
+		si, _ = a.flows.find(&key, h)
+		if a.flows.tooLong(si, h) {
+			a.flows.reseed()
+			h = a.flows.hash(&key)
+			si, _ = a.flows.find(&key, h)
+		}
+		c = a.newConn()
+		c.key, c.v6, c.firstTS, c.lastTS, c.ID = key, p.V6, ts, ts, a.nextID+1
+		a.nextID++
+		c.origIsA = srcIsA
+		c.z.init(false)
+		c.z.lastTime = ts
+		c.origA, c.resA, c.OrigP, c.RespP = p.InnerSrc, p.InnerDst, p.InnerSport, p.InnerDport
+		c.haveCli, c.cliIsOrig, c.isn = true, true, p.InnerSeq
+		c.icmpOnly, c.icmpFrom = true, p.Src
+		a.flows.insert(si, h, c)
+		a.flows.setDeadline(si, c.deadline(a.idle))
+		a.stats.Flows++
+		a.stats.MaxOpen = max(a.stats.MaxOpen, a.flows.n)
 	}
 	desc, cause := icmpDescribe(p.V6, p.ICMPType, p.ICMPCode)
 	if c.icmp == "" {
@@ -511,8 +726,26 @@ func (a *Analyzer) finish(i uint64) {
 	a.end(c)
 }
 
-func (a *Analyzer) end(c *Conn) {
-	c.finalize(&a.strs)
+func (a *Analyzer) end(c *Conn) { a.endAt(c, 0) }
+
+// endAt ends a connection; capEnd is the capture's end when the capture
+// ended with the connection still open (else 0).
+func (a *Analyzer) endAt(c *Conn, capEnd int64) {
+	fc := finalCtx{capEnd: capEnd}
+	if capEnd != 0 {
+		fc.rtt = a.srvRTT[c.serverAddr()]
+	}
+	c.finalize(&a.strs, &fc)
+	if rtt, ok := c.rttNS(); ok {
+		k := c.serverAddr()
+		if old, have := a.srvRTT[k]; have || len(a.srvRTT) < maxRTTServers {
+			a.srvRTT[k] = max(old, rtt)
+		}
+	}
+	if c.attempt && a.cfg.OnConn != nil {
+		c.attempt = false
+		a.attempts--
+	}
 	if a.cfg.OnConn != nil {
 		a.cfg.OnConn(c)
 		if a.cfg.ReuseConns {
@@ -534,8 +767,18 @@ func (a *Analyzer) Finish() []*Conn {
 	}
 	a.flows = newFlowTable()
 	sort.Slice(open, func(i, j int) bool { return open[i].ID < open[j].ID })
+	// Whether an open attempt is unfinished depends on the RTTs the
+	// capture shows for its server: learn them from the open ones first.
 	for _, c := range open {
-		a.end(c)
+		if rtt, ok := c.rttNS(); ok {
+			k := c.serverAddr()
+			if old, have := a.srvRTT[k]; have || len(a.srvRTT) < maxRTTServers {
+				a.srvRTT[k] = max(old, rtt)
+			}
+		}
+	}
+	for _, c := range open {
+		a.endAt(c, a.now)
 	}
 	out := a.done
 	a.done = nil
@@ -549,12 +792,46 @@ func (c *Conn) OrigAddr() netip.Addr { return c.origA.IP(c.v6) }
 // RespAddr returns the responder address.
 func (c *Conn) RespAddr() netip.Addr { return c.resA.IP(c.v6) }
 
-func (c *Conn) finalize(sc *strCache) {
+// finalCtx is what classification needs beyond the connection.
+type finalCtx struct {
+	capEnd int64 // the capture's end, if it ended with the connection open
+	rtt    int64 // largest handshake RTT the capture shows for the server
+}
+
+// serverAddr is the server's address (the receiver of the first SYN).
+func (c *Conn) serverAddr() srvAddr {
+	if !c.haveCli || c.cliIsOrig {
+		return srvAddr{c.resA, c.v6}
+	}
+	return srvAddr{c.origA, c.v6}
+}
+
+// rttNS is the handshake round trip: last SYN to the final ACK (or the
+// SYN-ACK when the final ACK is missing).
+func (c *Conn) rttNS() (int64, bool) {
+	if len(c.synackTimes) == 0 || len(c.synTimes) == 0 {
+		return 0, false
+	}
+	end := c.ackTime
+	if end == 0 || end < c.firstSynack {
+		end = c.firstSynack
+	}
+	last := c.synTimes[len(c.synTimes)-1]
+	if end < last {
+		return 0, false
+	}
+	return end - last, true
+}
+
+func (c *Conn) finalize(sc *strCache, fc *finalCtx) {
 	z := &c.z
 	c.TS = float64(c.firstTS) / 1e9
 	c.OrigH, c.RespH = sc.addr(&c.origA, c.v6), sc.addr(&c.resA, c.v6)
 	c.ConnState = z.connState()
 	c.History = sc.history(z.hist)
+	if c.icmpOnly && z.orig.pkts+z.resp.pkts == 0 {
+		c.ConnState = "-" // Zeek logs no TCP connection for it
+	}
 	c.OrigPkts, c.RespPkts = z.orig.pkts, z.resp.pkts
 	c.Duration = float64(c.lastTS-c.firstTS) / 1e9
 	c.ClientIsOrig = !c.haveCli || c.cliIsOrig
@@ -567,15 +844,28 @@ func (c *Conn) finalize(sc *strCache) {
 			c.schedBuf = append(c.schedBuf, round3(float64(t-c.synTimes[0])/1e9))
 		}
 		c.SynSchedule = c.schedBuf
-		c.RTOPattern = rtoPattern(c.SynSchedule)
+		c.RTOPattern = rtoPattern(c.SynSchedule, guessOS(c.synTTL, c.synLayout))
 	}
-	c.classify()
+	c.classify(fc)
 }
 
 func round3(f float64) float64 { return float64(int64(f*1000+0.5)) / 1000 }
 
-func (c *Conn) classify() {
+func (c *Conn) classify(fc *finalCtx) {
+	if c.synLen > 0 && len(c.synackTimes) > 0 {
+		// TCP Fast Open: the SYN-ACK acknowledges the SYN's data or not.
+		c.TFO = "declined"
+		if c.synackAckedData() {
+			c.TFO = "accepted"
+		}
+		c.Notes = append(c.Notes, fmt.Sprintf("TCP Fast Open: the SYN carried %d bytes; the server %s them", c.synLen, map[string]string{"accepted": "acknowledged", "declined": "did not acknowledge"}[c.TFO]))
+	}
+	answered := len(c.synackTimes) > 0
 	switch {
+	case c.icmpOnly && len(c.synTimes) == 0:
+		c.Verdict, c.Cause = VerdictICMPUnreachable, c.icmpCause
+		c.Detail = fmt.Sprintf("an ICMP error (%s) from %s quotes a SYN that is not in the capture: the connect was rejected before the SYN reached the wire (a local REJECT rule or route), or the capture does not see the client's packets", c.icmp, c.icmpFrom.IP(c.v6))
+		c.Notes = append(c.Notes, "known only from an ICMP error quoting its SYN (Zeek logs no TCP connection for it)")
 	case !c.haveCli:
 		if c.pktsCli == 0 || c.pktsSrv == 0 {
 			c.Verdict = VerdictOneDirection
@@ -587,65 +877,187 @@ func (c *Conn) classify() {
 	case c.rstAnswer:
 		c.Verdict, c.Cause = VerdictRefused, causes.NoListener
 		c.Detail = "the SYN was answered with RST: nothing listens on that address and port"
-	case c.icmp != "" && len(c.synackTimes) == 0:
-		c.Verdict, c.Cause = VerdictICMPUnreachable, c.icmpCause
-		c.Detail = "the SYN drew an ICMP error: " + c.icmp
-	case c.ackAnswer && len(c.synackTimes) == 0:
-		c.Verdict, c.Cause = VerdictAckInsteadOfSA, causes.PAWSReject
-		c.Detail = "the server answered the SYN with a bare ACK for another sequence (a TIME_WAIT socket or a PAWS reject), not a SYN-ACK"
-	case len(c.synackTimes) > 0 && c.ackTime == 0 && c.cliRST:
+	case answered && c.ackTime != 0:
+		c.established()
+	case answered && c.cliRST:
 		c.Verdict = VerdictClientAbort
 		c.Detail = "the client answered the SYN-ACK with RST (a port scan, or the client socket was already gone)"
-	case len(c.synackTimes) > 0 && c.ackTime == 0:
+	case answered && c.cliAcks:
+		// The client's ACKs do not acknowledge this SYN-ACK but prove
+		// one reached it.
+		c.established()
+		c.Notes = append(c.Notes, "the client's ACKs do not acknowledge the captured SYN-ACK's sequence number")
+	case answered:
+		// A retransmitted SYN-ACK already went unanswered for an RTO;
+		// a single one may only be waiting for the final ACK.
+		if len(c.synackTimes) == 1 && c.unfinished(fc, c.synackTimes[0], 0) {
+			c.Verdict = VerdictUnfinished
+			c.Detail = fmt.Sprintf("%d SYN-ACK(s) without the final ACK when the capture ended, %s after the last; the final ACK was not yet due", len(c.synackTimes), fmtDur(float64(fc.capEnd-c.synackTimes[len(c.synackTimes)-1])/1e9))
+			break
+		}
 		c.Verdict, c.Cause = VerdictSynackNoAck, causes.SynackUnanswered
 		c.Detail = fmt.Sprintf("%d SYN-ACK(s) without the client's final ACK", len(c.synackTimes))
-		if c.pktsCli == 0 {
-			c.Verdict = VerdictOneDirection
-		}
-	case len(c.synackTimes) > 0:
-		c.Verdict = VerdictEstablished
-		end := c.ackTime
-		if end == 0 {
-			end = c.firstSynack
-		}
-		c.rtt = 0
-		if len(c.synTimes) > 0 {
-			c.rtt = round6(float64(end-c.synTimes[len(c.synTimes)-1]) / 1e9)
-		}
-		c.HandshakeRTT = &c.rtt
+	case c.cliAcks && (c.srvAcked || c.pktsSrv > 0 && !c.ackAnswer):
+		c.established()
+		c.Notes = append(c.Notes, "the SYN-ACK is not in the capture, but the server's packets acknowledge the SYN and the client's ACKs show it was answered")
+		c.Detail = "established; the SYN-ACK is missing from the capture (data flows both ways)"
+	case c.cliAcks && c.pktsSrv == 0:
+		c.Verdict = VerdictOneDirection
+		c.Detail = "only the client's packets are in the capture (an egress-only or asymmetric capture): its ACKs after the SYN prove a SYN-ACK reached it, so the handshake completed"
+		c.Notes = append(c.Notes, "SYN-ACK inferred from the client's ACKs")
+	case c.srvAcked:
+		c.Verdict = VerdictOneDirection
+		c.Detail = "the server's packets acknowledge the SYN (its SYN-ACK is not in the capture) and no later client packet is: a capture that sees one way"
+		c.Notes = append(c.Notes, "answer inferred from the server's ACK numbers")
+	case c.icmp != "":
+		c.Verdict, c.Cause = VerdictICMPUnreachable, c.icmpCause
+		c.Detail = "the SYN drew an ICMP error: " + c.icmp
+	case c.ackAnswer:
+		c.Verdict, c.Cause = VerdictAckInsteadOfSA, causes.PAWSReject
+		c.Detail = "the server answered the SYN with a bare ACK for another sequence (a TIME_WAIT socket or a PAWS reject), not a SYN-ACK"
 	case c.cliRST:
 		c.Verdict = VerdictClientAbort
 		c.Detail = "the client gave up (RST) before any answer"
+	case len(c.synTimes) == 1 && c.unfinished(fc, c.synTimes[0], c.nextSynRetry()):
+		// A single SYN the capture ended on: nothing timed out yet.
+		c.Verdict = VerdictUnfinished
+		c.Detail = fmt.Sprintf("one SYN, %s before the capture ended: neither its retransmission (due %s after it) nor an answer (server RTT in this capture: %s) was due yet",
+			fmtDur(float64(fc.capEnd-c.synTimes[0])/1e9), fmtDur(float64(c.nextSynRetry())/1e9), rttText(fc.rtt))
 	default:
 		c.Verdict = VerdictSynTimeout
 		c.Detail = fmt.Sprintf("%d SYN(s), no answer in the capture", len(c.synTimes))
+		if n := len(c.synTimes); n > 1 && c.unfinished(fc, c.synTimes[n-1], c.nextSynRetry()) {
+			// Retransmissions prove earlier SYNs timed out; only the
+			// last one's fate is open.
+			c.Detail += fmt.Sprintf(" (%d timed out; the capture ended %s after the last, before its retransmission was due)", n-1, fmtDur(float64(fc.capEnd-c.synTimes[n-1])/1e9))
+		}
 	}
+}
+
+func rttText(rtt int64) string {
+	if rtt == 0 {
+		return "unknown"
+	}
+	return fmtDur(float64(rtt) / 1e9)
+}
+
+// established sets the established verdict and the handshake RTT.
+func (c *Conn) established() {
+	c.Verdict = VerdictEstablished
+	if rtt, ok := c.rttNS(); ok {
+		c.rtt = round6(float64(rtt) / 1e9)
+		c.HandshakeRTT = &c.rtt
+	}
+}
+
+// synackAckedData reports whether the SYN-ACK acknowledged the SYN's
+// data (not only the SYN).
+func (c *Conn) synackAckedData() bool { return c.tfoAck }
+
+// Retransmission timers used to judge whether a capture ended too early.
+const (
+	initialRTO = int64(time.Second) // RFC 6298; Linux, Windows, macOS
+	minRTO     = int64(200 * time.Millisecond)
+)
+
+// nextSynRetry is when the client's next SYN was due after its last: the
+// initial RTO after the first, twice the last gap after later ones.
+func (c *Conn) nextSynRetry() int64 {
+	n := len(c.synTimes)
+	if n < 2 {
+		return initialRTO
+	}
+	return 2 * (c.synTimes[n-1] - c.synTimes[n-2])
+}
+
+// unfinished reports whether the capture ended, with the connection open,
+// before the next retransmission (next after last) or an answer (1.5 ×
+// the server's RTT seen in the capture, at least the minimum RTO) was
+// due.
+func (c *Conn) unfinished(fc *finalCtx, last, next int64) bool {
+	if fc == nil || fc.capEnd == 0 {
+		return false
+	}
+	wait := max(next, minRTO, fc.rtt+fc.rtt/2)
+	return fc.capEnd-last < wait
 }
 
 func round6(f float64) float64 { return float64(int64(f*1e6+0.5)) / 1e6 }
 
-// rtoPattern names a SYN retransmission schedule.
-func rtoPattern(s []float64) string {
+// guessOS names the client's TCP stack from its SYN: the initial TTL
+// (128 for Windows, 64 for Linux and macOS) and the order of its options.
+func guessOS(ttl uint8, layout uint32) string {
+	kinds := func(ks ...uint32) bool {
+		for i, k := range ks {
+			if layout>>(4*i)&15 != k {
+				return false
+			}
+		}
+		return true
+	}
+	switch {
+	case ttl > 64 && ttl <= 128 && kinds(2, 1, 3):
+		return "windows" // MSS, NOP, WS, NOP, NOP, SACK_PERM
+	case ttl <= 64 && (kinds(2, 4, 8, 1, 3) || kinds(2, 1, 1, 4, 1, 3)):
+		return "linux" // MSS, SACK_PERM, TS, NOP, WS (or without TS)
+	case ttl <= 64 && kinds(2, 1, 3, 1, 1, 8, 4):
+		return "macos" // MSS, NOP, WS, NOP, NOP, TS, SACK_PERM, EOL
+	}
+	return ""
+}
+
+// rtoPattern names a SYN retransmission schedule, and the client stack
+// it points to (os from guessOS, "" when the SYN does not say).
+func rtoPattern(s []float64, os string) string {
 	if len(s) < 2 {
 		return ""
 	}
-	first := s[1] - s[0]
+	near := func(v, want float64) bool { return v > want*0.8 && v < want*1.3 }
+	gaps := make([]float64, 0, 8)
+	for i := 1; i < len(s); i++ {
+		gaps = append(gaps, s[i]-s[i-1])
+	}
+	first := gaps[0]
 	doubling := true
-	for i := 2; i < len(s); i++ {
-		gap, prev := s[i]-s[i-1], s[i-1]-s[i-2]
-		if prev <= 0 || gap/prev < 1.6 || gap/prev > 2.4 {
+	for i := 1; i < len(gaps); i++ {
+		if gaps[i-1] <= 0 || gaps[i]/gaps[i-1] < 1.6 || gaps[i]/gaps[i-1] > 2.4 {
 			doubling = false
 		}
 	}
+	// macOS and the BSDs: tcp_syn_backoff {1, 1, 1, 1, 1, 2, 4, 8, ...}.
+	flat := 0
+	for _, g := range gaps {
+		if !near(g, 1) {
+			break
+		}
+		flat++
+	}
+	bsd := len(gaps) >= 3 && flat >= 3 && (flat == len(gaps) || flat >= 5)
+	if bsd {
+		for i := flat + 1; i < len(gaps); i++ {
+			if gaps[i]/gaps[i-1] < 1.6 || gaps[i]/gaps[i-1] > 2.4 {
+				bsd = false
+			}
+		}
+	}
 	kind := "irregular"
-	if doubling {
+	switch {
+	case bsd:
+		return fmt.Sprintf("1s ×%d then doubling (macOS/BSD: tcp_syn_backoff)", flat)
+	case doubling:
 		kind = "doubling"
 	}
 	hint := ""
 	switch {
-	case doubling && first > 0.8 && first < 1.3:
+	case doubling && near(first, 1) && os == "windows":
+		hint = " (Windows: 1 s initial RTO, doubling, MaxSynRetransmissions 2-4)"
+	case doubling && near(first, 1) && os == "linux":
 		hint = " (Linux: tcp_syn_retries with a 1 s initial RTO)"
-	case doubling && first > 2.5 && first < 3.5:
+	case doubling && near(first, 1) && os == "macos":
+		hint = " (macOS SYN, but not its 1 s × 5 backoff)"
+	case doubling && near(first, 1):
+		hint = " (1 s initial RTO: Linux, or Windows; the SYN's options do not say which)"
+	case doubling && near(first, 3):
 		hint = " (3 s initial RTO: older Windows / RFC 2988 stacks)"
 	}
 	return fmt.Sprintf("%.3gs %s%s", first, kind, hint)

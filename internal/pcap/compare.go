@@ -8,6 +8,7 @@ import (
 	"sort"
 	"text/tabwriter"
 
+	"github.com/synscope/synscope/internal/causes"
 	"github.com/synscope/synscope/internal/pcap/decode"
 	"github.com/synscope/synscope/internal/safetext"
 )
@@ -23,6 +24,10 @@ const (
 	DeathLostToClient Death = "lost-to-client" // the answer left the server, never reached the client
 	DeathRefused      Death = "refused"
 	DeathUnknown      Death = "unknown"
+	// DeathNotCaptured: the other capture cannot show this connection
+	// (it went to a host that capture does not see, or happened outside
+	// its time span), so nothing is known about its fate there.
+	DeathNotCaptured Death = "not-in-other-capture"
 )
 
 // Tuple is a connection 4-tuple as one capture saw it.
@@ -51,9 +56,11 @@ type PacketFate struct {
 
 // Paired is one connection seen from both sides (or only one).
 type Paired struct {
-	ID          int          `json:"id"`
-	Death       Death        `json:"death"`
-	Detail      string       `json:"detail"`
+	ID     int    `json:"id"`
+	Death  Death  `json:"death"`
+	Detail string `json:"detail"`
+	// Cause is the catalog cause where the two captures can tell.
+	Cause       causes.ID    `json:"cause,omitempty"`
 	ClientTuple *Tuple       `json:"client_tuple,omitempty"`
 	ServerTuple *Tuple       `json:"server_tuple,omitempty"`
 	ClientView  *Conn        `json:"client_view,omitempty"`
@@ -75,6 +82,9 @@ type Comparison struct {
 	Connections []*Paired `json:"connections"`
 	// ServerOnly counts server-side connections with no client match.
 	ServerOnly int `json:"server_only"`
+	// ServerSpan is the server capture's first and last packet time
+	// (seconds, server clock), when known.
+	ServerSpan []float64 `json:"server_span,omitempty"`
 }
 
 // CompareFiles analyses both captures and compares them.
@@ -88,7 +98,11 @@ func CompareFiles(clientPath, serverPath string, cfg Config) (*Comparison, error
 	if err != nil {
 		return nil, fmt.Errorf("server capture: %w", err)
 	}
-	cmp := Compare(cr.Conns, sr.Conns)
+	var span *[2]int64
+	if sr.Stats.Packets > 0 {
+		span = &[2]int64{int64(sr.Stats.FirstTS * 1e9), int64(sr.Stats.LastTS * 1e9)}
+	}
+	cmp := compare(cr.Conns, sr.Conns, span)
 	cmp.ClientFile, cmp.ServerFile = clientPath, serverPath
 	return cmp, nil
 }
@@ -161,9 +175,22 @@ func pairScore(a, b synInfo) int {
 }
 
 // Compare pairs client-side and server-side connections and decides
-// where each client connection died.
-func Compare(client, server []*Conn) *Comparison {
+// where each client connection died. It does not know the server
+// capture's time span (CompareSpan does).
+func Compare(client, server []*Conn) *Comparison { return compare(client, server, nil) }
+
+// CompareSpan is Compare knowing the server capture's first and last
+// packet times (ns, server clock): a connection whose SYNs all fall
+// outside it is not in the other capture rather than lost.
+func CompareSpan(client, server []*Conn, first, last int64) *Comparison {
+	return compare(client, server, &[2]int64{first, last})
+}
+
+func compare(client, server []*Conn, span *[2]int64) *Comparison {
 	cmp := &Comparison{Connections: []*Paired{}}
+	if span != nil {
+		cmp.ServerSpan = []float64{float64(span[0]) / 1e9, float64(span[1]) / 1e9}
+	}
 	type cand struct {
 		c   *Conn
 		syn synInfo
@@ -257,6 +284,7 @@ func Compare(client, server []*Conn) *Comparison {
 	}
 	cmp.ClockOffset = round6(float64(offset) / 1e9)
 	counts := map[string]int{}
+	paired := len(pairs) > 0
 	for _, x := range all {
 		if len(x.cs) > 0 {
 			d := round6(float64(minOf(x.cs)-offset) / 1e9)
@@ -266,7 +294,12 @@ func Compare(client, server []*Conn) *Comparison {
 			d := round6(float64(minOf(x.sc)+offset) / 1e9)
 			x.p.DelayToClient = &d
 		}
-		x.p.Death, x.p.Detail = deathOf(x.cli, x.srvC, x.p.Packets)
+		x.p.Death, x.p.Detail, x.p.Cause = deathOf(x.cli, x.srvC, x.p.Packets)
+		if x.srvC == nil && x.p.Death == DeathLostToServer && span != nil {
+			if d, ok := outsideSpan(x.cli, *span, offset, paired); ok {
+				x.p.Death, x.p.Detail, x.p.Cause = DeathNotCaptured, d, ""
+			}
+		}
 		counts[string(x.p.Death)]++
 		cmp.Connections = append(cmp.Connections, x.p)
 	}
@@ -391,22 +424,49 @@ func pfTime(f PacketFate) float64 {
 	return f.ServerTS
 }
 
-func deathOf(cli, srv *Conn, pk []PacketFate) (Death, string) {
+// outsideSpan reports whether every SYN of cli (client clock, moved to
+// the server's by offset) falls outside the server capture's span.
+func outsideSpan(cli *Conn, span [2]int64, offset int64, offsetKnown bool) (string, bool) {
+	if len(cli.synTimes) == 0 {
+		return "", false
+	}
+	for _, t := range cli.synTimes {
+		if st := t + offset; st >= span[0] && st <= span[1] {
+			return "", false
+		}
+	}
+	clock := "clock offset from the paired connections"
+	if !offsetKnown {
+		clock = "no connection pairs, so the clocks are assumed equal"
+	}
+	when := "before the server capture began"
+	if cli.synTimes[0]+offset > span[1] {
+		when = "after the server capture ended"
+	}
+	return fmt.Sprintf("its %d SYN(s) were sent %s (%s): the server capture cannot show it", len(cli.synTimes), when, clock), true
+}
+
+// deathOf says where a connection died, and the catalog cause when the
+// captures show it.
+func deathOf(cli, srv *Conn, pk []PacketFate) (Death, string, causes.ID) {
 	if cli.rstAnswer {
 		if srv != nil && srv.rstAnswer {
-			return DeathRefused, "the server answered the SYN with RST (nothing listening)"
+			return DeathRefused, "the server answered the SYN with RST (nothing listening)", causes.NoListener
 		}
-		return DeathRefused, "the client got a RST for its SYN that the server capture does not show (a middlebox or firewall reject)"
+		return DeathRefused, "the client got a RST for its SYN that the server capture does not show (a middlebox or firewall reject)", causes.FirewallDrop
 	}
 	if cli.Verdict == VerdictEstablished && srv != nil && srv.Verdict == VerdictEstablished {
-		return DeathDelivered, "handshake completed on both sides"
+		return DeathDelivered, "handshake completed on both sides", ""
 	}
 	if srv == nil {
+		if len(cli.synackTimes) > 0 || cli.cliAcks {
+			return DeathNotCaptured, "the client was answered, but the server capture has no such connection: it went to a host or interface the server capture does not see", ""
+		}
 		d := fmt.Sprintf("%d SYN(s) left the client; none reached the server", cli.SynAttempts)
 		if cli.icmp != "" {
 			d += "; the client got ICMP " + cli.icmp
 		}
-		return DeathLostToServer, d
+		return DeathLostToServer, d, cli.icmpCause
 	}
 	srvAnswers, srvLost := 0, 0
 	for _, f := range pk {
@@ -420,28 +480,34 @@ func deathOf(cli, srv *Conn, pk []PacketFate) (Death, string) {
 	switch {
 	case srv.rstAnswer:
 		if srvLost > 0 {
-			return DeathLostToClient, "the server's RST never reached the client"
+			return DeathLostToClient, "the server's RST never reached the client", causes.NoListener
 		}
-		return DeathRefused, "the server answered the SYN with RST"
+		return DeathRefused, "the server answered the SYN with RST", causes.NoListener
+	case srv.Verdict == VerdictAckInsteadOfSA:
+		return DeathServerSilent, "the server answered the SYN with a bare ACK (a TIME_WAIT socket or a PAWS reject), not a SYN-ACK", causes.PAWSReject
 	case srvAnswers == 0:
-		return DeathServerSilent, fmt.Sprintf("%d SYN(s) reached the server; nothing left it in reply", srv.SynAttempts)
+		d := fmt.Sprintf("%d SYN(s) reached the server; nothing left it in reply", srv.SynAttempts)
+		if srv.icmp != "" {
+			return DeathServerSilent, d + "; ICMP " + srv.icmp + " at the server", srv.icmpCause
+		}
+		return DeathServerSilent, d + " (the capture cannot tell which kernel check dropped them: run synscope doctor or trace on the server)", ""
 	case srvLost == srvAnswers:
-		return DeathLostToClient, fmt.Sprintf("%d answer(s) left the server; none reached the client", srvAnswers)
+		return DeathLostToClient, fmt.Sprintf("%d answer(s) left the server; none reached the client", srvAnswers), cli.icmpCause
 	case len(cli.synackTimes) > 0 && cli.ackTime != 0 && srv.ackTime == 0:
-		return DeathLostToServer, "the client's final ACK never reached the server"
+		return DeathLostToServer, "the client's final ACK never reached the server", ""
 	case cli.Verdict == VerdictEstablished || srv.Verdict == VerdictEstablished:
-		return DeathDelivered, "handshake completed"
+		return DeathDelivered, "handshake completed", ""
 	case len(cli.synackTimes) > 0 && cli.ackTime == 0 && !cli.cliRST:
-		return DeathLostToClient, "the SYN-ACK reached the client's interface but the client never answered it: dropped inside the client (input firewall, rp_filter, ...)"
+		return DeathLostToClient, "the SYN-ACK reached the client's interface but the client never answered it: dropped inside the client (input firewall, rp_filter, ...)", causes.SynackUnanswered
 	}
-	return DeathUnknown, fmt.Sprintf("client verdict %s, server verdict %s", cli.Verdict, srv.Verdict)
+	return DeathUnknown, fmt.Sprintf("client verdict %s, server verdict %s", cli.Verdict, srv.Verdict), ""
 }
 
 // Failed counts connections that did not get through.
 func (c *Comparison) Failed() int {
 	n := 0
 	for _, p := range c.Connections {
-		if p.Death != DeathDelivered {
+		if p.Death != DeathDelivered && p.Death != DeathNotCaptured {
 			n++
 		}
 	}
@@ -467,14 +533,18 @@ func (c *Comparison) WriteText(w io.Writer) {
 	}
 	fmt.Fprintf(w, "  (server-only connections: %d)\n\n", c.ServerOnly)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tCLIENT SIDE\tSERVER SIDE\tDEATH\tDETAIL")
+	fmt.Fprintln(tw, "ID\tCLIENT SIDE\tSERVER SIDE\tDEATH\tCAUSE\tDETAIL")
 	for _, p := range c.Connections {
 		srv := "-"
 		if p.ServerTuple != nil {
 			srv = hostPort(p.ServerTuple.OrigH, p.ServerTuple.OrigP) + " > " + hostPort(p.ServerTuple.RespH, p.ServerTuple.RespP)
 		}
-		fmt.Fprintf(tw, "%d\t%s > %s\t%s\t%s\t%s\n", p.ID, hostPort(p.ClientTuple.OrigH, p.ClientTuple.OrigP),
-			hostPort(p.ClientTuple.RespH, p.ClientTuple.RespP), srv, p.Death, p.Detail)
+		cause := string(p.Cause)
+		if cause == "" {
+			cause = "-"
+		}
+		fmt.Fprintf(tw, "%d\t%s > %s\t%s\t%s\t%s\t%s\n", p.ID, hostPort(p.ClientTuple.OrigH, p.ClientTuple.OrigP),
+			hostPort(p.ClientTuple.RespH, p.ClientTuple.RespP), srv, p.Death, cause, p.Detail)
 	}
 	_ = tw.Flush()
 }

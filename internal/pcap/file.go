@@ -133,6 +133,7 @@ func SummarizeFile(path string, cfg Config) (*Report, error) {
 	}
 	r := NewReport(path, nil, st, err)
 	r.Summary, r.Causes = s.Summary(), s.Causes()
+	r.warn()
 	if err != nil {
 		err = fmt.Errorf("%s: %w", path, err)
 		r.Error = err.Error()
@@ -153,5 +154,6 @@ func SummarizeReader(rd io.Reader, cfg Config) (*Report, error) {
 	}
 	r := NewReport("", nil, st, err)
 	r.Summary, r.Causes = s.Summary(), s.Causes()
+	r.warn()
 	return r, err
 }

@@ -14,14 +14,21 @@ import (
 	"github.com/synscope/synscope/internal/safetext"
 )
 
+// ReportSchema names the JSON layout of Report (README "pcap JSON").
+const ReportSchema = "synscope.pcap/v1"
+
 // Report is the result of analysing one capture.
 type Report struct {
+	Schema  string      `json:"schema"`
 	File    string      `json:"file"`
 	Stats   Stats       `json:"stats"`
 	Summary Summary     `json:"summary"`
 	Conns   []*Conn     `json:"connections"`
 	Error   string      `json:"error,omitempty"`
 	Causes  []causes.ID `json:"causes,omitempty"`
+	// Warnings say what limits the analysis (a one-directional or
+	// unsorted capture, undecodable frames, attempts beyond the cap).
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // Count is a named counter.
@@ -39,12 +46,15 @@ type Summary struct {
 	WorstPeers []Count `json:"worst_peers,omitempty"`
 	WorstPorts []Count `json:"worst_ports,omitempty"`
 	Failed     int     `json:"failed"`
+	// OneSided counts connections whose packets show one direction only
+	// (verdict one-direction).
+	OneSided int `json:"one_sided,omitempty"`
 }
 
 // Failed reports whether the verdict means the handshake did not complete.
 func (v Verdict) Failed() bool {
 	switch v {
-	case VerdictEstablished, VerdictMidstream, VerdictOneDirection, VerdictClientAbort:
+	case VerdictEstablished, VerdictMidstream, VerdictOneDirection, VerdictClientAbort, VerdictUnfinished:
 		return false
 	}
 	return true
@@ -52,13 +62,14 @@ func (v Verdict) Failed() bool {
 
 // Summarizer accumulates a Summary without keeping connections.
 type Summarizer struct {
-	n       int
-	failed  int
-	verdict map[string]int
-	state   map[string]int
-	peers   map[string]int
-	ports   map[string]int
-	causes  map[causes.ID]bool
+	n        int
+	failed   int
+	oneSided int
+	verdict  map[string]int
+	state    map[string]int
+	peers    map[string]int
+	ports    map[string]int
+	causes   map[causes.ID]bool
 }
 
 // NewSummarizer returns an empty Summarizer.
@@ -73,6 +84,9 @@ func (s *Summarizer) Add(c *Conn) {
 	s.state[c.ConnState]++
 	if c.Cause != "" {
 		s.causes[c.Cause] = true
+	}
+	if c.Verdict == VerdictOneDirection {
+		s.oneSided++
 	}
 	if c.Verdict.Failed() {
 		s.failed++
@@ -119,7 +133,7 @@ func ranked(m map[string]int, limit int) []Count {
 // Summary returns the totals so far.
 func (s *Summarizer) Summary() Summary {
 	return Summary{Connections: s.n, Failed: s.failed, ByVerdict: ranked(s.verdict, 0), ByState: ranked(s.state, 0),
-		WorstPeers: ranked(s.peers, 5), WorstPorts: ranked(s.ports, 5)}
+		WorstPeers: ranked(s.peers, 5), WorstPorts: ranked(s.ports, 5), OneSided: s.oneSided}
 }
 
 // Causes lists the catalog causes seen, sorted.
@@ -138,14 +152,51 @@ func NewReport(file string, conns []*Conn, st Stats, err error) *Report {
 	for _, c := range conns {
 		s.Add(c)
 	}
-	r := &Report{File: file, Stats: st, Summary: s.Summary(), Conns: conns, Causes: s.Causes()}
+	r := &Report{Schema: ReportSchema, File: file, Stats: st, Summary: s.Summary(), Conns: conns, Causes: s.Causes()}
 	if r.Conns == nil {
 		r.Conns = []*Conn{}
 	}
 	if err != nil {
 		r.Error = err.Error()
 	}
+	r.warn()
 	return r
+}
+
+// warn fills Warnings from the statistics and the summary.
+func (r *Report) warn() {
+	st, s := &r.Stats, &r.Summary
+	var w []string
+	if s.OneSided > 0 && s.OneSided*2 >= s.Connections {
+		w = append(w, fmt.Sprintf("the capture is one-directional: %d of %d connections show packets of one side only (an egress- or ingress-only capture point, or asymmetric routing); their handshakes are judged by what the other side's sequence and ACK numbers prove", s.OneSided, s.Connections))
+	} else if s.OneSided > 0 {
+		w = append(w, fmt.Sprintf("%d of %d connections show packets of one side only (asymmetric routing?)", s.OneSided, s.Connections))
+	}
+	if st.OutOfOrder > 0 {
+		w = append(w, fmt.Sprintf("%d packets are timestamped before an earlier packet (largest step back %s): the capture is not in time order (merged files, or several capture queues); verdicts follow file order — sort it (reordercap) to be sure", st.OutOfOrder, fmtDur(st.MaxBackstep)))
+	}
+	if st.Undecoded > 0 {
+		w = append(w, fmt.Sprintf("%d frames could not be decoded (%s)", st.Undecoded, countList(st.UndecodedBy)))
+	}
+	if st.UntrackedSYNs > 0 {
+		w = append(w, fmt.Sprintf("%d SYNs beyond the cap of %d half-open attempts tracked one by one were summed per server:port instead (see untracked)", st.UntrackedSYNs, st.MaxAttempts))
+	}
+	if st.ICMPUnmatched > 0 {
+		w = append(w, fmt.Sprintf("%d ICMP errors quote a TCP segment of no connection in the capture", st.ICMPUnmatched))
+	}
+	r.Warnings = w
+}
+
+// countList renders a name → count map sorted by count.
+func countList(m map[string]int) string {
+	var b strings.Builder
+	for i, c := range ranked(m, 0) {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "%s %d", c.Name, c.Count)
+	}
+	return b.String()
 }
 
 // WriteJSON writes the report as indented JSON.
@@ -166,6 +217,15 @@ func (r *Report) WriteText(w io.Writer, table bool) {
 	if r.Stats.Duplicates > 0 || r.Stats.BadTCPCsum > 0 || r.Stats.BadIPCsum > 0 || r.Stats.Undecoded > 0 {
 		fmt.Fprintf(w, "  capture duplicates %d, bad TCP checksums %d, bad IPv4 checksums %d, undecodable frames %d\n",
 			r.Stats.Duplicates, r.Stats.BadTCPCsum, r.Stats.BadIPCsum, r.Stats.Undecoded)
+	}
+	if len(r.Stats.Encapsulations) > 0 {
+		fmt.Fprintf(w, "  decapsulated: %s\n", countList(r.Stats.Encapsulations))
+	}
+	for _, x := range r.Warnings {
+		fmt.Fprintf(w, "  warning: %s\n", x)
+	}
+	for _, g := range r.Stats.Untracked {
+		fmt.Fprintf(w, "  untracked: %s\n", g)
 	}
 	fmt.Fprintln(w, "\nBy verdict:")
 	for _, c := range s.ByVerdict {

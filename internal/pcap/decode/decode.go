@@ -142,6 +142,10 @@ type Packet struct {
 	InnerSport         uint16
 	InnerDport         uint16
 	InnerSeq           uint32
+	// InnerFlags are the quoted segment's flags when the error quotes at
+	// least 14 bytes of it (InnerHasFlags).
+	InnerFlags    uint8
+	InnerHasFlags bool
 	// L3Off is the offset of the (innermost) IP header in the frame.
 	L3Off int
 	// Encaps has bit 1<<Encap set for each encapsulation the packet
@@ -775,6 +779,9 @@ func icmpErr(b []byte, p *Packet, v6 bool) error {
 	p.InnerSport = binary.BigEndian.Uint16(tcp[0:])
 	p.InnerDport = binary.BigEndian.Uint16(tcp[2:])
 	p.InnerSeq = binary.BigEndian.Uint32(tcp[4:])
+	if len(tcp) >= 14 {
+		p.InnerFlags, p.InnerHasFlags = tcp[13], true
+	}
 	return nil
 }
 

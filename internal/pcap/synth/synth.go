@@ -39,6 +39,9 @@ type Seg struct {
 	VLAN         []uint16
 	// BadTCPChecksum corrupts the TCP checksum.
 	BadTCPChecksum bool
+	// Opts, when set, are the TCP options verbatim (padded to 32 bits)
+	// instead of those built from MSS, SACKOK, TS and WScale.
+	Opts []byte
 }
 
 // IP returns the IP packet (no link header).
@@ -57,6 +60,9 @@ func (s *Seg) IP() []byte {
 	}
 	if s.WScale >= 0 && s.Flags&SYN != 0 {
 		opts = append(opts, 1, 3, 3, byte(s.WScale))
+	}
+	if s.Opts != nil {
+		opts = append([]byte(nil), s.Opts...)
 	}
 	for len(opts)%4 != 0 {
 		opts = append(opts, 0)
@@ -141,10 +147,21 @@ func Ethernet(ip []byte, vlans []uint16) []byte {
 func (s *Seg) Frame() []byte { return Ethernet(s.IP(), s.VLAN) }
 
 // ICMPUnreachable builds an ICMP (v4 type 3 / v6 type 1) error from
-// router to the sender of quoted, quoting it.
+// router to the sender of quoted, quoting as much of it as Linux does
+// (the error fits in 576 bytes for IPv4, 1280 for IPv6).
 func ICMPUnreachable(router netip.Addr, quoted []byte, code uint8) []byte {
+	return ICMPUnreachableQuoting(router, quoted, code, 0)
+}
+
+// ICMPUnreachableQuoting is ICMPUnreachable quoting at most n bytes of
+// the packet (0: as much as Linux quotes); RFC 792 routers quote the IP
+// header and 8 bytes.
+func ICMPUnreachableQuoting(router netip.Addr, quoted []byte, code uint8, n int) []byte {
 	if router.Is4() {
-		q := quoted[:min(len(quoted), 28)]
+		if n == 0 {
+			n = 576 - 28
+		}
+		q := quoted[:min(len(quoted), n)]
 		icmp := make([]byte, 8+len(q))
 		icmp[0], icmp[1] = 3, code
 		copy(icmp[8:], q)
@@ -159,7 +176,10 @@ func ICMPUnreachable(router netip.Addr, quoted []byte, code uint8) []byte {
 		binary.BigEndian.PutUint16(ip[10:], ^fold(sum(ip, 0)))
 		return append(ip, icmp...)
 	}
-	q := quoted[:min(len(quoted), 48)]
+	if n == 0 {
+		n = 1280 - 48
+	}
+	q := quoted[:min(len(quoted), n)]
 	icmp := make([]byte, 8+len(q))
 	icmp[0], icmp[1] = 1, code
 	copy(icmp[8:], q)
