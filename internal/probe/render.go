@@ -176,6 +176,9 @@ func Text(w io.Writer, r *Report) error {
 				for _, hp := range h.Probes {
 					answers[hp.Answer]++
 				}
+				if len(answers) > 1 && answers[ansNone] > 0 {
+					p("  (an unanswered probe beside answered ones is often ICMP rate limiting)")
+				}
 				if len(answers) > 1 {
 					var parts []string
 					for _, hp := range h.Probes {
@@ -191,9 +194,12 @@ func Text(w io.Writer, r *Report) error {
 				}
 				p("\n")
 			}
+			last := a.Path[len(a.Path)-1]
 			switch {
 			case a.Reached:
 				p("    reached the destination at hop %d\n", a.ReachTTL)
+			case last.Answer == ansUnreachable:
+				p("    hop %d (%s) rejects the SYN with ICMP unreachable\n", last.TTL, S(last.Addr))
 			case a.LastHop > 0:
 				p("    SYNs seen to pass hop %d (%s); nothing answers beyond it\n", a.LastHop, S(a.LastAddr))
 			}

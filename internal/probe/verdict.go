@@ -289,7 +289,11 @@ func nextStep(r *Report, bad []*AddrProbe) {
 	case Refused:
 		r.Next = "on the server: is anything listening on the port and address? (a reset may also come from a firewall reject rule)"
 		r.NextCmd = doctor.String()
-	case FamilyBroken, ServerSilent, TimedOut:
+	case FamilyBroken:
+		r.Next = fmt.Sprintf("run synscope doctor on the server: it tells whether the %s SYNs arrive and why they get no answer (a classic: the server lost its %s default route, %s)",
+			famName(b.Family), famName(b.Family), "no-route-to-peer")
+		r.NextCmd = doctor.String()
+	case ServerSilent, TimedOut:
 		r.Next = "run synscope doctor on the server: it tells whether the SYNs arrive and why they get no answer"
 		r.NextCmd = doctor.String()
 	case PathDrop:
