@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -72,6 +73,143 @@ func TestDaemonSetStrict(t *testing.T) {
 	}
 	if !mounted {
 		t.Error("/run/netns must be mounted with HostToContainer propagation (namespaces created later)")
+	}
+	checkScrapeable(t, ps, c)
+}
+
+// checkScrapeable: the endpoint is reachable by Prometheus and safe as
+// shipped: it listens on the node IP from the downward API, only with the
+// web config (TLS and basic auth) from a Secret mounted read-only, and no
+// probe needs an unauthenticated path.
+func checkScrapeable(t *testing.T, ps corev1.PodSpec, c corev1.Container) {
+	t.Helper()
+	var nodeIP bool
+	for _, e := range c.Env {
+		if e.Name == "NODE_IP" && e.ValueFrom != nil && e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath == "status.hostIP" {
+			nodeIP = true
+		}
+	}
+	if !nodeIP {
+		t.Error("NODE_IP must come from the downward API (status.hostIP)")
+	}
+	if !slices.Contains(c.Args, "--listen=$(NODE_IP):9798") {
+		t.Errorf("args %v: want --listen=$(NODE_IP):9798", c.Args)
+	}
+	const cfg = "/etc/synscope/web/web.yml"
+	if !slices.Contains(c.Args, "--web.config.file="+cfg) {
+		t.Fatalf("args %v: want --web.config.file=%s (TLS and basic auth)", c.Args, cfg)
+	}
+	var mount *corev1.VolumeMount
+	for i, m := range c.VolumeMounts {
+		if m.MountPath == "/etc/synscope/web" {
+			mount = &c.VolumeMounts[i]
+		}
+	}
+	if mount == nil || !mount.ReadOnly {
+		t.Fatal("the web config directory must be a read-only mount")
+	}
+	var vol *corev1.Volume
+	for i, v := range ps.Volumes {
+		if v.Name == mount.Name {
+			vol = &ps.Volumes[i]
+		}
+	}
+	if vol == nil || vol.Secret == nil || vol.Secret.SecretName == "" {
+		t.Fatal("the web config must come from a Secret")
+	}
+	if vol.Secret.Optional != nil && *vol.Secret.Optional {
+		t.Error("the Secret must not be optional: without it watch would have no TLS")
+	}
+	if m := vol.Secret.DefaultMode; m == nil || *m&0o077 != 0 {
+		t.Errorf("secret files mode %v: want readable by the owner only", m)
+	}
+	if p := c.LivenessProbe; p == nil || p.HTTPGet != nil || p.TCPSocket == nil {
+		t.Error("liveness probe: want tcpSocket (every HTTP path needs basic auth)")
+	}
+	if ps.AutomountServiceAccountToken == nil || *ps.AutomountServiceAccountToken {
+		t.Error("watch needs no Kubernetes API token: automountServiceAccountToken must be false")
+	}
+	if len(c.Ports) != 1 || c.Ports[0].ContainerPort != 9798 || c.Ports[0].HostPort != 9798 {
+		t.Errorf("ports %v: want 9798 (host network)", c.Ports)
+	}
+}
+
+// TestScrapeConfig: the Prometheus scrape job for the DaemonSet scrapes
+// with TLS and basic auth and is valid for promtool — with its CA and
+// password files replaced by temporary ones and, because Debian's
+// Prometheus is built without Kubernetes service discovery, its
+// kubernetes_sd_configs replaced by a static target after they were
+// decoded strictly into the fields Prometheus documents for them.
+func TestScrapeConfig(t *testing.T) {
+	bin, err := exec.LookPath("promtool")
+	if err != nil {
+		t.Fatal("promtool not installed (Debian package prometheus; .ci/run installs it)")
+	}
+	b, err := os.ReadFile("prometheus/scrape-kubernetes.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc map[string]any
+	if err := yaml.Unmarshal(b, &doc); err != nil {
+		t.Fatal(err)
+	}
+	jobs, _ := doc["scrape_configs"].([]any)
+	if len(jobs) != 1 {
+		t.Fatalf("%d scrape jobs, want 1", len(jobs))
+	}
+	job := jobs[0].(map[string]any)
+	sd, err := json.Marshal(job["kubernetes_sd_configs"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var k8s []struct {
+		Role       string `json:"role"`
+		Namespaces struct {
+			Names []string `json:"names"`
+		} `json:"namespaces"`
+		Selectors []struct {
+			Role  string `json:"role"`
+			Label string `json:"label"`
+		} `json:"selectors"`
+	}
+	if err := yaml.UnmarshalStrict(sd, &k8s); err != nil {
+		t.Fatalf("kubernetes_sd_configs: %v", err)
+	}
+	if len(k8s) != 1 || k8s[0].Role != "pod" || len(k8s[0].Selectors) != 1 ||
+		k8s[0].Selectors[0].Label != "app.kubernetes.io/name=synscope-watch" || !slices.Equal(k8s[0].Namespaces.Names, []string{"kube-system"}) {
+		t.Errorf("kubernetes_sd_configs %+v: want the DaemonSet's pods in kube-system", k8s)
+	}
+	if job["scheme"] != "https" {
+		t.Errorf("scheme %v, want https", job["scheme"])
+	}
+	dir := t.TempDir()
+	tlsc, _ := job["tls_config"].(map[string]any)
+	auth, _ := job["basic_auth"].(map[string]any)
+	if tlsc == nil || auth == nil || tlsc["ca_file"] == nil || auth["password_file"] == nil {
+		t.Fatalf("want tls_config.ca_file and basic_auth.password_file: %v", job)
+	}
+	for _, kv := range []struct {
+		m map[string]any
+		k string
+	}{{tlsc, "ca_file"}, {auth, "password_file"}} {
+		local := filepath.Join(dir, kv.k)
+		if err := os.WriteFile(local, []byte("x\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		kv.m[kv.k] = local
+	}
+	delete(job, "kubernetes_sd_configs")
+	job["static_configs"] = []any{map[string]any{"targets": []any{"192.0.2.10:9798"}}}
+	out, err := yaml.Marshal(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, "prometheus.yml")
+	if err := os.WriteFile(p, out, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(bin, "check", "config", "--syntax-only", p).CombinedOutput(); err != nil {
+		t.Fatalf("promtool check config: %v\n%s", err, out)
 	}
 }
 

@@ -75,7 +75,10 @@ func Run(ctx context.Context, opts Options) error {
 			return fmt.Errorf("watch: metrics endpoint: %w", err)
 		}
 		addr = ln.Addr()
-		srv := &http.Server{Handler: Handler(m), ReadHeaderTimeout: 10 * time.Second}
+		// The server's own errors (TLS handshakes, bad requests) go to the
+		// structured log, escaped like every other line.
+		srv := &http.Server{Handler: Handler(m), ReadHeaderTimeout: 10 * time.Second,
+			ErrorLog: slog.NewLogLogger(opts.Logger.Handler(), slog.LevelWarn)}
 		cfg := opts.WebConfigFile
 		go func() {
 			srvErr <- web.Serve(ln, srv, &web.FlagConfig{WebConfigFile: &cfg}, opts.Logger)
