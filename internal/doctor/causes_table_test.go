@@ -164,3 +164,23 @@ func TestEveryCauseHasARule(t *testing.T) {
 		}
 	}
 }
+
+// TestNoListenerNotConfirmedWithoutSockets: a refused SYN with the socket
+// table unread is no-listener "likely", never "confirmed" on evidence that
+// was not collected.
+func TestNoListenerNotConfirmedWithoutSockets(t *testing.T) {
+	e := server()
+	e.Listeners, e.ListenersStart = nil, nil
+	e.unchecked("listeners", "sock_diag: permission denied")
+	e.Capture.Flows = append(e.Capture.Flows, capture.Flow{Dir: capture.Inbound, Client: netip.MustParseAddrPort("10.77.1.2:40000"),
+		Server: netip.MustParseAddrPort("10.77.2.2:8080"), Ifindex: 2, SYNs: 1, RSTs: 1})
+	fs := Diagnose(e)
+	if len(fs) != 1 || fs[0].Cause != causes.NoListener || fs[0].Confidence != report.Likely {
+		t.Fatalf("got %+v", fs)
+	}
+	for _, ev := range fs[0].Evidence {
+		if ev.Source == "sockets" {
+			t.Errorf("evidence claims a socket reading that did not happen: %s", ev.Text)
+		}
+	}
+}

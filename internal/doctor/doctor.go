@@ -7,10 +7,10 @@ package doctor
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/netip"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -19,13 +19,13 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/synscope/synscope/internal/capture"
+	"github.com/synscope/synscope/internal/collect"
 	"github.com/synscope/synscope/internal/counters"
 	"github.com/synscope/synscope/internal/firewall"
 	"github.com/synscope/synscope/internal/netns"
 	"github.com/synscope/synscope/internal/report"
 	"github.com/synscope/synscope/internal/routes"
 	"github.com/synscope/synscope/internal/sockets"
-	"github.com/synscope/synscope/internal/sysctl"
 )
 
 // Options configure one run.
@@ -67,7 +67,10 @@ func Run(ctx context.Context, opts Options) (*report.Report, error) {
 	case <-time.After(opts.Window):
 	}
 	windowEnd := time.Now()
-	r.finish()
+	r.finish(ctx)
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 
 	rep := &report.Report{
 		Schema:        report.Schema,
@@ -93,131 +96,60 @@ type run struct {
 	opts Options
 	ev   *Evidence
 
-	mu     sync.Mutex
 	checks []report.Check
+	// window is read while the window runs (routes, sysctls, tc, owners).
+	window *collect.Sample
 	wg     sync.WaitGroup
 	cap    *capture.Session
+	capErr error
 }
 
-func (r *run) check(name string, began time.Time, err error, detail string) {
-	c := report.Check{Name: name, Status: report.Ran, Detail: detail,
-		DurationMS: float64(time.Since(began).Microseconds()) / 1000}
-	if err != nil {
-		c.Status = report.Failed
-		if isPermission(err) {
-			c.Status = report.Skipped
+// add records a sample's checks (renamed with suffix) and marks what did
+// not run as not checked in the evidence.
+func (r *run) add(cs []report.Check, suffix string) {
+	for _, c := range cs {
+		if c.Status != report.Ran {
+			r.ev.unchecked(c.Name, c.Detail)
 		}
-		c.Detail = err.Error()
+		c.Name += suffix
+		r.checks = append(r.checks, c)
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.checks = append(r.checks, c)
 }
 
 func (r *run) skip(name, why string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	r.checks = append(r.checks, report.Check{Name: name, Status: report.Skipped, Detail: why})
-}
-
-func isPermission(err error) bool {
-	return errors.Is(err, os.ErrPermission) || errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES)
+	r.ev.unchecked(name, why)
 }
 
 // start takes the first samples and starts what runs through the window.
-// Routes, sysctls and the firewall do not need the window's end, so they are
-// read during it: that keeps the time beyond the window small.
+// Routes, sysctls, tc filters and socket owners do not need the window's
+// end, so they are read during it: that keeps the time beyond the window
+// small.
 func (r *run) start(ctx context.Context) {
 	t := r.ev.Target
-	began := time.Now()
-	var startSnap *counters.Snapshot
-	err := t.Do(func() error {
-		var err error
-		startSnap, err = counters.Read(netns.ProcNet)
-		return err
-	})
-	if err == nil {
-		r.ev.Counters = startSnap
-	}
-	r.check("counters-start", began, err, "")
-
-	began = time.Now()
-	err = t.Do(func() error {
-		var err error
-		r.ev.ListenersStart, err = sockets.Listeners()
-		return err
-	})
-	r.check("listeners-start", began, err, "")
+	first := &collect.Sample{}
+	_ = collect.Run(ctx, t, first, 0, collect.Counters, collect.Listeners, collect.Firewall, collect.Conntrack)
+	r.add(first.Checks, "-start")
+	r.ev.Counters, r.ev.ListenersStart = first.Counters, first.Listeners
+	r.ev.FirewallStart, r.ev.ConntrackStart = first.Firewall, first.Conntrack
 
 	if r.opts.NoCapture {
 		r.skip("capture", "disabled by --no-capture")
-	} else {
-		began = time.Now()
-		err = t.Do(func() error {
-			var err error
-			r.cap, err = capture.Start(capture.Options{Ports: r.opts.Ports})
-			return err
-		})
-		if err != nil {
-			if isPermission(err) {
-				r.skip("capture", "needs CAP_NET_RAW: "+err.Error())
-			} else {
-				r.check("capture", began, err, "")
-			}
-			r.cap = nil
-		}
+	} else if err := t.Do(func() error {
+		var err error
+		r.cap, err = capture.Start(capture.Options{Ports: r.opts.Ports})
+		return err
+	}); err != nil {
+		r.cap, r.capErr = nil, err
 	}
 
-	began = time.Now()
-	fwStart, err := firewall.Inspect(t.FD())
-	if err == nil {
-		r.ev.FirewallStart = fwStart
-	} else {
-		r.check("firewall", began, err, "")
-	}
-
-	if ct, err := readConntrack(t); err == nil {
-		r.ev.ConntrackStart = ct
-	}
-
-	// Mapping sockets to processes walks every process's fds: do it while
-	// the window runs, for the listeners that exist now.
+	// The window's sources run beside it; owners are those of the
+	// listeners present now.
+	r.window = &collect.Sample{Listeners: first.Listeners}
 	r.wg.Add(1)
 	go func() {
 		defer r.wg.Done()
-		var inodes []uint32
-		for _, s := range r.ev.ListenersStart {
-			inodes = append(inodes, s.Inode)
-		}
-		r.ev.Owners, _ = sockets.Owners("/proc", inodes)
-	}()
-
-	r.wg.Add(1)
-	go func() {
-		defer r.wg.Done()
-		began := time.Now()
-		err := t.Do(func() error {
-			st, err := routes.Collect()
-			if err != nil {
-				return err
-			}
-			r.ev.Routes = st
-			var ifaces []string
-			for _, l := range st.Links {
-				ifaces = append(ifaces, l.Name)
-			}
-			r.ev.Sysctl = sysctl.Relevant(ifaces)
-			r.ev.TC, _ = firewall.TCFilters()
-			return nil
-		})
-		detail := ""
-		if r.ev.Routes != nil {
-			detail = fmt.Sprintf("%d routes, %d rules, %d neighbours", len(r.ev.Routes.Routes), len(r.ev.Routes.Rules), len(r.ev.Routes.Neighbors))
-		}
-		r.check("routes", began, err, detail)
-		if err == nil {
-			r.check("sysctls", began, nil, fmt.Sprintf("%d values", len(r.ev.Sysctl)))
-		}
+		_ = collect.Run(ctx, t, r.window, 0, collect.Routes, collect.Sysctls, collect.TC, collect.Owners)
 	}()
 }
 
@@ -229,102 +161,94 @@ func (r *run) abort() {
 }
 
 // finish takes the end samples and replays the route lookups.
-func (r *run) finish() {
+func (r *run) finish(ctx context.Context) {
 	t := r.ev.Target
-	var capErr error
 	var capRes *capture.Result
 	capBegan := time.Now()
-	var capDur time.Duration
 	if r.cap != nil {
-		capRes, capErr = r.cap.Stop()
-		capDur = time.Since(capBegan)
+		capRes, r.capErr = r.cap.Stop()
 	}
-
-	began := time.Now()
-	var endSnap *counters.Snapshot
-	err := t.Do(func() error {
-		var err error
-		endSnap, err = counters.Read(netns.ProcNet)
-		return err
-	})
-	if err == nil && r.ev.Counters != nil {
-		r.ev.CounterDeltas = counters.Diff(r.ev.Counters, endSnap)
-		r.ev.Counters = endSnap
-		r.check("counters", began, nil, fmt.Sprintf("%d counters moved in %v", len(r.ev.CounterDeltas), r.opts.Window))
-	} else if err != nil {
-		r.check("counters", began, err, "")
-	}
-
-	began = time.Now()
-	err = t.Do(func() error {
-		var err error
-		if r.ev.Listeners, err = sockets.Listeners(); err != nil {
-			return err
-		}
-		r.ev.SynRecv, err = sockets.SynRecv()
-		return err
-	})
-	r.check("sockets", began, err, fmt.Sprintf("%d listeners, %d SYN-RECV", len(r.ev.Listeners), len(r.ev.SynRecv)))
-
-	if r.cap != nil {
-		capBegan = time.Now().Add(-capDur)
-		if capErr == nil {
-			r.ev.Capture = capRes
-			r.check("capture", capBegan, nil, fmt.Sprintf("%d handshake packets, %d flows, %d kernel drops",
-				capRes.Packets, len(capRes.Flows), capRes.KernelDrops))
-		} else {
-			r.check("capture", capBegan, capErr, "")
-		}
-	}
-
-	if r.ev.FirewallStart != nil {
-		began = time.Now()
-		fw, err := firewall.Inspect(t.FD())
-		if err == nil {
-			r.ev.Firewall = fw
-			r.ev.FirewallDeltas = firewall.Diff(r.ev.FirewallStart, fw)
-			r.check("firewall", began, nil, fmt.Sprintf("%d rules in %d tables", len(fw.Rules), fw.Tables))
-		} else {
-			r.check("firewall", began, err, "")
-		}
-	}
-
-	if ct, err := readConntrack(t); err == nil && ct.Available {
-		r.ev.Conntrack = ct
-		r.check("conntrack", time.Now(), nil, fmt.Sprintf("%d/%d entries", ct.Count, ct.Max))
-	} else if err == nil {
-		r.skip("conntrack", "nf_conntrack not loaded")
-	}
+	capDur := time.Since(capBegan)
 
 	r.wg.Wait()
-	r.ownersOfNew()
-	if r.ev.Routes != nil {
-		_ = t.Do(r.ev.Routes.RefreshNeighbors)
+	end := &collect.Sample{Routes: r.window.Routes}
+	names := []string{collect.Counters, collect.Listeners, collect.SynRecv, collect.Firewall, collect.Conntrack}
+	if r.window.Routes != nil {
+		names = append(names, collect.Neighbours)
 	}
-	began = time.Now()
-	r.ev.Replays = r.replay()
-	if r.ev.Routes != nil {
-		r.check("route-replay", began, nil, fmt.Sprintf("%d SYN-ACK route lookups replayed", len(r.ev.Replays)))
+	_ = collect.Run(ctx, t, end, 0, names...)
+	if r.ev.FirewallStart == nil {
+		// The start's check says why; one failure, one line.
+		end.Checks = slices.DeleteFunc(end.Checks, func(c report.Check) bool { return c.Name == collect.Firewall && c.Status != report.Ran })
+	}
+	r.add(r.window.Checks, "")
+	r.add(end.Checks, "")
+
+	ev := r.ev
+	if end.Counters != nil && ev.Counters != nil {
+		ev.CounterDeltas = counters.Diff(ev.Counters, end.Counters)
+	}
+	if end.Counters != nil {
+		ev.Counters = end.Counters
+	}
+	ev.Listeners, ev.SynRecv = end.Listeners, end.SynRecv
+	ev.Routes, ev.Sysctl, ev.TC, ev.Owners = end.Routes, r.window.Sysctl, r.window.TC, r.window.Owners
+	if ev.FirewallStart != nil && end.Firewall != nil {
+		ev.Firewall = end.Firewall
+		ev.FirewallDeltas = firewall.Diff(ev.FirewallStart, end.Firewall)
+	}
+	ev.Conntrack = end.Conntrack
+
+	switch {
+	case r.opts.NoCapture:
+	case r.capErr != nil && collect.IsPermission(r.capErr):
+		r.skip("capture", "needs CAP_NET_RAW: "+r.capErr.Error())
+	case r.capErr != nil:
+		r.checks = append(r.checks, report.Check{Name: "capture", Status: report.Failed, Detail: r.capErr.Error()})
+		r.ev.unchecked("capture", r.capErr.Error())
+	case capRes != nil:
+		ev.Capture = capRes
+		r.checks = append(r.checks, report.Check{Name: "capture", Status: report.Ran,
+			DurationMS: float64(capDur.Microseconds()) / 1000,
+			Detail:     fmt.Sprintf("%d handshake packets, %d flows, %d kernel drops", capRes.Packets, len(capRes.Flows), capRes.KernelDrops)})
+	}
+
+	r.ownersOfNew(ctx)
+	began := time.Now()
+	var replayErr error
+	ev.Replays, replayErr = r.replay()
+	switch {
+	case ev.Routes == nil:
+		r.skip("route-replay", "no routes were read")
+	case replayErr != nil:
+		r.checks = append(r.checks, report.Check{Name: "route-replay", Status: report.Failed, Detail: replayErr.Error()})
+		r.ev.unchecked("route-replay", replayErr.Error())
+	default:
+		r.checks = append(r.checks, report.Check{Name: "route-replay", Status: report.Ran,
+			DurationMS: float64(time.Since(began).Microseconds()) / 1000,
+			Detail:     fmt.Sprintf("%d SYN-ACK route lookups replayed", len(ev.Replays))})
 	}
 }
 
 // ownersOfNew resolves the owners of listeners that appeared during the
 // window (rare: the scan ran on the ones present at its start).
-func (r *run) ownersOfNew() {
-	var missing []uint32
+func (r *run) ownersOfNew(ctx context.Context) {
+	var fresh []sockets.Socket
 	for _, l := range r.ev.Listeners {
 		if _, ok := r.ev.Owners[l.Inode]; !ok && l.Inode != 0 && !r.hadAtStart(l.Inode) {
-			missing = append(missing, l.Inode)
+			fresh = append(fresh, l)
 		}
 	}
-	if len(missing) == 0 {
+	if len(fresh) == 0 {
 		return
 	}
-	more, _ := sockets.Owners("/proc", missing)
+	more := &collect.Sample{Listeners: fresh}
+	_ = collect.Run(ctx, r.ev.Target, more, 0, collect.Owners)
+	r.add(more.Checks, "-new")
 	if r.ev.Owners == nil {
 		r.ev.Owners = map[uint32][]sockets.Proc{}
 	}
-	for k, v := range more {
+	for k, v := range more.Owners {
 		r.ev.Owners[k] = v
 	}
 }
@@ -386,28 +310,26 @@ func (r *run) peers() []Peer {
 
 // replay asks the kernel, for each peer, the route lookup that
 // inet_csk_route_req would make for the SYN-ACK.
-func (r *run) replay() []Replay {
+func (r *run) replay() ([]Replay, error) {
 	if r.ev.Routes == nil {
-		return nil
+		return nil, nil
 	}
 	var out []Replay
 	var qs []Replay
 	for _, p := range r.peers() {
-		for _, q := range r.queriesFor(p) {
-			qs = append(qs, q)
-		}
+		qs = append(qs, r.queriesFor(p)...)
 	}
 	if len(qs) == 0 {
-		return nil
+		return nil, nil
 	}
-	_ = r.ev.Target.Do(func() error {
+	err := r.ev.Target.Do(func() error {
 		for _, q := range qs {
 			q.Result = routes.Replay(q.Result.Query)
 			out = append(out, q)
 		}
 		return nil
 	})
-	return out
+	return out, err
 }
 
 // queriesFor builds the lookups for one peer: from the address its SYN was
@@ -534,17 +456,6 @@ func (r *run) localAddrs(fam int) []netip.Addr {
 		out = out[:4]
 	}
 	return out
-}
-
-// readConntrack reads conntrack's table fill and statistics inside t.
-func readConntrack(t *netns.Target) (*counters.Conntrack, error) {
-	ct := new(counters.Conntrack)
-	err := t.Do(func() error {
-		var err error
-		*ct, err = counters.ReadConntrack(netns.ProcNet, "/proc/sys")
-		return err
-	})
-	return ct, err
 }
 
 func kernelRelease() string {

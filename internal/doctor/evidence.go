@@ -44,6 +44,11 @@ type Evidence struct {
 	// TC: classifiers on the devices' ingress/egress hooks.
 	TC []firewall.TCFilter
 
+	// Unchecked names the collectors that did not run or failed, with the
+	// reason: their evidence is "not checked", not "absent", and no
+	// finding may be confirmed on it.
+	Unchecked map[string]string
+
 	// Indexes built on first use; a host can have tens of thousands of
 	// listeners.
 	startDrops    map[uint32]uint32
@@ -92,4 +97,17 @@ func (e *Evidence) total(name string) uint64 {
 		return 0
 	}
 	return e.Counters.Values[name]
+}
+
+// checked reports whether a collector ran and succeeded.
+func (e *Evidence) checked(name string) bool {
+	_, bad := e.Unchecked[name]
+	return !bad
+}
+
+func (e *Evidence) unchecked(name, why string) {
+	if e.Unchecked == nil {
+		e.Unchecked = map[string]string{}
+	}
+	e.Unchecked[name] = why
 }

@@ -1400,13 +1400,23 @@ func ruleNoListener(e *Evidence) []report.Finding {
 				ev = append(ev, report.Evidence{Source: "capture", Text: "refused: " + flowText(f)})
 			}
 		}
-		ev = append(ev, report.Evidence{Source: "sockets", Text: why})
-		out = append(out, report.Finding{
+		f := report.Finding{
 			Cause: causes.NoListener, Severity: report.Critical, Confidence: report.Confirmed,
 			Why:      "the SYNs were answered with RST and no listening socket accepts this address, port and device",
 			Summary:  fmt.Sprintf("connections to %s are refused: %s", netip.AddrPortFrom(k.addr, k.port), why),
 			Evidence: ev, Peers: uniq(peers), Fix: fixcmd.Notes(fix).String(), Drops: int64(n),
-		})
+		}
+		if !e.checked("listeners") {
+			// Refused, surely; but without the socket table there is no
+			// telling which binding is wrong, or whether a listener exists.
+			f.Confidence = report.Likely
+			f.Why = "the SYNs were answered with RST; the listening sockets were not read (" + e.Unchecked["listeners"] + "), so which binding refuses them is not known"
+			f.Summary = fmt.Sprintf("connections to %s are refused", netip.AddrPortFrom(k.addr, k.port))
+			f.Fix = fixcmd.Notes("check what listens on the port and on which address and device (ss -ltnp inside the namespace)").String()
+		} else {
+			f.Evidence = append(f.Evidence, report.Evidence{Source: "sockets", Text: why})
+		}
+		out = append(out, f)
 	}
 	return out
 }

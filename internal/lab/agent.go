@@ -11,7 +11,6 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-	"testing"
 	"time"
 
 	"github.com/synscope/synscope/internal/netns"
@@ -42,6 +41,7 @@ type agentSpec struct {
 	Client   *clientSpec   `json:"client,omitempty"`
 	SynGen   *synGenSpec   `json:"syngen,omitempty"`
 	PAWS     *pawsSpec     `json:"paws,omitempty"`
+	Radvd    *radvdSpec    `json:"radvd,omitempty"`
 }
 
 // MaybeRunAgent runs a lab agent when this process was started as one
@@ -94,6 +94,11 @@ func runAgent(spec agentSpec) error {
 			return errors.New("paws agent without paws spec")
 		}
 		return runPAWS(ctx, *spec.PAWS, ready)
+	case "radvd":
+		if spec.Radvd == nil {
+			return errors.New("radvd agent without radvd spec")
+		}
+		return runRadvd(ctx, *spec.Radvd, ready)
 	}
 	return fmt.Errorf("unknown agent kind %q", spec.Kind)
 }
@@ -158,9 +163,11 @@ func (l *lab) startAgent(ctx context.Context, t *netns.Target, spec agentSpec) e
 	defer logf.Close()
 	_ = os.Remove(spec.PidFile)
 	cmd := exec.Command(exe)
-	if testing.Testing() {
-		// A test binary whose TestMain forgot MaybeRunAgent must not
-		// run its whole suite inside a lab namespace: make it run none.
+	testBinary := strings.HasSuffix(exe, ".test")
+	if testBinary {
+		// A test binary (go test names them pkg.test) whose TestMain
+		// forgot MaybeRunAgent must not run its whole suite inside a lab
+		// namespace: make it run none.
 		cmd.Args = append(cmd.Args, "-test.run=^$", "-test.count=1")
 	}
 	cmd.Env = append(os.Environ(), agentEnv+"="+string(b), prefixEnv+"="+l.prefix)
@@ -186,7 +193,7 @@ func (l *lab) startAgent(ctx context.Context, t *netns.Target, spec agentSpec) e
 		case err := <-exited:
 			log, _ := os.ReadFile(logPath)
 			msg := strings.Join(strings.Fields(string(log)), " ")
-			if testing.Testing() && err == nil {
+			if testBinary && err == nil {
 				msg += " (does this test package's TestMain call lab.MaybeRunAgent() first?)"
 			}
 			return fmt.Errorf("lab agent %s exited before ready (%v): %s", spec.Kind, err, msg)

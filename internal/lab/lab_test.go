@@ -443,28 +443,31 @@ type faultCheck struct {
 }
 
 var faultChecks = map[string]faultCheck{
-	"policy-rule-no-route":    {positive: []string{"TcpExtListenDrops", "IpOutNoRoutes"}},
-	"unreachable-route-v4":    {positive: []string{"TcpExtListenDrops", "IpOutNoRoutes"}},
-	"blackhole-route-v4":      {positive: []string{"TcpExtListenDrops", "IpOutNoRoutes"}},
-	"prohibit-route-v4":       {positive: []string{"TcpExtListenDrops", "IpOutNoRoutes"}},
-	"unreachable-route-v6":    {positive: []string{"TcpExtListenDrops"}},
-	"blackhole-route-v6":      {positive: []string{"TcpExtListenDrops"}},
-	"prohibit-route-v6":       {positive: []string{"TcpExtListenDrops"}},
-	"fwmark-no-route":         {positive: []string{"TcpExtListenDrops", "IpOutNoRoutes"}},
-	"accept-queue-overflow":   {positive: []string{"TcpExtListenOverflows", "TcpExtListenDrops"}},
-	"backlog-capped":          {dialOK: true, zero: []string{"TcpExtListenDrops"}, extra: checkSomaxconn},
-	"syn-queue-overflow":      {positive: []string{"TcpExtTCPReqQFullDrop", "TcpExtListenDrops"}},
-	"syn-flood-cookies":       {dialOK: true, positive: []string{"TcpExtTCPReqQFullDoCookies", "TcpExtSyncookiesSent"}},
-	"firewall-drop-syn":       {nftChain: "input"},
-	"firewall-drop-synack":    {nftChain: "output", positive: []string{"TcpExtTCPTimeouts"}, zero: []string{"TcpExtTCPSynRetrans"}},
-	"firewall-reject":         {nftChain: "input"},
-	"rp-filter-strict":        {positive: []string{"TcpExtIPReversePathFilter"}},
-	"no-listener":             {positive: []string{"TcpOutRsts"}},
-	"listener-wrong-address":  {positive: []string{"TcpOutRsts"}},
-	"listener-bound-device":   {positive: []string{"TcpOutRsts"}},
-	"neighbor-unreachable-v4": {positive: []string{"TcpExtTCPSynRetrans", "TcpExtListenDrops"}},
-	"neighbor-unreachable-v6": {positive: []string{"TcpExtTCPSynRetrans"}},
-	"synack-unanswered":       {positive: []string{"TcpExtTCPSynRetrans"}, nftChain: "input", nftCli: true},
+	"policy-rule-no-route":     {positive: []string{"TcpExtListenDrops", "IpOutNoRoutes"}},
+	"unreachable-route-v4":     {positive: []string{"TcpExtListenDrops", "IpOutNoRoutes"}},
+	"blackhole-route-v4":       {positive: []string{"TcpExtListenDrops", "IpOutNoRoutes"}},
+	"prohibit-route-v4":        {positive: []string{"TcpExtListenDrops", "IpOutNoRoutes"}},
+	"unreachable-route-v6":     {positive: []string{"TcpExtListenDrops"}},
+	"blackhole-route-v6":       {positive: []string{"TcpExtListenDrops"}},
+	"prohibit-route-v6":        {positive: []string{"TcpExtListenDrops"}},
+	"fwmark-no-route":          {positive: []string{"TcpExtListenDrops", "IpOutNoRoutes"}},
+	"accept-queue-overflow":    {positive: []string{"TcpExtListenOverflows", "TcpExtListenDrops"}},
+	"backlog-capped":           {dialOK: true, zero: []string{"TcpExtListenDrops"}, extra: checkSomaxconn},
+	"default-route-at-risk":    {dialOK: true, zero: []string{"Ip6OutNoRoutes"}, extra: checkRAAtRisk},
+	"missing-default-route-v4": {positive: []string{"TcpExtListenDrops", "IpOutNoRoutes"}},
+	"missing-default-route-v6": {positive: []string{"TcpExtListenDrops", "Ip6OutNoRoutes"}},
+	"syn-queue-overflow":       {positive: []string{"TcpExtTCPReqQFullDrop", "TcpExtListenDrops"}},
+	"syn-flood-cookies":        {dialOK: true, positive: []string{"TcpExtTCPReqQFullDoCookies", "TcpExtSyncookiesSent"}},
+	"firewall-drop-syn":        {nftChain: "input"},
+	"firewall-drop-synack":     {nftChain: "output", positive: []string{"TcpExtTCPTimeouts"}, zero: []string{"TcpExtTCPSynRetrans"}},
+	"firewall-reject":          {nftChain: "input"},
+	"rp-filter-strict":         {positive: []string{"TcpExtIPReversePathFilter"}},
+	"no-listener":              {positive: []string{"TcpOutRsts"}},
+	"listener-wrong-address":   {positive: []string{"TcpOutRsts"}},
+	"listener-bound-device":    {positive: []string{"TcpOutRsts"}},
+	"neighbor-unreachable-v4":  {positive: []string{"TcpExtTCPSynRetrans", "TcpExtListenDrops"}},
+	"neighbor-unreachable-v6":  {positive: []string{"TcpExtTCPSynRetrans"}},
+	"synack-unanswered":        {positive: []string{"TcpExtTCPSynRetrans"}, nftChain: "input", nftCli: true},
 	// Only the background client's pinned source port is affected, so
 	// Dial (another port) still works.
 	"conntrack-invalid":        {dialOK: true, nftChain: "input", extra: checkCtInvalid},
@@ -476,6 +479,32 @@ var faultChecks = map[string]faultCheck{
 	"tcp-minttl":         {positive: []string{"TcpExtTCPMinTTLDrop"}},
 	"tcp-md5-mismatch":   {positive: []string{"TcpExtTCPMD5NotFound"}},
 	"healthy-under-load": {dialOK: true, zero: []string{"TcpExtListenDrops"}, extra: checkLoad},
+}
+
+// checkRAAtRisk: iproute2 sees what doctor must: an RA-learned IPv6
+// default route with a lifetime, on s0 where forwarding=1 and accept_ra=1.
+func checkRAAtRisk(env *Env) error {
+	out, err := exec.Command("ip", "-n", env.Server, "-6", "route", "show", "default").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "proto ra") || !strings.Contains(string(out), "expires") {
+		return fmt.Errorf("want an RA default route with a lifetime: %v %q", err, out)
+	}
+	for k, want := range map[string]string{"net.ipv6.conf.s0.forwarding": "1", "net.ipv6.conf.s0.accept_ra": "1"} {
+		v, err := exec.Command("ip", "netns", "exec", env.Server, "sysctl", "-n", k).CombinedOutput()
+		if err != nil || strings.TrimSpace(string(v)) != want {
+			return fmt.Errorf("%s = %q (%v), want %s", k, v, err, want)
+		}
+	}
+	return nil
+}
+
+// TestEveryFaultScenarioIsChecked: a fault scenario missing from
+// faultChecks would silently drop out of TestScenarioFaults.
+func TestEveryFaultScenarioIsChecked(t *testing.T) {
+	for _, s := range Scenarios() {
+		if _, ok := faultChecks[s.Name]; !ok && s.Expect != "" {
+			t.Errorf("scenario %s (expect %s) has no fault check", s.Name, s.Expect)
+		}
+	}
 }
 
 func checkSomaxconn(env *Env) error {

@@ -91,7 +91,10 @@ func Risks(rs []Route, conf map[int]Conf, gatewayFailed func(Route) bool, thresh
 		}
 		if r.Family == 6 && r.RA {
 			if c, ok := conf[r.Ifindex]; ok && c.Forwarding == 1 && c.AcceptRA == 1 {
-				d := "IPv6 forwarding is on and accept_ra=1 on the route's device: router advertisements are ignored, so this RA-learned route will not be refreshed, and switching forwarding on again purges it (set accept_ra=2 to keep it)"
+				// Whether a forwarding write purges it depends on the table's
+				// has-default-router flag (set when an RA adds a router,
+				// cleared by a purge), which no dump shows: say "may".
+				d := "IPv6 forwarding is on and accept_ra=1 on the route's device: router advertisements are ignored, so this RA-learned route will not be refreshed, and a write of forwarding=1 may purge it sooner (set accept_ra=2 to keep it)"
 				if r.HasExpiry {
 					d += fmt.Sprintf("; it expires in %.0fs", r.Remaining.Seconds())
 				}

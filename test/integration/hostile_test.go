@@ -77,7 +77,7 @@ func maybeRunHostileListener() {
 func TestHostileNamespace(t *testing.T) {
 	needRoot(t)
 	t.Parallel()
-	env := labUp(t, "missing-default-route-v4", "it-hostile")
+	env := labUp(t, "missing-default-route-v4", "it-hx")
 	srv, err := netns.Open(env.Server)
 	if err != nil {
 		t.Fatal(err)
@@ -134,6 +134,7 @@ func TestHostileNamespace(t *testing.T) {
 	}
 
 	// Each fix, pasted into sh, does exactly its job.
+	t.Logf("firewall fix: %s", fw.Fix)
 	runFixInScratchShell(t, fw.Fix)
 	if rules := hostileRules(t, srv); rules != 0 {
 		t.Errorf("after the printed nft fix, %d rules remain in the hostile chain", rules)

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -81,6 +82,13 @@ func synscope(t *testing.T, args ...string) result {
 // end of the test.
 func labUp(t *testing.T, scenario, prefix string, extra ...string) *lab.Env {
 	t.Helper()
+	// Unique to this test process: two suites on one machine (a developer's
+	// run beside another) must not tear down or change each other's labs.
+	tag := strconv.FormatInt(int64(os.Getpid()%46656), 36)
+	prefix += "-" + strings.Repeat("0", 3-len(tag)) + tag
+	if err := lab.ValidatePrefix(prefix); err != nil {
+		t.Fatalf("test prefix too long: %v", err)
+	}
 	args := append([]string{"lab", "up", scenario, "--prefix", prefix}, extra...)
 	r := synscope(t, args...)
 	t.Cleanup(func() {

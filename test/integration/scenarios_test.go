@@ -49,6 +49,7 @@ var expectations = map[string]expectation{
 	"syn-backlog-last-quarter": {evidence: []string{"last quarter", "tcp_max_syn_backlog = 8"}},
 	"synack-egress-drop":       {evidence: []string{"TcpExtTCPTimeouts +", "SYN-RECV", "egress pref 1 bpf"}},
 	"paws-reject":              {evidence: []string{"TcpExtPAWSTimewait +"}},
+	"default-route-at-risk":    {evidence: []string{"proto ra", "accept_ra = 1", "forwarding-accept-ra", "accept_ra=2"}, fix: true},
 }
 
 func findingText(f report.Finding) string {
