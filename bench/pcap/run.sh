@@ -2,12 +2,18 @@
 # Benchmark synscope pcap against tshark on a generated capture.
 #
 #   bench/pcap/run.sh [SIZE] [FILE]
+#   FLOOD=1000000 bench/pcap/run.sh [SIZE] [FILE]   # also a SYN flood of that many SYNs
 #
 # SIZE defaults to 1G (the generator's -size syntax); FILE defaults to
 # /tmp/synscope-bench.pcap and is reused when it already has that size.
 # Both tools run single-core (GOMAXPROCS=1, taskset -c 0 when available)
 # on a warm page cache; packets/s = packets in the file / wall seconds;
 # max RSS comes from /usr/bin/time when installed. Results: README.md.
+#
+# A run that fails (synscope exits other than 0 or 1 — 1 only says some
+# handshakes failed — a crash, or tshark exits non-zero) is reported as
+# FAILED with its exit status and the end of its stderr, gets no
+# packets/s figure, and makes the script exit 1.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 SIZE=${1:-1G}
@@ -21,7 +27,12 @@ if [[ ! -s $FILE || ! -f $FILE.size || $(cat "$FILE.size") != "$SIZE" ]]; then
 	go run ./bench/pcap/gen -o "$FILE" -size "$SIZE"
 	echo "$SIZE" >"$FILE.size"
 fi
-PKTS=$(capinfos -c -M "$FILE" | awk -F: '/Number of packets/ {gsub(/ /,"",$2); print $2}')
+# capinfos exits non-zero on a damaged file but still counts what it read.
+PKTS=$(capinfos -c -M "$FILE" 2>/dev/null | awk -F: '/Number of packets/ {gsub(/ /,"",$2); print $2}' || true)
+if [[ -z $PKTS || $PKTS == 0 ]]; then
+	echo "capinfos cannot count the packets in $FILE" >&2
+	exit 1
+fi
 echo "capture: $FILE, $(du -h "$FILE" | cut -f1), $PKTS packets"
 cat "$FILE" >/dev/null # warm the page cache
 
@@ -31,21 +42,43 @@ command -v taskset >/dev/null && PIN=(taskset -c 0)
 TIME=()
 [[ -x /usr/bin/time ]] && TIME=(/usr/bin/time -f %M -o "$(dirname "$BIN")/rss")
 
-measure() { # name, command...
-	local name=$1
-	shift
-	local t0 t1 rss=""
+FAILED=0
+measure() { # name, allowed exit statuses (e.g. "0 1"), command...
+	local name=$1 ok=$2
+	shift 2
+	local t0 t1 rss="" rc=0 err
+	err=$(dirname "$BIN")/stderr
 	t0=$(date +%s.%N)
-	"${TIME[@]}" "$@" >/dev/null 2>&1 || true # synscope exits 1 when handshakes failed
+	"${TIME[@]}" "$@" >/dev/null 2>"$err" || rc=$?
 	t1=$(date +%s.%N)
+	if [[ " $ok " != *" $rc "* ]]; then
+		printf '%-40s FAILED (exit %d)\n' "$name" "$rc"
+		tail -5 "$err" | sed 's/^/    /'
+		FAILED=1
+		return 0
+	fi
 	[[ ${#TIME[@]} -gt 0 ]] && rss=$(tail -1 "$(dirname "$BIN")/rss")
 	awk -v n="$name" -v p="$PKTS" -v a="$t0" -v b="$t1" -v r="$rss" \
 		'BEGIN { s = b - a; printf "%-40s %8.2f s  %12.0f packets/s", n, s, p / s; if (r != "") printf "  max RSS %d MB", r / 1024; printf "\n" }'
 }
 
-measure "synscope pcap (summary, 1 core)" env GOMAXPROCS=1 "${PIN[@]}" "$BIN" pcap "$FILE"
-measure "synscope pcap --json (1 core)" env GOMAXPROCS=1 "${PIN[@]}" "$BIN" pcap --json "$FILE"
-measure "tshark -q -z conv,tcp" "${PIN[@]}" tshark -n -r "$FILE" -q -z conv,tcp
+# /usr/bin/time exits with the command's status; "${TIME[@]}" is empty
+# without it. synscope: 0 all handshakes completed, 1 some failed.
+measure "synscope pcap (summary, 1 core)" "0 1" env GOMAXPROCS=1 "${PIN[@]}" "$BIN" pcap "$FILE"
+measure "synscope pcap --json (1 core)" "0 1" env GOMAXPROCS=1 "${PIN[@]}" "$BIN" pcap --json "$FILE"
+measure "tshark -q -z conv,tcp" "0" "${PIN[@]}" tshark -n -r "$FILE" -q -z conv,tcp
 if [[ ${TSHARK_TWOPASS:-0} == 1 ]]; then
-	measure "tshark -2 tcp.analysis (two-pass)" "${PIN[@]}" tshark -n -2 -r "$FILE" -q -R 'tcp.analysis.flags' -z io,stat,0
+	measure "tshark -2 tcp.analysis (two-pass)" "0" "${PIN[@]}" tshark -n -2 -r "$FILE" -q -R 'tcp.analysis.flags' -z io,stat,0
+fi
+if [[ ${FLOOD:-0} -gt 0 ]]; then
+	FL=${FILE%.pcap}-flood$FLOOD.pcap
+	[[ -s $FL ]] || go run ./bench/pcap/gen -o "$FL" -flood "$FLOOD"
+	PKTS=$((2 * FLOOD))
+	echo "SYN flood: $FL, $(du -h "$FL" | cut -f1), $PKTS packets (default cap $(grep -o 'DefaultMaxAttempts = [0-9_]*' internal/pcap/analyze.go | cut -d' ' -f3) attempts)"
+	measure "synscope pcap flood (summary, 1 core)" "0 1" env GOMAXPROCS=1 "${PIN[@]}" "$BIN" pcap "$FL"
+	measure "synscope pcap flood --json (1 core)" "0 1" env GOMAXPROCS=1 "${PIN[@]}" "$BIN" pcap --json "$FL"
+fi
+if [[ $FAILED != 0 ]]; then
+	echo "some runs FAILED: no figure above is valid for them" >&2
+	exit 1
 fi

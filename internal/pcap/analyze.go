@@ -437,8 +437,10 @@ func (a *Analyzer) Add(cp capfile.Packet, index int) {
 			c.attempt = true
 			a.attempts++
 		}
-	} else if c.attempt && !(bareSYN && srcIsA == c.origIsA) {
-		// Anything but the client's SYN: no longer a bare attempt.
+	} else if c.attempt && srcIsA == c.origIsA && !bareSYN {
+		// The client did more than send SYNs (its final ACK, data or a
+		// RST): no longer a half-open attempt. Server SYN-ACKs and RSTs
+		// leave it one, as in a SYN flood.
 		c.attempt = false
 		a.attempts--
 	}

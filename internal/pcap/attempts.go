@@ -15,9 +15,11 @@ import (
 type Aggregate struct {
 	Server string `json:"server"`
 	Port   uint16 `json:"port"`
-	// SYNs counts SYN packets, SynAcks the SYN-ACKs answering them.
+	// SYNs counts SYN packets, SynAcks the SYN-ACKs and RSTs the resets
+	// the server sent back.
 	SYNs    int `json:"syns"`
 	SynAcks int `json:"synacks"`
+	RSTs    int `json:"rsts"`
 	// Sources and Prefixes estimate the distinct client addresses and
 	// /24 (IPv4) or /48 (IPv6) prefixes (HyperLogLog, about ±7%).
 	Sources  int     `json:"sources"`
@@ -33,6 +35,8 @@ type Aggregate struct {
 func (g Aggregate) String() string {
 	what := "none answered"
 	switch {
+	case g.RSTs > 0 && g.RSTs >= g.SYNs/2:
+		what = fmt.Sprintf("%d refused with RST", g.RSTs)
 	case g.SynAcks > 0 && g.SynAcks >= g.SYNs/2:
 		what = fmt.Sprintf("%d SYN-ACKs sent back, none completed in the capture", g.SynAcks)
 	case g.SynAcks > 0:
@@ -64,7 +68,7 @@ type aggKey struct {
 }
 
 type aggregate struct {
-	syns, synacks int
+	syns, synacks, rsts int
 	first, last   int64
 	src, pfx      hll
 }
@@ -75,22 +79,23 @@ const maxAggregates = 4096
 func (g *aggregates) init() { g.m = map[aggKey]*aggregate{} }
 
 // take sums a packet of a flow that is not tracked, when it is a new
-// attempt (bare SYN) or a SYN-ACK answering one; it reports whether it
-// did (other packets start a connection as usual).
+// attempt (bare SYN) or a SYN-ACK or RST answering one; it reports
+// whether it did (other packets start a connection as usual).
 func (g *aggregates) take(p *decode.Packet, ts int64, bareSYN bool) bool {
 	synack := p.Flags&(decode.SYN|decode.ACK|decode.RST) == decode.SYN|decode.ACK
-	if !bareSYN && !synack {
+	rst := p.Flags&(decode.SYN|decode.RST) == decode.RST
+	if !bareSYN && !synack && !rst {
 		return false
 	}
 	k := aggKey{p.Dst, p.V6, p.DstPort}
 	cli := &p.Src
-	if synack {
+	if !bareSYN {
 		k = aggKey{p.Src, p.V6, p.SrcPort}
 		cli = &p.Dst
 	}
 	e := g.m[k]
 	if e == nil {
-		if synack {
+		if !bareSYN {
 			// A SYN-ACK for an attempt tracked one by one, or one
 			// before the cap was reached: not ours to sum.
 			return false
@@ -105,8 +110,12 @@ func (g *aggregates) take(p *decode.Packet, ts int64, bareSYN bool) bool {
 			}
 		}
 	}
-	if synack {
+	switch {
+	case synack:
 		e.synacks++
+		return true
+	case rst:
+		e.rsts++
 		return true
 	}
 	g.syns++
@@ -174,12 +183,13 @@ func (e *aggregate) merge(o *aggregate) {
 	e.last = max(e.last, o.last)
 	e.syns += o.syns
 	e.synacks += o.synacks
+	e.rsts += o.rsts
 	e.src.merge(&o.src)
 	e.pfx.merge(&o.pfx)
 }
 
 func (e *aggregate) export(server string, port uint16) Aggregate {
-	return Aggregate{Server: server, Port: port, SYNs: e.syns, SynAcks: e.synacks, Sources: e.src.estimate(), Prefixes: e.pfx.estimate(),
+	return Aggregate{Server: server, Port: port, SYNs: e.syns, SynAcks: e.synacks, RSTs: e.rsts, Sources: e.src.estimate(), Prefixes: e.pfx.estimate(),
 		First: float64(e.first) / 1e9, Last: float64(e.last) / 1e9}
 }
 
@@ -192,6 +202,12 @@ func addrWords(a *decode.Addr) (uint64, uint64) {
 type hll struct{ r [256]uint8 }
 
 func (h *hll) add(x uint64) {
+	// splitmix64's finalizer: every input bit reaches the index bits.
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	x ^= x >> 31
 	i := x >> 56
 	rank := uint8(bits.LeadingZeros64(x<<8|1<<7) + 1)
 	if rank > h.r[i] {

@@ -5,6 +5,7 @@
 // synth.WriteBench, which the in-memory Go benchmark uses too.
 //
 //	go run ./bench/pcap/gen -o /tmp/big.pcap -size 1G
+//	go run ./bench/pcap/gen -o /tmp/flood.pcap -flood 1000000   # a SYN flood (synth.WriteFlood)
 package main
 
 import (
@@ -23,7 +24,15 @@ func main() {
 	flows := flag.Int("flows", 100000, "number of connections (reused round-robin until the size is reached)")
 	open := flag.Int("open", 2000, "connections in flight at once")
 	failPct := flag.Float64("fail", 3, "percent of connections that fail")
+	flood := flag.Int("flood", 0, "instead: write a SYN flood of this many spoofed SYNs, each answered by an unacknowledged SYN-ACK")
 	flag.Parse()
+	if *flood > 0 {
+		if err := runFlood(*out, *flood); err != nil {
+			fmt.Fprintln(os.Stderr, "gen:", err)
+			os.Exit(2)
+		}
+		return
+	}
 	size, err := parseSize(*sizeS)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "gen:", err)
@@ -58,6 +67,21 @@ func run(path string, size int64, o synth.BenchOptions) error {
 		return fmt.Errorf("create: %w", err)
 	}
 	if err := synth.WriteBench(f, size, o); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("close: %w", err)
+	}
+	return nil
+}
+
+func runFlood(path string, n int) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("create: %w", err)
+	}
+	if err := synth.WriteFlood(f, n); err != nil {
 		f.Close()
 		return err
 	}

@@ -154,3 +154,27 @@ func (f *benchFlow) next() (Seg, bool) {
 	}
 	return s, false
 }
+
+// WriteFlood writes a SYN flood as a server-side capture sees it: n SYNs
+// to 10.77.2.2:8080 from n distinct (spoofed) IPv4 sources, 2 µs apart,
+// each answered by a SYN-ACK that nobody acknowledges.
+func WriteFlood(w io.Writer, n int) error {
+	pw, err := NewPcapWriter(w, 1, binary.LittleEndian, true)
+	if err != nil {
+		return err
+	}
+	srv := netip.AddrFrom4([4]byte{10, 77, 2, 2})
+	base := int64(1_700_000_000 * time.Second)
+	for i := range n {
+		src := netip.AddrFrom4([4]byte{100 + byte(i>>24&63), byte(i >> 16), byte(i >> 8), byte(i)})
+		s := Seg{Src: src, Dst: srv, Sport: uint16(1024 + i%60000), Dport: 8080, Seq: uint32(i) * 7919, Flags: SYN, MSS: 1460, WScale: 7, SACKOK: true}
+		sa := Seg{Src: srv, Dst: src, Sport: 8080, Dport: s.Sport, Seq: uint32(i), Ack: s.Seq + 1, Flags: SYN | ACK, MSS: 1460, WScale: 7, SACKOK: true}
+		if err := pw.Write(base+int64(i)*2000, s.Frame()); err != nil {
+			return err
+		}
+		if err := pw.Write(base+int64(i)*2000+1000, sa.Frame()); err != nil {
+			return err
+		}
+	}
+	return pw.Flush()
+}
