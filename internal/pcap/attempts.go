@@ -69,8 +69,8 @@ type aggKey struct {
 
 type aggregate struct {
 	syns, synacks, rsts int
-	first, last   int64
-	src, pfx      hll
+	first, last         int64
+	src, pfx            hll
 }
 
 // maxAggregates bounds the server:port buckets (about 600 B each).
