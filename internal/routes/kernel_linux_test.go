@@ -10,11 +10,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
 	"github.com/synscope/synscope/internal/fixcmd"
 	"github.com/synscope/synscope/internal/netns"
 	"github.com/synscope/synscope/internal/testnet"
-	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 )
 
 // The real-kernel tests build, per test, a server namespace and a peer
@@ -269,13 +270,6 @@ func TestReplayKernel(t *testing.T) {
 
 func prefixNet(p netip.Prefix) *net.IPNet {
 	return &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
-}
-
-func familyOf(a netip.Addr) int {
-	if a.Is4() {
-		return unix.AF_INET
-	}
-	return unix.AF_INET6
 }
 
 // TestReplayHealthyDetails checks the fields of a successful answer against
