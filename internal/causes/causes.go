@@ -159,9 +159,14 @@ var catalog = []Cause{
 		Reference:         "2.C1, 2.E",
 		DropReasons:       []string{"NETFILTER_DROP"},
 		SynackDropReasons: []string{"NETFILTER_DROP"},
+		// A closed TCP port answers with RST, never with ICMP: a port
+		// unreachable quoting a SYN comes from a REJECT rule (iptables'
+		// and ip6tables' default reject-with).
 		ICMP: []ICMP{
 			{Type: 3, Codes: []uint8{9, 10, 13}, Text: "administratively prohibited"},
+			{Type: 3, Codes: []uint8{3}, Text: "port unreachable (a REJECT rule: closed TCP ports answer RST)"},
 			{V6: true, Type: 1, Codes: []uint8{1, 5, 6}, Text: "administratively prohibited"},
+			{V6: true, Type: 1, Codes: []uint8{4}, Text: "port unreachable (a REJECT rule: closed TCP ports answer RST)"},
 		},
 	},
 	{
@@ -184,10 +189,6 @@ var catalog = []Cause{
 		Fix:         "Start the service, or bind it to the address/device the clients use (0.0.0.0 / ::, or the right interface).",
 		Reference:   "2.G",
 		DropReasons: []string{"NO_SOCKET"},
-		ICMP: []ICMP{
-			{Type: 3, Codes: []uint8{3}, Text: "port unreachable"},
-			{V6: true, Type: 1, Codes: []uint8{4}, Text: "port unreachable"},
-		},
 	},
 	{
 		ID:          NeighborUnreachable,

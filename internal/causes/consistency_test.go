@@ -96,13 +96,13 @@ func TestReasonAndICMPMaps(t *testing.T) {
 		text       string
 		recognised bool
 	}{
-		{false, 3, 3, NoListener, "port unreachable", true},
+		{false, 3, 3, FirewallDrop, "port unreachable (a REJECT rule: closed TCP ports answer RST)", true},
 		{false, 3, 13, FirewallDrop, "administratively prohibited", true},
 		{false, 3, 1, NeighborUnreachable, "host unreachable", true},
 		{false, 3, 0, NoRouteToPeer, "network unreachable", true},
 		{false, 3, 2, NoRouteToPeer, "unreachable code 2", true},
 		{false, 11, 0, NoRouteToPeer, "time exceeded", true},
-		{true, 1, 4, NoListener, "port unreachable", true},
+		{true, 1, 4, FirewallDrop, "port unreachable (a REJECT rule: closed TCP ports answer RST)", true},
 		{true, 1, 1, FirewallDrop, "administratively prohibited", true},
 		{true, 1, 3, NeighborUnreachable, "address unreachable", true},
 		{true, 1, 0, NoRouteToPeer, "no route to destination", true},
