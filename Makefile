@@ -1,4 +1,4 @@
-.PHONY: generate test
+.PHONY: generate test matrix
 
 # Rebuild the committed BPF objects and Go bindings (needs clang and libbpf headers).
 generate:
@@ -8,3 +8,10 @@ generate:
 # parallel, kernel packages one at a time. See test/run.
 test:
 	bash test/run
+
+# The kernel matrix (README "Supported kernels"): doctor, trace and watch lab
+# tests on the host kernel and on Debian's 6.1 and 6.12 kernels under QEMU
+# (test/vm). MATRIX_KERNELS="6.1" picks kernels, MATRIX_FULL=1 runs every
+# lab scenario instead of the CI subset. See test/matrix.
+matrix:
+	bash test/matrix

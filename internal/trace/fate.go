@@ -201,8 +201,11 @@ func (e *Engine) addSYN(k flowKey, ev Event) []Outcome {
 		}
 		e.flows[k] = f
 		return out
-	case pending && ev.Flags&FlagConsumed == 0 && ev.DropReason == "NOT_SPECIFIED":
-		// A SYN retransmit meeting the request (SYN-ACK resend rate-limited).
+	case pending && ev.Flags&FlagConsumed == 0 && ev.DropReason == "NOT_SPECIFIED",
+		pending && ev.Flags&(FlagConsumed|FlagRST|FlagRSTSent|FlagFib|FlagSynAckDrop) == FlagConsumed:
+		// A SYN retransmit meeting the request (SYN-ACK resend rate-limited):
+		// freed with NOT_SPECIFIED since 6.x, consumed before (6.1), and
+		// in either case without a route lookup of its own.
 		e.flows[k] = f
 		return out
 	case ev.Flags&FlagConsumed == 0:

@@ -9,6 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cilium/ebpf/btf"
+	"golang.org/x/sys/unix"
+
 	"github.com/synscope/synscope/internal/lab"
 	"github.com/synscope/synscope/internal/netns"
 )
@@ -36,6 +39,10 @@ type labCase struct {
 	// noEvidence, when set, must not appear in any of the client's
 	// outcomes.
 	noEvidence string
+	// evidenceCap is the tracer capability evidence comes from; on a
+	// kernel without it (Capability not available) evidenceElse must
+	// appear instead, and the test says so.
+	evidenceCap, evidenceElse string
 }
 
 var labCases = []labCase{
@@ -67,7 +74,7 @@ var labCases = []labCase{
 	{scenario: "synack-unanswered", fate: SynAckRetransmitted, watch: 5 * time.Second, pending: 1500 * time.Millisecond},
 	{scenario: "ipv6-disabled", fate: Dropped},
 	{scenario: "tcp-minttl", fate: Dropped},
-	{scenario: "tcp-md5-mismatch", fate: Dropped, evidence: "tcp_hash_md5_required"},
+	{scenario: "tcp-md5-mismatch", fate: Dropped, evidence: "tcp_hash_md5_required", evidenceCap: capHash, evidenceElse: "kfree_skb reason TCP_MD5NOTFOUND"},
 	{scenario: "syn-queue-overflow", fate: Dropped, alsoOK: []Fate{Established}},
 	{scenario: "syn-backlog-last-quarter", fate: Dropped, spoofed: true},
 	{scenario: "syn-flood-cookies", fate: Established, evidence: "syncookie"},
@@ -118,9 +125,24 @@ func runLabCase(t *testing.T, prefix string, c labCase) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Kernel limits live in one place (lab.KernelLimits), shared with
+	// doctor's tests and the README's kernel table.
+	why, err := lab.NotApplicable(c.scenario, "trace")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if why != "" {
+		t.Skipf("not applicable on %s: %s", kernelRelease(), why)
+	}
 	cause := sc.Expect
 	if c.notPerSYN != "" {
 		cause = ""
+	}
+	if c.evidenceCap != "" {
+		if cp := plannedCapability(t, c.evidenceCap); cp.State != Available {
+			t.Logf("evidence %q needs %s; checking %q instead", c.evidence, cp, c.evidenceElse)
+			c.evidence = c.evidenceElse
+		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -203,4 +225,30 @@ func runLabCase(t *testing.T, prefix string, c labCase) {
 	if ok*10 < mine*8 {
 		t.Errorf("%s: only %d of %d outcomes are %s %q", c.scenario, ok, mine, c.fate, cause)
 	}
+}
+
+// plannedCapability is what the loader's plan says about a capability on
+// the running kernel (its hooks' prototypes in kernel BTF).
+func plannedCapability(t *testing.T, name string) Capability {
+	t.Helper()
+	spec, err := btf.LoadKernelSpec()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := btfHooks{spec}
+	for _, c := range capabilities(h, plan(h)) {
+		if c.Name == name {
+			return c
+		}
+	}
+	t.Fatalf("no capability %q", name)
+	return Capability{}
+}
+
+func kernelRelease() string {
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		return "this kernel"
+	}
+	return unix.ByteSliceToString(u.Release[:])
 }

@@ -65,6 +65,7 @@ func TestScenarios(t *testing.T) {
 		prefix := fmt.Sprintf("it-s%d", i)
 		t.Run(sc.Name, func(t *testing.T) {
 			t.Parallel()
+			skipIfNotApplicable(t, sc.Name)
 			env := labUp(t, sc.Name, prefix)
 			rep, r := doctorJSON(t, "--netns", env.Server)
 			if sc.Expect == "" {
