@@ -1,7 +1,6 @@
 package lab
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"os"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/synscope/synscope/internal/causes"
+	"github.com/synscope/synscope/internal/counters"
 	"github.com/synscope/synscope/internal/netns"
 )
 
@@ -53,61 +53,24 @@ func testPrefix(tag string) string {
 
 // readCounters returns the nstat-style counters (TcpExtListenDrops,
 // IpOutNoRoutes, Ip6InDiscards, ...) of namespace ns.
+// readCounters reads the namespace's nstat counters with the parser
+// doctor uses (internal/counters).
 func readCounters(ns string) (map[string]uint64, error) {
 	t, err := netns.Open(ns)
 	if err != nil {
 		return nil, err
 	}
 	defer t.Close()
-	out := map[string]uint64{}
+	var snap *counters.Snapshot
 	err = t.Do(func() error {
-		for _, f := range []string{"snmp", "netstat"} {
-			if err := parsePairs(filepath.Join(netns.ProcNet, f), out); err != nil {
-				return err
-			}
-		}
-		return parseSnmp6(filepath.Join(netns.ProcNet, "snmp6"), out)
+		var err error
+		snap, err = counters.Read(netns.ProcNet)
+		return err
 	})
-	return out, err
-}
-
-// parsePairs reads the header/value line pairs of /proc/net/{snmp,netstat};
-// "TcpExt: ListenDrops" becomes TcpExtListenDrops as nstat names it.
-func parsePairs(path string, out map[string]uint64) error {
-	b, err := os.ReadFile(path)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
-	for i := 0; i+1 < len(lines); i += 2 {
-		h, v := strings.Fields(lines[i]), strings.Fields(lines[i+1])
-		if len(h) != len(v) || len(h) == 0 {
-			continue
-		}
-		pfx := strings.TrimSuffix(h[0], ":")
-		for j := 1; j < len(h); j++ {
-			n, _ := strconv.ParseUint(v[j], 10, 64)
-			out[pfx+h[j]] = n
-		}
-	}
-	return nil
-}
-
-func parseSnmp6(path string, out map[string]uint64) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fs := strings.Fields(sc.Text())
-		if len(fs) == 2 {
-			n, _ := strconv.ParseUint(fs[1], 10, 64)
-			out[fs[0]] = n
-		}
-	}
-	return sc.Err()
+	return snap.Values, nil
 }
 
 func nsExists(name string) bool {
@@ -572,10 +535,20 @@ func checkLoad(env *Env) error {
 	return nil
 }
 
-func (fc faultCheck) check(env *Env) error {
-	c, err := readCounters(env.Server)
+// check proves the fault from what the counters did since base, a
+// reading taken when the scenario was up: the lab's warm-up handshakes
+// before the fault (a SYN-ACK retransmitted under load, say) are not the
+// scenario's doing.
+func (fc faultCheck) check(env *Env, base map[string]uint64) error {
+	now, err := readCounters(env.Server)
 	if err != nil {
 		return err
+	}
+	c := map[string]uint64{}
+	for k, v := range now {
+		if v > base[k] {
+			c[k] = v - base[k]
+		}
 	}
 	var miss []string
 	for _, k := range fc.positive {
@@ -667,7 +640,12 @@ func runFaultScenario(s Scenario, prefix string) (res struct {
 	}
 	defer Down(prefix)
 	fc := faultChecks[s.Name]
-	res.err = waitFor(12*time.Second, func() error { return fc.check(env) })
+	base, err := readCounters(env.Server)
+	if err != nil {
+		res.err = err
+		return res
+	}
+	res.err = waitFor(12*time.Second, func() error { return fc.check(env, base) })
 	dialErr := env.Dial(ctx, s.Family, 1500*time.Millisecond)
 	switch {
 	case fc.anyDial:
