@@ -178,7 +178,17 @@ func (l *nsLoop) run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	ch := make(chan batch, 16)
-	go l.receive(ctx, ch)
+	// The receiver ends before the sockets close (deferred above, so run
+	// after this): it must never read a closed, or reused, descriptor.
+	recvDone := make(chan struct{})
+	go func() {
+		defer close(recvDone)
+		l.receive(ctx, ch)
+	}()
+	defer func() {
+		cancel()
+		<-recvDone
+	}()
 	tick := time.NewTicker(l.opts.Interval)
 	defer tick.Stop()
 	l.expiry = time.NewTimer(time.Hour)
