@@ -29,7 +29,9 @@ func TestRunOneOutcomes(t *testing.T) {
 		stored bool
 	}{
 		{"ok", func(context.Context) (func(*Sample), string, error) { return store("ok"), "1 value", nil }, report.Ran, true},
-		{"eperm", func(context.Context) (func(*Sample), string, error) { return nil, "", fmt.Errorf("open: %w", unix.EPERM) }, report.Skipped, false},
+		{"eperm", func(context.Context) (func(*Sample), string, error) {
+			return nil, "", fmt.Errorf("open: %w", unix.EPERM)
+		}, report.Skipped, false},
 		{"absent", func(context.Context) (func(*Sample), string, error) {
 			return nil, "", fmt.Errorf("%w: module not loaded", ErrNotAvailable)
 		}, report.Skipped, false},
@@ -41,7 +43,9 @@ func TestRunOneOutcomes(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			s := &Sample{}
-			src := Source{Name: c.name, Read: func(ctx context.Context, _ *netns.Target, _ *Sample) (func(*Sample), string, error) { return c.read(ctx) }}
+			src := Source{Name: c.name, Read: func(ctx context.Context, _ *netns.Target, _ *Sample) (func(*Sample), string, error) {
+				return c.read(ctx)
+			}}
 			chk := runOne(context.Background(), nil, s, src, 50*time.Millisecond)
 			if chk.Status != c.status || (c.status != report.Ran && chk.Detail == "") {
 				t.Fatalf("check %+v, want status %s with a reason", chk, c.status)
