@@ -17,6 +17,8 @@ import (
 	"errors"
 	"net/netip"
 
+	"github.com/synscope/synscope/internal/pcap/checksum"
+
 	"github.com/synscope/synscope/internal/pcap/capfile"
 )
 
@@ -405,7 +407,7 @@ func (d *Decoder) ipv4(data []byte, off int, p *Packet) error {
 	p.TTL = h[8]
 	copy(p.Src[:4], h[12:16])
 	copy(p.Dst[:4], h[16:20])
-	if d.VerifyChecksums && checksum(h[:ihl], 0) != 0xffff {
+	if d.VerifyChecksums && checksum.Of(h[:ihl], 0) != 0xffff {
 		p.IPChecksumBad = true
 	}
 	frag := binary.BigEndian.Uint16(h[6:])
@@ -684,12 +686,12 @@ func (d *Decoder) tcp(ip []byte, off, l4len int, p *Packet, v6 bool) error {
 	if d.VerifyChecksums && !p.Truncated {
 		var sum uint32
 		if v6 {
-			sum = sumBytes(ip[8:40], 0)
+			sum = checksum.Sum(ip[8:40], 0)
 		} else {
-			sum = sumBytes(ip[12:20], 0)
+			sum = checksum.Sum(ip[12:20], 0)
 		}
 		sum += 6 + uint32(l4len)
-		if checksum(t[:l4len], sum) != 0xffff {
+		if checksum.Of(t[:l4len], sum) != 0xffff {
 			p.TCPChecksumBad = true
 		}
 	}
@@ -783,37 +785,4 @@ func icmpErr(b []byte, p *Packet, v6 bool) error {
 		p.InnerFlags, p.InnerHasFlags = tcp[13], true
 	}
 	return nil
-}
-
-func sumBytes(b []byte, sum uint32) uint32 {
-	for len(b) >= 2 {
-		sum += uint32(b[0])<<8 | uint32(b[1])
-		b = b[2:]
-	}
-	if len(b) == 1 {
-		sum += uint32(b[0]) << 8
-	}
-	return sum
-}
-
-// checksum returns the folded ones' complement sum of b plus initial.
-func checksum(b []byte, initial uint32) uint16 {
-	sum := uint64(initial)
-	for len(b) >= 8 {
-		v := binary.BigEndian.Uint64(b)
-		sum += v >> 32
-		sum += v & 0xffffffff
-		b = b[8:]
-	}
-	for len(b) >= 2 {
-		sum += uint64(b[0])<<8 | uint64(b[1])
-		b = b[2:]
-	}
-	if len(b) == 1 {
-		sum += uint64(b[0]) << 8
-	}
-	for sum>>16 != 0 {
-		sum = sum&0xffff + sum>>16
-	}
-	return uint16(sum)
 }

@@ -3,6 +3,8 @@ package synth
 import (
 	"encoding/binary"
 	"net/netip"
+
+	"github.com/synscope/synscope/internal/pcap/checksum"
 )
 
 // IPPacket wraps payload in an IPv4 or IPv6 header (by src's family)
@@ -17,7 +19,7 @@ func IPPacket(src, dst netip.Addr, proto uint8, payload []byte) []byte {
 		a, b := src.As4(), dst.As4()
 		copy(ip[12:], a[:])
 		copy(ip[16:], b[:])
-		binary.BigEndian.PutUint16(ip[10:], ^fold(sum(ip, 0)))
+		binary.BigEndian.PutUint16(ip[10:], ^checksum.Of(ip, 0))
 		return append(ip, payload...)
 	}
 	ip := make([]byte, 40, 40+len(payload))

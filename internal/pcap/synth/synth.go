@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+
+	"github.com/synscope/synscope/internal/pcap/checksum"
 )
 
 // TCP flags.
@@ -100,8 +102,8 @@ func (s *Seg) IP() []byte {
 		a, b := s.Src.As4(), s.Dst.As4()
 		copy(ip[12:], a[:])
 		copy(ip[16:], b[:])
-		binary.BigEndian.PutUint16(ip[10:], ^fold(sum(ip, 0)))
-		pseudo = sum(ip[12:20], 0)
+		binary.BigEndian.PutUint16(ip[10:], ^checksum.Of(ip, 0))
+		pseudo = checksum.Sum(ip[12:20], 0)
 	} else {
 		ip = make([]byte, 40)
 		ip[0] = 0x60
@@ -111,10 +113,10 @@ func (s *Seg) IP() []byte {
 		a, b := s.Src.As16(), s.Dst.As16()
 		copy(ip[8:], a[:])
 		copy(ip[24:], b[:])
-		pseudo = sum(ip[8:40], 0)
+		pseudo = checksum.Sum(ip[8:40], 0)
 	}
 	pseudo += 6 + uint32(len(tcp))
-	ck := ^fold(sum(tcp, pseudo))
+	ck := ^checksum.Of(tcp, pseudo)
 	if s.BadTCPChecksum {
 		ck ^= 0x5a5a
 	}
@@ -165,7 +167,7 @@ func ICMPUnreachableQuoting(router netip.Addr, quoted []byte, code uint8, n int)
 		icmp := make([]byte, 8+len(q))
 		icmp[0], icmp[1] = 3, code
 		copy(icmp[8:], q)
-		binary.BigEndian.PutUint16(icmp[2:], ^fold(sum(icmp, 0)))
+		binary.BigEndian.PutUint16(icmp[2:], ^checksum.Of(icmp, 0))
 		ip := make([]byte, 20)
 		ip[0] = 0x45
 		binary.BigEndian.PutUint16(ip[2:], uint16(20+len(icmp)))
@@ -173,7 +175,7 @@ func ICMPUnreachableQuoting(router netip.Addr, quoted []byte, code uint8, n int)
 		a := router.As4()
 		copy(ip[12:], a[:])
 		copy(ip[16:], quoted[12:16])
-		binary.BigEndian.PutUint16(ip[10:], ^fold(sum(ip, 0)))
+		binary.BigEndian.PutUint16(ip[10:], ^checksum.Of(ip, 0))
 		return append(ip, icmp...)
 	}
 	if n == 0 {
@@ -190,27 +192,9 @@ func ICMPUnreachableQuoting(router netip.Addr, quoted []byte, code uint8, n int)
 	a := router.As16()
 	copy(ip[8:], a[:])
 	copy(ip[24:], quoted[8:24])
-	ps := sum(ip[8:40], 0) + 58 + uint32(len(icmp))
-	binary.BigEndian.PutUint16(icmp[2:], ^fold(sum(icmp, ps)))
+	ps := checksum.Sum(ip[8:40], 0) + 58 + uint32(len(icmp))
+	binary.BigEndian.PutUint16(icmp[2:], ^checksum.Of(icmp, ps))
 	return append(ip, icmp...)
-}
-
-func sum(b []byte, s uint32) uint32 {
-	for len(b) >= 2 {
-		s += uint32(b[0])<<8 | uint32(b[1])
-		b = b[2:]
-	}
-	if len(b) == 1 {
-		s += uint32(b[0]) << 8
-	}
-	return s
-}
-
-func fold(s uint32) uint16 {
-	for s>>16 != 0 {
-		s = s&0xffff + s>>16
-	}
-	return uint16(s)
 }
 
 // PcapWriter writes classic pcap.
