@@ -184,3 +184,20 @@ func TestNoListenerNotConfirmedWithoutSockets(t *testing.T) {
 		}
 	}
 }
+
+// TestCarrierLostRisk: a default route whose device lost carrier is a
+// warning while lookups still use it, and not at risk where the namespace
+// ignores link-down routes (lookups skip it: it is gone, not at risk).
+func TestCarrierLostRisk(t *testing.T) {
+	e := server()
+	e.Routes.Routes = append(e.Routes.Routes, routes.Route{Family: unix.AF_INET, Table: 254, Type: "unicast",
+		Gateway: netip.MustParseAddr("10.77.2.1"), Dev: "s0", Ifindex: 2, Linkdown: true})
+	fs := Diagnose(e)
+	if len(fs) != 1 || fs[0].Cause != causes.DefaultRouteAtRisk || fs[0].Evidence[0].Data["risk"] != "carrier-lost" {
+		t.Fatalf("got %+v", fs)
+	}
+	e.Sysctl["net.ipv4.conf.all.ignore_routes_with_linkdown"] = "1"
+	if fs := Diagnose(e); len(fs) != 0 {
+		t.Fatalf("link-down route ignored by lookups, yet %+v", fs)
+	}
+}

@@ -45,6 +45,17 @@ func (e *Evidence) v6Conf(dev string) routeloss.Conf {
 	return c
 }
 
+// ignoresLinkdown: whether lookups skip link-down routes on dev (the
+// device's ignore_routes_with_linkdown or "all"'s, either set).
+func (e *Evidence) ignoresLinkdown(fam int, dev string) bool {
+	f := "ipv4"
+	if fam == 6 {
+		f = "ipv6"
+	}
+	return e.sysctl(sysctl.ConfName(f, "all", "ignore_routes_with_linkdown")) == "1" ||
+		e.sysctl(sysctl.ConfName(f, dev, "ignore_routes_with_linkdown")) == "1"
+}
+
 // resetAgo dates the last reset of a device from its addresses.
 func (e *Evidence) resetAgo(ifindex int) time.Duration {
 	var ll, other time.Duration
@@ -119,7 +130,11 @@ func ruleDefaultRouteAtRisk(e *Evidence) []report.Finding {
 			if r.Type != "unicast" && r.Type != "" {
 				continue
 			}
-			lr := routeloss.Route{Family: fam, RA: r.Protocol == "ra", Gateway: r.Gateway, Ifindex: r.Ifindex, HasExpiry: r.HasExpiry, Remaining: r.Expires}
+			if r.Linkdown && e.ignoresLinkdown(fam, r.Dev) {
+				continue // lookups skip it: not at risk, gone (no-route-to-peer says so)
+			}
+			lr := routeloss.Route{Family: fam, RA: r.Protocol == "ra", Gateway: r.Gateway, Ifindex: r.Ifindex,
+				HasExpiry: r.HasExpiry, Remaining: r.Expires, Linkdown: r.Linkdown}
 			rs = append(rs, lr)
 			byRoute[lr] = r
 			if fam == 6 {
@@ -156,6 +171,8 @@ func ruleDefaultRouteAtRisk(e *Evidence) []report.Finding {
 				Text: fmt.Sprintf("%s = %d, %s = %d", sysctl.ConfName("ipv6", r.Dev, "forwarding"), conf[r.Ifindex].Forwarding, sysctl.ConfName("ipv6", r.Dev, "accept_ra"), conf[r.Ifindex].AcceptRA)})
 			fix.Run(e.sysctlCmd(sysctl.ConfName("ipv6", r.Dev, "accept_ra"), 2))
 			fix.Note("accept RAs with forwarding on, so the route is refreshed and not purged")
+		case routeloss.RiskCarrierLost:
+			fix.Note(fmt.Sprintf("bring the link on %s back (cable, peer, VF), or move the default route to a device with carrier", r.Dev))
 		case routeloss.RiskGatewayFailed:
 			fix.Note(fmt.Sprintf("check the link to %s, or point the default route at a working gateway", r.Gateway))
 		default:

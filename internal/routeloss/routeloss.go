@@ -40,10 +40,16 @@ const (
 	RiskForwardingAcceptRA = "forwarding-accept-ra"
 	RiskLifetimeLow        = "lifetime-low"
 	RiskGatewayFailed      = "gateway-failed"
+	// RiskCarrierLost: the route's device has no carrier (the kernel flags
+	// the route link-down in place, with no route news) while
+	// ignore_routes_with_linkdown=0, so lookups still choose it and what
+	// it carries is dropped at the device. Where the setting is 1 lookups
+	// skip the route: that is a loss (reason carrier-lost), not a risk.
+	RiskCarrierLost = "carrier-lost"
 )
 
 // RiskKinds lists every risk kind.
-var RiskKinds = []string{RiskForwardingAcceptRA, RiskLifetimeLow, RiskGatewayFailed}
+var RiskKinds = []string{RiskForwardingAcceptRA, RiskLifetimeLow, RiskGatewayFailed, RiskCarrierLost}
 
 // Conf is a device's IPv6 forwarding and accept_ra; -1 when unread.
 type Conf struct {
@@ -68,6 +74,9 @@ type Route struct {
 	// it (<= 0: expired, still listed, no longer used).
 	HasExpiry bool
 	Remaining time.Duration
+	// Linkdown: the kernel flagged the route's next hop link-down (no
+	// carrier); the caller passes only routes lookups still use.
+	Linkdown bool
 }
 
 // Risk is one usable default route that is about to go.
@@ -82,7 +91,8 @@ type Risk struct {
 //     with forwarding=1 and accept_ra=1: RAs are ignored now, so the route
 //     expires, and a write of forwarding=1 purges it at once;
 //   - lifetime-low: a route whose lifetime is below threshold;
-//   - gateway-failed: the gateway's neighbour entry is FAILED.
+//   - gateway-failed: the gateway's neighbour entry is FAILED;
+//   - carrier-lost: the device has no carrier, lookups still use the route.
 func Risks(rs []Route, conf map[int]Conf, gatewayFailed func(Route) bool, threshold time.Duration) []Risk {
 	var out []Risk
 	for _, r := range rs {
@@ -103,6 +113,9 @@ func Risks(rs []Route, conf map[int]Conf, gatewayFailed func(Route) bool, thresh
 		}
 		if r.HasExpiry && threshold > 0 && r.Remaining < threshold {
 			out = append(out, Risk{RiskLifetimeLow, r, fmt.Sprintf("the route expires in %.1fs (threshold %s) and no refresh has been seen", r.Remaining.Seconds(), threshold)})
+		}
+		if r.Linkdown {
+			out = append(out, Risk{RiskCarrierLost, r, "the route's device has no carrier: route lookups still choose this route (ignore_routes_with_linkdown=0) and what is sent through it is dropped at the device"})
 		}
 		if r.Gateway.IsValid() && gatewayFailed != nil && gatewayFailed(r) {
 			out = append(out, Risk{RiskGatewayFailed, r, "the gateway's neighbour entry is FAILED: it does not answer " + arpOrND(r.Family)})

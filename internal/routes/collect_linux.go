@@ -199,8 +199,9 @@ func (c *nlConn) dumpNexthops() map[uint32]nexthop {
 
 // hop is one next hop of a route.
 type hop struct {
-	gw      netip.Addr
-	ifindex int
+	gw       netip.Addr
+	ifindex  int
+	linkdown bool
 }
 
 func (c *nlConn) dumpRoutes(s *State, family uint8, names map[int]string, nh map[uint32]nexthop, seen map[gwKey]bool) error {
@@ -211,7 +212,8 @@ func (c *nlConn) dumpRoutes(s *State, family uint8, names map[int]string, nh map
 		if typ != unix.RTM_NEWROUTE || len(p) < unix.SizeofRtMsg || p[0] != family {
 			return nil
 		}
-		if binary.NativeEndian.Uint32(p[8:])&unix.RTM_F_CLONED != 0 {
+		rtmFlags := binary.NativeEndian.Uint32(p[8:])
+		if rtmFlags&unix.RTM_F_CLONED != 0 {
 			return nil
 		}
 		dstLen := int(p[1])
@@ -258,7 +260,7 @@ func (c *nlConn) dumpRoutes(s *State, family uint8, names map[int]string, nh map
 					if l < unix.SizeofRtNexthop || l > len(d) {
 						break
 					}
-					h := hop{ifindex: int(int32(binary.NativeEndian.Uint32(d[4:])))}
+					h := hop{ifindex: int(int32(binary.NativeEndian.Uint32(d[4:]))), linkdown: d[2]&unix.RTNH_F_LINKDOWN != 0}
 					forAttrs(d[unix.SizeofRtNexthop:l], func(t uint16, d []byte) {
 						switch t {
 						case unix.RTA_GATEWAY:
@@ -282,11 +284,12 @@ func (c *nlConn) dumpRoutes(s *State, family uint8, names map[int]string, nh map
 			}
 		}
 		if len(hops) == 0 {
+			single.linkdown = rtmFlags&unix.RTNH_F_LINKDOWN != 0
 			hops = append(hops, single)
 		}
 		for _, h := range hops {
 			rr := r
-			rr.Gateway, rr.Ifindex = h.gw, h.ifindex
+			rr.Gateway, rr.Ifindex, rr.Linkdown = h.gw, h.ifindex, h.linkdown
 			rr.Dev = names[h.ifindex]
 			if seen != nil && dstLen != 0 && !failing {
 				if !rr.Gateway.IsValid() {

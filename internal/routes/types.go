@@ -143,6 +143,10 @@ type Route struct {
 	// runs, while lookups already skip it, and sends no notification.
 	HasExpiry bool
 	Expires   time.Duration
+	// Linkdown: the kernel flagged this next hop RTNH_F_LINKDOWN (its
+	// device has no carrier); lookups skip it only where
+	// ignore_routes_with_linkdown is set.
+	Linkdown bool
 }
 
 // Usable reports whether a lookup could use the route: not expired. (A

@@ -158,6 +158,8 @@ func RelevantNames(ifaces []string) []string {
 	}
 	add("ipv4", append([]string{"all", "default"}, ifaces...), "rp_filter")
 	add("ipv4", append([]string{"all"}, ifaces...), "accept_local")
+	add("ipv4", append([]string{"all"}, ifaces...), "ignore_routes_with_linkdown")
+	add("ipv6", append([]string{"all"}, ifaces...), "ignore_routes_with_linkdown")
 	add("ipv6", append([]string{"all", "default"}, ifaces...), "disable_ipv6", "accept_ra", "forwarding")
 	return names
 }

@@ -69,7 +69,7 @@ func TestRelevantFixture(t *testing.T) {
 			t.Errorf("absent interface key %s present", k)
 		}
 	}
-	// lo gives 26 names; eth0.100 only has rp_filter in the fixture.
+	// lo gives 30 names; eth0.100 only has rp_filter in the fixture.
 	if len(m) != len(names)+1 {
 		t.Errorf("got %d keys, want %d", len(m), len(names)+1)
 	}

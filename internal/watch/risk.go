@@ -12,16 +12,10 @@ const (
 	RiskForwardingAcceptRA = routeloss.RiskForwardingAcceptRA
 	RiskLifetimeLow        = routeloss.RiskLifetimeLow
 	RiskGatewayFailed      = routeloss.RiskGatewayFailed
-	// RiskCarrierLost is watch's own: the route's device has no carrier
-	// (the kernel flagged the route link-down, in place, with no route
-	// news) but ignore_routes_with_linkdown=0, so route lookups still
-	// choose it and what it carries is dropped at the device. Where
-	// ignore_routes_with_linkdown=1 lookups skip it: that is a loss
-	// (reason carrier-lost), not a risk.
-	RiskCarrierLost = "carrier-lost"
+	RiskCarrierLost        = routeloss.RiskCarrierLost
 )
 
-var riskKinds = append(append([]string(nil), routeloss.RiskKinds...), RiskCarrierLost)
+var riskKinds = routeloss.RiskKinds
 
 // devConf is a device's IPv6 forwarding and accept_ra (-1 when unread).
 type devConf = routeloss.Conf
@@ -36,9 +30,8 @@ type risk struct {
 	Detail string
 }
 
-// assessRisks finds the usable default routes at risk (routeloss.Risks,
-// then carrier-lost). ignoreLinkdown says where the kernel skips link-down
-// routes. Pure.
+// assessRisks finds the usable default routes at risk (routeloss.Risks).
+// ignoreLinkdown says where the kernel skips link-down routes. Pure.
 func assessRisks(rs []Route, now time.Time, threshold time.Duration, conf map[int]devConf, neigh map[neighKey]uint16, ignoreLinkdown func(fam, ifindex int) bool) []risk {
 	var in []routeloss.Route
 	back := map[int]Route{}
@@ -47,12 +40,9 @@ func assessRisks(rs []Route, now time.Time, threshold time.Duration, conf map[in
 		if !r.Usable(now, ignoreLinkdown(r.Family, r.Ifindex)) {
 			continue
 		}
-		if r.Flags&rtnhLinkdown != 0 {
-			out = append(out, risk{RiskCarrierLost, r, "the route's device has no carrier: route lookups still choose this route (ignore_routes_with_linkdown=0) and what is sent through it is dropped at the device"})
-		}
 		back[len(in)] = r
 		in = append(in, routeloss.Route{Family: r.Family, RA: r.Protocol == protoRA, Gateway: r.Gateway,
-			Ifindex: r.Ifindex, HasExpiry: r.HasExpiry, Remaining: r.Remaining(now)})
+			Ifindex: r.Ifindex, HasExpiry: r.HasExpiry, Remaining: r.Remaining(now), Linkdown: r.Flags&rtnhLinkdown != 0})
 	}
 	failed := func(r routeloss.Route) bool {
 		st, ok := neigh[neighKey{r.Ifindex, r.Gateway}]
