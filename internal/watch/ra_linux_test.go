@@ -1,11 +1,6 @@
 package watch
 
 import (
-	"bytes"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"syscall"
 	"testing"
 	"time"
 
@@ -15,17 +10,9 @@ import (
 	"github.com/synscope/synscope/internal/testnet"
 )
 
-// startRadvd runs a real radvd in the lab router's namespace, advertising
-// on rs0 (towards the server) with a 30s router lifetime every 3-4s.
-func startRadvd(t *testing.T, rtr *netns.Target) {
-	t.Helper()
-	bin, err := exec.LookPath("radvd")
-	if err != nil {
-		t.Fatal("radvd is not installed (Debian package radvd; .ci/run installs it)")
-	}
-	dir := t.TempDir()
-	conf := filepath.Join(dir, "radvd.conf")
-	cfg := `interface rs0 {
+// labRadvd is radvd's configuration for the lab router: advertise on rs0
+// (towards the server) with a 30s router lifetime every 3-4s.
+const labRadvd = `interface rs0 {
 	AdvSendAdvert on;
 	MinRtrAdvInterval 3;
 	MaxRtrAdvInterval 4;
@@ -33,25 +20,6 @@ func startRadvd(t *testing.T, rtr *netns.Target) {
 	prefix fd77:2::/64 { AdvOnLink on; AdvAutonomous off; };
 };
 `
-	if err := os.WriteFile(conf, []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	var out bytes.Buffer
-	cmd := exec.Command(bin, "-n", "-m", "stderr", "-C", conf, "-p", filepath.Join(dir, "radvd.pid"))
-	cmd.Stdout, cmd.Stderr = &out, &out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	// Started from a thread inside the router namespace: radvd lives there.
-	if err := rtr.Do(cmd.Start); err != nil {
-		t.Fatalf("radvd: %v", err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		if t.Failed() {
-			t.Logf("radvd output:\n%s", out.String())
-		}
-	})
-}
 
 // TestLabRAForwarding: the server learns its IPv6 default route from a
 // real radvd (accept_ra=1); with forwarding on while the route is still
@@ -81,7 +49,7 @@ func TestLabRAForwarding(t *testing.T) {
 
 	d := startWatch(t, Options{Netns: []string{env.Server}, Interval: 200 * time.Millisecond, RiskLifetime: time.Second})
 	from := d.log.count()
-	startRadvd(t, rtr)
+	testnet.StartRadvd(t, rtr, labRadvd)
 	added := d.log.wait(t, from, 15*time.Second, "RA-learned route", func(f map[string]any) bool {
 		return f["event"] == EventRouteAdded && f["family"] == "ipv6" && field(f, "route", "protocol") == "ra"
 	})
