@@ -20,6 +20,7 @@ type probeFlags struct {
 	interval time.Duration
 	timeout  time.Duration
 	path     bool
+	raw      bool
 	family   int
 	source   string
 	mark     uint32
@@ -36,7 +37,9 @@ func newProbeCmd() *cobra.Command {
 			"/etc/netns/NAME for --netns NAME), reports the proxy variables that apply, the route,\n" +
 			"source, local nftables output rules and next-hop neighbour for every address, makes\n" +
 			"--count real handshakes to each (connected, refused, timed out, ICMP unreachable with\n" +
-			"its reporter), with --path sends TCP SYNs with rising TTL, and gives one verdict.\n\n" +
+			"its reporter) — with --raw single SYNs from a raw socket instead, each SYN-ACK reset —\n" +
+			"with --path sends TCP SYNs with rising TTL, and gives one verdict. --count 0 runs until\n" +
+			"SIGINT/SIGTERM with a running summary line on stderr.\n\n" +
 			"Exit codes: 0 every address connected without loss, 1 problems, 2 could not run.",
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -75,6 +78,7 @@ func newProbeCmd() *cobra.Command {
 	fl.DurationVar(&f.interval, "interval", time.Second, "pause between handshakes to one address")
 	fl.DurationVar(&f.timeout, "timeout", 2*time.Second, "wait for one handshake")
 	fl.BoolVar(&f.path, "path", false, "also send TCP SYNs with TTL 1, 2, ... to find where they die")
+	fl.BoolVar(&f.raw, "raw", false, "one SYN per attempt from a raw socket, no kernel retransmission (needs CAP_NET_RAW; without it connect() is used and the report says why)")
 	fl.IntVar(&f.family, "family", 0, "only IPv4 (4) or IPv6 (6) addresses")
 	fl.StringVar(&f.source, "source", "", "bind this local address")
 	fl.Uint32Var(&f.mark, "mark", 0, "SO_MARK for the probe's sockets and route lookup (needs CAP_NET_ADMIN)")
@@ -101,7 +105,7 @@ func (f probeFlags) options(target string, portSet bool) (probe.Options, error) 
 		return probe.Options{}, fmt.Errorf("%q: no port: give HOST:PORT or --port N", target)
 	}
 	opts := probe.Options{Host: host, Port: uint16(port), Count: f.count, Interval: f.interval,
-		Timeout: f.timeout, Path: f.path, Family: f.family, Mark: f.mark, Netns: f.netns}
+		Timeout: f.timeout, Path: f.path, Raw: f.raw, Family: f.family, Mark: f.mark, Netns: f.netns}
 	if f.source != "" {
 		a, err := netip.ParseAddr(f.source)
 		if err != nil || a.Zone() != "" {

@@ -25,7 +25,11 @@ func Text(w io.Writer, r *Report) error {
 	p := func(format string, args ...any) { fmt.Fprintf(bw, format, args...) }
 	S := safetext.Show
 
-	p("synscope probe %s port %d — netns %s\n\n", S(r.Target.Host), r.Target.Port, S(r.Target.Netns))
+	p("synscope probe %s port %d — netns %s", S(r.Target.Host), r.Target.Port, S(r.Target.Netns))
+	if r.Target.Mode == ModeRaw {
+		p(", raw SYNs (one per attempt)")
+	}
+	p("\n\n")
 	p("verdict: %s", r.Verdict)
 	if r.Cause != "" {
 		p("  [%s]", r.Cause)

@@ -83,8 +83,16 @@ type Target struct {
 	Mark   uint32 `json:"mark,omitempty"`
 	UID    uint32 `json:"uid"`
 	Count  int    `json:"count"`
-	Mode   string `json:"mode"` // "connect"
+	// Mode is how the attempts were made: ModeConnect or ModeRaw (raw
+	// asked and possible).
+	Mode string `json:"mode"`
 }
+
+// Attempt modes (Target.Mode).
+const (
+	ModeConnect = "connect" // connect(): a full handshake, kernel retransmits included
+	ModeRaw     = "raw-syn" // one SYN from a raw socket per attempt, reset after a SYN-ACK
+)
 
 // Check is one part of the probe and whether it ran.
 type Check struct {
