@@ -429,7 +429,12 @@ var faultChecks = map[string]faultCheck{
 	"listener-wrong-address":   {positive: []string{"TcpOutRsts"}},
 	"listener-bound-device":    {positive: []string{"TcpOutRsts"}},
 	"neighbor-unreachable-v4":  {positive: []string{"TcpExtTCPSynRetrans", "TcpExtListenDrops"}},
-	"neighbor-unreachable-v6":  {positive: []string{"TcpExtTCPSynRetrans"}},
+	// IPv6 lookups prefer routes whose neighbour is reachable
+	// (RT6_LOOKUP_F_REACHABLE): while the gateway's entry is FAILED the
+	// default route carries the SYN-ACK and a dial completes; once the
+	// entry is gone the route to the dead gateway is tried again. Either
+	// outcome is the kernel's; the counter proves the fault.
+	"neighbor-unreachable-v6":  {anyDial: true, positive: []string{"TcpExtTCPSynRetrans"}},
 	"synack-unanswered":        {positive: []string{"TcpExtTCPSynRetrans"}, nftChain: "input", nftCli: true},
 	// Only the background client's pinned source port is affected, so
 	// Dial (another port) still works.
@@ -551,9 +556,10 @@ func (fc faultCheck) check(env *Env, base map[string]uint64) error {
 		}
 	}
 	var miss []string
+	benign := benignAllowance(c)
 	for _, k := range fc.positive {
-		if c[k] == 0 {
-			miss = append(miss, k+"=0")
+		if c[k] <= benign[k] {
+			miss = append(miss, fmt.Sprintf("%s=%d (want more than %d, what a healthy lab may show)", k, c[k], benign[k]))
 		}
 	}
 	for _, k := range fc.zero {
@@ -699,6 +705,17 @@ func TestAgentsExitWhenLabGone(t *testing.T) {
 	}
 }
 
+// benignAllowance is how much of the counters a healthy lab may move under
+// load: a client may retransmit its SYN and the server then re-sends its
+// SYN-ACK, or a connection torn down mid-exchange draws one RST. Benign and
+// rare: a few, growing with the connections made. The healthy control
+// allows this much and a fault check must see more, so that no fault check
+// passes on what a healthy lab does.
+func benignAllowance(c map[string]uint64) map[string]uint64 {
+	few := 2 + c["TcpPassiveOpens"]/10
+	return map[string]uint64{"TcpExtTCPSynRetrans": few, "TcpExtTCPTimeouts": few, "TcpOutRsts": few}
+}
+
 // TestHealthyControl is the negative control for TestScenarioFaults: in a
 // healthy lab none of the counters the fault checks rely on moves, so a
 // passing fault check means the fault, not the warm-up or the client.
@@ -717,12 +734,7 @@ func TestHealthyControl(t *testing.T) {
 			if c["TcpPassiveOpens"] < 5 {
 				t.Errorf("background client made only %d connections", c["TcpPassiveOpens"])
 			}
-			// Under load (the whole suite on two cores) a client may
-			// retransmit its SYN, and the server then re-sends its SYN-ACK;
-			// or a connection torn down mid-exchange draws one RST. Benign,
-			// and rare: allow a few, far below what the fault scenarios make.
-			few := 2 + c["TcpPassiveOpens"]/10
-			timing := map[string]uint64{"TcpExtTCPSynRetrans": few, "TcpExtTCPTimeouts": few, "TcpOutRsts": few}
+			timing := benignAllowance(c)
 			for name, fc := range faultChecks {
 				for _, k := range fc.positive {
 					if c[k] > timing[k] {
