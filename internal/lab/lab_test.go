@@ -434,8 +434,8 @@ var faultChecks = map[string]faultCheck{
 	// default route carries the SYN-ACK and a dial completes; once the
 	// entry is gone the route to the dead gateway is tried again. Either
 	// outcome is the kernel's; the counter proves the fault.
-	"neighbor-unreachable-v6":  {anyDial: true, positive: []string{"TcpExtTCPSynRetrans"}},
-	"synack-unanswered":        {positive: []string{"TcpExtTCPSynRetrans"}, nftChain: "input", nftCli: true},
+	"neighbor-unreachable-v6": {anyDial: true, positive: []string{"TcpExtTCPSynRetrans"}},
+	"synack-unanswered":       {positive: []string{"TcpExtTCPSynRetrans"}, nftChain: "input", nftCli: true},
 	// Only the background client's pinned source port is affected, so
 	// Dial (another port) still works.
 	"conntrack-invalid":        {dialOK: true, nftChain: "input", extra: checkCtInvalid},
