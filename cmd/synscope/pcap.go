@@ -72,6 +72,26 @@ func newPcapCmd() *cobra.Command {
 				return errors.New("give a capture FILE, or --client and --server")
 			}
 			cfg.KeepPackets = ladder > 0 || htmlOut != "" || annotateOut != ""
+			if asJSON && !cfg.KeepPackets {
+				// Stream: each connection is written when it ends and
+				// its record recycled; memory as in summary mode.
+				js := pcap.NewJSONStream(out, args[0])
+				cfg.OnConn = js.Conn
+				rep, err := pcap.SummarizeFile(args[0], cfg)
+				if rep == nil {
+					return err
+				}
+				if jerr := js.Finish(rep); jerr != nil {
+					return jerr
+				}
+				if err != nil {
+					return err
+				}
+				if rep.Summary.Failed > 0 || rep.Stats.UntrackedSYNs > 0 {
+					return exitError{report.ExitProblems}
+				}
+				return nil
+			}
 			analyze := pcap.AnalyzeFile
 			if !asJSON && !table && !cfg.KeepPackets {
 				// Summary only: stream, keeping nothing per connection.

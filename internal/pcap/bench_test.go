@@ -2,6 +2,7 @@ package pcap
 
 import (
 	"bytes"
+	"io"
 	"os"
 	"runtime"
 	"testing"
@@ -57,4 +58,34 @@ func BenchmarkAnalyzeFile(b *testing.B) {
 		pkts += r.Stats.Packets
 	}
 	b.ReportMetric(float64(pkts)/b.Elapsed().Seconds(), "pkts/s")
+}
+
+// BenchmarkAnalyzeJSON is BenchmarkAnalyze writing the streamed JSON
+// report (what `synscope pcap --json FILE` does) to io.Discard.
+func BenchmarkAnalyzeJSON(b *testing.B) {
+	var buf bytes.Buffer
+	if err := synth.WriteBench(&buf, 24<<20, synth.BenchOptions{FailPct: 3, Spacing: 100 * time.Microsecond}); err != nil {
+		b.Fatal(err)
+	}
+	data := buf.Bytes()
+	var pkts int
+	var m0, m1 runtime.MemStats
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	runtime.ReadMemStats(&m0)
+	for b.Loop() {
+		js := NewJSONStream(io.Discard, "bench.pcap")
+		r, err := SummarizeReader(bytes.NewReader(data), Config{OnConn: js.Conn})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := js.Finish(r); err != nil {
+			b.Fatal(err)
+		}
+		pkts += r.Stats.Packets
+	}
+	runtime.ReadMemStats(&m1)
+	b.ReportMetric(float64(pkts)/b.Elapsed().Seconds(), "pkts/s")
+	b.ReportMetric(float64(m1.Mallocs-m0.Mallocs)/float64(pkts), "allocs/pkt")
 }

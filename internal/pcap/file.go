@@ -118,6 +118,8 @@ func Annotate(in, out string, conns []*Conn) error {
 
 // SummarizeFile analyses a capture keeping only aggregates: memory stays
 // proportional to the flows open at once, whatever the capture's size.
+// cfg.OnConn, if set, also receives each connection as it ends (for
+// JSONStream); the record is recycled once it returns.
 func SummarizeFile(path string, cfg Config) (*Report, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -125,7 +127,7 @@ func SummarizeFile(path string, cfg Config) (*Report, error) {
 	}
 	defer f.Close()
 	s := NewSummarizer()
-	cfg.OnConn, cfg.ReuseConns = s.Add, true
+	cfg.OnConn, cfg.ReuseConns = summarizeAnd(s, cfg.OnConn), true
 	cfg.KeepPackets = false
 	_, st, err := analyzeFile(f, cfg)
 	if err != nil && st.Packets == 0 {
@@ -146,7 +148,7 @@ func SummarizeFile(path string, cfg Config) (*Report, error) {
 // read gives a nil report.
 func SummarizeReader(rd io.Reader, cfg Config) (*Report, error) {
 	s := NewSummarizer()
-	cfg.OnConn, cfg.ReuseConns = s.Add, true
+	cfg.OnConn, cfg.ReuseConns = summarizeAnd(s, cfg.OnConn), true
 	cfg.KeepPackets = false
 	_, st, err := AnalyzeReader(rd, cfg)
 	if err != nil && st.Packets == 0 {
@@ -156,4 +158,15 @@ func SummarizeReader(rd io.Reader, cfg Config) (*Report, error) {
 	r.Summary, r.Causes = s.Summary(), s.Causes()
 	r.warn()
 	return r, err
+}
+
+// summarizeAnd counts each connection in s, then passes it to next.
+func summarizeAnd(s *Summarizer, next func(*Conn)) func(*Conn) {
+	if next == nil {
+		return s.Add
+	}
+	return func(c *Conn) {
+		s.Add(c)
+		next(c)
+	}
 }

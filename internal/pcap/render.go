@@ -1,7 +1,6 @@
 package pcap
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"sort"
@@ -199,14 +198,14 @@ func countList(m map[string]int) string {
 	return b.String()
 }
 
-// WriteJSON writes the report as indented JSON.
+// WriteJSON writes the report as JSON (the layout of JSONStream: one
+// connection a line).
 func (r *Report) WriteJSON(w io.Writer) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	if err := enc.Encode(r); err != nil {
-		return fmt.Errorf("encode report: %w", err)
+	s := NewJSONStream(w, r.File)
+	for _, c := range r.Conns {
+		s.Conn(c)
 	}
-	return nil
+	return s.Finish(r)
 }
 
 // WriteText writes the summary; with table it lists every connection.
