@@ -487,43 +487,26 @@ func checkSomaxconn(env *Env) error {
 	return nil
 }
 
-// checkCtInvalid sums the "invalid" column of /proc/net/stat/nf_conntrack
-// (one hex row per CPU) in the server namespace.
+// checkCtInvalid: conntrack found packets INVALID in the server namespace
+// (internal/counters reads the statistics, as doctor does).
 func checkCtInvalid(env *Env) error {
 	t, err := netns.Open(env.Server)
 	if err != nil {
 		return err
 	}
 	defer t.Close()
-	var sum uint64
+	var ct counters.Conntrack
 	err = t.Do(func() error {
-		b, err := os.ReadFile(filepath.Join(netns.ProcNet, "stat", "nf_conntrack"))
-		if err != nil {
-			return err
-		}
-		lines := strings.Split(strings.TrimSpace(string(b)), "\n")
-		col := -1
-		for i, h := range strings.Fields(lines[0]) {
-			if h == "invalid" {
-				col = i
-			}
-		}
-		if col < 0 {
-			return fmt.Errorf("no invalid column in nf_conntrack stats")
-		}
-		for _, l := range lines[1:] {
-			f := strings.Fields(l)
-			if col < len(f) {
-				n, _ := strconv.ParseUint(f[col], 16, 64)
-				sum += n
-			}
-		}
-		return nil
-	})
-	if err != nil {
+		var err error
+		ct, err = counters.ReadConntrack(netns.ProcNet, "/proc/sys")
 		return err
-	}
-	if sum == 0 {
+	})
+	switch {
+	case err != nil:
+		return err
+	case !ct.Available:
+		return fmt.Errorf("nf_conntrack is not loaded")
+	case ct.Invalid == 0:
 		return fmt.Errorf("conntrack invalid=0")
 	}
 	return nil
