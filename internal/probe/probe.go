@@ -138,19 +138,29 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	rawCheck := Check{Name: "raw-syn", Status: "skipped", Detail: "not asked (--raw): attempts use connect(), so the kernel's SYN retransmits count inside an attempt (syn_retransmits shows them)"}
 	raw := false
 	if o.Raw {
-		var errs []string
+		fams := map[bool]bool{}
 		for _, a := range addrs {
-			if err := rawAvailable(t, a.Is6()); err != nil {
-				errs = append(errs, errText(err))
+			fams[a.Is6()] = true
+		}
+		if len(fams) == 0 {
+			fams[false] = true // nothing to probe; say whether raw mode could run
+		}
+		var rerr error
+		for v6 := range fams {
+			if rerr = rawAvailable(t, v6); rerr != nil {
 				break
 			}
 		}
-		if len(errs) == 0 {
+		switch {
+		case rerr == nil:
 			raw = true
 			rep.Target.Mode = ModeRaw
 			rawCheck = Check{Name: "raw-syn", Status: "ok", Detail: "one SYN per attempt from a raw socket, answers read through an in-kernel BPF filter on the attempt's 4-tuple; a SYN-ACK is reset"}
-		} else {
-			rawCheck.Detail = "needs CAP_NET_RAW in the namespace (" + errs[0] + "); attempts used connect() instead, so the kernel's SYN retransmits count inside an attempt"
+		case errors.Is(rerr, os.ErrPermission):
+			rawCheck.Detail = "needs CAP_NET_RAW in the namespace (" + errText(rerr) + "); attempts used connect() instead, so the kernel's SYN retransmits count inside an attempt"
+		default:
+			rawCheck.Status = "failed"
+			rawCheck.Detail = "raw sockets unavailable (" + errText(rerr) + "); attempts used connect() instead"
 		}
 	}
 

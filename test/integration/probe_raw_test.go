@@ -86,7 +86,8 @@ func captureIn(t *testing.T, ns string, port uint16) *capture.Session {
 
 // TestProbeRawLab: --raw from the lab client against a healthy server (one
 // SYN-ACK per attempt, reset: the server keeps no socket for any attempt),
-// the router rejecting with ICMP (reporter named), and --count 0 until
+// the client's own output rule (local-firewall), the router rejecting with
+// ICMP (reporter named), and --count 0 until
 // SIGINT / SIGTERM with a running summary line.
 func TestProbeRawLab(t *testing.T) {
 	needRoot(t)
@@ -157,6 +158,21 @@ func TestProbeRawLab(t *testing.T) {
 			}
 		})
 	}
+
+	t.Run("local-firewall", func(t *testing.T) {
+		nftApply(t, env.Client, "table inet prr { chain out { type filter hook output priority 0; tcp dport 8080 counter drop; }\n}\n")
+		defer nftDelete(t, env.Client, "prr")
+		rep, r := probeJSON(t, nil, append([]string{target, "--count", "2"}, base...)...)
+		rawChecked(t, rep)
+		a := rep.Addresses[0]
+		// The raw SYN passes the output hook like any other: the drop
+		// is sendto's EPERM, and the rule's counter names it.
+		if rep.Verdict != probe.LocalFirewall || rep.Cause != "firewall-drop" || r.code != 1 ||
+			len(a.Local.Firewall) != 1 || a.Local.Firewall[0].Delta != 2 || a.Attempts[0].Outcome != probe.OutLocalError {
+			dumpProbe(t, rep)
+			t.Fatalf("verdict %s exit %d", rep.Verdict, r.code)
+		}
+	})
 
 	t.Run("router-reject", func(t *testing.T) {
 		nftApply(t, env.Router, "table inet prr { chain pfwd { type filter hook forward priority 0; tcp dport 8080 counter reject with icmpx admin-prohibited; }\n}\n")
