@@ -11,7 +11,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/synscope/synscope/internal/probe"
-	"github.com/synscope/synscope/internal/safetext"
 )
 
 type probeFlags struct {
@@ -50,8 +49,7 @@ func newProbeCmd() *cobra.Command {
 			opts.Env = os.Environ()
 			if f.count == 0 {
 				opts.Progress = func(addr string, a probe.Attempt, s probe.Stats) {
-					fmt.Fprintf(os.Stderr, "%s #%d %s %.3f ms | sent %d, connected %d, loss %.1f%%, median %.3f ms\n",
-						safetext.Show(addr), a.Seq, a.Outcome, a.RTTms, s.Sent, s.Connected, s.LossPct, s.MedianMs)
+					fmt.Fprintln(os.Stderr, probe.ProgressLine(addr, a, s))
 				}
 			}
 			rep, err := probe.Run(cmd.Context(), opts)

@@ -138,3 +138,15 @@ func TestTCPSegmentChecksum(t *testing.T) {
 		}
 	}
 }
+
+func TestProgressLine(t *testing.T) {
+	at := []Attempt{{Seq: 1, Outcome: OutConnected, RTTms: 0.2}, {Seq: 2, Outcome: OutUnreachable, ICMPFrom: "10.77.1.1", ICMPType: 3, ICMPCode: 13}}
+	got := ProgressLine("10.77.2.2", at[1], Summarize(at))
+	want := "10.77.2.2 #2 icmp-unreachable from 10.77.1.1 | sent 2: connected 1, refused 0, timeout 0, unreachable 1, error 0; loss 0.0%; median 0.200 ms"
+	if got != want {
+		t.Fatalf("got  %q\nwant %q", got, want)
+	}
+	if got := ProgressLine("fd77:2::2\x1b[2J", Attempt{Seq: 1, Outcome: OutTimeout}, Summarize([]Attempt{{Outcome: OutTimeout}})); got != `fd77:2::2\x1b[2J #1 timeout | sent 1: connected 0, refused 0, timeout 1, unreachable 0, error 0; loss 100.0%` {
+		t.Fatalf("got %q", got)
+	}
+}

@@ -224,3 +224,24 @@ func Text(w io.Writer, r *Report) error {
 	}
 	return bw.Flush()
 }
+
+// ProgressLine is the running summary line of --count 0 for one attempt:
+// the attempt, then the address's totals so far, e.g.
+//
+//	10.77.2.2 #6 connected 0.248 ms | sent 6: connected 6, refused 0, timeout 0, unreachable 0, error 0; loss 0.0%; median 0.083 ms
+func ProgressLine(addr string, a Attempt, s Stats) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s #%d %s", safetext.Show(addr), a.Seq, a.Outcome)
+	if a.RTTms > 0 {
+		fmt.Fprintf(&b, " %.3f ms", a.RTTms)
+	}
+	if a.ICMPFrom != "" {
+		fmt.Fprintf(&b, " from %s", safetext.Show(a.ICMPFrom))
+	}
+	fmt.Fprintf(&b, " | sent %d: connected %d, refused %d, timeout %d, unreachable %d, error %d; loss %.1f%%",
+		s.Sent, s.Connected, s.Refused, s.Timeouts, s.Unreachable, s.Errors, s.LossPct)
+	if s.MedianMs > 0 {
+		fmt.Fprintf(&b, "; median %.3f ms", s.MedianMs)
+	}
+	return b.String()
+}

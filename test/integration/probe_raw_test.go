@@ -237,7 +237,7 @@ func TestProbeRawLab(t *testing.T) {
 					t.Fatalf("%d attempts, verdict %s", n, rep.Verdict)
 				}
 				if len(lines) != n || !strings.Contains(lines[n-1], "#"+strconv.Itoa(n)+" connected") ||
-					!strings.Contains(lines[n-1], "sent "+strconv.Itoa(n)+", connected "+strconv.Itoa(n)+", loss 0.0%") {
+					!strings.Contains(lines[n-1], "sent "+strconv.Itoa(n)+": connected "+strconv.Itoa(n)+", refused 0, timeout 0, unreachable 0, error 0; loss 0.0%; median ") {
 					t.Fatalf("running summary: %d lines for %d attempts, last %q", len(lines), n, lines[len(lines)-1])
 				}
 				wantMode := probe.ModeConnect
