@@ -143,7 +143,7 @@ func newPcapCmd() *cobra.Command {
 	f.StringVar(&filter, "filter", "", `keep packets matching hosts/ports, e.g. "10.0.0.1", "port 443", "10.0.0.1:443", "10.0.0.0/8,22"`)
 	f.BoolVar(&verify, "verify-checksums", false, "drop bad-checksum packets as Zeek does without -C (off: endpoint captures carry offloaded checksums)")
 	f.IntVar(&ladder, "ladder", 0, "draw a ladder diagram of connection `N` (IDs from --table)")
-	f.StringVar(&htmlOut, "html", "", "write an HTML report with SVG ladders to `FILE` (connection --ladder N, else the failed ones)")
+	f.StringVar(&htmlOut, "html", "", "write a self-contained HTML report to `FILE`: totals, timeline, failure patterns, connection table, ladders on demand (--ladder N preselects one)")
 	f.StringVar(&annotateOut, "annotate", "", "write the input as pcapng with a comment on each packet stating its verdict to `FILE`")
 	f.StringVar(&client, "client", "", "client-side capture (with --server)")
 	f.StringVar(&server, "server", "", "server-side capture (with --client)")

@@ -1,104 +1,223 @@
 package pcap
 
 import (
+	"bufio"
+	"crypto/sha256"
+	_ "embed"
+	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"html"
 	"io"
+	"math"
 	"os"
-	"strings"
 
 	"github.com/synscope/synscope/internal/pcap/decode"
 	"github.com/synscope/synscope/internal/safetext"
 )
 
-// WriteHTMLFile writes an HTML report: the summary, the connection table
-// and SVG ladders of connection id (or of up to 20 failed connections
-// when id is 0).
+// The report page's code and style, inlined into every page (no network).
+var (
+	//go:embed htmlreport/report.js
+	reportJS string
+	//go:embed htmlreport/report.css
+	reportCSS string
+)
+
+// htmlMaxPackets bounds the packets per connection embedded for ladders:
+// the handshake and its retries are at the start.
+const htmlMaxPackets = 40
+
+// WriteHTMLFile writes the HTML report (WriteHTML) to path.
 func WriteHTMLFile(path string, r *Report, id int) error {
 	f, err := os.Create(path)
 	if err != nil {
 		return fmt.Errorf("create HTML report: %w", err)
 	}
-	WriteHTML(f, r, id)
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("write HTML report: %w", err)
+	werr := WriteHTML(f, r, id)
+	if err := f.Close(); err != nil && werr == nil {
+		werr = err
+	}
+	if werr != nil {
+		return fmt.Errorf("write HTML report: %w", werr)
 	}
 	return nil
 }
 
-// esc is the one way a value enters the HTML report: shown safely (the
-// capture chose its bytes), then escaped for HTML.
+// esc is the one way a value enters the page's markup: shown safely (the
+// capture chose its bytes), then escaped for HTML. Everything else from
+// the capture travels in the JSON data block and reaches the page through
+// textContent.
 func esc(s string) string { return html.EscapeString(safetext.Show(s)) }
 
-// WriteHTML renders the HTML report.
-func WriteHTML(w io.Writer, r *Report, id int) {
-	fmt.Fprintf(w, "<!doctype html><html><head><meta charset=\"utf-8\"><title>synscope pcap %s</title>\n", esc(r.File))
-	fmt.Fprint(w, "<style>body{font-family:sans-serif;margin:2em}pre{background:#f4f4f4;padding:1em}svg text{font-family:monospace;font-size:12px}</style></head><body>\n")
-	fmt.Fprintf(w, "<h1>synscope pcap: %s</h1>\n<pre>", esc(r.File))
-	var sb strings.Builder
-	r.WriteText(&sb, false)
-	fmt.Fprint(w, esc(sb.String()))
-	fmt.Fprint(w, "</pre>\n")
-	var pick []*Conn
-	if c := r.Conn(id); c != nil {
-		pick = append(pick, c)
-	} else {
-		for _, c := range r.Conns {
-			if c.Verdict.Failed() && len(pick) < 20 {
-				pick = append(pick, c)
-			}
-		}
-	}
-	for _, c := range pick {
-		fmt.Fprintf(w, "<h2>Connection %d: %s</h2><p>%s</p>\n", c.ID, esc(string(c.Verdict)), esc(c.Detail))
-		svgLadder(w, c)
-	}
-	fmt.Fprint(w, "<h2>Connections</h2><pre>")
-	sb.Reset()
-	WriteTable(&sb, r.Conns)
-	fmt.Fprint(w, esc(sb.String()))
-	fmt.Fprint(w, "</pre></body></html>\n")
+// htmlData is the page's data block. Connections are arrays of numbers
+// (strings as indexes into Strs) to keep 100k connections small; the
+// field order is report.js's F table.
+type htmlData struct {
+	File     string      `json:"file"`
+	Stats    Stats       `json:"stats"`
+	Summary  Summary     `json:"summary"`
+	Causes   []string    `json:"causes"`
+	Warnings []string    `json:"warnings"`
+	Error    string      `json:"error,omitempty"`
+	T0       float64     `json:"t0"`
+	Select   int         `json:"select"`
+	PktCap   int         `json:"pkcap"`
+	Strs     []string    `json:"strs"`
+	Conns    [][]float64 `json:"conns"`
+	Pkts     [][]float64 `json:"pkts"`
 }
 
-func svgLadder(w io.Writer, c *Conn) {
-	const left, right, top, step = 160, 640, 50, 28
-	n := len(c.Packets)
-	h := top + step*(n+1)
-	cli, cp := c.ClientEnd()
-	srv, sp := c.ServerEnd()
-	fmt.Fprintf(w, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"820\" height=\"%d\">\n", h)
-	fmt.Fprintf(w, "<text x=\"%d\" y=\"20\" text-anchor=\"middle\">client %s</text>", left, esc(hostPort(cli, cp)))
-	fmt.Fprintf(w, "<text x=\"%d\" y=\"20\" text-anchor=\"middle\">server %s</text>\n", right, esc(hostPort(srv, sp)))
-	fmt.Fprintf(w, "<line x1=\"%d\" y1=\"30\" x2=\"%d\" y2=\"%d\" stroke=\"#333\"/><line x1=\"%d\" y1=\"30\" x2=\"%d\" y2=\"%d\" stroke=\"#333\"/>\n", left, left, h, right, right, h)
-	fmt.Fprint(w, "<defs><marker id=\"a\" markerWidth=\"10\" markerHeight=\"7\" refX=\"10\" refY=\"3.5\" orient=\"auto\"><polygon points=\"0 0, 10 3.5, 0 7\"/></marker></defs>\n")
+type interner struct {
+	m    map[string]int
+	strs []string
+}
+
+func (in *interner) id(s string) float64 {
+	if s == "" {
+		return -1
+	}
+	s = safetext.Show(s)
+	if i, ok := in.m[s]; ok {
+		return float64(i)
+	}
+	in.m[s] = len(in.strs)
+	in.strs = append(in.strs, s)
+	return float64(len(in.strs) - 1)
+}
+
+func round(f float64, scale float64) float64 { return math.Round(f*scale) / scale }
+
+// WriteHTML renders the report as one self-contained page: totals and
+// verdicts, a timeline of handshake outcomes, failures grouped by
+// server:port × verdict × retry schedule, a sortable, filterable and
+// virtualised connection table, and a ladder of the chosen connection
+// (connection id first, if it exists). Packets are embedded for ladders
+// when the analysis kept them.
+func WriteHTML(w io.Writer, r *Report, id int) error {
+	in := &interner{m: map[string]int{}}
+	d := htmlData{File: safetext.Show(r.File), Stats: r.Stats, Summary: r.Summary, Error: safetext.Show(r.Error),
+		Select: id, PktCap: htmlMaxPackets, Conns: make([][]float64, 0, len(r.Conns)), Pkts: make([][]float64, 0, len(r.Conns))}
+	for _, c := range r.Causes {
+		d.Causes = append(d.Causes, safetext.Show(string(c)))
+	}
+	for _, s := range r.Warnings {
+		d.Warnings = append(d.Warnings, safetext.Show(s))
+	}
+	d.T0 = r.Stats.FirstTS
+	for _, c := range r.Conns {
+		cli, cp := c.ClientEnd()
+		srv, sp := c.ServerEnd()
+		rtt := -1.0
+		if c.HandshakeRTT != nil {
+			rtt = round(*c.HandshakeRTT*1000, 1000)
+		}
+		failed := 0.0
+		if c.Verdict.Failed() {
+			failed = 1
+		}
+		notes := ""
+		for i, n := range c.Notes {
+			if i > 0 {
+				notes += "; "
+			}
+			notes += n
+		}
+		d.Conns = append(d.Conns, []float64{float64(c.ID), round((c.TS-d.T0)*1000, 1000), in.id(cli), float64(cp), in.id(srv), float64(sp),
+			in.id(c.ConnState), in.id(c.History), in.id(string(c.Verdict)), in.id(string(c.Cause)), in.id(c.RTOPattern),
+			float64(c.SynAttempts), float64(c.SynackCount), rtt, round(c.Duration*1000, 1000), in.id(c.Detail), failed,
+			float64(len(c.Packets)), in.id(notes)})
+		d.Pkts = append(d.Pkts, htmlPackets(c, in))
+	}
+	d.Strs = in.strs
+	if d.Strs == nil {
+		d.Strs = []string{}
+	}
+	bw := bufio.NewWriterSize(w, 64<<10)
+	sum := sha256.Sum256([]byte(reportJS))
+	// The policy allows this page's own script and style and nothing
+	// else: no network, no other script, even if something slipped in.
+	fmt.Fprintf(bw, "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n"+
+		"<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; script-src 'sha256-%s'; style-src 'unsafe-inline'; img-src data:\">\n"+
+		"<meta name=\"viewport\" content=\"width=device-width\">\n<title>synscope pcap: %s</title>\n<style>\n%s</style></head>\n",
+		base64.StdEncoding.EncodeToString(sum[:]), esc(r.File), reportCSS)
+	bw.WriteString(htmlBody)
+	// encoding/json escapes <, >, & and U+2028/U+2029 (HTML-safe by
+	// default), so the block cannot end early or start markup.
+	bw.WriteString("<script type=\"application/json\" id=\"synscope-data\">")
+	enc := json.NewEncoder(bw)
+	enc.SetEscapeHTML(true)
+	if err := enc.Encode(d); err != nil {
+		return fmt.Errorf("encode report data: %w", err)
+	}
+	bw.WriteString("</script>\n<script>")
+	bw.WriteString(reportJS)
+	bw.WriteString("</script>\n</body></html>\n")
+	return bw.Flush()
+}
+
+// htmlPackets flattens up to htmlMaxPackets packets of c, seven numbers
+// each: µs since the first, direction (0 client→server, 1 back; +2
+// duplicate, +4 bad checksum), flags (string index), payload length,
+// relative seq, relative ack (-1 without ACK), ICMP text (string index).
+func htmlPackets(c *Conn, in *interner) []float64 {
+	n := min(len(c.Packets), htmlMaxPackets)
+	out := make([]float64, 0, 7*n)
 	if n == 0 {
-		fmt.Fprint(w, "</svg>\n")
-		return
+		return out
 	}
 	t0 := c.Packets[0].TS
-	for i, p := range c.Packets {
-		y := top + step*i
-		fromCli := p.FromOrig == c.ClientIsOrig
-		x1, x2 := left, right
-		if !fromCli {
-			x1, x2 = right, left
+	var isn [2]uint32
+	var have [2]bool
+	for _, p := range c.Packets[:n] {
+		d := 0
+		if p.FromOrig != c.ClientIsOrig {
+			d = 1
 		}
-		color := "#06c"
-		switch {
-		case p.ICMP != "" || p.Flags&decode.RST != 0:
-			color = "#c00"
-		case p.Dup || p.Bad:
-			color = "#999"
+		if !have[d] && p.ICMP == "" {
+			isn[d], have[d] = p.Seq, true
 		}
-		label := FlagString(p.Flags)
-		if p.ICMP != "" {
-			label = "ICMP " + p.ICMP
-		} else if p.Len > 0 {
-			label += fmt.Sprintf(" len=%d", p.Len)
+		dir := float64(d)
+		if p.Dup {
+			dir += 2
 		}
-		fmt.Fprintf(w, "<text x=\"5\" y=\"%d\">%+.6f</text>", y+14, float64(p.TS-t0)/1e9)
-		fmt.Fprintf(w, "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"%s\" marker-end=\"url(#a)\"/>", x1, y, x2, y+step-8, color)
-		fmt.Fprintf(w, "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\" fill=\"%s\">%s #%d</text>\n", (left+right)/2, y+10, color, esc(label), p.Index)
+		if p.Bad {
+			dir += 4
+		}
+		ackRel := -1.0
+		if p.Flags&decode.ACK != 0 && have[1-d] {
+			ackRel = float64(p.Ack - isn[1-d])
+		}
+		out = append(out, float64((p.TS-t0)/1000), dir, in.id(FlagString(p.Flags)), float64(p.Len),
+			float64(p.Seq-isn[d]), ackRel, in.id(p.ICMP))
 	}
-	fmt.Fprint(w, "</svg>\n")
+	return out
 }
+
+const htmlBody = `<body data-rendered="0">
+<h1>synscope pcap: <span id="file"></span></h1>
+<noscript><p>This report needs JavaScript (it is inline; the page loads nothing from the network).</p></noscript>
+<div class="cards" id="cards"></div>
+<div class="chips" id="verdicts"></div>
+<ul id="warnings"></ul>
+<h2>Causes</h2><ul id="causes"></ul>
+<h2>Timeline of handshake outcomes</h2>
+<svg id="timeline" preserveAspectRatio="none" role="img" aria-label="handshake outcomes over the capture"></svg>
+<p id="firstfail"></p>
+<h2>Failures by pattern</h2>
+<p id="npatterns"></p>
+<div class="patwrap"><table class="pat"><thead><tr><th>count</th><th>server</th><th>verdict</th><th>retry schedule</th><th>first</th><th>last</th></tr></thead><tbody id="patterns"></tbody></table></div>
+<h2>Connections</h2>
+<div class="controls">
+<input id="q" type="search" placeholder="filter: address, port, state, verdict, cause…" size="40">
+<select id="verdict"><option value="">all verdicts</option></select>
+<label><input id="failedonly" type="checkbox"> failed only</label>
+<button id="clearpattern" type="button" hidden>clear pattern</button>
+<span id="shown"></span>
+</div>
+<div class="hdr" id="hdr"></div>
+<div id="viewport"><div id="spacer"></div></div>
+<h2 id="ladderh">Ladder: choose a connection in the table</h2>
+<p id="limits"></p>
+<div id="ladder"></div>
+`
