@@ -209,10 +209,19 @@
   $("clearpattern").addEventListener("click", function () { pattern = null; applyFilter(); });
 
   // Ladder of the chosen connection, drawn on demand.
+  function unpack(str) {
+    var out = [];
+    if (!str) return out;
+    str.split(";").forEach(function (pk) {
+      var f = pk.split(",");
+      for (var k = 0; k < 7; k++) out.push(f[k] === "" || f[k] === undefined ? -1 : +f[k]);
+    });
+    return out;
+  }
   function showLadder(i) {
     selected = i;
     draw(true);
-    var c = C[i], p = PK[i] || [], box = $("ladder");
+    var c = C[i], p = unpack(PK[i]), box = $("ladder");
     while (box.firstChild) box.removeChild(box.firstChild);
     $("ladderh").textContent = "Connection " + c[F.id] + ": " + s(c[F.verdict]) + " (conn_state " + s(c[F.state]) + ", history " + s(c[F.hist]) + ")";
     var info = [s(c[F.detail]), s(c[F.notes]), c[F.cause] >= 0 ? "cause: " + s(c[F.cause]) : "", c[F.rto] >= 0 ? "retries: " + s(c[F.rto]) : ""];
