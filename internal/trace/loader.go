@@ -164,16 +164,45 @@ func Open(opts Options) (*Tracer, error) {
 		}
 		return nil, fmt.Errorf("create BPF maps: %w", err)
 	}
+	// Load every program first, then attach them with on_rx (which opens
+	// a SYN's record) last: a SYN is followed only once every hook that
+	// annotates it is in place, however long loading took (seconds under
+	// emulation), so no early SYN lacks evidence a later one would have.
+	loaded := map[int]*ebpf.Program{}
 	for i := range choices {
 		c := &choices[i]
 		if c.prog == "" {
 			continue
 		}
-		err := t.loadAttach(spec, c.prog, cache)
-		c.state = stateOf(err)
+		p, err := loadProgram(spec, c.prog, t.maps.Maps, cache)
 		if err != nil {
-			c.detail = oneLine(err)
+			c.state, c.detail = stateOf(err), oneLine(err)
+			continue
 		}
+		loaded[i] = p
+	}
+	order := make([]int, 0, len(loaded))
+	for i := range choices {
+		if _, ok := loaded[i]; ok && choices[i].prog != "on_rx" {
+			order = append(order, i)
+		}
+	}
+	for i := range choices {
+		if _, ok := loaded[i]; ok && choices[i].prog == "on_rx" {
+			order = append(order, i)
+		}
+	}
+	for _, i := range order {
+		c, p := &choices[i], loaded[i]
+		l, err := link.AttachTracing(link.TracingOptions{Program: p})
+		if err != nil {
+			p.Close()
+			err = fmt.Errorf("attach %s: %w", c.prog, err)
+			c.state, c.detail = stateOf(err), oneLine(err)
+			continue
+		}
+		t.progs[c.prog] = p
+		t.links = append(t.links, l)
 	}
 	if why := requiredMissing(choices); why != "" {
 		t.Close()
@@ -194,28 +223,21 @@ func Open(opts Options) (*Tracer, error) {
 	return t, nil
 }
 
-// loadAttach loads one program against the shared maps and attaches it.
-func (t *Tracer) loadAttach(spec *ebpf.CollectionSpec, name string, cache *btf.Cache) error {
+// loadProgram loads one program of spec against the shared maps.
+func loadProgram(spec *ebpf.CollectionSpec, name string, maps map[string]*ebpf.Map, cache *btf.Cache) (*ebpf.Program, error) {
 	ps := spec.Copy()
 	p, ok := ps.Programs[name]
 	if !ok {
-		return fmt.Errorf("program %s not in the BPF object", name)
+		return nil, fmt.Errorf("program %s not in the BPF object", name)
 	}
 	ps.Programs = map[string]*ebpf.ProgramSpec{name: p}
-	coll, err := ebpf.NewCollectionWithOptions(ps, ebpf.CollectionOptions{MapReplacements: t.maps.Maps, Cache: cache})
+	coll, err := ebpf.NewCollectionWithOptions(ps, ebpf.CollectionOptions{MapReplacements: maps, Cache: cache})
 	if err != nil {
-		return fmt.Errorf("load %s: %w", name, err)
+		return nil, fmt.Errorf("load %s: %w", name, err)
 	}
 	prog := coll.DetachProgram(name)
 	coll.Close()
-	l, err := link.AttachTracing(link.TracingOptions{Program: prog})
-	if err != nil {
-		prog.Close()
-		return fmt.Errorf("attach %s: %w", name, err)
-	}
-	t.progs[name] = prog
-	t.links = append(t.links, l)
-	return nil
+	return prog, nil
 }
 
 // oneLine shortens a load or attach error to its first line (a verifier
