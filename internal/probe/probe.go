@@ -3,12 +3,14 @@
 // resolv.conf, /etc/netns/NAME), the proxy variables that apply, this
 // host's route, source and output firewall rules for the flow, real
 // handshakes to every address with the ICMP errors that abort them
-// (IP_RECVERR), an optional TTL-limited SYN sweep (--path), and a verdict
-// that names a catalog cause where one applies.
+// (IP_RECVERR) — or, with Raw, single SYNs from a raw socket whose answers
+// an in-kernel BPF filter picks out (rawsyn_linux.go) — an optional
+// TTL-limited SYN sweep (--path), and a verdict that names a catalog cause
+// where one applies.
 //
 // Everything runs from sockets created inside the target namespace; only
-// the probe's own SYNs leave it, and every connection it completes is
-// closed with a reset. Loops are bounded (MaxCount, PathMaxTTL, the DNS
+// the probe's own SYNs leave it, and every connection it completes (every
+// SYN-ACK, in raw mode) is answered with a reset. Loops are bounded (MaxCount, PathMaxTTL, the DNS
 // search and server limits).
 package probe
 
