@@ -10,8 +10,8 @@
 //
 // Everything runs from sockets created inside the target namespace; only
 // the probe's own SYNs leave it, and every connection it completes (every
-// SYN-ACK, in raw mode) is answered with a reset. Loops are bounded (MaxCount, PathMaxTTL, the DNS
-// search and server limits).
+// SYN-ACK, in raw mode) is answered with a reset. Loops are bounded
+// (MaxCount, PathMaxTTL, the DNS search and server limits).
 package probe
 
 import (
