@@ -256,6 +256,7 @@ func (l *nsLoop) receive(ctx context.Context, ch chan<- batch) {
 			continue
 		}
 		if errors.Is(err, unix.ENOBUFS) {
+			l.drainStale(buf)
 			if !send(batch{resync: true}) {
 				return
 			}
@@ -272,6 +273,7 @@ func (l *nsLoop) receive(ctx context.Context, ch chan<- batch) {
 			more, err := l.mon.recv(buf, true)
 			if err != nil {
 				if errors.Is(err, unix.ENOBUFS) {
+					l.drainStale(buf)
 					msgs = append(msgs, nlMsg{Type: unix.NLMSG_OVERRUN})
 				}
 				break
@@ -280,6 +282,21 @@ func (l *nsLoop) receive(ctx context.Context, ch chan<- batch) {
 		}
 		if !send(batch{msgs: msgs}) {
 			return
+		}
+	}
+}
+
+// drainStale empties the monitor socket after ENOBUFS, discarding what it
+// holds. Once a netlink socket has overrun, the kernel drops every further
+// notification for it silently (NETLINK_S_CONGESTED: no second ENOBUFS)
+// until its queue has been emptied; a dump taken before that could miss
+// a change whose notification was dropped after it. The dump that follows
+// supersedes what is discarded. Bounded: the queue holds at most the
+// receive buffer.
+func (l *nsLoop) drainStale(buf []byte) {
+	for i := 0; i < 1<<16; i++ {
+		if _, err := l.mon.recv(buf, true); err != nil && !errors.Is(err, unix.ENOBUFS) {
+			return // errRecvTimeout: empty, the kernel delivers again
 		}
 	}
 }
