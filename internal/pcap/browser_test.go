@@ -341,6 +341,13 @@ func TestHTMLReportInBrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("screenshot: %s (%d bytes)", shotPath, len(png))
+	// A capture without a connection still renders, without error.
+	empty := filepath.Join(dir, "empty.html")
+	if err := WriteHTMLFile(empty, NewReport("empty.pcap", nil, Stats{}, nil), 0); err != nil {
+		t.Fatal(err)
+	}
+	c.call(t, "Page.navigate", map[string]any{"url": (&url.URL{Scheme: "file", Path: empty}).String()})
+	c.waitFor(t, "document.body && document.body.getAttribute('data-rendered') + ' ' + document.getElementById('shown').textContent", "1 0 of 0 connections", 30*time.Second)
 	if e := c.errs(); len(e) > 0 {
 		t.Errorf("page errors: %q", e)
 	}
