@@ -23,6 +23,7 @@ type Job struct {
 	Timeout time.Duration
 	MemMiB  int
 	CPUs    int
+	TCG     string // "single" or "multi" (QEMU -accel tcg,thread=)
 	Stdout  io.Writer
 	Stderr  io.Writer
 }
@@ -139,7 +140,7 @@ func Run(k *Kernel, j Job) (Result, error) {
 	args := []string{
 		"--signal=KILL", strconv.Itoa(int(j.Timeout.Seconds()) + 1), qemu,
 		"-nodefaults", "-no-user-config", "-no-reboot", "-display", "none",
-		"-accel", "tcg,thread=multi", "-cpu", "max",
+		"-accel", "tcg,thread=" + j.TCG, "-cpu", "max",
 		"-m", strconv.Itoa(j.MemMiB), "-smp", strconv.Itoa(j.CPUs),
 		"-bios", "/usr/share/qemu/qboot.rom",
 		"-kernel", k.Vmlinux, "-initrd", k.Initrd, "-append", appendArgs,
@@ -197,6 +198,11 @@ loop:
 	st, perr := strconv.Atoi(strings.TrimSpace(string(b)))
 	if err != nil || perr != nil {
 		con, _ := os.ReadFile(console)
+		// Keep the whole console (a panic's first lines are what matter).
+		kept := filepath.Join(os.TempDir(), fmt.Sprintf("synscope-vm-console-%s-%d.log", k.Version, time.Now().Unix()))
+		if os.WriteFile(kept, con, 0o644) == nil {
+			qout.WriteString("(whole console kept in " + kept + ")\n")
+		}
 		why := errNoStatus
 		if waitErr != nil {
 			why = fmt.Errorf("%w (qemu: %v)", errNoStatus, waitErr)
