@@ -39,6 +39,7 @@ func newWatchCmd() *cobra.Command {
 	fl.StringVar(&o.WebConfigFile, "web.config.file", "", "exporter-toolkit web configuration file (TLS, basic auth)")
 	fl.DurationVar(&o.Interval, "interval", 15*time.Second, "full check interval (route dump, risks, counters, listeners)")
 	fl.DurationVar(&o.RiskLifetime, "risk-lifetime", time.Minute, "warn when an expiring (RA) default route has less lifetime left")
+	fl.StringVar(&o.SYNTrace, "syn-trace", "auto", "per-SYN drop attribution from eBPF tracepoints (synscope_syn_drops_total{source=\"trace\"}): auto (where it loads), on (required), off")
 	fl.BoolVar(&o.Repair, "repair", false, "restore lost default routes under guards")
 	fl.BoolVar(&o.DryRun, "dry-run", false, "with --repair: log what repair would do, change nothing")
 	fl.DurationVar(&o.HoldDown, "hold-down", 10*time.Second, "how long a lost route stays lost before repair acts")

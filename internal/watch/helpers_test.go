@@ -143,6 +143,11 @@ func startWatch(t testing.TB, opts Options) *daemon {
 	}
 	opts.Logger = lg
 	opts.Metrics = d.m
+	if opts.SYNTrace == "" {
+		// The SYN tracer loads eBPF for the whole host: only the tests
+		// about it ask for it.
+		opts.SYNTrace = SYNTraceOff
+	}
 	ready := make(chan net.Addr, 1)
 	opts.Ready = func(a net.Addr) { ready <- a }
 	ctx, cancel := context.WithCancel(context.Background())

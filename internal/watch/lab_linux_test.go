@@ -68,7 +68,7 @@ func TestLabRouteLost(t *testing.T) {
 			if err == nil {
 				t.Fatal("client connected without a server default route")
 			}
-			d.waitValueAtLeast(t, 3*time.Second, "synscope_syn_drops_total", map[string]string{"netns": env.Server, "cause": "no-route-to-peer"}, 1)
+			d.waitValueAtLeast(t, 3*time.Second, "synscope_syn_drops_total", map[string]string{"netns": env.Server, "cause": "no-route-to-peer", "source": "counters"}, 1)
 		}
 		// Put it back: restored, present again.
 		from = d.log.count()

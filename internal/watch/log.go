@@ -16,6 +16,7 @@ const (
 	EventStarted       = "watch-started"
 	EventRouteLost     = "route-lost"
 	EventRouteRestored = "route-restored"
+	EventSYNTrace      = "syn-trace"
 	EventRouteAdded    = "route-added"
 	EventRouteAtRisk   = "route-at-risk"
 	EventRepair        = "repair"

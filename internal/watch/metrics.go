@@ -50,6 +50,7 @@ type Metrics struct {
 	expiry       *prometheus.GaugeVec
 	atRisk       *prometheus.GaugeVec
 	synDrops     *prometheus.CounterVec
+	synTraceUp   prometheus.Gauge
 	repairs      *prometheus.CounterVec
 	up           prometheus.Gauge
 	lastCheck    prometheus.Gauge
@@ -88,8 +89,12 @@ func NewMetrics() *Metrics {
 		}, []string{"netns", "family", "risk"}),
 		synDrops: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "synscope_syn_drops_total",
-			Help: "SYNs dropped since watch started, attributed to a catalog cause from the kernel counters each interval.",
-		}, []string{"netns", "cause"}),
+			Help: "SYNs dropped since watch started by catalog cause; source=counters: the kernel counters attributed each interval (always), source=trace: each SYN's fate from eBPF tracepoints (where they load). Sum one source, never both.",
+		}, []string{"netns", "cause", "source"}),
+		synTraceUp: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "synscope_syn_trace_up",
+			Help: "1 while per-SYN drop attribution (eBPF tracepoints) runs.",
+		}),
 		repairs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "synscope_route_repairs_total",
 			Help: "Repair decisions and their results.",
@@ -108,7 +113,7 @@ func NewMetrics() *Metrics {
 		}, []string{"collector"}),
 		listeners: map[string][]listenerSample{},
 	}
-	m.Registry.MustRegister(m.present, m.losses, m.expiry, m.atRisk, m.synDrops, m.repairs,
+	m.Registry.MustRegister(m.present, m.losses, m.expiry, m.atRisk, m.synDrops, m.synTraceUp, m.repairs,
 		m.up, m.lastCheck, m.collectorErr, listenerCollector{m},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for _, c := range collectorNames {
@@ -131,7 +136,8 @@ func (m *Metrics) initNetns(ns string) {
 		}
 	}
 	for _, c := range causes.All() {
-		m.synDrops.WithLabelValues(ns, string(c.ID))
+		m.synDrops.WithLabelValues(ns, string(c.ID), "counters")
+		m.synDrops.WithLabelValues(ns, string(c.ID), "trace")
 	}
 }
 
@@ -186,9 +192,14 @@ func (m *Metrics) collectorError(name string) { m.collectorErr.WithLabelValues(n
 func (m *Metrics) addSynDrops(ns string, by map[causes.ID]uint64) {
 	for id, n := range by {
 		if n > 0 {
-			m.synDrops.WithLabelValues(ns, string(id)).Add(float64(n))
+			m.synDrops.WithLabelValues(ns, string(id), "counters").Add(float64(n))
 		}
 	}
+}
+
+// addTracedDrop counts one SYN the trace engine saw dropped.
+func (m *Metrics) addTracedDrop(ns string, id causes.ID) {
+	m.synDrops.WithLabelValues(ns, string(id), "trace").Inc()
 }
 
 // setListeners stores a namespace's listeners, capped: the MaxListeners

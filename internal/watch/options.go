@@ -29,6 +29,9 @@ type Options struct {
 	// Default 60s.
 	RiskLifetime time.Duration
 
+	// SYNTrace: "auto" (default), "on" or "off": per-SYN drop
+	// attribution from eBPF tracepoints beside the counters'.
+	SYNTrace string
 	// Repair turns guarded repair on; DryRun logs what it would do.
 	Repair bool
 	DryRun bool
@@ -59,6 +62,13 @@ type Options struct {
 func (o *Options) defaults() error {
 	if o.Logger == nil {
 		return errors.New("watch: no logger")
+	}
+	switch o.SYNTrace {
+	case "":
+		o.SYNTrace = SYNTraceAuto
+	case SYNTraceAuto, SYNTraceOn, SYNTraceOff:
+	default:
+		return fmt.Errorf("watch: --syn-trace %q: want auto, on or off", o.SYNTrace)
 	}
 	if o.Interval == 0 {
 		o.Interval = 15 * time.Second

@@ -32,7 +32,7 @@ func Run(ctx context.Context, opts Options) error {
 	if m == nil {
 		m = NewMetrics()
 	}
-	w := &watcher{opts: &opts, m: m, loops: map[string]*running{}, failed: map[string]bool{}}
+	w := &watcher{opts: &opts, m: m, loops: map[string]*running{}, failed: map[string]bool{}, inodes: map[uint32]string{}}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
@@ -64,6 +64,10 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	if started == 0 {
 		return fmt.Errorf("watch: no namespace could be watched: %w", firstErr)
+	}
+	if err := w.startSYNTrace(ctx); err != nil {
+		w.stopAll()
+		return err
 	}
 
 	var addr net.Addr
@@ -147,6 +151,8 @@ type watcher struct {
 	// failed holds the --all-netns entries that could not be opened: each
 	// is logged once, not every interval, and retried quietly.
 	failed map[string]bool
+	// inodes names the watched namespaces by inode, for the SYN tracer.
+	inodes map[uint32]string
 }
 
 // runNetnsPrefix marks a spec found in /run/netns by --all-netns: opened
@@ -240,6 +246,7 @@ func (w *watcher) start(ctx context.Context, spec string) error {
 	r := &running{cancel: cancel, done: make(chan struct{})}
 	w.mu.Lock()
 	w.loops[spec] = r
+	w.inodes[uint32(t.Inode)] = l.name
 	w.mu.Unlock()
 	w.opts.Logger.Info("watching namespace", slog.String("event", EventNetnsAdded), slog.String("netns", l.name),
 		slog.Int("default_routes", len(l.routes)))
@@ -253,6 +260,7 @@ func (w *watcher) start(ctx context.Context, spec string) error {
 		w.m.dropNetns(l.name)
 		w.mu.Lock()
 		delete(w.loops, spec)
+		delete(w.inodes, uint32(t.Inode))
 		w.mu.Unlock()
 		msg := "namespace gone: its series were removed"
 		lvl := slog.LevelInfo

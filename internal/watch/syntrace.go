@@ -1,0 +1,66 @@
+package watch
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+
+	"github.com/synscope/synscope/internal/safetext"
+	"github.com/synscope/synscope/internal/trace"
+)
+
+// SYN tracing modes (--syn-trace).
+const (
+	SYNTraceAuto = "auto" // per-SYN drops where eBPF loads; counters alone otherwise
+	SYNTraceOn   = "on"   // refuse to start without it
+	SYNTraceOff  = "off"
+)
+
+// synTrace feeds synscope_syn_drops_total{source="trace"} from the trace
+// engine: the fate of every SYN to a watched namespace, attributed per SYN
+// by the kernel's own hooks (tracepoints only), where the counters can only
+// split an interval's totals. One tracer serves every namespace; outcomes
+// of namespaces watch does not watch are ignored.
+func (w *watcher) startSYNTrace(ctx context.Context) error {
+	if w.opts.SYNTrace == SYNTraceOff {
+		return nil
+	}
+	tr, err := trace.Open(trace.Options{})
+	if err != nil {
+		if w.opts.SYNTrace == SYNTraceOn {
+			return fmt.Errorf("watch: --syn-trace=on: %w", err)
+		}
+		w.opts.Logger.Warn("per-SYN drop attribution unavailable: synscope_syn_drops_total comes from the kernel counters only",
+			slog.String("event", EventSYNTrace), slog.String("error", safetext.Show(err.Error())))
+		return nil
+	}
+	w.m.synTraceUp.Set(1)
+	eng := trace.NewEngine(0)
+	emit := func(o trace.Outcome) {
+		if o.Fate != trace.Dropped || o.Cause == "" {
+			return
+		}
+		if ns, ok := w.nameOf(o.Netns); ok {
+			w.m.addTracedDrop(ns, o.Cause)
+		}
+	}
+	w.opts.Logger.Info("per-SYN drop attribution on (eBPF tracepoints)", slog.String("event", EventSYNTrace))
+	go func() {
+		defer tr.Close()
+		defer w.m.synTraceUp.Set(0)
+		if err := trace.Run(ctx, tr, eng, emit); err != nil && ctx.Err() == nil {
+			w.opts.Logger.Error("per-SYN drop attribution stopped", slog.String("event", EventSYNTrace),
+				slog.String("error", safetext.Show(err.Error())))
+		}
+	}()
+	return nil
+}
+
+// nameOf maps a namespace inode from the tracer to the watched
+// namespace's label.
+func (w *watcher) nameOf(inode uint32) (string, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n, ok := w.inodes[inode]
+	return n, ok
+}
