@@ -1,15 +1,11 @@
 package trace
 
 import (
-	"bufio"
 	"fmt"
-	"io"
-	"os"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
+	"github.com/synscope/synscope/internal/counters"
 	"github.com/synscope/synscope/internal/netns"
 )
 
@@ -78,59 +74,17 @@ func (l *ConntrackLookup) Lookup(ns uint32) (ConntrackState, error) {
 		return ConntrackState{}, err
 	}
 	defer tg.Close()
-	var st ConntrackState
+	var ct counters.Conntrack
 	err = tg.Do(func() error {
-		f, err := os.Open(netns.ProcNet + "/stat/nf_conntrack")
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		st, err = parseConntrackStat(f)
+		var err error
+		ct, err = counters.ReadConntrack(netns.ProcNet, "/proc/sys")
 		return err
 	})
-	if err != nil {
+	switch {
+	case err != nil:
 		return ConntrackState{}, fmt.Errorf("conntrack statistics of netns %d: %w", ns, err)
+	case !ct.Available:
+		return ConntrackState{}, fmt.Errorf("conntrack statistics of netns %d: nf_conntrack not loaded", ns)
 	}
-	return st, nil
-}
-
-// parseConntrackStat reads /proc/net/stat/nf_conntrack: a header naming
-// the columns, then one line of hex counters per CPU. "entries" is the
-// namespace's table size repeated on every line; the others are per CPU.
-func parseConntrackStat(r io.Reader) (ConntrackState, error) {
-	var st ConntrackState
-	sc := bufio.NewScanner(r)
-	if !sc.Scan() {
-		return st, fmt.Errorf("nf_conntrack stat: empty")
-	}
-	cols := strings.Fields(sc.Text())
-	entries, invalid := -1, -1
-	for i, c := range cols {
-		switch c {
-		case "entries":
-			entries = i
-		case "invalid":
-			invalid = i
-		}
-	}
-	if entries < 0 || invalid < 0 {
-		return st, fmt.Errorf("nf_conntrack stat: no entries/invalid column in %q", sc.Text())
-	}
-	for line := 0; sc.Scan(); line++ {
-		f := strings.Fields(sc.Text())
-		if len(f) != len(cols) {
-			return st, fmt.Errorf("nf_conntrack stat: %d fields, want %d", len(f), len(cols))
-		}
-		inv, err := strconv.ParseUint(f[invalid], 16, 64)
-		if err != nil {
-			return st, fmt.Errorf("nf_conntrack stat: invalid %q: %w", f[invalid], err)
-		}
-		st.Invalid += inv
-		if line == 0 {
-			if st.Entries, err = strconv.ParseUint(f[entries], 16, 64); err != nil {
-				return st, fmt.Errorf("nf_conntrack stat: entries %q: %w", f[entries], err)
-			}
-		}
-	}
-	return st, sc.Err()
+	return ConntrackState{Entries: ct.Count, Invalid: ct.Invalid}, nil
 }

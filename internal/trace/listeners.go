@@ -8,15 +8,8 @@ import (
 	"sync"
 	"syscall"
 
-	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
-
 	"github.com/synscope/synscope/internal/netns"
-)
-
-const (
-	tcpSynRecv = 3
-	tcpListen  = 10
+	"github.com/synscope/synscope/internal/sockets"
 )
 
 // ListenerLookup finds listeners by netns inode through sock_diag, to tell
@@ -49,34 +42,30 @@ func (l *ListenerLookup) Lookup(ns uint32, server netip.AddrPort) (ListenerState
 		return ListenerState{}, err
 	}
 	defer tg.Close()
+	var ls, rs []sockets.Socket
+	// sock_diag answers for the namespace of the thread that asks.
+	err = tg.Do(func() error {
+		var err error
+		if ls, err = sockets.Listeners(); err != nil {
+			return err
+		}
+		rs, err = sockets.SynRecv()
+		return err
+	})
+	if err != nil {
+		return ListenerState{}, fmt.Errorf("listeners of netns %d: %w", ns, err)
+	}
 	var st ListenerState
 	found := false
-	// A v4 client may hit a dual-stack [::] listener, so look at both.
-	for _, fam := range []uint8{unix.AF_INET, unix.AF_INET6} {
-		var socks []*netlink.Socket
-		// A Handle made for another namespace has no inet_diag socket of
-		// its own, so the dump must run on a thread inside the namespace.
-		err := tg.Do(func() error {
-			var err error
-			socks, err = netlink.SocketDiagTCP(fam)
-			return err
-		})
-		if err != nil {
-			continue
+	// A v4 client may hit a dual-stack [::] listener: any family.
+	for _, s := range ls {
+		if s.Local.Port() == server.Port() && (!found || s.RecvQ > st.AcceptQueue) {
+			st.AcceptQueue, st.Backlog, found = s.RecvQ, s.SendQ, true
 		}
-		for _, s := range socks {
-			if s.ID.SourcePort != server.Port() {
-				continue
-			}
-			switch s.State {
-			case tcpListen:
-				if !found || s.RQueue > st.AcceptQueue {
-					st.AcceptQueue, st.Backlog = s.RQueue, s.WQueue
-				}
-				found = true
-			case tcpSynRecv:
-				st.SynRecv++
-			}
+	}
+	for _, s := range rs {
+		if s.Local.Port() == server.Port() {
+			st.SynRecv++
 		}
 	}
 	if !found {
