@@ -60,9 +60,17 @@ type result struct {
 
 func synscope(t *testing.T, args ...string) result {
 	t.Helper()
+	return synscopeEnv(t, nil, args...)
+}
+
+// synscopeEnv runs the binary with env set; nil keeps the test's own
+// environment.
+func synscopeEnv(t *testing.T, env []string, args ...string) result {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Env = env
 	var so, se bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &so, &se
 	err := cmd.Run()

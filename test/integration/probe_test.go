@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,29 +19,14 @@ import (
 // variable leaks in from the test's own environment, env adds some.
 func probeRun(t *testing.T, env []string, args ...string) result {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, args...)
+	var clean []string
 	for _, kv := range os.Environ() {
 		k, _, _ := strings.Cut(kv, "=")
 		if !strings.HasSuffix(strings.ToLower(k), "_proxy") {
-			cmd.Env = append(cmd.Env, kv)
+			clean = append(clean, kv)
 		}
 	}
-	cmd.Env = append(cmd.Env, env...)
-	var so, se bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &so, &se
-	err := cmd.Run()
-	r := result{stdout: so.String(), stderr: se.String()}
-	var ee *exec.ExitError
-	switch {
-	case err == nil:
-	case errors.As(err, &ee):
-		r.code = ee.ExitCode()
-	default:
-		t.Fatalf("synscope %v: %v", args, err)
-	}
-	return r
+	return synscopeEnv(t, append(clean, env...), args...)
 }
 
 // probeJSON runs `synscope probe --json` and decodes the report.
