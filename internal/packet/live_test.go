@@ -420,3 +420,42 @@ func BenchmarkDecodeLive(b *testing.B) {
 		}
 	}
 }
+
+// TestVLANOfOuterFrame: the VLAN is the outer frame's first tag; tags of
+// a QinQ stack's inner level or of a tunnelled Ethernet frame are not.
+func TestVLANOfOuterFrame(t *testing.T) {
+	ip := pt.Craft(t, pt.Frame{Raw: true, Src: pt.V4C, Dst: pt.V4S, SYN: true, TTL: 64})
+	inner := pt.Craft(t, pt.Frame{VLAN: 10, Src: pt.V4C, Dst: pt.V4S, SYN: true, TTL: 64})
+	vxlan := func(outerTag uint16) []byte {
+		udp := append([]byte{0xc3, 0x50, 0x12, 0xb5, 0, byte(16 + len(inner)), 0, 0, 0x08, 0, 0, 0, 0, 0, 1, 0}, inner...)
+		ip4 := append([]byte{0x45, 0, byte((20 + len(udp)) >> 8), byte(20 + len(udp)), 0, 0, 0, 0, 64, 17, 0, 0, 192, 0, 2, 1, 192, 0, 2, 2}, udp...)
+		eth := []byte{2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 9}
+		if outerTag != 0 {
+			eth = append(eth, 0x81, 0x00, byte(outerTag>>8), byte(outerTag))
+		}
+		return append(append(eth, 0x08, 0x00), ip4...)
+	}
+	qinq := append([]byte{2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 9, 0x88, 0xa8, 0x20, 0x05, 0x81, 0x00, 0x00, 0x06, 0x08, 0x00}, ip...)
+	priorityTagged := append([]byte{2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 9, 0x88, 0xa8, 0xe0, 0x00, 0x81, 0x00, 0x00, 0x06, 0x08, 0x00}, ip...)
+	cases := []struct {
+		name  string
+		frame []byte
+		vlan  uint16
+		mac   byte // last byte of the source MAC
+	}{
+		{"qinq: the outer (service) tag", qinq, 5, 9},
+		{"priority-tagged outer, inner 6: the outer tag's id 0", priorityTagged, 0, 9},
+		{"vxlan, untagged outside, tagged inside", vxlan(0), 0, 9},
+		{"vxlan, tag 3 outside, 10 inside", vxlan(3), 3, 9},
+	}
+	for _, c := range cases {
+		var d Decoder
+		var p Packet
+		if err := d.Decode(LinkEthernet, c.frame, &p); err != nil || p.Kind != KindTCP {
+			t.Fatalf("%s: err %v kind %d", c.name, err, p.Kind)
+		}
+		if p.VLAN != c.vlan || !p.HasMAC || p.SrcMAC[5] != c.mac {
+			t.Errorf("%s: VLAN %d MAC %x (has %v), want VLAN %d and the outer source MAC", c.name, p.VLAN, p.SrcMAC, p.HasMAC, c.vlan)
+		}
+	}
+}
