@@ -2,10 +2,13 @@ package watch
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/mdlayher/ndp"
@@ -15,125 +18,73 @@ import (
 	"github.com/synscope/synscope/internal/routeloss"
 )
 
-// testHookBeforeReread, when set (tests only), runs after every guard
-// decided to write and before the re-read: a test changes the link or the
-// routes there, as another program could, and watch must not write.
-var testHookBeforeReread func(r Route)
-
-// attempt is one repair attempt, run off the loop with its own sockets.
-type attempt struct {
-	t      *netns.Target
-	name   string
-	route  Route
-	dryRun bool
-	rsWait time.Duration
-	logf   func(action, detail string)
+// nlKernel is repairKernel on one namespace: a netlink socket of its own
+// (opened inside the namespace), sysctl reads and ARP / neighbour
+// discovery from threads in the namespace.
+type nlKernel struct {
+	t *netns.Target
+	s *nlSock
 }
 
-// run returns a final result and detail, or refused (a guard said not now).
-func (a attempt) run(ctx context.Context) (result, detail, refused string) {
-	var s *nlSock
-	if err := a.t.Do(func() error {
+// openKernel opens the attempt's netlink socket inside t.
+func openKernel(t *netns.Target) (*nlKernel, error) {
+	k := &nlKernel{t: t}
+	if err := t.Do(func() error {
 		var err error
-		s, err = openSock(nil, 0, time.Second)
+		k.s, err = openSock(nil, 0, time.Second)
 		return err
 	}); err != nil {
-		return RepairFailed, err.Error(), ""
+		return nil, err
 	}
-	defer s.close()
-	r := a.route
-	// Guard 5: device up with carrier.
-	links, err := s.dumpLinks()
-	if err != nil {
-		return RepairFailed, err.Error(), ""
-	}
-	link, ok := links[r.Ifindex]
-	switch {
-	case !ok:
-		return "", "", "the route's device is gone"
-	case !link.Up:
-		return "", "", "the route's device is down"
-	case !link.Carrier:
-		return "", "", "the route's device has no carrier"
-	case link.Name != r.Dev:
-		return RepairRefused, "the device with the route's ifindex has another name now", ""
-	}
-	// Guard 7: an RA route asks the network first.
-	if r.Family == 6 && r.Protocol == protoRA {
-		if a.dryRun {
-			a.logf("would-solicit", "would send a Router Solicitation and wait "+a.rsWait.String()+" for an RA")
-		} else {
-			if err := a.solicit(link); err != nil {
-				a.logf("solicit", "router solicitation failed: "+err.Error())
-			} else {
-				a.logf("solicit", "router solicitation sent; waiting "+a.rsWait.String()+" for an RA")
-			}
-			if back, _ := a.waitRoute(ctx, s, a.rsWait); back {
-				return RepairRestoredByRA, "a router advertisement restored the route after the solicitation", ""
-			}
-		}
-		var conf map[int]devConf
-		conf, _ = readDevConf(a.t, map[int]string{r.Ifindex: link.Name})
-		c := conf[r.Ifindex]
-		acceptsRA := c.AcceptRA == 2 || (c.AcceptRA == 1 && c.Forwarding == 0)
-		if acceptsRA && !a.dryRun {
-			return RepairFailed, "no router advertisement answered the solicitation and the kernel accepts RAs: not guessing a route the network does not announce", ""
-		}
-	}
-	// Guard 6: the gateway answers.
-	if r.Gateway.IsValid() {
-		if a.dryRun {
-			a.logf("would-check-gateway", "would ask the kernel to resolve "+r.Gateway.String()+" and require a reachable entry")
-		} else if how, err := a.resolve(ctx, s, r); err != nil {
-			return RepairFailed, "gateway " + r.Gateway.String() + " does not answer " + routeloss.Resolution(r.Family) + ": " + err.Error(), ""
-		} else {
-			a.logf("gateway-reachable", "gateway "+r.Gateway.String()+" "+how)
-		}
-	}
-	// Guard 8: re-read right before writing.
-	if testHookBeforeReread != nil {
-		testHookBeforeReread(r)
-	}
-	now := time.Now()
-	rs, err := s.dumpRoutes(now)
-	if err != nil {
-		return RepairFailed, err.Error(), ""
-	}
-	for _, x := range rs {
-		if x.Family == r.Family && x.Table == r.Table && x.Usable(now, false) {
-			return RepairNotNeeded, "a default route is present again (" + ProtoName(x.Protocol) + ")", ""
-		}
-	}
-	links2, err := s.dumpLinks()
-	if err != nil {
-		return RepairFailed, err.Error(), ""
-	}
-	if l2, ok := links2[r.Ifindex]; !ok || l2.Name != link.Name || !l2.Up || !l2.Carrier {
-		return RepairRefused, "the device changed between the decision and the write", ""
-	}
-	if a.dryRun {
-		return RepairDryRun, "would add " + r.String() + " with proto synscope (0x53)", ""
-	}
-	// Guard 9: write with NLM_F_EXCL.
-	if err := addRoute(s, r); err != nil {
-		if errors.Is(err, unix.EEXIST) {
-			return RepairNotNeeded, "the kernel already has that route", ""
-		}
-		return RepairFailed, "adding the route: " + err.Error(), ""
-	}
-	a.logf("readded", "added "+r.String()+" with proto synscope (0x53)")
-	// Guard 10: a route lookup goes through it.
-	if err := verifyLookup(s, r); err != nil {
-		return RepairVerifyFailed, err.Error(), ""
-	}
-	return RepairReadded, "re-added and verified by a route lookup", ""
+	return k, nil
 }
 
-// solicit sends one Router Solicitation on the route's device.
-func (a attempt) solicit(link Link) error {
+func (k *nlKernel) close() { k.s.close() }
+
+func (k *nlKernel) Links() (map[int]Link, error)          { return k.s.dumpLinks() }
+func (k *nlKernel) Routes(now time.Time) ([]Route, error) { return k.s.dumpRoutes(now) }
+func (k *nlKernel) AddRoute(r Route) error                { return addRoute(k.s, r) }
+func (k *nlKernel) VerifyLookup(r Route) error            { return verifyLookup(k.s, r) }
+
+// DevConf reads net.ipv6.conf.<dev>.{forwarding,accept_ra} inside the
+// namespace. Device names come from the kernel's link table, which forbids
+// "/" and "." / "..", checked again here.
+func (k *nlKernel) DevConf(_ int, name string) (routeloss.Conf, error) {
+	c := routeloss.Conf{Forwarding: -1, AcceptRA: -1}
+	if name == "" || strings.Contains(name, "/") || name == "." || name == ".." {
+		return c, fmt.Errorf("device name %q cannot name a sysctl", name)
+	}
+	err := k.t.Do(func() error {
+		var err error
+		dir := filepath.Join("/proc/sys/net/ipv6/conf", name)
+		if c.Forwarding, err = readSysctlInt(filepath.Join(dir, "forwarding")); err != nil {
+			return err
+		}
+		c.AcceptRA, err = readSysctlInt(filepath.Join(dir, "accept_ra"))
+		return err
+	})
+	return c, err
+}
+
+// readSysctlInt reads one integer sysctl file: (value, nil) or an error,
+// never a stand-in value.
+func readSysctlInt(p string) (int, error) {
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return -1, err
+	}
+	v, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		return -1, fmt.Errorf("%s: %w", p, err)
+	}
+	return v, nil
+}
+
+// Solicit sends one Router Solicitation on the route's device.
+func (k *nlKernel) Solicit(link Link) error {
 	var c *ndp.Conn
 	var ifi *net.Interface
-	err := a.t.Do(func() error {
+	err := k.t.Do(func() error {
 		var err error
 		if ifi, err = net.InterfaceByIndex(link.Index); err != nil {
 			return err
@@ -153,17 +104,17 @@ func (a attempt) solicit(link Link) error {
 	return c.WriteTo(m, nil, netip.MustParseAddr("ff02::2"))
 }
 
-// waitRoute polls for a usable default route of the family/table.
-func (a attempt) waitRoute(ctx context.Context, s *nlSock, d time.Duration) (bool, error) {
+// WaitRoute polls for a usable default route of the family/table.
+func (k *nlKernel) WaitRoute(ctx context.Context, r Route, d time.Duration) (bool, error) {
 	deadline := time.Now().Add(d)
 	for time.Now().Before(deadline) && ctx.Err() == nil {
 		now := time.Now()
-		rs, err := s.dumpRoutes(now)
+		rs, err := k.s.dumpRoutes(now)
 		if err != nil {
 			return false, err
 		}
 		for _, x := range rs {
-			if x.Family == a.route.Family && x.Table == a.route.Table && x.Usable(now, false) {
+			if x.Family == r.Family && x.Table == r.Table && x.Usable(now, false) {
 				return true, nil
 			}
 		}
@@ -205,11 +156,11 @@ func nudName(st uint16) string {
 	return fmt.Sprintf("0x%x", st)
 }
 
-// resolve checks that the gateway answers: a REACHABLE (or permanent,
+// Resolve checks that the gateway answers: a REACHABLE (or permanent,
 // noarp) neighbour entry counts; otherwise watch asks the gateway itself
 // (ARP request / neighbour solicitation) and needs its answer.
-func (a attempt) resolve(ctx context.Context, s *nlSock, r Route) (string, error) {
-	ns, err := s.dumpNeighbors(r.Family)
+func (k *nlKernel) Resolve(ctx context.Context, r Route) (string, error) {
+	ns, err := k.s.dumpNeighbors(r.Family)
 	if err != nil {
 		return "", err
 	}
@@ -218,11 +169,11 @@ func (a attempt) resolve(ctx context.Context, s *nlSock, r Route) (string, error
 			return "neighbour entry " + nudName(n.State), nil
 		}
 	}
-	src := a.route.PrefSrc
+	src := r.PrefSrc
 	if !src.IsValid() && r.Family == 4 {
-		src = sourceFor(s, r)
+		src = sourceFor(k.s, r)
 	}
-	mac, err := probeGateway(ctx, a.t, r, src, 2*time.Second)
+	mac, err := probeGateway(ctx, k.t, r, src, 2*time.Second)
 	if err != nil {
 		return "", err
 	}

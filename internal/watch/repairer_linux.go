@@ -38,22 +38,48 @@ import (
 
 // maxFights is how many re-deletions of a restored route watch accepts
 // before it stops repairing the family for fightPause.
-// maxPending is how long a refused repair keeps being retried.
+// maxPending is how long a repair waiting for its device keeps being
+// retried. maxTransientTries bounds the tries of a repair that keeps
+// failing for a transient reason (retryDelay apart).
 const (
-	maxFights  = 3
-	fightPause = time.Hour
-	maxPending = time.Hour
+	maxFights         = 3
+	fightPause        = time.Hour
+	maxPending        = time.Hour
+	maxTransientTries = 12
 )
+
+// retryDelay is the back-off before transient try n+1 (n >= 1): 250 ms,
+// doubling, at most 5 s; the 12 tries span about 45 s plus their own
+// probes, longer than duplicate address detection, a gateway's ARP after
+// a reset or an RA interval of a busy router.
+func retryDelay(n int) time.Duration {
+	const first, most = 250 * time.Millisecond, 5 * time.Second
+	if n < 1 {
+		n = 1
+	}
+	if n > 6 {
+		return most
+	}
+	return min(first<<(n-1), most)
+}
+
+// countsAsFight reports whether the loss of a route watch restored means
+// someone removed it on purpose (a fight): a deletion a process sent. An
+// interface reset, carrier loss, address removal or expiry takes every
+// route with it, watch's too: that is the next loss to repair, not a
+// fight.
+func countsAsFight(reason Reason) bool {
+	return reason == ReasonDeletedByProcess || reason == ReasonDeletedByProgram
+}
 
 // repairMsg reaches the namespace loop: a hold-down ended, or an attempt
 // finished.
 type repairMsg struct {
-	ft     famTable
-	due    bool
-	gen    uint64
-	result string
-	detail string
-	route  Route
+	ft    famTable
+	due   bool
+	gen   uint64
+	out   outcome
+	route Route
 }
 
 type pendingRepair struct {
@@ -62,6 +88,13 @@ type pendingRepair struct {
 	lostAt time.Time
 	gen    uint64
 	timer  *time.Timer
+	// tries counts attempts that failed for a transient reason since the
+	// loss or the device's last change; retryAt is when the next may run
+	// (zero: at the next tick or link news).
+	tries   int
+	retryAt time.Time
+	// waiting is the last "not now" said, logged once per change.
+	waiting string
 }
 
 // repairer is one namespace's guarded repair. Its maps belong to the loop
@@ -135,7 +168,7 @@ func (p *repairer) lost(ctx context.Context, r Route, reason Reason, now time.Ti
 	ft := famTable{r.Family, r.Table}
 	if at, ok := p.ours[r.key()]; ok || r.Protocol == ProtoSynscope {
 		delete(p.ours, r.key())
-		if ok && now.Sub(at) < fightPause {
+		if ok && now.Sub(at) < fightPause && countsAsFight(reason) {
 			p.fights[r.Family]++
 		}
 	}
@@ -157,15 +190,8 @@ func (p *repairer) lost(ctx context.Context, r Route, reason Reason, now time.Ti
 	if old := p.pending[ft]; old != nil {
 		old.timer.Stop()
 	}
-	p.gen++
-	pr := &pendingRepair{route: r, reason: reason, lostAt: now, gen: p.gen}
-	gen := p.gen
-	pr.timer = time.AfterFunc(hold, func() {
-		select {
-		case p.done <- repairMsg{ft: ft, due: true, gen: gen}:
-		case <-p.ctx.Done():
-		}
-	})
+	pr := &pendingRepair{route: r, reason: reason, lostAt: now, retryAt: now.Add(hold)}
+	p.arm(ft, pr, hold)
 	p.pending[ft] = pr
 	p.log(ctx, slog.LevelInfo, "repair scheduled after hold-down", r, "scheduled", "", fmt.Sprintf("hold-down %s (lost: %s)", hold, reason))
 }
@@ -181,7 +207,26 @@ func (p *repairer) restored(r Route) {
 	}
 }
 
-// tick retries pending repairs that a guard refused (device down, ...).
+// arm (re)starts pr's timer: after d the loop gets a due message. Each
+// arming has its own generation, so a message of an older timer that is
+// already on its way is ignored.
+func (p *repairer) arm(ft famTable, pr *pendingRepair, d time.Duration) {
+	if pr.timer != nil {
+		pr.timer.Stop()
+	}
+	p.gen++
+	pr.gen = p.gen
+	gen := p.gen
+	pr.timer = time.AfterFunc(d, func() {
+		select {
+		case p.done <- repairMsg{ft: ft, due: true, gen: gen}:
+		case <-p.ctx.Done():
+		}
+	})
+}
+
+// tick retries pending repairs that wait for their device (down, no
+// carrier, gone), and gives up on those pending for maxPending.
 func (p *repairer) tick(ctx context.Context, now time.Time) {
 	for ft, pr := range p.pending {
 		if !p.inFlight[ft] && now.Sub(pr.lostAt) > maxPending {
@@ -190,9 +235,29 @@ func (p *repairer) tick(ctx context.Context, now time.Time) {
 			p.finish(ctx, pr.route, RepairFailed, "gave up: the guards refused for "+maxPending.String())
 			continue
 		}
-		if !p.inFlight[ft] && now.Sub(pr.lostAt) >= p.l.opts.HoldDown {
+		if !p.inFlight[ft] && !now.Before(pr.retryAt) {
 			p.try(ctx, ft, pr)
 		}
+	}
+}
+
+// linkChanged is called by the loop when a device came up or got its
+// carrier back: a repair waiting for it is tried now (the hold-down
+// permitting), with a fresh budget of transient tries.
+func (p *repairer) linkChanged(ctx context.Context, ifindex int, now time.Time) {
+	for ft, pr := range p.pending {
+		if pr.route.Ifindex != ifindex || p.inFlight[ft] {
+			continue
+		}
+		pr.tries = 0
+		if now.Before(pr.retryAt) {
+			if now.Sub(pr.lostAt) >= p.l.opts.HoldDown<<p.fights[pr.route.Family] {
+				pr.retryAt = now
+				p.arm(ft, pr, 0)
+			}
+			continue
+		}
+		p.try(ctx, ft, pr)
 	}
 }
 
@@ -208,20 +273,48 @@ func (p *repairer) handle(ctx context.Context, m repairMsg) {
 	// An attempt finished.
 	delete(p.inFlight, m.ft)
 	pr := p.pending[m.ft]
-	switch m.result {
-	case RepairReadded:
-		p.ours[m.route.key()] = time.Now()
-		p.history[m.route.Family] = append(p.history[m.route.Family], time.Now())
-		fallthrough
-	case RepairRestoredByRA, RepairNotNeeded, RepairDryRun, RepairVerifyFailed, RepairFailed:
-		if pr != nil {
+	now := time.Now()
+	switch m.out.Kind {
+	case outcomeWait:
+		if pr == nil {
+			return
+		}
+		pr.retryAt = time.Time{} // at the next tick or link news
+		if pr.waiting != m.out.Detail {
+			pr.waiting = m.out.Detail
+			p.log(ctx, slog.LevelWarn, "repair waits for the device, will retry", m.route, "waiting", "", m.out.Detail)
+		}
+		return
+	case outcomeTransient:
+		if pr == nil {
+			return
+		}
+		pr.tries++
+		pr.waiting = ""
+		if pr.tries >= maxTransientTries {
 			pr.timer.Stop()
 			delete(p.pending, m.ft)
+			p.finish(ctx, m.route, RepairFailed, fmt.Sprintf("gave up after %d tries over %s; last: %s",
+				pr.tries, now.Sub(pr.lostAt).Round(time.Millisecond), m.out.Detail))
+			return
 		}
-	case "":
-		return // a guard refused: stays pending, retried at the next tick
+		d := retryDelay(pr.tries)
+		pr.retryAt = now.Add(d)
+		p.arm(m.ft, pr, d)
+		p.log(ctx, slog.LevelWarn, "repair try failed for a transient reason, will retry", m.route, "retry", "",
+			fmt.Sprintf("try %d of %d: %s; next try in %s", pr.tries, maxTransientTries, m.out.Detail, d))
+		return
 	}
-	p.finish(ctx, m.route, m.result, m.detail)
+	switch m.out.Result {
+	case RepairReadded:
+		p.ours[m.route.key()] = now
+		p.history[m.route.Family] = append(p.history[m.route.Family], now)
+	}
+	if pr != nil {
+		pr.timer.Stop()
+		delete(p.pending, m.ft)
+	}
+	p.finish(ctx, m.route, m.out.Result, m.out.Detail)
 }
 
 // try checks the loop-side guards and starts an attempt.
@@ -254,23 +347,23 @@ func (p *repairer) try(ctx context.Context, ft famTable, pr *pendingRepair) {
 		return
 	}
 	p.inFlight[ft] = true
-	a := attempt{t: p.l.t, name: p.l.name, route: r, dryRun: p.l.opts.DryRun, rsWait: p.l.opts.RSWait,
+	g := guardChain{route: r, dryRun: p.l.opts.DryRun, rsWait: p.l.opts.RSWait, beforeReread: p.l.opts.deps.beforeReread,
 		logf: func(action, detail string) { p.log(ctx, slog.LevelInfo, "repair step", r, action, "", detail) }}
+	if pr.tries > 0 {
+		p.log(ctx, slog.LevelInfo, "repair try", r, "try", "", fmt.Sprintf("try %d of %d", pr.tries+1, maxTransientTries))
+	}
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
-		res, detail, refused := a.run(p.ctx)
-		msg := repairMsg{ft: ft, route: r, result: res, detail: detail}
-		if refused != "" {
-			msg.result = ""
-			{
-				p.l.lg.Warn("repair refused by a guard, will retry", slog.String("event", EventRepair),
-					slog.String("netns", p.l.name), slog.String("family", FamilyName(r.Family)), slog.String("table", TableName(r.Table)),
-					routeAttr(r, time.Now()), slog.String("action", "refused"), slog.String("detail", refused))
-			}
+		var out outcome
+		if k, err := openKernel(p.l.t); err != nil {
+			out = failure(RepairFailed, "opening a netlink socket in the namespace", err)
+		} else {
+			out = g.run(p.ctx, k)
+			k.close()
 		}
 		select {
-		case p.done <- msg:
+		case p.done <- repairMsg{ft: ft, route: r, out: out}:
 		case <-p.ctx.Done():
 		}
 	}()
