@@ -44,7 +44,9 @@ type XTRule struct {
 func (r XTRule) Drops() bool { return r.Target == "DROP" || r.Target == "REJECT" }
 
 // Key identifies the rule across two readings of the same ruleset.
-func (r XTRule) Key() string { return r.Table + "|" + r.Chain + "|" + strconv.Itoa(r.Num) + "|" + r.Text }
+func (r XTRule) Key() string {
+	return r.Table + "|" + r.Chain + "|" + strconv.Itoa(r.Num) + "|" + r.Text
+}
 
 // xtMatch is what the rule's selectors say, as far as they were decoded.
 type xtMatch struct {
