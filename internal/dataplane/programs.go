@@ -129,7 +129,7 @@ func cgroupPrograms(in Input, inv *Inventory) []Program {
 		inv.NotChecked = append(inv.NotChecked, "cgroup programs: the listeners' owners were not read")
 		return nil
 	}
-	mount, err := cgroup2Mount(in.ProcRoot)
+	mount, err := Cgroup2Mount(in.ProcRoot)
 	if err != nil {
 		inv.NotChecked = append(inv.NotChecked, "cgroup programs: "+err.Error())
 		return nil
@@ -185,9 +185,9 @@ func cgroupPrograms(in Input, inv *Inventory) []Program {
 	return out
 }
 
-// cgroup2Mount finds where the cgroup v2 hierarchy is mounted (the
+// Cgroup2Mount finds where the cgroup v2 hierarchy is mounted (the
 // unified one of a hybrid layout included) from mountinfo.
-func cgroup2Mount(procRoot string) (string, error) {
+func Cgroup2Mount(procRoot string) (string, error) {
 	f, err := os.Open(filepath.Join(procRoot, "self", "mountinfo"))
 	if err != nil {
 		return "", err

@@ -37,6 +37,8 @@ var rules = []rule{
 	ruleSynackUnanswered,
 	ruleSynackEgress,
 	rulePAWS,
+	ruleXTables,
+	ruleBPFDrop,
 }
 
 // Diagnose turns the evidence into findings (unsorted). It is a pure
