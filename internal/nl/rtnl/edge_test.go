@@ -218,4 +218,3 @@ func TestNames(t *testing.T) {
 		t.Error("type/action/scope names")
 	}
 }
-
