@@ -44,6 +44,9 @@ func TestDaemonSetStrict(t *testing.T) {
 		t.Fatalf("%d containers", len(ps.Containers))
 	}
 	c := ps.Containers[0]
+	if want := releaseImage(t); c.Image != want {
+		t.Errorf("image %q, want %q: the release in VERSION, by tag, never :latest", c.Image, want)
+	}
 	if c.Args[0] != "watch" || !slices.Contains(c.Args, "--all-netns") {
 		t.Errorf("args %v", c.Args)
 	}
@@ -75,6 +78,21 @@ func TestDaemonSetStrict(t *testing.T) {
 		t.Error("/run/netns must be mounted with HostToContainer propagation (namespaces created later)")
 	}
 	checkScrapeable(t, ps, c)
+}
+
+// releaseImage is the image the manifests run: the release named in the
+// VERSION file, by tag.
+func releaseImage(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile("../VERSION")
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := strings.TrimSpace(string(b))
+	if !regexp.MustCompile(`^[0-9]+\.[0-9]+\.[0-9]+$`).MatchString(v) {
+		t.Fatalf("VERSION %q: want MAJOR.MINOR.PATCH", v)
+	}
+	return "ghcr.io/synscope/synscope:" + v
 }
 
 // checkScrapeable: the endpoint is reachable by Prometheus and safe as

@@ -8,6 +8,7 @@ import (
 	"sort"
 	"text/tabwriter"
 
+	"github.com/synscope/synscope/internal/buildinfo"
 	"github.com/synscope/synscope/internal/causes"
 	"github.com/synscope/synscope/internal/packet"
 	"github.com/synscope/synscope/internal/safetext"
@@ -73,8 +74,10 @@ type Paired struct {
 
 // Comparison is the result of comparing two captures.
 type Comparison struct {
-	ClientFile string `json:"client_file"`
-	ServerFile string `json:"server_file"`
+	// Version is the synscope that wrote the report (`synscope version --json`).
+	Version    buildinfo.Info `json:"version"`
+	ClientFile string         `json:"client_file"`
+	ServerFile string         `json:"server_file"`
 	// ClockOffset is the server clock minus the client clock, seconds.
 	ClockOffset float64   `json:"clock_offset"`
 	OffsetFrom  string    `json:"clock_offset_method"`
@@ -516,6 +519,7 @@ func (c *Comparison) Failed() int {
 
 // WriteJSON writes the comparison as JSON.
 func (c *Comparison) WriteJSON(w io.Writer) error {
+	c.Version = buildinfo.Get()
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	if err := enc.Encode(c); err != nil {

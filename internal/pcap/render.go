@@ -8,6 +8,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/synscope/synscope/internal/buildinfo"
 	"github.com/synscope/synscope/internal/causes"
 	"github.com/synscope/synscope/internal/packet"
 	"github.com/synscope/synscope/internal/safetext"
@@ -18,13 +19,15 @@ const ReportSchema = "synscope.pcap/v1"
 
 // Report is the result of analysing one capture.
 type Report struct {
-	Schema  string      `json:"schema"`
-	File    string      `json:"file"`
-	Stats   Stats       `json:"stats"`
-	Summary Summary     `json:"summary"`
-	Conns   []*Conn     `json:"connections"`
-	Error   string      `json:"error,omitempty"`
-	Causes  []causes.ID `json:"causes,omitempty"`
+	Schema string `json:"schema"`
+	// Version is the synscope that wrote the report (`synscope version --json`).
+	Version buildinfo.Info `json:"version"`
+	File    string         `json:"file"`
+	Stats   Stats          `json:"stats"`
+	Summary Summary        `json:"summary"`
+	Conns   []*Conn        `json:"connections"`
+	Error   string         `json:"error,omitempty"`
+	Causes  []causes.ID    `json:"causes,omitempty"`
 	// Warnings say what limits the analysis (a one-directional or
 	// unsorted capture, undecodable frames, attempts beyond the cap).
 	Warnings []string `json:"warnings,omitempty"`
@@ -151,7 +154,7 @@ func NewReport(file string, conns []*Conn, st Stats, err error) *Report {
 	for _, c := range conns {
 		s.Add(c)
 	}
-	r := &Report{Schema: ReportSchema, File: file, Stats: st, Summary: s.Summary(), Conns: conns, Causes: s.Causes()}
+	r := &Report{Schema: ReportSchema, Version: buildinfo.Get(), File: file, Stats: st, Summary: s.Summary(), Conns: conns, Causes: s.Causes()}
 	if r.Conns == nil {
 		r.Conns = []*Conn{}
 	}

@@ -9,6 +9,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/synscope/synscope/internal/buildinfo"
 	"github.com/synscope/synscope/internal/safetext"
 )
 
@@ -20,6 +21,7 @@ func JSON(w io.Writer, r *Report) error {
 	if r.Checks == nil {
 		r.Checks = []Check{}
 	}
+	r.Version = buildinfo.Get()
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(r)
