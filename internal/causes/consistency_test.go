@@ -75,6 +75,8 @@ func TestReasonAndICMPMaps(t *testing.T) {
 		"NETFILTER_DROP": FirewallDrop, "IP_RPFILTER": RPFilterDrop, "NO_SOCKET": NoListener,
 		"NEIGH_FAILED": NeighborUnreachable, "TCP_LISTEN_OVERFLOW": AcceptQueueOverflow,
 		"TCP_MD5NOTFOUND": TCPReject, "TCP_AONOTFOUND": TCPReject, "TCP_RFC7323_TW_PAWS": PAWSReject,
+		"TCP_RFC7323_PAWS": PAWSReject, "SOCKET_FILTER": BPFDrop, "TCP_MINTTL": TCPReject, "TCP_CSUM": TCPReject,
+		"IPV6DISABLED": IPv6Disabled, "NEIGH_DEAD": NeighborUnreachable,
 		"NOT_SPECIFIED": "", "QUEUE_PURGE": "",
 	} {
 		if got := ForDropReason(reason); got != want {
@@ -98,6 +100,12 @@ func TestReasonAndICMPMaps(t *testing.T) {
 	}{
 		{false, 3, 3, FirewallDrop, "port unreachable (a REJECT rule: closed TCP ports answer RST)", true},
 		{false, 3, 13, FirewallDrop, "administratively prohibited", true},
+		{false, 3, 10, FirewallDrop, "administratively prohibited", true},
+		{false, 3, 9, FirewallDrop, "administratively prohibited", true},
+		{false, 3, 7, NeighborUnreachable, "host unreachable", true},
+		{false, 3, 6, NoRouteToPeer, "network unreachable", true},
+		{true, 1, 5, FirewallDrop, "administratively prohibited", true},
+		{true, 1, 6, FirewallDrop, "administratively prohibited", true},
 		{false, 3, 1, NeighborUnreachable, "host unreachable", true},
 		{false, 3, 0, NoRouteToPeer, "network unreachable", true},
 		{false, 3, 2, NoRouteToPeer, "unreachable code 2", true},

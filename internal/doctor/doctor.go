@@ -128,8 +128,9 @@ func (r *run) skip(name, why string) {
 func (r *run) start(ctx context.Context) {
 	t := r.ev.Target
 	first := &collect.Sample{}
-	_ = collect.Run(ctx, t, first, 0, collect.Counters, collect.Listeners, collect.Firewall, collect.Conntrack)
+	_ = collect.Run(ctx, t, first, 0, collect.Counters, collect.Listeners, collect.Firewall, collect.Conntrack, collect.XTables)
 	r.add(first.Checks, "-start")
+	r.ev.XTablesStart = first.XTables
 	r.ev.Counters, r.ev.ListenersStart = first.Counters, first.Listeners
 	r.ev.FirewallStart, r.ev.ConntrackStart = first.Firewall, first.Conntrack
 
@@ -171,8 +172,8 @@ func (r *run) finish(ctx context.Context) {
 	capDur := time.Since(capBegan)
 
 	r.wg.Wait()
-	end := &collect.Sample{Routes: r.window.Routes}
-	names := []string{collect.Counters, collect.Listeners, collect.SynRecv, collect.Firewall, collect.Conntrack}
+	end := &collect.Sample{Routes: r.window.Routes, Owners: r.window.Owners, Peers: r.dataplanePeers(capRes)}
+	names := []string{collect.Counters, collect.Listeners, collect.SynRecv, collect.Firewall, collect.Conntrack, collect.XTables, collect.Dataplane}
 	if r.window.Routes != nil {
 		names = append(names, collect.Neighbours)
 	}
@@ -198,6 +199,7 @@ func (r *run) finish(ctx context.Context) {
 		ev.FirewallDeltas = firewall.Diff(ev.FirewallStart, end.Firewall)
 	}
 	ev.Conntrack = end.Conntrack
+	ev.XTables, ev.Dataplane = end.XTables, end.Dataplane
 
 	switch {
 	case r.opts.NoCapture:

@@ -10,7 +10,7 @@ import (
 
 	"github.com/synscope/synscope/internal/buildinfo"
 	"github.com/synscope/synscope/internal/causes"
-	"github.com/synscope/synscope/internal/pcap/decode"
+	"github.com/synscope/synscope/internal/packet"
 	"github.com/synscope/synscope/internal/safetext"
 )
 
@@ -115,7 +115,7 @@ type synInfo struct {
 	isn    uint32
 	tsvals map[uint32]bool
 	ipids  map[uint16]bool
-	opt    decode.Options
+	opt    packet.Options
 	dport  uint16
 	ts     int64
 }
@@ -124,7 +124,7 @@ func synOf(c *Conn) (synInfo, bool) {
 	s := synInfo{tsvals: map[uint32]bool{}, ipids: map[uint16]bool{}}
 	found := false
 	for _, p := range c.Packets {
-		if p.ICMP != "" || p.Bad || p.FromOrig != c.ClientIsOrig || p.Flags&(decode.SYN|decode.ACK|decode.RST) != decode.SYN {
+		if p.ICMP != "" || p.Bad || p.FromOrig != c.ClientIsOrig || p.Flags&(packet.SYN|packet.ACK|packet.RST) != packet.SYN {
 			continue
 		}
 		if !found {
@@ -365,8 +365,8 @@ func pairPackets(cli, srv *Conn, cs, sc *[]int64) []PacketFate {
 			if !have[d] {
 				isn[d], have[d] = p.Seq, true
 			}
-			k := pktKey{fromCli: fromCli, flags: p.Flags &^ decode.PSH, relSeq: p.Seq - isn[d], ln: p.Len, tsval: p.TSval}
-			if p.Flags&decode.ACK != 0 && have[1-d] {
+			k := pktKey{fromCli: fromCli, flags: p.Flags &^ packet.PSH, relSeq: p.Seq - isn[d], ln: p.Len, tsval: p.TSval}
+			if p.Flags&packet.ACK != 0 && have[1-d] {
 				k.relAck = p.Ack - isn[1-d]
 			}
 			k.nth = seen[k]

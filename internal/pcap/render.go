@@ -10,7 +10,7 @@ import (
 
 	"github.com/synscope/synscope/internal/buildinfo"
 	"github.com/synscope/synscope/internal/causes"
-	"github.com/synscope/synscope/internal/pcap/decode"
+	"github.com/synscope/synscope/internal/packet"
 	"github.com/synscope/synscope/internal/safetext"
 )
 
@@ -298,12 +298,12 @@ func FlagString(f uint8) string {
 	for _, x := range []struct {
 		bit uint8
 		c   byte
-	}{{decode.SYN, 'S'}, {decode.FIN, 'F'}, {decode.RST, 'R'}, {decode.PSH, 'P'}, {decode.URG, 'U'}} {
+	}{{packet.SYN, 'S'}, {packet.FIN, 'F'}, {packet.RST, 'R'}, {packet.PSH, 'P'}, {packet.URG, 'U'}} {
 		if f&x.bit != 0 {
 			b.WriteByte(x.c)
 		}
 	}
-	if f&decode.ACK != 0 {
+	if f&packet.ACK != 0 {
 		b.WriteByte('.')
 	}
 	if b.Len() == 0 {
@@ -343,7 +343,7 @@ func Ladder(w io.Writer, c *Conn) {
 			label = "ICMP " + p.ICMP
 		} else {
 			label = fmt.Sprintf("%s seq=%d", label, p.Seq-isn[d])
-			if p.Flags&decode.ACK != 0 && haveISN[1-d] {
+			if p.Flags&packet.ACK != 0 && haveISN[1-d] {
 				label += fmt.Sprintf(" ack=%d", p.Ack-isn[1-d])
 			}
 			if p.Len > 0 {
