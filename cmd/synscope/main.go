@@ -63,7 +63,7 @@ func newRootCmd() *cobra.Command {
 		RunE:          doctor.RunE,
 	}
 	root.Flags().AddFlagSet(doctor.Flags())
-	root.AddCommand(doctor, newLabCmd(), newTraceCmd(), newPcapCmd(), newCausesCmd(), newWatchCmd(), newProbeCmd(), newVersionCmd())
+	root.AddCommand(doctor, newLabCmd(), newTraceCmd(), newPcapCmd(), newCausesCmd(), newWatchCmd(), newProbeCmd(), newVersionCmd(), newGenDocsCmd())
 	// --version prints what `synscope version` prints.
 	in := buildinfo.Get()
 	root.Version = in.Version
