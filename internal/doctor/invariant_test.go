@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/synscope/synscope/internal/capture"
 	"github.com/synscope/synscope/internal/causes"
@@ -74,5 +75,33 @@ func TestInvariantControls(t *testing.T) {
 	rep := &report.Report{Findings: Diagnose(e)}
 	if rep.ExitCode() != report.ExitProblems {
 		t.Fatalf("info finding hid unanswered SYNs: %+v", rep.Findings)
+	}
+}
+
+// TestUnansweredSingleSYNs: clients that give up after one SYN (a dial
+// timeout under the first retransmission) count once later packets show
+// the capture kept watching for a second; a lone SYN at the window's end
+// does not.
+func TestUnansweredSingleSYNs(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	srv := netip.MustParseAddrPort("10.77.2.2:8080")
+	flow := func(port uint16, at time.Duration) capture.Flow {
+		return capture.Flow{Dir: capture.Inbound, Client: netip.AddrPortFrom(netip.MustParseAddr("10.77.1.2"), port), Server: srv,
+			SYNs: 1, FirstSYN: t0.Add(at), LastSYN: t0.Add(at)}
+	}
+	e := server()
+	e.Capture.Flows = append(e.Capture.Flows, flow(40000, 0), flow(40001, 999*time.Millisecond))
+	if fs := Diagnose(e); len(fs) != 0 {
+		t.Fatalf("two SYNs 999 ms apart, the last possibly not yet answered: %+v", fs)
+	}
+	e.Capture.Flows = append(e.Capture.Flows, flow(40002, time.Second))
+	e.Capture.KernelDrops = 1
+	if fs := Diagnose(e); len(fs) != 0 {
+		t.Fatalf("the capture lost packets (maybe the answers), yet: %+v", fs)
+	}
+	e.Capture.KernelDrops = 0
+	fs := Diagnose(e)
+	if len(fs) != 1 || fs[0].Severity != report.Critical || fs[0].Drops != 1 || !strings.Contains(fs[0].Summary, "1 SYNs in 1 handshakes") {
+		t.Fatalf("a SYN unanswered for a second while the capture went on: %+v", fs)
 	}
 }
