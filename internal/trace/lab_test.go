@@ -85,6 +85,12 @@ var labCases = []labCase{
 	{scenario: "paws-reject", fate: Dropped, alsoOK: []Fate{Established}, evidence: "TCP_RFC7323_TW_PAWS"},
 	{scenario: "healthy-under-load", fate: Established, noEvidence: "syncookie"},
 	{scenario: "conntrack-invalid", fate: Dropped, evidence: "INVALID"},
+	{scenario: "iptables-legacy-drop-syn", fate: Dropped, evidence: "NETFILTER_DROP"},
+	{scenario: "tc-ingress-drop-syn", fate: Dropped, evidence: "TC_INGRESS"},
+	{scenario: "socket-filter-drop", fate: Dropped, evidence: "SOCKET_FILTER"},
+	{scenario: "cgroup-skb-drop", fate: Dropped, evidence: "SOCKET_FILTER"},
+	{scenario: "xdp-drop-syn", fate: Dropped},
+	{scenario: "healthy-bpf-pass", fate: Established},
 }
 
 // TestLabCasesCoverScenarios: every lab scenario has a trace case and
