@@ -113,6 +113,13 @@ func Text(w io.Writer, r *Report, st Style) error {
 		}
 		b.WriteString("\n")
 	}
+	if len(r.Dataplane) > 0 {
+		b.WriteString("dataplane (present, not findings unless named above):\n")
+		for _, l := range r.Dataplane {
+			fmt.Fprintf(b, "  %s\n", show(l))
+		}
+		b.WriteString("\n")
+	}
 	var skipped []Check
 	for _, c := range r.Checks {
 		if c.Status != Ran {

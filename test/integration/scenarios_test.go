@@ -58,7 +58,7 @@ var expectations = map[string]expectation{
 }
 
 // innocent lists the programs a healthy scenario carries: the report's
-// dataplane check must list each (present programs are inventory) while
+// dataplane inventory must list each (present programs are inventory) while
 // no finding names them.
 var innocent = map[string][]string{
 	"healthy-bpf-pass": {`xdp (driver) on s0: program "lab_xdp_pass"`, `tc ingress on s0 pref 1: program "lab_tc_pass"`,
@@ -67,12 +67,7 @@ var innocent = map[string][]string{
 
 func assertInventory(t *testing.T, rep *report.Report, want []string) {
 	t.Helper()
-	var detail string
-	for _, c := range rep.Checks {
-		if c.Name == "dataplane" {
-			detail = c.Detail
-		}
-	}
+	detail := strings.Join(rep.Dataplane, "\n")
 	for _, w := range want {
 		if !strings.Contains(detail, w) {
 			dumpReport(t, rep)
