@@ -364,10 +364,46 @@ func (s *sock) recv(deadline time.Time) ([]netlink.Message, error) {
 
 func (s *sock) close() error { return s.c.Close() }
 
+// Parse cuts recorded netlink bytes (messages with their headers, as
+// received, concatenated) into Messages; Data aliases b. A truncated or
+// malformed message is an error.
+func Parse(b []byte) ([]Message, error) {
+	ms, err := split(b)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Message, 0, len(ms))
+	for _, m := range ms {
+		out = append(out, Message{Type: uint16(m.Header.Type), Flags: uint16(m.Header.Flags), Data: m.Data})
+	}
+	return out, nil
+}
+
+// Marshal lays out messages the way Parse reads them (sequence number and
+// port id zero): how tests record answers.
+func Marshal(msgs []Message) []byte {
+	var out []byte
+	for _, m := range msgs {
+		h := make([]byte, unix.NLMSG_HDRLEN)
+		binary.NativeEndian.PutUint32(h[0:4], uint32(unix.NLMSG_HDRLEN+len(m.Data)))
+		binary.NativeEndian.PutUint16(h[4:6], m.Type)
+		binary.NativeEndian.PutUint16(h[6:8], m.Flags)
+		out = append(out, h...)
+		out = append(out, m.Data...)
+		for len(out)%4 != 0 {
+			out = append(out, 0)
+		}
+	}
+	return out
+}
+
 // split cuts a datagram into messages; Data aliases b.
 func split(b []byte) ([]netlink.Message, error) {
 	var out []netlink.Message
-	for len(b) >= unix.NLMSG_HDRLEN {
+	for len(b) > 0 {
+		if len(b) < unix.NLMSG_HDRLEN {
+			return nil, fmt.Errorf("malformed netlink message (%d trailing bytes)", len(b))
+		}
 		l := int(binary.NativeEndian.Uint32(b))
 		if l < unix.NLMSG_HDRLEN || l > len(b) {
 			return nil, fmt.Errorf("malformed netlink message (length %d of %d bytes)", l, len(b))
