@@ -8,10 +8,12 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
 
+	"github.com/synscope/synscope/internal/buildinfo"
 	"github.com/synscope/synscope/internal/lab"
 	"github.com/synscope/synscope/internal/report"
 	"github.com/synscope/synscope/internal/safetext"
@@ -61,7 +63,13 @@ func newRootCmd() *cobra.Command {
 		RunE:          doctor.RunE,
 	}
 	root.Flags().AddFlagSet(doctor.Flags())
-	root.AddCommand(doctor, newLabCmd(), newTraceCmd(), newPcapCmd(), newCausesCmd(), newWatchCmd(), newProbeCmd())
+	root.AddCommand(doctor, newLabCmd(), newTraceCmd(), newPcapCmd(), newCausesCmd(), newWatchCmd(), newProbeCmd(), newVersionCmd(), newGenDocsCmd())
+	// --version prints what `synscope version` prints.
+	in := buildinfo.Get()
+	root.Version = in.Version
+	var b strings.Builder
+	_ = writeVersion(&b, in)
+	root.SetVersionTemplate(b.String())
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return err })
 	return root
 }

@@ -7,11 +7,13 @@ import (
 	"io"
 	"strings"
 
+	"github.com/synscope/synscope/internal/buildinfo"
 	"github.com/synscope/synscope/internal/safetext"
 )
 
 // JSON writes the report as one indented object (schema synscope.probe/v1).
 func JSON(w io.Writer, r *Report) error {
+	r.Version = buildinfo.Get()
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(r)

@@ -3,6 +3,7 @@ package probe
 import (
 	"time"
 
+	"github.com/synscope/synscope/internal/buildinfo"
 	"github.com/synscope/synscope/internal/causes"
 )
 
@@ -58,19 +59,21 @@ const (
 // Report is everything one probe observed. Fields are documented in the
 // README ("probe", JSON schema).
 type Report struct {
-	Schema    string       `json:"schema"`
-	Time      time.Time    `json:"time"`
-	Target    Target       `json:"target"`
-	Verdict   Verdict      `json:"verdict"`
-	Cause     causes.ID    `json:"cause,omitempty"`
-	Summary   string       `json:"summary"`
-	Next      string       `json:"next,omitempty"`
-	NextCmd   string       `json:"next_command,omitempty"`
-	DNS       *DNSReport   `json:"dns,omitempty"`
-	Proxy     ProxyReport  `json:"proxy"`
-	Addresses []*AddrProbe `json:"addresses"`
-	Checks    []Check      `json:"checks"`
-	Elapsed   float64      `json:"elapsed_ms"`
+	Schema string `json:"schema"`
+	// Version is the synscope that wrote the report (`synscope version --json`).
+	Version   buildinfo.Info `json:"version"`
+	Time      time.Time      `json:"time"`
+	Target    Target         `json:"target"`
+	Verdict   Verdict        `json:"verdict"`
+	Cause     causes.ID      `json:"cause,omitempty"`
+	Summary   string         `json:"summary"`
+	Next      string         `json:"next,omitempty"`
+	NextCmd   string         `json:"next_command,omitempty"`
+	DNS       *DNSReport     `json:"dns,omitempty"`
+	Proxy     ProxyReport    `json:"proxy"`
+	Addresses []*AddrProbe   `json:"addresses"`
+	Checks    []Check        `json:"checks"`
+	Elapsed   float64        `json:"elapsed_ms"`
 }
 
 // Target is what was probed and from where.

@@ -72,7 +72,7 @@ func newNSLoop(opts *Options, m *Metrics, t *netns.Target, name string) (*nsLoop
 	}
 	err := t.Do(func() error {
 		var err error
-		if l.mon, err = openSock(monitorGroups, monitorRcvBuf, 250*time.Millisecond); err != nil {
+		if l.mon, err = openSock(monitorGroups, opts.deps.monitorRcvBuf, 250*time.Millisecond); err != nil {
 			return err
 		}
 		if l.dump, err = openSock(nil, 0, time.Second); err != nil {
@@ -225,15 +225,6 @@ func (l *nsLoop) run(ctx context.Context) error {
 
 var errNetnsGone = errors.New("namespace gone")
 
-// monitorRcvBuf is the monitor socket's receive buffer (SO_RCVBUFFORCE).
-// Tests shrink it to force ENOBUFS.
-var monitorRcvBuf = 8 << 20
-
-// testHookRecv, when set (tests only), runs before each blocking receive
-// of the monitor socket: a test can hold the receiver while it bursts
-// changes, so the socket overruns for certain.
-var testHookRecv func(ctx context.Context)
-
 // receive drains the monitor socket in batches. A full channel blocks it,
 // the socket then overruns and ENOBUFS leads to a resync: memory stays
 // bounded whatever the event rate.
@@ -248,8 +239,8 @@ func (l *nsLoop) receive(ctx context.Context, ch chan<- batch) {
 		}
 	}
 	for ctx.Err() == nil {
-		if testHookRecv != nil {
-			testHookRecv(ctx)
+		if l.opts.deps.beforeRecv != nil {
+			l.opts.deps.beforeRecv(ctx)
 		}
 		msgs, err := l.mon.recv(buf, false)
 		if errors.Is(err, errRecvTimeout) {
@@ -308,6 +299,7 @@ func (l *nsLoop) handle(ctx context.Context, b batch) {
 	now := time.Now()
 	needDump := b.resync
 	carrierChanged := false
+	var cameUp []int // devices that came up or got their carrier back
 	for _, m := range b.msgs {
 		switch m.Type {
 		case unix.NLMSG_OVERRUN:
@@ -329,6 +321,9 @@ func (l *nsLoop) handle(ctx context.Context, b batch) {
 			}
 			if had && old.Carrier != nl.Carrier {
 				carrierChanged = true
+			}
+			if had && nl.Up && nl.Carrier && (!old.Up || !old.Carrier) {
+				cameUp = append(cameUp, nl.Index)
 			}
 			l.links[nl.Index] = nl
 		case unix.RTM_DELLINK:
@@ -410,6 +405,13 @@ func (l *nsLoop) handle(ctx context.Context, b batch) {
 		// A carrier change flags routes link-down in place (no route
 		// news): with link-down routes in use it is a risk, said now.
 		l.checkRisks(ctx, now)
+	}
+	if l.repair != nil {
+		// A repair waiting for its device tries now (after the settle
+		// above, so a route the kernel kept is seen back first).
+		for _, idx := range cameUp {
+			l.repair.linkChanged(ctx, idx, now)
+		}
 	}
 }
 
