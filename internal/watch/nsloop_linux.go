@@ -52,7 +52,7 @@ type nsLoop struct {
 	// lostAt is when the last route was lost: fast re-checks run for
 	// fastRecheckFor after it while a family/table has none.
 	lostAt time.Time
-	risks   map[riskKey]bool
+	risks  map[riskKey]bool
 	// procCache maps netlink port ids to process names (bounded).
 	procCache map[uint32]procEntry
 	prev      *counters.Snapshot
