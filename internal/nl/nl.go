@@ -103,6 +103,8 @@ type link interface {
 	// recv returns the messages of one datagram; their Data may alias a
 	// buffer reused by the next recv.
 	recv(deadline time.Time) ([]netlink.Message, error)
+	// poll is recv that does not wait (EAGAIN when nothing is queued).
+	poll() ([]netlink.Message, error)
 	close() error
 }
 
@@ -170,11 +172,13 @@ type Request struct {
 	Data  []byte
 }
 
-// Message is one answer: its type and flags and the payload after the
-// netlink header.
+// Message is one answer or notification: its type and flags, the sender's
+// port id (for a notification, the socket whose request caused the change;
+// 0 for the kernel's own) and the payload after the netlink header.
 type Message struct {
 	Type  uint16
 	Flags uint16
+	PID   uint32
 	Data  []byte
 }
 
@@ -266,7 +270,7 @@ func (c *Conn) exchange(req Request, dump bool, fn func(Message) error) (intr bo
 				continue
 			}
 			if fnErr == nil {
-				fnErr = fn(Message{Type: uint16(m.Header.Type), Flags: uint16(m.Header.Flags), Data: m.Data})
+				fnErr = fn(Message{Type: uint16(m.Header.Type), Flags: uint16(m.Header.Flags), PID: m.Header.PID, Data: m.Data})
 			}
 			if !dump && req.Flags&unix.NLM_F_ACK == 0 {
 				return intr, fnErr // a get answers with one message
@@ -292,10 +296,16 @@ func errnoIn(b []byte) unix.Errno {
 // ErrOverrun (wrapping ENOBUFS). The messages are the caller's.
 func (c *Conn) Receive() ([]Message, error) { return c.ReceiveWithin(c.timeout) }
 
-// ReceiveWithin is Receive with its own bound (a short one drains what is
-// queued without waiting long).
+// ReceiveWithin is Receive with its own bound.
 func (c *Conn) ReceiveWithin(d time.Duration) ([]Message, error) {
-	msgs, err := c.l.recv(time.Now().Add(d))
+	return c.received(c.l.recv(time.Now().Add(d)))
+}
+
+// TryReceive is Receive without waiting: what is queued now, ErrTimeout
+// when nothing is.
+func (c *Conn) TryReceive() ([]Message, error) { return c.received(c.l.poll()) }
+
+func (c *Conn) received(msgs []netlink.Message, err error) ([]Message, error) {
 	if err != nil {
 		switch {
 		case isTimeout(err):
@@ -307,7 +317,7 @@ func (c *Conn) ReceiveWithin(d time.Duration) ([]Message, error) {
 	}
 	out := make([]Message, 0, len(msgs))
 	for _, m := range msgs {
-		out = append(out, Message{Type: uint16(m.Header.Type), Flags: uint16(m.Header.Flags), Data: append([]byte(nil), m.Data...)})
+		out = append(out, Message{Type: uint16(m.Header.Type), Flags: uint16(m.Header.Flags), PID: m.Header.PID, Data: append([]byte(nil), m.Data...)})
 	}
 	return out, nil
 }
@@ -362,6 +372,25 @@ func (s *sock) recv(deadline time.Time) ([]netlink.Message, error) {
 	return split(s.buf[:n])
 }
 
+func (s *sock) poll() ([]netlink.Message, error) {
+	var n int
+	var rerr error
+	if err := s.rc.Control(func(fd uintptr) {
+		for {
+			n, _, rerr = unix.Recvfrom(int(fd), s.buf, unix.MSG_DONTWAIT)
+			if !errors.Is(rerr, unix.EINTR) {
+				return
+			}
+		}
+	}); err != nil {
+		return nil, err
+	}
+	if rerr != nil {
+		return nil, os.NewSyscallError("recvfrom", rerr)
+	}
+	return split(s.buf[:n])
+}
+
 func (s *sock) close() error { return s.c.Close() }
 
 // Parse cuts recorded netlink bytes (messages with their headers, as
@@ -374,7 +403,7 @@ func Parse(b []byte) ([]Message, error) {
 	}
 	out := make([]Message, 0, len(ms))
 	for _, m := range ms {
-		out = append(out, Message{Type: uint16(m.Header.Type), Flags: uint16(m.Header.Flags), Data: m.Data})
+		out = append(out, Message{Type: uint16(m.Header.Type), Flags: uint16(m.Header.Flags), PID: m.Header.PID, Data: m.Data})
 	}
 	return out, nil
 }
@@ -450,5 +479,7 @@ func (f *fakeLink) recv(time.Time) ([]netlink.Message, error) {
 	f.queued = nil
 	return out, nil
 }
+
+func (f *fakeLink) poll() ([]netlink.Message, error) { return f.recv(time.Time{}) }
 
 func (f *fakeLink) close() error { return nil }

@@ -227,3 +227,19 @@ func TestExecuteRealSocket(t *testing.T) {
 		t.Fatalf("err = %v, want ENODEV", err)
 	}
 }
+
+// TryReceive on a real, empty socket returns at once with ErrTimeout.
+func TestTryReceiveRealSocket(t *testing.T) {
+	c, err := Dial(unix.NETLINK_ROUTE, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	start := time.Now()
+	if _, err := c.TryReceive(); !errors.Is(err, ErrTimeout) {
+		t.Fatalf("err = %v, want ErrTimeout", err)
+	}
+	if d := time.Since(start); d > 50*time.Millisecond {
+		t.Errorf("TryReceive waited %s", d)
+	}
+}
