@@ -366,6 +366,11 @@ func (s *sock) recv(deadline time.Time) ([]netlink.Message, error) {
 	if err != nil {
 		return nil, err
 	}
+	return s.datagram(n, rerr)
+}
+
+// datagram splits what one recvfrom returned.
+func (s *sock) datagram(n int, rerr error) ([]netlink.Message, error) {
 	if rerr != nil {
 		return nil, os.NewSyscallError("recvfrom", rerr)
 	}
@@ -385,10 +390,7 @@ func (s *sock) poll() ([]netlink.Message, error) {
 	}); err != nil {
 		return nil, err
 	}
-	if rerr != nil {
-		return nil, os.NewSyscallError("recvfrom", rerr)
-	}
-	return split(s.buf[:n])
+	return s.datagram(n, rerr)
 }
 
 func (s *sock) close() error { return s.c.Close() }
