@@ -464,7 +464,9 @@ func (f *fakeLink) send(m netlink.Message) (netlink.Header, error) {
 	f.seq++
 	m.Header.Sequence, m.Header.PID = f.seq, fakePID
 	m.Header.Length = uint32(unix.NLMSG_HDRLEN + len(m.Data))
-	f.queued, f.err = f.fn([]netlink.Message{m})
+	// Unread answers stay queued before the new ones, as on a socket.
+	q, err := f.fn([]netlink.Message{m})
+	f.queued, f.err = append(f.queued, q...), err
 	return m.Header, nil
 }
 
@@ -477,8 +479,15 @@ func (f *fakeLink) recv(time.Time) ([]netlink.Message, error) {
 	if len(f.queued) == 0 {
 		return f.fn(nil)
 	}
-	out := f.queued
-	f.queued = nil
+	// One datagram: a run of multi-part messages (a dump), or one message
+	// (the kernel sends an answer and its ACK in separate datagrams).
+	n := 1
+	for n <= len(f.queued) && f.queued[n-1].Header.Flags&netlink.Multi != 0 && f.queued[n-1].Header.Type != netlink.Done {
+		n++
+	}
+	n = min(n, len(f.queued))
+	out := f.queued[:n]
+	f.queued = f.queued[n:]
 	return out, nil
 }
 

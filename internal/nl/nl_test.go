@@ -243,3 +243,19 @@ func TestTryReceiveRealSocket(t *testing.T) {
 		t.Errorf("TryReceive waited %s", d)
 	}
 }
+
+// A get with NLM_F_ACK is answered with the message and then the ACK: both
+// are read, so the next request on the Conn does not find a stale ACK.
+func TestGetWithAck(t *testing.T) {
+	c := fake(func(reqs []netlink.Message) ([]netlink.Message, error) {
+		data := netlink.Message{Header: netlink.Header{Type: unix.RTM_NEWROUTE, Sequence: reqs[0].Header.Sequence}, Data: []byte("r")}
+		ack, _ := nltest.Error(0, reqs)
+		return append([]netlink.Message{data}, ack...), nil
+	})
+	for i := 0; i < 2; i++ {
+		msgs, err := c.Execute("get", Request{Type: unix.RTM_GETROUTE, Flags: unix.NLM_F_ACK})
+		if err != nil || len(msgs) != 1 || string(msgs[0].Data) != "r" {
+			t.Fatalf("request %d: msgs %v err %v", i, msgs, err)
+		}
+	}
+}
