@@ -90,6 +90,7 @@ func Run(ctx context.Context, opts Options) (*report.Report, error) {
 	rep.Peers = summarisePeers(r.ev)
 	rep.DefaultRoutes = summariseDefaults(r.ev)
 	rep.Sysctls = r.ev.Sysctl
+	rep.Dataplane = summariseDataplane(r.ev)
 	rep.Sort()
 	rep.OverheadMS = float64(time.Since(windowEnd).Microseconds()) / 1000
 	return rep, nil

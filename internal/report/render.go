@@ -127,6 +127,13 @@ func Text(w io.Writer, r *Report, st Style) error {
 		}
 		b.WriteString("\n")
 	}
+	if len(r.Dataplane) > 0 {
+		b.WriteString("dataplane (present, not findings unless named above):\n")
+		for _, l := range r.Dataplane {
+			fmt.Fprintf(b, "  %s\n", show(l))
+		}
+		b.WriteString("\n")
+	}
 	fmt.Fprintf(b, "checks: %d ran", len(r.Checks)-len(skipped))
 	if len(skipped) > 0 {
 		fmt.Fprintf(b, ", %d not run:\n", len(skipped))
