@@ -72,15 +72,18 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			Detail: fmt.Sprintf("%d addresses; probing the first %d", len(addrs), MaxAddrs)})
 		addrs = addrs[:MaxAddrs]
 	}
-	routeCheck := Check{Name: "route", Status: "ok", Detail: osRouteHow}
+	routeCheck := Check{Name: "route", Status: "ok", Detail: "the OS route lookup (" + osRouteHow + ")"}
 	for _, a := range addrs {
 		ap := &AddrProbe{Addr: a.String(), Family: "ipv4", Attempts: []Attempt{}}
 		if a.Is6() {
 			ap.Family = "ipv6"
 		}
 		ap.Local = osRoute(a, o.Source)
-		if !ap.Local.RouteOK && ap.Local.RouteError != "" {
-			routeCheck = Check{Name: "route", Status: "failed", Detail: osRouteHow + ": " + ap.Local.RouteError}
+		switch {
+		case ap.Local.RouteOK && ap.Local.RouteError != "":
+			routeCheck = Check{Name: "route", Status: "skipped", Detail: ap.Local.RouteError}
+		case !ap.Local.RouteOK:
+			routeCheck = Check{Name: "route", Status: "failed", Detail: ap.Local.RouteError}
 		}
 		rep.Addresses = append(rep.Addresses, ap)
 	}

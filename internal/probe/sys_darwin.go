@@ -172,5 +172,5 @@ func fillDarwinRoute(lp *LocalPath, rm *route.RouteMessage, dst netip.Addr) {
 	if d := addrOf(at(unix.RTAX_DST)); d.IsValid() && !d.IsUnspecified() {
 		dest = d.String()
 	}
-	lp.Route = fmt.Sprintf("%s: %s via %s dev %s", dst, dest, orDash(lp.Gateway), orDash(lp.Dev))
+	lp.Route = fmt.Sprintf("%s: %s via %s dev %s src %s", dst, dest, orDash(lp.Gateway), orDash(lp.Dev), orDash(lp.Source))
 }
