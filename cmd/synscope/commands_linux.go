@@ -23,5 +23,5 @@ func addCommands(root *cobra.Command) {
 	doctor := newDoctorCmd()
 	root.RunE = doctor.RunE
 	root.Flags().AddFlagSet(doctor.Flags())
-	root.AddCommand(doctor, newLabCmd(), newTraceCmd(), newPcapCmd(), newCausesCmd(), newWatchCmd(), newProbeCmd(), newVersionCmd())
+	root.AddCommand(doctor, newLabCmd(), newTraceCmd(), newPcapCmd(), newCausesCmd(), newWatchCmd(), newProbeCmd(), newVersionCmd(), newGenDocsCmd())
 }

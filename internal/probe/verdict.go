@@ -301,7 +301,7 @@ func nextStep(r *Report, bad []*AddrProbe) {
 		r.NextCmd = doctor.String()
 	case FamilyBroken:
 		r.Next = fmt.Sprintf("run synscope doctor on the server: it tells whether the %s SYNs arrive and why they get no answer (a classic: the server lost its %s default route, %s)",
-			famName(b.Family), famName(b.Family), "no-route-to-peer")
+			famName(b.Family), famName(b.Family), causes.NoRouteToPeer)
 		r.NextCmd = doctor.String()
 	case ServerSilent, TimedOut:
 		r.Next = "run synscope doctor on the server: it tells whether the SYNs arrive and why they get no answer"
