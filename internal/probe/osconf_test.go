@@ -1,6 +1,7 @@
 package probe
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -273,5 +274,34 @@ func TestOSVerdicts(t *testing.T) {
 	r = mk("", refused())
 	if !strings.HasPrefix(r.NextCmd, "synscope doctor") {
 		t.Errorf("linux refused: %q", r.NextCmd)
+	}
+}
+
+// TestTextHostileOS: the Windows/macOS parts of the report (adapter and
+// NRPT names, registry proxy strings, the OS name) are shown escaped.
+func TestTextHostileOS(t *testing.T) {
+	evil := "x\x1b[2J\x1b]0;pwned\x07\u202e\nFAKE"
+	a := addr("10.0.0.1", "ipv4", OutLocalError)
+	a.Local.Firewall = []FWRule{{Where: "Windows Filtering Platform", Rule: evil, Verdict: fwOSRefused, Delta: -1}}
+	r := &Report{
+		Target: Target{Host: "h", Port: 80, Netns: "-", OS: evil},
+		DNS: &DNSReport{Name: "h", System: true, ResolvConf: evil, HostsFile: evil, Addresses: []string{"10.0.0.1"},
+			Scopes: []DNSScope{{Source: "adapter " + evil, Domain: evil, Servers: []string{evil}, Matches: true}}},
+		Proxy:     ProxyReport{Set: []ProxyVar{}, System: []SystemProxy{{Source: "Internet Settings (user)", Proxy: evil, Bypass: evil, PAC: evil, AutoDetect: true}}},
+		Addresses: []*AddrProbe{a},
+	}
+	decide(r)
+	var b bytes.Buffer
+	if err := Text(&b, r); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	for i, c := range []byte(out) {
+		if (c < 0x20 && c != '\n') || c == 0x7f {
+			t.Fatalf("raw control byte 0x%02x at %d:\n%q", c, i, out)
+		}
+	}
+	if strings.Contains(out, "\u202e") || strings.Contains(out, "\nFAKE") || !strings.Contains(out, "PAC script") || !strings.Contains(out, "scope: adapter") {
+		t.Fatalf("forged line, bidi override, or OS parts missing:\n%s", out)
 	}
 }
