@@ -127,6 +127,7 @@ func scopeMatches(domain, host string) bool {
 
 // macResolver is one /etc/resolver/NAME file (resolver(5)).
 type macResolver struct {
+	File    string // set by the caller
 	Domain  string
 	Servers []netip.AddrPort
 	Search  []string

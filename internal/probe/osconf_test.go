@@ -270,6 +270,13 @@ func TestOSVerdicts(t *testing.T) {
 	if dns.Verdict != DNSFailure || !strings.Contains(dns.NextCmd, "Get-DnsClientServerAddress") {
 		t.Errorf("windows dns: %s %q", dns.Verdict, dns.NextCmd)
 	}
+	// A static OS proxy that applies is named in the proxy verdict.
+	px := mk("windows", addr("10.0.0.5", "ipv4", OutTimeout))
+	px.Proxy = ProxyReport{System: []SystemProxy{{Source: "WinHTTP", Proxy: "proxy.corp:3128", Applies: true}}, Applies: true}
+	decide(px)
+	if px.Verdict != Proxy || !strings.Contains(px.Summary, "WinHTTP: proxy.corp:3128") {
+		t.Errorf("windows proxy: %s %q", px.Verdict, px.Summary)
+	}
 	// Linux reports keep the Linux next step.
 	r = mk("", refused())
 	if !strings.HasPrefix(r.NextCmd, "synscope doctor") {
