@@ -208,3 +208,46 @@ func TestFloodCapped(t *testing.T) {
 		}
 	}
 }
+
+// IPsec: TCP behind an Authentication Header is readable and analysed;
+// what stays unreadable (ESP, IPComp, also behind AH) is counted as
+// undecoded with its reason and warned about, never a silent "0 TCP".
+func TestIPsecAH(t *testing.T) {
+	var c capture
+	ms := time.Millisecond
+	ah := func(s synth.Seg) []byte {
+		ip := s.IP()
+		hl := 20
+		if s.Src.Is6() {
+			hl = 40
+		}
+		return synth.Ethernet(synth.IPPacket(s.Src, s.Dst, 51, synth.AH(6, 0x1000, ip[hl:])), nil)
+	}
+	for i, pair := range [][2]netip.Addr{{cli4, srv4}, {cli6, srv6}} {
+		a := syn(pair[0], pair[1], uint16(49401+i), 100, 1)
+		c.add(time.Duration(10*i)*ms, ah(a))
+		c.add(time.Duration(10*i+1)*ms, ah(synack(a, 5)))
+		c.add(time.Duration(10*i+2)*ms, ah(ack(a, 5)))
+	}
+	comp := []byte{4, 0, 0x12, 0x34, 0xde, 0xad, 0xbe, 0xef} // IPComp header, then deflated data
+	c.add(30*ms, synth.Ethernet(synth.IPPacket(cli4, srv4, 51, synth.AH(108, 0x1000, comp)), nil))
+	c.add(31*ms, synth.Ethernet(synth.IPPacket(cli4, srv4, 108, comp), nil))
+	c.add(32*ms, synth.Ethernet(synth.IPPacket(cli4, srv4, 50, []byte{0, 0, 0x10, 0, 0, 0, 0, 1, 9, 9, 9, 9}), nil))
+	r := c.report(t, Config{})
+	m := byClientPort(r)
+	for _, p := range []uint16{49401, 49402} {
+		if m[p] == nil || m[p].Verdict != VerdictEstablished || m[p].History != "ShA" {
+			t.Errorf("port %d behind AH: %+v", p, m[p])
+		}
+	}
+	if r.Stats.TCP != 6 || r.Stats.Encapsulations["ipsec-ah"] != 6 {
+		t.Errorf("tcp %d, encapsulations %v: want 6 TCP segments, all through ipsec-ah", r.Stats.TCP, r.Stats.Encapsulations)
+	}
+	want := map[string]int{"ipcomp-compressed": 2, "ipsec-esp-encrypted": 1}
+	if r.Stats.Undecoded != 3 || len(r.Stats.UndecodedBy) != 2 || r.Stats.UndecodedBy["ipcomp-compressed"] != 2 || r.Stats.UndecodedBy["ipsec-esp-encrypted"] != 1 {
+		t.Errorf("undecoded %d %v, want %v", r.Stats.Undecoded, r.Stats.UndecodedBy, want)
+	}
+	if !hasWarning(r, "ipcomp-compressed 2") || !hasWarning(r, "ipsec-esp-encrypted 1") {
+		t.Errorf("warnings %q", r.Warnings)
+	}
+}
