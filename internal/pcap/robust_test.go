@@ -251,3 +251,47 @@ func TestIPsecAH(t *testing.T) {
 		t.Errorf("warnings %q", r.Warnings)
 	}
 }
+
+// A complete session whose SYN-ACK carries a corrupt timestamp (year
+// 2061, as in a public MySQL capture) stays one established connection,
+// paired by sequence numbers; the timestamp is reported as implausible.
+func TestImplausibleTimestamp(t *testing.T) {
+	var c capture
+	ms := time.Millisecond
+	a := syn(cli4, srv4, 49501, 100, 1)
+	sa := synack(a, 5)
+	c.add(0, fr(a))
+	c.frames = append(c.frames, fr(sa))
+	c.ts = append(c.ts, time.Date(2061, 3, 1, 0, 0, 0, 0, time.UTC).UnixNano())
+	c.add(1*ms, fr(ack(a, 5)))
+	c.add(2*ms, fr(*dataSeg(a, 101, 6, 100)))
+	for i := range 70 { // enough packets for the sweep to run
+		b := syn(cli4, srv4, uint16(50000+i), 1000, 1)
+		c.add(time.Duration(3+i)*ms, fr(b))
+		c.add(time.Duration(3+i)*ms+100*time.Microsecond, fr(synack(b, 7)))
+		c.add(time.Duration(3+i)*ms+200*time.Microsecond, fr(ack(b, 7)))
+	}
+	r := c.report(t, Config{})
+	var rows []*Conn
+	for _, cn := range r.Conns {
+		if _, p := cn.ClientEnd(); p == 49501 {
+			rows = append(rows, cn)
+		}
+	}
+	if len(rows) != 1 || rows[0].Verdict != VerdictEstablished || rows[0].History != "ShAD" || rows[0].SynackCount != 1 {
+		for _, cn := range rows {
+			t.Errorf("row %s %s %s: %s", cn.ConnState, cn.History, cn.Verdict, cn.Detail)
+		}
+		t.Fatalf("%d rows for the session, want one established ShAD", len(rows))
+	}
+	if rtt := rows[0].HandshakeRTT; rtt == nil || *rtt > 0.002 {
+		t.Errorf("handshake RTT %v, want at most 2 ms", rtt)
+	}
+	if !hasNote(rows[0], "implausible") {
+		t.Errorf("notes %q: want the implausible timestamp named", rows[0].Notes)
+	}
+	if r.Stats.ImplausibleTS != 1 || !hasWarning(r, "implausible timestamp") || r.Stats.LastTS > 1_800_000_000 || r.Stats.OutOfOrder != 0 {
+		t.Errorf("implausible %d, last ts %v, out of order %d, warnings %q", r.Stats.ImplausibleTS, r.Stats.LastTS, r.Stats.OutOfOrder, r.Warnings)
+	}
+	noneFailed(t, r, "implausible timestamp")
+}
