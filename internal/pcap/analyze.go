@@ -55,6 +55,14 @@ type Config struct {
 	// SYN flood costs constant memory. 0 means DefaultMaxAttempts; a
 	// negative value removes the cap.
 	MaxAttempts int
+	// ZeekRows splits connections into rows exactly where Zeek's timers
+	// do: an attempt nobody answered ends tcp_attempt_delay (5 s) after
+	// its first SYN, so a later retransmission starts a new row, and
+	// every connection ends once idle for the inactivity timeout (ended
+	// at, not after, the timeout, in every state). Off by default: one
+	// row per attempt keeps the whole SYN retransmission schedule (and
+	// the client's RTO pattern) together (ZEEK.md, difference 4).
+	ZeekRows bool
 	// Now is the analysis time: a packet stamped more than a day after
 	// it cannot have been captured yet (a corrupt timestamp) and is
 	// taken at the time of the packet before it. Zero means time.Now().
@@ -280,6 +288,8 @@ type Analyzer struct {
 	srvRTT map[srvAddr]int64
 	// latest is the latest plausible timestamp (Config.Now + a day).
 	latest int64
+	// zeekRows: Config.ZeekRows.
+	zeekRows bool
 }
 
 type srvAddr struct {
@@ -296,6 +306,8 @@ const (
 	closeDelay  = int64(5 * time.Second)
 	attemptIdle = int64(time.Minute)
 	dupWindow   = int64(200 * time.Millisecond)
+	// attemptDelay is Zeek's tcp_attempt_delay (Config.ZeekRows).
+	attemptDelay = int64(5 * time.Second)
 	// clockSlack is how far after the analysis time a timestamp may be
 	// (a capture host's clock running ahead) before it is implausible.
 	clockSlack = 24 * time.Hour
@@ -331,6 +343,7 @@ func NewAnalyzer(cfg Config) *Analyzer {
 		now = time.Now()
 	}
 	a.latest = now.Add(clockSlack).UnixNano()
+	a.zeekRows = cfg.ZeekRows
 	a.idle = int64(cfg.IdleTimeout)
 	if a.idle <= 0 {
 		a.idle = int64(5 * time.Minute)
@@ -432,7 +445,9 @@ func (a *Analyzer) Add(cp capfile.Packet, index int) {
 	if c != nil {
 		switch {
 		case c.z.removeAt != 0 && cp.TS >= c.z.removeAt,
-			cp.TS-c.lastTS > c.idleLimit(a.idle),
+			a.zeekRows && c.z.attemptExpired(cp.TS),
+			a.zeekRows && cp.TS-c.lastTS >= a.idle,
+			!a.zeekRows && cp.TS-c.lastTS > c.idleLimit(a.idle),
 			bothInactive(&c.z) && cp.TS-c.z.lastTime > closeDelay,
 			c.z.isReuse(p):
 			a.finish(si)
@@ -469,6 +484,9 @@ func (a *Analyzer) Add(cp capfile.Packet, index int) {
 		a.flows.insert(si, h, c)
 		a.stats.Flows++
 		a.stats.MaxOpen = max(a.stats.MaxOpen, a.flows.n)
+		if a.zeekRows {
+			c.z.attemptDelay = attemptDelay
+		}
 		if bareSYN {
 			c.attempt = true
 			a.attempts++
@@ -552,6 +570,13 @@ func (a *Analyzer) newConn() *Conn {
 // exceeded, as Add does).
 func (c *Conn) deadline(idle int64) int64 {
 	d := c.lastTS + c.idleLimit(idle) + 1
+	if c.z.attemptDelay != 0 {
+		// Zeek's timers (Config.ZeekRows).
+		d = c.lastTS + idle
+		if c.z.attemptAt != 0 && c.z.attemptAt < d && c.z.attempting() {
+			d = c.z.attemptAt
+		}
+	}
 	if c.z.removeAt != 0 && c.z.removeAt < d {
 		d = c.z.removeAt
 	}
