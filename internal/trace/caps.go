@@ -146,7 +146,7 @@ var capInfo = map[string]struct{ gives, needs string }{
 	capNeigh:      {"neighbor-unreachable", ""},
 	capRST:        {"RSTs sent by TCP (no-listener); without it RSTs are still seen leaving", ""},
 	capRSTReason:  {"why TCP sent a RST (sk_rst_reason)", "6.10"},
-	capCsum:       {"tcp-reject evidence: bad checksum", ""},
+	capCsum:       {"tcp-reject evidence: bad checksum", "5.12"},
 	capHash:       {"tcp-reject evidence: which TCP-MD5/TCP-AO check refused the SYN", "6.7"},
 	capConntrack:  {"conntrack-invalid vs firewall-drop (skb->_nfct, CONFIG_NF_CONNTRACK)", ""},
 	capFreeLoc:    {"the kernel address that consumed a SYN", "6.3"},
@@ -306,6 +306,9 @@ func capabilities(h KernelHooks, cs []choice) []Capability {
 	}
 	if c := byName[capHash]; c.State == NotSupported {
 		c.Detail = "TCP-MD5/AO rejects are still dropped with their drop reason, named tcp-reject"
+		if dr.State != Available {
+			c.Detail = "without drop reasons TCP-MD5/AO rejects are reported by their drop site (tcp_v4_rcv), not named"
+		}
 	}
 	if c := byName[capRST]; c.State == Available && findChoice(cs, "tcp_send_reset").prog == "on_reset_noreason" {
 		c.Detail = "without reasons (tcp_send_reset before 6.10)"
