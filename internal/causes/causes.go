@@ -126,6 +126,10 @@ type Tracepoint struct {
 	Text string `json:"text"`
 }
 
+// DropReasonNotSpecified is the drop reason of a packet freed without one
+// (kfree_skb's SKB_DROP_REASON_NOT_SPECIFIED).
+const DropReasonNotSpecified = "NOT_SPECIFIED"
+
 // ListenDropsCounter is the counter every tcp_listendrop moves.
 const ListenDropsCounter = "TcpExtListenDrops"
 
@@ -272,7 +276,7 @@ var catalog = []Cause{
 		// (reference 2.C5); neigh_destroy purges a dead entry's queue with
 		// QUEUE_PURGE, which is how a SYN-ACK still waiting for resolution
 		// dies when the failed entry is garbage-collected first.
-		SynackDropReasons: []string{"NEIGH_*", "NOT_SPECIFIED", "QUEUE_PURGE"},
+		SynackDropReasons: []string{"NEIGH_*", DropReasonNotSpecified, "QUEUE_PURGE"},
 		ICMP: []ICMP{
 			{Type: 3, Codes: []uint8{1, 7}, Text: "host unreachable"},
 			{V6: true, Type: 1, Codes: []uint8{3}, Text: "address unreachable"},

@@ -23,15 +23,29 @@ func socketFilters(in Input, probes []probe, inv *Inventory) []SocketFilter {
 		inv.NotChecked = append(inv.NotChecked, "socket filters: the listeners' owners were not read")
 		return out
 	}
+	// One walk of each owner's descriptors, not one per listener: a
+	// server can hold thousands of listeners. Bounded like the probes.
+	const maxListeners = 256
+	fds := map[int]map[uint32]int{}
+	checked := 0
 	for _, l := range in.Listeners {
 		owners := in.Owners[l.Inode]
 		if len(owners) == 0 {
 			continue
 		}
+		if checked++; checked > maxListeners {
+			inv.NotChecked = append(inv.NotChecked, fmt.Sprintf("socket filters of the listeners after the first %d", maxListeners))
+			break
+		}
 		pr := owners[0]
-		fdNum, err := findFD(in.ProcRoot, pr.PID, l.Inode)
-		if err != nil {
-			inv.NotChecked = append(inv.NotChecked, fmt.Sprintf("socket filter of %s: %v", l.Local, err))
+		byInode, ok := fds[pr.PID]
+		if !ok {
+			byInode = socketFDs(in.ProcRoot, pr.PID)
+			fds[pr.PID] = byInode
+		}
+		fdNum, ok := byInode[l.Inode]
+		if !ok {
+			inv.NotChecked = append(inv.NotChecked, fmt.Sprintf("socket filter of %s: pid %d no longer holds socket %d", l.Local, pr.PID, l.Inode))
 			continue
 		}
 		insns, err := getFilter(pr.PID, fdNum)
@@ -55,20 +69,28 @@ func socketFilters(in Input, probes []probe, inv *Inventory) []SocketFilter {
 	return out
 }
 
-// findFD finds the descriptor number under which pid holds socket inode.
-func findFD(procRoot string, pid int, inode uint32) (int, error) {
+// socketFDs maps the socket inodes pid holds to descriptor numbers.
+func socketFDs(procRoot string, pid int) map[uint32]int {
+	out := map[uint32]int{}
 	dir := filepath.Join(procRoot, strconv.Itoa(pid), "fd")
 	ents, err := os.ReadDir(dir)
 	if err != nil {
-		return 0, err
+		return out
 	}
-	want := fmt.Sprintf("socket:[%d]", inode)
 	for _, e := range ents {
-		if t, err := os.Readlink(filepath.Join(dir, e.Name())); err == nil && t == want {
-			return strconv.Atoi(e.Name())
+		t, err := os.Readlink(filepath.Join(dir, e.Name()))
+		if err != nil {
+			continue
+		}
+		var inode uint32
+		if _, err := fmt.Sscanf(t, "socket:[%d]", &inode); err != nil {
+			continue
+		}
+		if n, err := strconv.Atoi(e.Name()); err == nil {
+			out[inode] = n
 		}
 	}
-	return 0, fmt.Errorf("pid %d no longer holds socket %d", pid, inode)
+	return out
 }
 
 // getFilter returns the listener's classic filter, nil when it has none,

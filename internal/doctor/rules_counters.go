@@ -21,7 +21,7 @@ func ruleRPFilter(e *Evidence) []report.Finding {
 	}
 	ev := counterEv(e, "TcpExtIPReversePathFilter")
 	if !e.checked(sourceSysctls) {
-		ev = append(ev, report.Evidence{Source: "sysctl", Text: "rp_filter settings not read: " + e.whyUnchecked(sourceSysctls)})
+		ev = append(ev, report.Evidence{Source: "doctor", Text: "not checked: sysctls (" + e.whyUnchecked(sourceSysctls) + "): which rp_filter setting is strict is not known"})
 	}
 	var strict []string
 	for k, v := range e.Sysctl {

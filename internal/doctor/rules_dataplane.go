@@ -301,3 +301,26 @@ func (e *Evidence) socketFilterFinding(sf dataplane.SocketFilter, dropped []data
 	}
 	return f
 }
+
+// summariseDataplane is the report's inventory: every program and socket
+// filter, and the legacy iptables rules that drop or reject (bounded).
+func summariseDataplane(e *Evidence) []string {
+	var out []string
+	if e.Dataplane != nil {
+		out = append(out, e.Dataplane.Lines()...)
+	}
+	const maxRules = 50
+	n := 0
+	for _, r := range e.XTables {
+		if !r.Drops() {
+			continue
+		}
+		if n++; n <= maxRules {
+			out = append(out, fmt.Sprintf("iptables-legacy -t %s: %s (%d packets)", r.Table, r.Text, r.Packets))
+		}
+	}
+	if n > maxRules {
+		out = append(out, fmt.Sprintf("... and %d more legacy iptables DROP/REJECT rules", n-maxRules))
+	}
+	return out
+}

@@ -5,9 +5,11 @@ import (
 	"net/netip"
 	"sort"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/synscope/synscope/internal/capture"
 	"github.com/synscope/synscope/internal/causes"
 	"github.com/synscope/synscope/internal/fixcmd"
 	"github.com/synscope/synscope/internal/report"
@@ -134,7 +136,7 @@ func ruleUnanswered(e *Evidence, found []report.Finding) []report.Finding {
 			return nil
 		}
 	}
-	flows := e.unansweredTo(0)
+	flows := e.unansweredDue()
 	att := e.attributed()
 	var ids []string
 	for id, n := range att.ByCause {
@@ -208,5 +210,40 @@ func sortedPorts(m map[uint16]bool) []uint16 {
 		out = append(out, p)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out
+}
+
+// answerDue is how long after its last SYN a flow must have been watched
+// to count as unanswered: a listener answers in microseconds, so a second
+// of silence while later packets were still being captured is no race
+// with the window's end.
+const answerDue = time.Second
+
+// unansweredDue lists captured inbound flows whose SYNs got neither a
+// SYN-ACK nor a RST: those that retransmitted, and those whose last SYN
+// came at least answerDue before the last handshake packet the capture
+// saw (a client that gives up after one SYN, as most dialers with a
+// short timeout do, retransmits nothing).
+func (e *Evidence) unansweredDue() []capture.Flow {
+	if e.Capture == nil {
+		return nil
+	}
+	var last time.Time
+	for _, f := range e.Capture.Flows {
+		for _, ts := range []time.Time{f.LastSYN, f.FirstSYNACK} {
+			if ts.After(last) {
+				last = ts
+			}
+		}
+	}
+	var out []capture.Flow
+	for _, f := range e.Capture.Unanswered(capture.Inbound) {
+		// A capture that lost packets may have lost the answer: then
+		// only the client's own retransmission counts.
+		quiet := e.Capture.KernelDrops == 0 && !f.LastSYN.IsZero() && !f.LastSYN.Add(answerDue).After(last)
+		if f.SYNs >= 2 || quiet {
+			out = append(out, f)
+		}
+	}
 	return out
 }

@@ -21,17 +21,22 @@
 // A Conn lives in the network namespace of the thread that dialled it, for
 // its whole life (or in Config.NetNS).
 //
-// Known gap, from mdlayher/netlink: its Conn drops the final NLMSG_DONE of a
-// dump before we see it, so an NLM_F_DUMP_INTR flag carried only by that
-// DONE (the table changed after the kernel built the last data message) is
-// not noticed. The kernel flags the data messages it builds after the
-// change, which is the common case.
+// mdlayher/netlink opens the socket (in a namespace if asked), binds it,
+// joins groups, sends and sets deadlines; receiving is done here, one
+// datagram per recvfrom into a 64 KiB buffer through the socket's
+// syscall.RawConn (so deadlines hold), because mdlayher's Receive sizes its
+// buffer by peeking from a page up, which makes the kernel cut dumps into
+// page-sized datagrams (three times slower on 100k routes), keeps the whole
+// dump in memory, and drops the NLMSG_DONE whose NLM_F_DUMP_INTR flag
+// matters.
 package nl
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
+	"syscall"
 	"time"
 
 	"github.com/mdlayher/netlink"
@@ -82,14 +87,23 @@ var ErrDumpInterrupted = errors.New("netlink: dump interrupted on every attempt 
 // refuses further requests; dial a new one.
 var ErrBroken = errors.New("netlink: connection unusable after a timed-out request")
 
-// Conn is one netlink socket. Execute and Receive must not be called
-// concurrently.
+// Conn is one netlink socket. Its methods must not be called concurrently.
 type Conn struct {
-	c         *netlink.Conn
-	timeout   time.Duration
-	tries     int
-	deadlines bool // false for fakes that cannot set deadlines
-	broken    bool
+	l       link
+	timeout time.Duration
+	tries   int
+	broken  bool
+}
+
+// link is what Conn needs from a socket: the real one (sock) or a fake.
+type link interface {
+	// send sends m, filling in the sequence number and port id, and
+	// returns the header as sent.
+	send(m netlink.Message) (netlink.Header, error)
+	// recv returns the messages of one datagram; their Data may alias a
+	// buffer reused by the next recv.
+	recv(deadline time.Time) ([]netlink.Message, error)
+	close() error
 }
 
 // Dial opens a netlink socket of the given family (unix.NETLINK_ROUTE,
@@ -105,30 +119,36 @@ func Dial(family int, cfg Config) (*Conn, error) {
 			return nil, fmt.Errorf("netlink join group %d: %w", g, err)
 		}
 	}
+	rc, err := c.SyscallConn()
+	if err != nil {
+		c.Close()
+		return nil, fmt.Errorf("netlink socket: %w", err)
+	}
 	if cfg.ReceiveBuffer > 0 {
-		if err := setRcvbufForce(c, cfg.ReceiveBuffer); err != nil {
+		var serr error
+		_ = rc.Control(func(fd uintptr) {
+			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, cfg.ReceiveBuffer)
+		})
+		if serr != nil {
 			// Unprivileged: the plain option, capped by rmem_max, is the
-			// best there is; a failure of that one is harmless too (the
-			// default buffer stays).
+			// best there is; if that fails too the default buffer stays.
 			_ = c.SetReadBuffer(cfg.ReceiveBuffer)
 		}
 	}
-	out := newConn(c, cfg)
-	out.deadlines = true
-	return out, nil
+	return newConn(&sock{c: c, rc: rc, buf: make([]byte, recvBufSize)}, cfg), nil
 }
 
-// Wrap makes a Conn of an already dialled netlink.Conn, such as
-// mdlayher/netlink/nltest's fake (tests). Deadlines are set only when the
-// underlying socket supports them.
-func Wrap(c *netlink.Conn, cfg Config) *Conn {
-	out := newConn(c, cfg)
-	out.deadlines = c.SetReadDeadline(time.Time{}) == nil
-	return out
+// Fake makes a Conn whose requests are answered by fn, which has the shape
+// of mdlayher/netlink/nltest.Func (tests): fn gets each request with its
+// sequence number and port id filled in and returns the answers, or an
+// error (os.ErrDeadlineExceeded stands for a timeout, unix.ENOBUFS for an
+// overrun). A Receive with nothing queued calls fn with no request.
+func Fake(fn func(req []netlink.Message) ([]netlink.Message, error), cfg Config) *Conn {
+	return newConn(&fakeLink{fn: fn}, cfg)
 }
 
-func newConn(c *netlink.Conn, cfg Config) *Conn {
-	out := &Conn{c: c, timeout: cfg.ReceiveTimeout, tries: cfg.DumpTries}
+func newConn(l link, cfg Config) *Conn {
+	out := &Conn{l: l, timeout: cfg.ReceiveTimeout, tries: cfg.DumpTries}
 	if out.timeout <= 0 {
 		out.timeout = DefaultTimeout
 	}
@@ -138,26 +158,12 @@ func newConn(c *netlink.Conn, cfg Config) *Conn {
 	return out
 }
 
-func setRcvbufForce(c *netlink.Conn, n int) error {
-	rc, err := c.SyscallConn()
-	if err != nil {
-		return err
-	}
-	var serr error
-	if err := rc.Control(func(fd uintptr) {
-		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, n)
-	}); err != nil {
-		return err
-	}
-	return serr
-}
-
 // Close closes the socket.
-func (c *Conn) Close() error { return c.c.Close() }
+func (c *Conn) Close() error { return c.l.close() }
 
 // Request is one request: the message type, the flags besides
 // NLM_F_REQUEST (which is always set) and the payload (fixed header and
-// attributes, see Encode).
+// attributes, see Payload).
 type Request struct {
 	Type  uint16
 	Flags uint16
@@ -165,7 +171,7 @@ type Request struct {
 }
 
 // Message is one answer: its type and flags and the payload after the
-// netlink header. The payload is the Conn's own copy.
+// netlink header.
 type Message struct {
 	Type  uint16
 	Flags uint16
@@ -174,95 +180,122 @@ type Message struct {
 
 // Execute sends req and returns the answers: every message of a dump
 // (NLM_F_DUMP), the one answer of a get, or nothing for an acknowledged
-// change (NLM_F_ACK). op names the request in errors ("dump routes").
+// change (NLM_F_ACK). op names the request in errors ("dump routes"). The
+// messages are the caller's.
 func (c *Conn) Execute(op string, req Request) ([]Message, error) {
+	var out []Message
+	err := c.Stream(op, req, func() { out = out[:0] }, func(m Message) error {
+		m.Data = append([]byte(nil), m.Data...)
+		out = append(out, m)
+		return nil
+	})
+	return out, err
+}
+
+// Stream is Execute without keeping the answers: fn sees each message once,
+// its Data valid only during the call. start runs before every attempt: an
+// interrupted dump is asked again, and what fn gathered from the
+// interrupted one must be dropped there. An error from fn ends the request
+// (the rest of the answer is drained first) and is returned.
+func (c *Conn) Stream(op string, req Request, start func(), fn func(Message) error) error {
 	if c.broken {
-		return nil, fmt.Errorf("%s: %w", op, ErrBroken)
+		return fmt.Errorf("%s: %w", op, ErrBroken)
 	}
 	dump := req.Flags&unix.NLM_F_DUMP == unix.NLM_F_DUMP
 	for try := 0; try < c.tries; try++ {
-		msgs, err := c.execute(req)
+		if start != nil {
+			start()
+		}
+		intr, err := c.exchange(req, dump, fn)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", op, err)
+			return fmt.Errorf("%s: %w", op, err)
 		}
-		if dump && interrupted(msgs) {
-			continue
+		if !intr || !dump {
+			return nil // NLM_F_DUMP_INTR means nothing outside a dump
 		}
-		return convert(msgs), nil
 	}
-	return nil, fmt.Errorf("%s: %w (%d attempts)", op, ErrDumpInterrupted, c.tries)
+	return fmt.Errorf("%s: %w (%d attempts)", op, ErrDumpInterrupted, c.tries)
 }
 
-func (c *Conn) execute(req Request) ([]netlink.Message, error) {
-	if err := c.arm(); err != nil {
-		return nil, err
-	}
-	m := netlink.Message{
+// exchange sends one request and reads its answer to the end.
+func (c *Conn) exchange(req Request, dump bool, fn func(Message) error) (intr bool, err error) {
+	h, err := c.l.send(netlink.Message{
 		Header: netlink.Header{
 			Type:  netlink.HeaderType(req.Type),
 			Flags: netlink.HeaderFlags(req.Flags) | netlink.Request,
 		},
 		Data: req.Data,
-	}
-	msgs, err := c.c.Execute(m)
+	})
 	if err != nil {
-		if isTimeout(err) {
-			c.broken = true
-			return nil, ErrTimeout
-		}
-		return nil, unwrap(err)
+		return false, fmt.Errorf("netlink send: %w", err)
 	}
-	return msgs, nil
+	deadline := time.Now().Add(c.timeout)
+	var fnErr error
+	for {
+		msgs, err := c.l.recv(deadline)
+		if err != nil {
+			if isTimeout(err) {
+				c.broken = true
+				return false, ErrTimeout
+			}
+			return false, fmt.Errorf("netlink receive: %w", err)
+		}
+		for _, m := range msgs {
+			if m.Header.Sequence != h.Sequence || (m.Header.PID != 0 && h.PID != 0 && m.Header.PID != h.PID) {
+				c.broken = true
+				return false, fmt.Errorf("answer with sequence %d port %d to request %d port %d", m.Header.Sequence, m.Header.PID, h.Sequence, h.PID)
+			}
+			if m.Header.Flags&netlink.DumpInterrupted != 0 {
+				intr = true
+			}
+			switch m.Header.Type {
+			case netlink.Done:
+				if e := errnoIn(m.Data); e != 0 {
+					return false, &Error{Errno: e}
+				}
+				return intr, fnErr
+			case netlink.Error:
+				if len(m.Data) < 4 {
+					return false, errors.New("short netlink error message")
+				}
+				if e := errnoIn(m.Data); e != 0 {
+					return false, &Error{Errno: e}
+				}
+				return intr, fnErr // an ACK
+			case netlink.Noop, netlink.Overrun:
+				continue
+			}
+			if fnErr == nil {
+				fnErr = fn(Message{Type: uint16(m.Header.Type), Flags: uint16(m.Header.Flags), Data: m.Data})
+			}
+			if !dump && req.Flags&unix.NLM_F_ACK == 0 {
+				return intr, fnErr // a get answers with one message
+			}
+		}
+	}
 }
 
-// arm sets the receive deadline of the next receive.
-func (c *Conn) arm() error {
-	if !c.deadlines {
-		return nil
+// errnoIn reads the negative errno that starts an NLMSG_ERROR or
+// NLMSG_DONE payload; 0 when none.
+func errnoIn(b []byte) unix.Errno {
+	if len(b) < 4 {
+		return 0
 	}
-	if err := c.c.SetReadDeadline(time.Now().Add(c.timeout)); err != nil {
-		return fmt.Errorf("netlink receive deadline: %w", err)
+	if e := int32(binary.NativeEndian.Uint32(b)); e < 0 {
+		return unix.Errno(-e)
 	}
-	return nil
-}
-
-func interrupted(msgs []netlink.Message) bool {
-	for _, m := range msgs {
-		if m.Header.Flags&netlink.DumpInterrupted != 0 {
-			return true
-		}
-	}
-	return false
-}
-
-// convert drops ACKs (NLMSG_ERROR with errno 0) and NOOPs and copies
-// what is left into Messages.
-func convert(msgs []netlink.Message) []Message {
-	out := make([]Message, 0, len(msgs))
-	for _, m := range msgs {
-		switch m.Header.Type {
-		case netlink.Error, netlink.Noop, netlink.Done, netlink.Overrun:
-			continue
-		}
-		out = append(out, Message{Type: uint16(m.Header.Type), Flags: uint16(m.Header.Flags), Data: m.Data})
-	}
-	return out
+	return 0
 }
 
 // Receive waits up to the receive timeout for the next notifications of a
 // monitor Conn. Nothing within the timeout is ErrTimeout; an overrun is
-// ErrOverrun (wrapping ENOBUFS).
+// ErrOverrun (wrapping ENOBUFS). The messages are the caller's.
 func (c *Conn) Receive() ([]Message, error) { return c.ReceiveWithin(c.timeout) }
 
 // ReceiveWithin is Receive with its own bound (a short one drains what is
-// queued without waiting).
+// queued without waiting long).
 func (c *Conn) ReceiveWithin(d time.Duration) ([]Message, error) {
-	if c.deadlines {
-		if err := c.c.SetReadDeadline(time.Now().Add(d)); err != nil {
-			return nil, fmt.Errorf("netlink receive deadline: %w", err)
-		}
-	}
-	msgs, err := c.c.Receive()
+	msgs, err := c.l.recv(time.Now().Add(d))
 	if err != nil {
 		switch {
 		case isTimeout(err):
@@ -270,9 +303,13 @@ func (c *Conn) ReceiveWithin(d time.Duration) ([]Message, error) {
 		case errors.Is(err, unix.ENOBUFS):
 			return nil, fmt.Errorf("%w: %w", ErrOverrun, unix.ENOBUFS)
 		}
-		return nil, fmt.Errorf("netlink receive: %w", unwrap(err))
+		return nil, fmt.Errorf("netlink receive: %w", err)
 	}
-	return convert(msgs), nil
+	out := make([]Message, 0, len(msgs))
+	for _, m := range msgs {
+		out = append(out, Message{Type: uint16(m.Header.Type), Flags: uint16(m.Header.Flags), Data: append([]byte(nil), m.Data...)})
+	}
+	return out, nil
 }
 
 func isTimeout(err error) bool {
@@ -283,32 +320,135 @@ func isTimeout(err error) bool {
 // NLMSG_DONE). It unwraps to the errno.
 type Error struct {
 	Errno unix.Errno
-	// Message is the kernel's extended acknowledgement text, when it sent one.
-	Message string
 }
 
-func (e *Error) Error() string {
-	if e.Message != "" {
-		return e.Errno.Error() + " (" + e.Message + ")"
-	}
-	return e.Errno.Error()
-}
+func (e *Error) Error() string { return e.Errno.Error() }
 
 func (e *Error) Unwrap() error { return e.Errno }
 
-// unwrap turns mdlayher/netlink's OpError carrying a kernel errno into an
-// *Error, and leaves system call failures as they are (still wrapped).
-func unwrap(err error) error {
-	var oe *netlink.OpError
-	if errors.As(err, &oe) {
-		var en unix.Errno
-		if errors.As(oe.Err, &en) {
-			var se *os.SyscallError
-			if errors.As(oe.Err, &se) {
-				return fmt.Errorf("%s: %w", se.Syscall, en)
-			}
-			return &Error{Errno: en, Message: oe.Message}
+// recvBufSize is larger than the kernel's largest dump datagram (32 KiB,
+// netlink_dump's cap on max_recvmsg_len), so one recvfrom never truncates,
+// and large enough that the kernel fills datagrams to that cap.
+const recvBufSize = 64 << 10
+
+// sock is the real socket.
+type sock struct {
+	c   *netlink.Conn
+	rc  syscall.RawConn
+	buf []byte
+}
+
+func (s *sock) send(m netlink.Message) (netlink.Header, error) {
+	sent, err := s.c.Send(m)
+	return sent.Header, err
+}
+
+func (s *sock) recv(deadline time.Time) ([]netlink.Message, error) {
+	if err := s.c.SetReadDeadline(deadline); err != nil {
+		return nil, err
+	}
+	var n int
+	var rerr error
+	err := s.rc.Read(func(fd uintptr) bool {
+		n, _, rerr = unix.Recvfrom(int(fd), s.buf, unix.MSG_DONTWAIT)
+		return !errors.Is(rerr, unix.EAGAIN) && !errors.Is(rerr, unix.EINTR)
+	})
+	if err != nil {
+		return nil, err
+	}
+	if rerr != nil {
+		return nil, os.NewSyscallError("recvfrom", rerr)
+	}
+	return split(s.buf[:n])
+}
+
+func (s *sock) close() error { return s.c.Close() }
+
+// Parse cuts recorded netlink bytes (messages with their headers, as
+// received, concatenated) into Messages; Data aliases b. A truncated or
+// malformed message is an error.
+func Parse(b []byte) ([]Message, error) {
+	ms, err := split(b)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Message, 0, len(ms))
+	for _, m := range ms {
+		out = append(out, Message{Type: uint16(m.Header.Type), Flags: uint16(m.Header.Flags), Data: m.Data})
+	}
+	return out, nil
+}
+
+// Marshal lays out messages the way Parse reads them (sequence number and
+// port id zero): how tests record answers.
+func Marshal(msgs []Message) []byte {
+	var out []byte
+	for _, m := range msgs {
+		h := make([]byte, unix.NLMSG_HDRLEN)
+		binary.NativeEndian.PutUint32(h[0:4], uint32(unix.NLMSG_HDRLEN+len(m.Data)))
+		binary.NativeEndian.PutUint16(h[4:6], m.Type)
+		binary.NativeEndian.PutUint16(h[6:8], m.Flags)
+		out = append(out, h...)
+		out = append(out, m.Data...)
+		for len(out)%4 != 0 {
+			out = append(out, 0)
 		}
 	}
-	return err
+	return out
 }
+
+// split cuts a datagram into messages; Data aliases b.
+func split(b []byte) ([]netlink.Message, error) {
+	var out []netlink.Message
+	for len(b) > 0 {
+		if len(b) < unix.NLMSG_HDRLEN {
+			return nil, fmt.Errorf("malformed netlink message (%d trailing bytes)", len(b))
+		}
+		l := int(binary.NativeEndian.Uint32(b))
+		if l < unix.NLMSG_HDRLEN || l > len(b) {
+			return nil, fmt.Errorf("malformed netlink message (length %d of %d bytes)", l, len(b))
+		}
+		var m netlink.Message
+		if err := m.UnmarshalBinary(b[:l]); err != nil {
+			return nil, fmt.Errorf("malformed netlink message: %w", err)
+		}
+		out = append(out, m)
+		b = b[min(Align(l), len(b)):]
+	}
+	return out, nil
+}
+
+// fake answers requests with a function (see Fake).
+type fakeLink struct {
+	fn     func([]netlink.Message) ([]netlink.Message, error)
+	seq    uint32
+	queued []netlink.Message
+	err    error
+}
+
+// fakePID is the port id fake requests carry.
+const fakePID = 4242
+
+func (f *fakeLink) send(m netlink.Message) (netlink.Header, error) {
+	f.seq++
+	m.Header.Sequence, m.Header.PID = f.seq, fakePID
+	m.Header.Length = uint32(unix.NLMSG_HDRLEN + len(m.Data))
+	f.queued, f.err = f.fn([]netlink.Message{m})
+	return m.Header, nil
+}
+
+func (f *fakeLink) recv(time.Time) ([]netlink.Message, error) {
+	if f.err != nil {
+		err := f.err
+		f.err = nil
+		return nil, err
+	}
+	if len(f.queued) == 0 {
+		return f.fn(nil)
+	}
+	out := f.queued
+	f.queued = nil
+	return out, nil
+}
+
+func (f *fakeLink) close() error { return nil }

@@ -32,7 +32,7 @@ func reply(req netlink.Message, flags netlink.HeaderFlags, doneErrno int32, payl
 	return append(out, done)
 }
 
-func fake(fn nltest.Func) *Conn { return Wrap(nltest.Dial(fn), Config{}) }
+func fake(fn nltest.Func) *Conn { return Fake(fn, Config{}) }
 
 var dumpReq = Request{Type: unix.RTM_GETROUTE, Flags: unix.NLM_F_DUMP}
 
@@ -72,6 +72,29 @@ func TestDumpInterruptedEveryTimeIsAnError(t *testing.T) {
 	}
 	if calls != DefaultDumpTries {
 		t.Errorf("%d requests, want %d", calls, DefaultDumpTries)
+	}
+}
+
+// The kernel may flag only the final NLMSG_DONE (the table changed after
+// it built the last data message): that dump is asked again too.
+func TestDumpInterruptedOnlyInDone(t *testing.T) {
+	calls := 0
+	c := fake(func(reqs []netlink.Message) ([]netlink.Message, error) {
+		calls++
+		m := reply(reqs[0], 0, 0, []byte("a"))
+		if calls == 1 {
+			m[len(m)-1].Header.Flags |= netlink.DumpInterrupted
+		}
+		return m, nil
+	})
+	var starts int
+	var got []string
+	err := c.Stream("dump", dumpReq, func() { starts++; got = got[:0] }, func(m Message) error {
+		got = append(got, string(m.Data))
+		return nil
+	})
+	if err != nil || calls != 2 || starts != 2 || len(got) != 1 {
+		t.Fatalf("err %v, %d requests, %d starts, got %v; want the dump asked twice and one message kept", err, calls, starts, got)
 	}
 }
 

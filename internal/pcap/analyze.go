@@ -83,11 +83,12 @@ const (
 	VerdictSynTimeout      Verdict = "syn-timeout"
 	VerdictRefused         Verdict = "refused"
 	VerdictICMPUnreachable Verdict = "icmp-unreachable"
-	VerdictSynackNoAck     Verdict = "synack-unanswered"
-	VerdictAckInsteadOfSA  Verdict = "ack-instead-of-synack"
-	VerdictOneDirection    Verdict = "one-direction"
-	VerdictMidstream       Verdict = "midstream"
-	VerdictClientAbort     Verdict = "client-abort"
+	// VerdictSynackNoAck is the catalog cause it names, spelled once.
+	VerdictSynackNoAck    Verdict = Verdict(causes.SynackUnanswered)
+	VerdictAckInsteadOfSA Verdict = "ack-instead-of-synack"
+	VerdictOneDirection   Verdict = "one-direction"
+	VerdictMidstream      Verdict = "midstream"
+	VerdictClientAbort    Verdict = "client-abort"
 	// VerdictUnfinished: the capture ended before the next SYN (or
 	// SYN-ACK) retransmission or the answer was due.
 	VerdictUnfinished Verdict = "unfinished"

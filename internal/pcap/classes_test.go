@@ -23,7 +23,7 @@ import (
 // connection reported as a failed handshake) or miss found when synscope
 // was run on public captures, first on a capture written with synth,
 // then, where one shows the class, on a Zeek regression capture (read in
-// place from ../shared/captures/zeek) or one derived from it in memory.
+// place from testdata/zeek) or one derived from it in memory.
 
 // frame is one captured frame with its absolute time.
 type frame struct {

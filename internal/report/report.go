@@ -128,6 +128,12 @@ type Report struct {
 	DefaultRoutes []DefaultRoute `json:"default_routes"`
 	// Sysctls that decide a handshake's fate, as read in the namespace.
 	Sysctls map[string]string `json:"sysctls"`
+	// Dataplane lists what beside nftables can drop a SYN, one line per
+	// item: BPF programs (XDP, tc, tcx, cgroup_skb) with their verdict on
+	// a synthesized SYN, listeners' socket filters, legacy iptables DROP
+	// and REJECT rules. Information: a finding names an item only when
+	// the evidence ties the lost SYNs to it.
+	Dataplane []string `json:"dataplane,omitempty"`
 }
 
 // DefaultRoute is one default route ("" Via for a device route).

@@ -8,6 +8,8 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
+
+	"github.com/synscope/synscope/internal/causes"
 )
 
 // State is a probe's answer, after cilium/ebpf's contract (features/doc.go):
@@ -127,28 +129,60 @@ var slots = []slot{
 	{"tcp_retransmit_synack", []variant{{"on_rtx_synack", 2}}, capRetrans},
 	{"neigh_event_send_done", []variant{{"on_neigh_send", 2}}, capNeigh},
 	{"tcp_send_reset", []variant{{"on_reset", 3}, {"on_reset_noreason", 2}}, capRST},
-	{"tcp_bad_csum", []variant{{"on_bad_csum", 1}}, capCsum},
-	{"tcp_hash_md5_required", []variant{{"on_md5_required", 2}}, capHash},
-	{"tcp_hash_md5_unexpected", []variant{{"on_md5_unexpected", 2}}, capHash},
-	{"tcp_hash_md5_mismatch", []variant{{"on_md5_mismatch", 2}}, capHash},
-	{"tcp_hash_ao_required", []variant{{"on_ao_required", 2}}, capHash},
-	{"tcp_hash_bad_header", []variant{{"on_hash_bad_header", 2}}, capHash},
-	{"tcp_ao_handshake_failure", []variant{{"on_ao_handshake", 2}}, capHash},
+}
+
+// rejectHooks are the programs of TCP's reject tracepoints, by the BPF
+// side's R_* value (bpf/synscope.c): R_n hooks the catalog's n-th
+// tcp-reject tracepoint, whose name and meaning the catalog owns
+// (TestRejectEnumIsTheCatalogs checks the C enum against it).
+var rejectHooks = [...]struct {
+	prog string
+	args int
+	cap  string
+}{
+	1: {"on_bad_csum", 1, capCsum},
+	2: {"on_md5_required", 2, capHash},
+	3: {"on_md5_unexpected", 2, capHash},
+	4: {"on_md5_mismatch", 2, capHash},
+	5: {"on_ao_required", 2, capHash},
+	6: {"on_hash_bad_header", 2, capHash},
+	7: {"on_ao_handshake", 2, capHash},
+}
+
+// allSlots is slots plus one per catalog tcp-reject tracepoint.
+func allSlots() []slot {
+	out := append([]slot(nil), slots...)
+	for i, tp := range causes.Tracepoints(causes.TCPReject) {
+		if i+1 < len(rejectHooks) {
+			h := rejectHooks[i+1]
+			out = append(out, slot{tp.Name, []variant{{h.prog, h.args}}, h.cap})
+		}
+	}
+	return out
+}
+
+// ids joins cause IDs for the capability texts.
+func ids(list ...causes.ID) string {
+	s := make([]string, len(list))
+	for i, id := range list {
+		s[i] = string(id)
+	}
+	return strings.Join(s, ", ")
 }
 
 // capInfo is what each capability gives and since when the kernel has it.
 var capInfo = map[string]struct{ gives, needs string }{
-	capFate:       {"every SYN's fate; drop reasons name firewall-drop, no-listener, rp-filter-drop, ipv6-disabled, …", ""},
-	capDropReason: {"the kernel's reason for each dropped SYN (firewall-drop, no-listener, rp-filter-drop, ipv6-disabled, tcp-reject, bpf-drop, …); without it the drop's kernel site (kfree_skb location through /proc/kallsyms) names what a site tells apart", DropReasonKernel},
-	capRoute4:     {"no-route-to-peer and syn-queue-overflow ('last quarter') per IPv4 SYN", ""},
-	capRoute6:     {"no-route-to-peer and syn-queue-overflow ('last quarter') per IPv6 SYN", ""},
-	capRetrans:    {"synack-unanswered", ""},
-	capNeigh:      {"neighbor-unreachable", ""},
-	capRST:        {"RSTs sent by TCP (no-listener); without it RSTs are still seen leaving", ""},
+	capFate:       {"every SYN's fate; drop reasons name " + ids(causes.FirewallDrop, causes.NoListener, causes.RPFilterDrop, causes.IPv6Disabled) + ", …", ""},
+	capDropReason: {"the kernel's reason for each dropped SYN (" + ids(causes.FirewallDrop, causes.NoListener, causes.RPFilterDrop, causes.IPv6Disabled, causes.TCPReject, causes.BPFDrop) + ", …); without it the drop's kernel site (kfree_skb location through /proc/kallsyms) names what a site tells apart", DropReasonKernel},
+	capRoute4:     {ids(causes.NoRouteToPeer) + " and " + ids(causes.SynQueueOverflow) + " ('last quarter') per IPv4 SYN", ""},
+	capRoute6:     {ids(causes.NoRouteToPeer) + " and " + ids(causes.SynQueueOverflow) + " ('last quarter') per IPv6 SYN", ""},
+	capRetrans:    {ids(causes.SynackUnanswered), ""},
+	capNeigh:      {ids(causes.NeighborUnreachable), ""},
+	capRST:        {"RSTs sent by TCP (" + ids(causes.NoListener) + "); without it RSTs are still seen leaving", ""},
 	capRSTReason:  {"why TCP sent a RST (sk_rst_reason)", "6.10"},
-	capCsum:       {"tcp-reject evidence: bad checksum", "5.12"},
-	capHash:       {"tcp-reject evidence: which TCP-MD5/TCP-AO check refused the SYN", "6.7"},
-	capConntrack:  {"conntrack-invalid vs firewall-drop (skb->_nfct, CONFIG_NF_CONNTRACK)", ""},
+	capCsum:       {ids(causes.TCPReject) + " evidence: bad checksum", "5.12"},
+	capHash:       {ids(causes.TCPReject) + " evidence: which TCP-MD5/TCP-AO check refused the SYN", "6.7"},
+	capConntrack:  {ids(causes.ConntrackInvalid) + " vs " + ids(causes.FirewallDrop) + " (skb->_nfct, CONFIG_NF_CONNTRACK)", ""},
 	capFreeLoc:    {"the kernel address that consumed a SYN", "6.3"},
 }
 
@@ -215,8 +249,9 @@ type choice struct {
 // plan picks, for every hook, the program variant this kernel's
 // tracepoint prototype fits. The result is in slots order.
 func plan(h KernelHooks) []choice {
-	out := make([]choice, 0, len(slots))
-	for _, s := range slots {
+	all := allSlots()
+	out := make([]choice, 0, len(all))
+	for _, s := range all {
 		c := choice{slot: s}
 		n, ok := h.TracepointArgs(s.tp)
 		if !ok {
@@ -286,7 +321,7 @@ func capabilities(h KernelHooks, cs []choice) []Capability {
 	case kf.state != Available:
 		dr.State, dr.Detail = kf.state, kf.detail
 	default:
-		dr.State, dr.Detail = NotSupported, "drops are named by their kernel site (kfree_skb location, /proc/kallsyms): firewall-drop at nf_hook_slow, no-listener at tcp_v4_rcv/tcp_v6_rcv with a RST; other sites are reported with the causes they cannot tell apart"
+		dr.State, dr.Detail = NotSupported, "drops are named by their kernel site (kfree_skb location, /proc/kallsyms): " + ids(causes.FirewallDrop) + " at nf_hook_slow, " + ids(causes.NoListener) + " at tcp_v4_rcv/tcp_v6_rcv with a RST; other sites are reported with the causes they cannot tell apart"
 	}
 	loc := byName[capFreeLoc]
 	loc.Via = "consume_skb location argument"
@@ -299,13 +334,13 @@ func capabilities(h KernelHooks, cs []choice) []Capability {
 	ct := byName[capConntrack]
 	ct.Via = "skb->_nfct at kfree_skb (CO-RE)"
 	if !h.HasMember("sk_buff", "_nfct") {
-		ct.State, ct.Detail = NotSupported, "kernel built without CONFIG_NF_CONNTRACK: conntrack drops read as firewall-drop"
+		ct.State, ct.Detail = NotSupported, "kernel built without CONFIG_NF_CONNTRACK: conntrack drops read as "+ids(causes.FirewallDrop)
 	}
 	if k := findChoice(cs, "kfree_skb"); k.state != Available {
 		worse(ct, k.state, k.detail)
 	}
 	if c := byName[capHash]; c.State == NotSupported {
-		c.Detail = "TCP-MD5/AO rejects are still dropped with their drop reason, named tcp-reject"
+		c.Detail = "TCP-MD5/AO rejects are still dropped with their drop reason, named " + ids(causes.TCPReject)
 		if dr.State != Available {
 			c.Detail = "without drop reasons TCP-MD5/AO rejects are reported by their drop site (tcp_v4_rcv), not named"
 		}

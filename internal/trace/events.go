@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/synscope/synscope/internal/causes"
 )
 
 // Kind says which kernel moment an Event records.
@@ -136,23 +138,13 @@ const (
 	ipCTUntracked = 7
 )
 
-// tcpRejects names the BPF side's R_* values (bpf/synscope.c).
-var tcpRejects = [...]string{
-	1: "tcp_bad_csum",
-	2: "tcp_hash_md5_required",
-	3: "tcp_hash_md5_unexpected",
-	4: "tcp_hash_md5_mismatch",
-	5: "tcp_hash_ao_required",
-	6: "tcp_hash_bad_header",
-	7: "tcp_ao_handshake_failure",
-}
-
 func tcpRejectName(v uint32) string {
 	if v == 0 {
 		return ""
 	}
-	if int(v) < len(tcpRejects) {
-		return tcpRejects[v]
+	// R_n is the catalog's n-th tcp-reject tracepoint (caps.go rejectHooks).
+	if tps := causes.Tracepoints(causes.TCPReject); int(v) <= len(tps) {
+		return tps[v-1].Name
 	}
 	return fmt.Sprintf("tcp-reject-%d", v)
 }

@@ -5,7 +5,10 @@ import (
 	"net/netip"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/synscope/synscope/internal/causes"
 )
@@ -214,7 +217,7 @@ func (e *Engine) addSYN(k flowKey, ev Event) []Outcome {
 		}
 		e.flows[k] = f
 		return out
-	case pending && ev.Flags&FlagConsumed == 0 && ev.DropReason == "NOT_SPECIFIED",
+	case pending && ev.Flags&FlagConsumed == 0 && ev.DropReason == causes.DropReasonNotSpecified,
 		pending && ev.Flags&(FlagConsumed|FlagRST|FlagRSTSent|FlagFib|FlagSynAckDrop) == FlagConsumed:
 		// A SYN retransmit meeting the request (SYN-ACK resend rate-limited):
 		// freed with NOT_SPECIFIED since 6.x, consumed before (6.1), and
@@ -233,10 +236,8 @@ func (e *Engine) addSYN(k flowKey, ev Event) []Outcome {
 		}
 		if ev.Flags&FlagRST != 0 {
 			f.evidence = append(f.evidence, "RST sent: "+ev.RSTReason)
-			cause := causes.NoListener
-			if ev.DropReason != "NO_SOCKET" {
-				cause = dropCause(ev.DropReason)
-			}
+			// NO_SOCKET names no-listener in the catalog.
+			cause := dropCause(ev.DropReason)
 			return append(out, e.emit(f.outcome(Refused, cause))...)
 		}
 		cause := dropCause(ev.DropReason)
@@ -458,37 +459,34 @@ func dropCause(reason string) causes.ID { return causes.ForDropReason(reason) }
 // synackDropCause maps a kfree_skb reason of the SYN-ACK to a cause.
 func synackDropCause(reason string) causes.ID { return causes.ForSynackDropReason(reason) }
 
-// tcpRejectEvidence explains which TCP check refused the SYN.
+// tcpRejectEvidence explains which TCP check refused the SYN, in the
+// catalog's words for the tracepoint that saw it.
 func tcpRejectEvidence(tp string) string {
-	what := map[string]string{
-		"tcp_bad_csum":             "TCP checksum wrong",
-		"tcp_hash_md5_required":    "the listener requires a TCP-MD5 signature from this peer and the SYN has none",
-		"tcp_hash_md5_unexpected":  "the SYN carries a TCP-MD5 signature but the listener has no key for this peer",
-		"tcp_hash_md5_mismatch":    "the SYN's TCP-MD5 signature does not match the listener's key",
-		"tcp_hash_ao_required":     "the listener requires TCP-AO from this peer and the SYN has no AO option",
-		"tcp_hash_bad_header":      "the SYN's TCP-MD5/TCP-AO options are malformed or conflicting",
-		"tcp_ao_handshake_failure": "the SYN's TCP-AO MAC or key id does not match",
-	}[tp]
-	if what == "" {
-		return "rejected by TCP (" + tp + ")"
+	if _, what := causes.TracepointText(tp); what != "" {
+		return tp + ": " + what
 	}
-	return tp + ": " + what
+	return "rejected by TCP (" + tp + ")"
 }
 
+// errnoName shows a failed route lookup's error (a negative errno) and,
+// for the route types whose lookups fail with it, which (the catalog's
+// RouteTypes): "EINVAL (blackhole route)".
 func errnoName(err int32) string {
-	switch err {
-	case -11:
-		return "no route (EAGAIN: no table matched)"
-	case -101:
-		return "ENETUNREACH"
-	case -113:
-		return "EHOSTUNREACH"
-	case -13:
-		return "EACCES (prohibit)"
-	case -22:
-		return "EINVAL (blackhole)"
+	e := syscall.Errno(-err)
+	name := unix.ErrnoName(e)
+	if name == "" {
+		return fmt.Sprintf("err %d", err)
 	}
-	return fmt.Sprintf("err %d", err)
+	t, ok := causes.ErrnoRouteType(e)
+	switch {
+	case e == syscall.EAGAIN:
+		// fib_table_lookup also returns -EAGAIN when the table has no
+		// route at all: the lookup goes on with the next rule.
+		return name + " (no route in the table, or a " + t + " route)"
+	case ok:
+		return name + " (" + t + " route)"
+	}
+	return name
 }
 
 // Stats are totals of outcomes, for the exit summary.

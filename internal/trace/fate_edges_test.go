@@ -223,3 +223,42 @@ func findEvidence(o Outcome, sub string) string {
 }
 
 func hasEvidence(o Outcome, sub string) bool { return findEvidence(o, sub) != "" }
+
+// TestSyncookieCompletion: a handshake completed with a syncookie is
+// established, attributed to the SYN flood that made the kernel use one.
+func TestSyncookieCompletion(t *testing.T) {
+	eng := NewEngine(time.Second)
+	eng.Add(synEv(time.Millisecond, FlagConsumed|FlagSynAck|FlagFib|FlagCookie, func(e *Event) { e.SynAckMono = time.Millisecond }))
+	outs := eng.Add(ev(KindAck, 2*time.Millisecond, nil))
+	if len(outs) != 1 || outs[0].Fate != Established || outs[0].Cause != causes.SynFloodCookies || !hasEvidence(outs[0], "syncookie") {
+		t.Fatalf("got %+v, want established with syn-flood-cookies", outs)
+	}
+	// Without the cookie flag: established, no cause.
+	eng = NewEngine(time.Second)
+	eng.Add(synEv(time.Millisecond, FlagConsumed|FlagSynAck|FlagFib, func(e *Event) { e.SynAckMono = time.Millisecond }))
+	if outs := eng.Add(ev(KindAck, 2*time.Millisecond, nil)); len(outs) != 1 || outs[0].Cause != "" {
+		t.Fatalf("got %+v, want established without a cause", outs)
+	}
+}
+
+// TestFlushIdleIsFinal: at exit, a flow idle for Pending or longer has
+// its final fate (only recent ones are provisional).
+func TestFlushIdleIsFinal(t *testing.T) {
+	for _, c := range []struct {
+		now        time.Duration
+		incomplete bool
+		fate       Fate
+	}{
+		{3 * time.Second, false, SynAckRetransmitted},     // idle exactly Pending (2s)
+		{3*time.Second - time.Millisecond, true, Unknown}, // 1 ms short of it
+		{time.Hour, false, SynAckRetransmitted},           // long idle
+	} {
+		eng := NewEngine(2 * time.Second)
+		eng.Add(synEv(time.Millisecond, FlagConsumed|FlagSynAck|FlagFib, func(e *Event) { e.SynAckMono = time.Millisecond }))
+		eng.Add(ev(KindRetrans, time.Second, nil))
+		outs := eng.Flush(c.now)
+		if len(outs) != 1 || outs[0].Incomplete != c.incomplete || outs[0].Fate != c.fate {
+			t.Errorf("flush at %v: got %+v, want incomplete=%v %s", c.now, outs, c.incomplete, c.fate)
+		}
+	}
+}

@@ -138,9 +138,3 @@ func probeND(ctx context.Context, t *netns.Target, r Route, timeout time.Duratio
 	}
 	return nil, noAnswer(fmt.Sprintf("no neighbour advertisement from %s within %s", r.Gateway, timeout))
 }
-
-// noAnswer is a probe that heard nothing back: errors.Is(err, errNoAnswer).
-type noAnswer string
-
-func (e noAnswer) Error() string        { return string(e) }
-func (e noAnswer) Is(target error) bool { return target == errNoAnswer }

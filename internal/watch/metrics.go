@@ -243,8 +243,15 @@ var (
 		"The listener's accept-queue limit, min(backlog, somaxconn).",
 		[]string{"netns", "listener"}, nil)
 	descLDrops = prometheus.NewDesc("synscope_listener_drops_total",
-		"The listener's own drop counter (sk_drops: ListenDrops for this socket).",
+		"The listener's own drop counter (sk_drops: ListenDrops for this socket); the "+strconv.Itoa(MaxListeners)+" listeners with most drops per namespace, the rest in synscope_listener_other_drops.",
 		[]string{"netns", "listener"}, nil)
+	// The rest's drops are a sum over a set of listeners that changes
+	// between scrapes (one leaves the top list, another enters it): the
+	// sum can go down, so it is a gauge, never a counter whose rate would
+	// read each change as a reset and a spike.
+	descOtherDrops = prometheus.NewDesc("synscope_listener_other_drops",
+		"Sum of the drop counters (sk_drops) of the listeners beyond the "+strconv.Itoa(MaxListeners)+" with most drops (listener=\"other\" of the other listener series). A gauge: its members change between scrapes.",
+		[]string{"netns"}, nil)
 )
 
 // listenerCollector exports the stored listener samples.
@@ -254,6 +261,7 @@ func (c listenerCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descAccept
 	ch <- descBacklog
 	ch <- descLDrops
+	ch <- descOtherDrops
 }
 
 func (c listenerCollector) Collect(ch chan<- prometheus.Metric) {
@@ -263,6 +271,10 @@ func (c listenerCollector) Collect(ch chan<- prometheus.Metric) {
 		for _, l := range ls {
 			ch <- prometheus.MustNewConstMetric(descAccept, prometheus.GaugeValue, l.accept, ns, l.name)
 			ch <- prometheus.MustNewConstMetric(descBacklog, prometheus.GaugeValue, l.limit, ns, l.name)
+			if l.name == OtherListener {
+				ch <- prometheus.MustNewConstMetric(descOtherDrops, prometheus.GaugeValue, l.drops, ns)
+				continue
+			}
 			ch <- prometheus.MustNewConstMetric(descLDrops, prometheus.CounterValue, l.drops, ns, l.name)
 		}
 	}

@@ -49,7 +49,10 @@ type nsLoop struct {
 	ignDev  map[[2]int]bool
 	known   map[famTable]bool
 	lastErr map[famTable]Route // last lost route per family/table
-	risks   map[riskKey]bool
+	// lostAt is when the last route was lost: fast re-checks run for
+	// fastRecheckFor after it while a family/table has none.
+	lostAt time.Time
+	risks  map[riskKey]bool
 	// procCache maps netlink port ids to process names (bounded).
 	procCache map[uint32]procEntry
 	prev      *counters.Snapshot
@@ -191,6 +194,8 @@ func (l *nsLoop) run(ctx context.Context) error {
 	}()
 	tick := time.NewTicker(l.opts.Interval)
 	defer tick.Stop()
+	fast := time.NewTicker(fastRecheck)
+	defer fast.Stop()
 	l.expiry = time.NewTimer(time.Hour)
 	defer l.expiry.Stop()
 	l.armExpiry(time.Now())
@@ -217,6 +222,12 @@ func (l *nsLoop) run(ctx context.Context) error {
 			if gone := l.interval(ctx); gone {
 				return errNetnsGone
 			}
+		case <-fast.C:
+			if now := time.Now(); l.awaitingReturn(now) {
+				if err := l.resync(now, false); err == nil {
+					l.settle(ctx, now, nil)
+				}
+			}
 		case msg := <-repairCh:
 			l.repair.handle(ctx, msg)
 		}
@@ -224,6 +235,43 @@ func (l *nsLoop) run(ctx context.Context) error {
 }
 
 var errNetnsGone = errors.New("namespace gone")
+
+// fastRecheck is how often the routes are re-read while a family/table
+// has lost its default route, for at most fastRecheckFor after the loss.
+// A route can come back with no netlink news: an RA that refreshes a route
+// which expired in place (still listed) renews it silently, and so does
+// the kernel clearing link-down flags. Without this, the return would be
+// seen only at the next interval (15 s by default), with the presence
+// gauge at 0 and alerts firing for a host that works.
+const (
+	fastRecheck    = 500 * time.Millisecond
+	fastRecheckFor = 10 * time.Minute
+)
+
+// awaitingReturn reports whether some family/table that lost its default
+// route has none usable now, within fastRecheckFor of the last loss.
+func (l *nsLoop) awaitingReturn(now time.Time) bool {
+	if now.Sub(l.lostAt) > fastRecheckFor {
+		return false
+	}
+	for ft := range l.lastErr {
+		if !l.presentNow(ft, now) {
+			return true
+		}
+	}
+	return false
+}
+
+// lostGateway reports whether k is the gateway of a route lost and not
+// back: its neighbour news can announce the way back.
+func (l *nsLoop) lostGateway(k neighKey) bool {
+	for _, r := range l.lastErr {
+		if r.Ifindex == k.ifindex && r.Gateway == k.addr {
+			return true
+		}
+	}
+	return false
+}
 
 // receive drains the monitor socket in batches. A full channel blocks it,
 // the socket then overruns and ENOBUFS leads to a resync: memory stays
@@ -332,6 +380,12 @@ func (l *nsLoop) handle(ctx context.Context, b batch) {
 				delete(l.links, dl.Index)
 				needDump = true
 			}
+		case unix.RTM_NEWADDR:
+			// An address back can bring a route back (a network manager
+			// re-adds both): re-read while one is lost.
+			if len(l.lastErr) > 0 {
+				needDump = true
+			}
 		case unix.RTM_DELADDR:
 			if a, ok := parseAddr(m.Data); ok {
 				l.hist.add(happening{At: now, Kind: hapAddrRemoved, Ifindex: a.Ifindex, Family: a.Family})
@@ -358,6 +412,9 @@ func (l *nsLoop) handle(ctx context.Context, b batch) {
 		case unix.RTM_NEWNEIGH, unix.RTM_DELNEIGH:
 			if n, ok := parseNeigh(m.Data); ok {
 				k := neighKey{n.Ifindex, n.Addr}
+				if l.lostGateway(k) && l.awaitingReturn(now) {
+					needDump = true // the router answers again: re-read
+				}
 				if !l.isGateway(k) {
 					continue
 				}
@@ -491,6 +548,7 @@ func (l *nsLoop) settle(ctx context.Context, now time.Time, dels map[key]uint32)
 		reason, detail := attribute(in)
 		ft := famTable{r.Family, r.Table}
 		l.lastErr[ft] = r
+		l.lostAt = now
 		l.m.loss(l.name, r.Family, reason)
 		l.publish(now)
 		args := []any{slog.String("reason", string(reason)), slog.String("detail", detail)}

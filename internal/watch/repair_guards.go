@@ -71,6 +71,12 @@ func transient(detail string) outcome { return outcome{Kind: outcomeTransient, D
 // INCOMPLETE, which a link that just came up shows for a moment.
 var errNoAnswer = errors.New("no answer")
 
+// noAnswer is a probe that heard nothing back: errors.Is(err, errNoAnswer).
+type noAnswer string
+
+func (e noAnswer) Error() string        { return string(e) }
+func (e noAnswer) Is(target error) bool { return target == errNoAnswer }
+
 // errNoSource: the device has no IPv4 address to ask the gateway from
 // (yet: a network manager or DHCP client gives it back after a reset).
 var errNoSource = errors.New("no IPv4 source address on the device to ask from")

@@ -49,7 +49,38 @@ var expectations = map[string]expectation{
 	"syn-backlog-last-quarter": {evidence: []string{"last quarter", "tcp_max_syn_backlog = 8"}},
 	"synack-egress-drop":       {evidence: []string{"TcpExtTCPTimeouts +", "SYN-RECV", "egress pref 1 bpf"}},
 	"paws-reject":              {evidence: []string{"TcpExtPAWSTimewait +"}},
+	"iptables-legacy-drop-syn": {evidence: []string{"-A INPUT -p tcp -m tcp --dport 8080 --tcp-flags FIN,SYN,RST,ACK SYN -j DROP", "counter +", "iptables-legacy -t filter -D INPUT 1"}, fix: true},
+	"tc-ingress-drop-syn":      {evidence: []string{`"lab_syn_drop"`, "tc ingress on s0 pref 1", "TC_ACT_SHOT"}, fix: true},
+	"xdp-drop-syn":             {evidence: []string{`"lab_xdp_drop"`, "xdp (driver) on s0", "XDP_DROP"}, fix: true},
+	"socket-filter-drop":       {evidence: []string{"socket filter on the listener", "returns 0 (drop)", "listener drops +"}},
+	"cgroup-skb-drop":          {evidence: []string{`"lab_cg_deny"`, "cgroup_skb ingress on cgroup /synscope-lab-it-", "returns 0 (deny)"}, fix: true},
 	"default-route-at-risk":    {evidence: []string{"proto ra", "accept_ra = 1", "forwarding-accept-ra", "accept_ra=2"}, fix: true},
+}
+
+// innocent lists the programs a healthy scenario carries: the report's
+// dataplane inventory must list each (present programs are inventory) while
+// no finding names them.
+var innocent = map[string][]string{
+	"healthy-bpf-pass": {`xdp (driver) on s0: program "lab_xdp_pass"`, `tc ingress on s0 pref 1: program "lab_tc_pass"`,
+		`cgroup_skb ingress on cgroup /synscope-lab-it-`, `program "lab_cg_allow"`, "XDP_PASS", "TC_ACT_OK", "returns 1 (allow)"},
+}
+
+func assertInventory(t *testing.T, rep *report.Report, want []string) {
+	t.Helper()
+	detail := strings.Join(rep.Dataplane, "\n")
+	for _, w := range want {
+		if !strings.Contains(detail, w) {
+			dumpReport(t, rep)
+			t.Fatalf("dataplane inventory lacks %q: %s", w, detail)
+		}
+	}
+	for _, f := range rep.Findings {
+		for _, w := range want {
+			if strings.HasPrefix(w, "program ") && strings.Contains(findingText(f), w) {
+				t.Fatalf("finding %s blames an innocent program: %s", f.Cause, f.Summary)
+			}
+		}
+	}
 }
 
 func findingText(f report.Finding) string {
@@ -70,6 +101,7 @@ func TestScenarios(t *testing.T) {
 			rep, r := doctorJSON(t, "--netns", env.Server)
 			if sc.Expect == "" {
 				assertHealthy(t, rep, r)
+				assertInventory(t, rep, innocent[sc.Name])
 				return
 			}
 			if r.code != 1 || len(rep.Findings) == 0 {

@@ -19,7 +19,10 @@
 //	===
 //
 // The text between <<< and >>> must occur exactly once in the file; it is
-// replaced by the text between >>> and ===. Lines starting with # outside
+// replaced by the text between >>> and ===. A line "equivalent REASON"
+// before <<< marks a mutant no test can tell apart from the original: it
+// still runs, survives as "equivalent" (not scored), and is reported if a
+// test kills it after all. Lines starting with # outside
 // a block are comments. "file", "test" and "run" carry over to the next
 // blocks until set again. A mutant that does not build is reported as
 // invalid, not as killed. Files are restored after every mutant and on
@@ -51,6 +54,7 @@ import (
 type mutant struct {
 	id, what       string
 	file, pkg, run string
+	equivalent     string // why the mutant cannot be told apart (reported, not scored)
 	old, new       string
 	at             string // where in the mutants file
 }
@@ -90,6 +94,8 @@ func parse(path string) ([]mutant, error) {
 				pkg = strings.TrimSpace(strings.TrimPrefix(line, "test "))
 			case strings.HasPrefix(line, "run "):
 				run = strings.TrimSpace(strings.TrimPrefix(line, "run "))
+			case strings.HasPrefix(line, "equivalent ") && state == "head":
+				cur.equivalent = strings.TrimPrefix(line, "equivalent ")
 			case line == "<<<" && state == "head":
 				state, buf = "old", nil
 			case strings.TrimSpace(line) == "" || strings.HasPrefix(line, "#"):
@@ -169,12 +175,17 @@ func runOne(ctx context.Context, m mutant, verbose bool) result {
 	r := result{m: m, took: time.Since(start)}
 	var ee *exec.ExitError
 	switch {
+	case err == nil && m.equivalent != "":
+		r.outcome, r.detail = "equivalent", m.equivalent
 	case err == nil:
 		r.outcome = "survived"
 	case errors.As(err, &ee) && (bytes.Contains(out, []byte("[build failed]")) || bytes.Contains(out, []byte("[setup failed]"))):
 		r.outcome, r.detail = "invalid", firstLines(string(out), 3)
 	case errors.As(err, &ee) && bytes.Contains(out, []byte("--- FAIL")):
 		r.outcome, r.detail = "killed", failNames(string(out))
+		if m.equivalent != "" {
+			r.detail += " (marked equivalent, but a test tells it apart: drop the mark)"
+		}
 	case errors.As(err, &ee):
 		r.outcome, r.detail = "killed", firstLines(string(out), 2) // panic, timeout
 	default:
@@ -264,7 +275,7 @@ func main() {
 		fmt.Printf("%-4s %-8s %-60s %s (%s)\n", m.id, r.outcome, trunc(m.what, 60), r.detail, r.took.Round(100*time.Millisecond))
 	}
 	valid := counts["killed"] + counts["survived"]
-	fmt.Printf("\nkilled %d, survived %d, invalid %d, errors %d", counts["killed"], counts["survived"], counts["invalid"], counts["error"])
+	fmt.Printf("\nkilled %d, survived %d, equivalent %d, invalid %d, errors %d", counts["killed"], counts["survived"], counts["equivalent"], counts["invalid"], counts["error"])
 	if valid > 0 {
 		fmt.Printf(": score %.0f%% (%d/%d)", 100*float64(counts["killed"])/float64(valid), counts["killed"], valid)
 	}

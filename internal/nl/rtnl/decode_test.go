@@ -1,7 +1,6 @@
 package rtnl
 
 import (
-	"encoding/binary"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -21,19 +20,11 @@ func load(t *testing.T, file string) []nl.Message {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out []nl.Message
-	for len(b) > 0 {
-		if len(b) < unix.NLMSG_HDRLEN {
-			t.Fatalf("%s: %d trailing bytes", file, len(b))
-		}
-		l := int(binary.NativeEndian.Uint32(b))
-		if l < unix.NLMSG_HDRLEN || l > len(b) {
-			t.Fatalf("%s: bad length %d", file, l)
-		}
-		out = append(out, nl.Message{Type: binary.NativeEndian.Uint16(b[4:]), Flags: binary.NativeEndian.Uint16(b[6:]), Data: b[unix.NLMSG_HDRLEN:l]})
-		b = b[min(nl.Align(l), len(b)):]
+	msgs, err := nl.Parse(b)
+	if err != nil {
+		t.Fatalf("%s: %v", file, err)
 	}
-	return out
+	return msgs
 }
 
 func decodeAll[T any](t *testing.T, file string, dec func([]byte) (T, error)) []T {

@@ -181,7 +181,7 @@ func TestLookupPayload(t *testing.T) {
 		t.Errorf("header % x", p[:12])
 	}
 	got := map[uint16][]byte{}
-	if err := nl.Attributes(p, unix.SizeofRtMsg, func(ad *netlink.AttributeDecoder) { got[ad.Type()] = ad.Bytes() }); err != nil {
+	if err := nl.Attributes(p, unix.SizeofRtMsg, func(ad *nl.AttrDecoder) { got[ad.Type()] = ad.Bytes() }); err != nil {
 		t.Fatal(err)
 	}
 	u32 := func(v uint32) []byte { return binary.NativeEndian.AppendUint32(nil, v) }

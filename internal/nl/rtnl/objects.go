@@ -7,7 +7,6 @@ import (
 	"net/netip"
 	"time"
 
-	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 
 	"github.com/synscope/synscope/internal/nl"
@@ -42,18 +41,18 @@ func DecodeLink(p []byte) (Link, error) {
 		Flags: binary.NativeEndian.Uint32(p[8:12]),
 	}
 	var infoErr error
-	err := nl.Attributes(p, unix.SizeofIfInfomsg, func(ad *netlink.AttributeDecoder) {
+	err := nl.Attributes(p, unix.SizeofIfInfomsg, func(ad *nl.AttrDecoder) {
 		switch ad.Type() {
 		case unix.IFLA_IFNAME:
 			l.Name = nl.CString(ad.Bytes())
 		case unix.IFLA_ADDRESS:
-			l.HardwareAddr = net.HardwareAddr(ad.Bytes())
+			l.HardwareAddr = append(net.HardwareAddr(nil), ad.Bytes()...)
 		case unix.IFLA_MASTER:
 			l.Master = int(ad.Uint32())
 		case unix.IFLA_CARRIER_CHANGES:
 			l.CarrierChanges = ad.Uint32()
 		case unix.IFLA_LINKINFO:
-			infoErr = nl.Nested(ad.Bytes(), func(ad *netlink.AttributeDecoder) {
+			infoErr = nl.Nested(ad.Bytes(), func(ad *nl.AttrDecoder) {
 				if ad.Type() == unix.IFLA_INFO_KIND {
 					l.Kind = nl.CString(ad.Bytes())
 				}
@@ -110,12 +109,12 @@ func DecodeAddr(p []byte) (Addr, error) {
 		Scope:     p[3],
 		Ifindex:   int(binary.NativeEndian.Uint32(p[4:8])),
 	}
-	err := nl.Attributes(p, unix.SizeofIfAddrmsg, func(ad *netlink.AttributeDecoder) {
+	err := nl.Attributes(p, unix.SizeofIfAddrmsg, func(ad *nl.AttrDecoder) {
 		switch ad.Type() {
 		case unix.IFA_LOCAL:
-			a.Local = nl.Addr(ad.Bytes())
+			a.Local = ad.Addr()
 		case unix.IFA_ADDRESS:
-			a.Address = nl.Addr(ad.Bytes())
+			a.Address = ad.Addr()
 		case unix.IFA_FLAGS:
 			a.Flags = ad.Uint32()
 		case unix.IFA_CACHEINFO:
@@ -158,12 +157,12 @@ func DecodeNeigh(p []byte) (Neigh, error) {
 		Flags:   p[10],
 		Type:    p[11],
 	}
-	err := nl.Attributes(p, unix.SizeofNdMsg, func(ad *netlink.AttributeDecoder) {
+	err := nl.Attributes(p, unix.SizeofNdMsg, func(ad *nl.AttrDecoder) {
 		switch ad.Type() {
 		case unix.NDA_DST:
-			n.IP = nl.Addr(ad.Bytes())
+			n.IP = ad.Addr()
 		case unix.NDA_LLADDR:
-			n.LLAddr = net.HardwareAddr(ad.Bytes())
+			n.LLAddr = append(net.HardwareAddr(nil), ad.Bytes()...)
 		}
 	})
 	if err != nil {
@@ -201,7 +200,7 @@ func DecodeNetconf(p []byte) (Netconf, error) {
 		return Netconf{}, fmt.Errorf("netconf message: %d bytes, netconfmsg needs %d", len(p), sizeofNetconfmsg)
 	}
 	n := Netconf{Family: p[0], Forwarding: -1, RPFilter: -1, IgnoreLinkdown: -1}
-	err := nl.Attributes(p, sizeofNetconfmsg, func(ad *netlink.AttributeDecoder) {
+	err := nl.Attributes(p, sizeofNetconfmsg, func(ad *nl.AttrDecoder) {
 		switch ad.Type() {
 		case netconfaIfindex:
 			n.Ifindex = int(ad.Int32())
@@ -245,14 +244,14 @@ type Nexthop struct {
 // DecodeNexthop decodes the payload of a nexthop message.
 func DecodeNexthop(p []byte) (Nexthop, error) {
 	var n Nexthop
-	err := nl.Attributes(p, sizeofNhmsg, func(ad *netlink.AttributeDecoder) {
+	err := nl.Attributes(p, sizeofNhmsg, func(ad *nl.AttrDecoder) {
 		switch ad.Type() {
 		case nhaID:
 			n.ID = ad.Uint32()
 		case nhaOIF:
 			n.Oif = int(ad.Uint32())
 		case nhaGateway:
-			n.Gateway = nl.Addr(ad.Bytes())
+			n.Gateway = ad.Addr()
 		case nhaBlackhole:
 			n.Blackhole = true
 		case nhaGroup:

@@ -25,36 +25,56 @@ func Dial(cfg nl.Config) (*nl.Conn, error) {
 	return nl.Dial(unix.NETLINK_ROUTE, cfg)
 }
 
-// dump sends a dump request with the given fixed header and decodes every
-// answer of type want with dec, keeping what keep accepts.
-func dump[T any](c *nl.Conn, op string, typ, want uint16, hdr []byte, dec func([]byte) (T, error), keep func(T) bool) ([]T, error) {
-	msgs, err := c.Execute(op, nl.Request{Type: typ, Flags: unix.NLM_F_DUMP, Data: hdr})
-	if err != nil {
-		return nil, err
-	}
-	out := make([]T, 0, len(msgs))
-	for _, m := range msgs {
+// walk sends a dump request with the given fixed header and hands every
+// answer of type want, decoded with dec, to fn. start runs before every
+// attempt (an interrupted dump is asked again).
+func walk[T any](c *nl.Conn, op string, typ, want uint16, hdr []byte, dec func([]byte) (T, error), start func(), fn func(T) error) error {
+	return c.Stream(op, nl.Request{Type: typ, Flags: unix.NLM_F_DUMP, Data: hdr}, start, func(m nl.Message) error {
 		if m.Type != want {
-			continue
+			return nil
 		}
 		v, err := dec(m.Data)
 		if err != nil {
-			return out, fmt.Errorf("%s: %w", op, err)
+			return err
 		}
+		return fn(v)
+	})
+}
+
+// dump is walk gathering what keep accepts.
+func dump[T any](c *nl.Conn, op string, typ, want uint16, hdr []byte, dec func([]byte) (T, error), keep func(T) bool) ([]T, error) {
+	var out []T
+	err := walk(c, op, typ, want, hdr, dec, func() { out = out[:0] }, func(v T) error {
 		if keep == nil || keep(v) {
 			out = append(out, v)
 		}
-	}
-	return out, nil
+		return nil
+	})
+	return out, err
 }
 
 // Routes dumps the routes of a family (unix.AF_UNSPEC: both) in every
 // table. Cloned (cache) entries are left out.
 func Routes(c *nl.Conn, family uint8) ([]Route, error) {
+	var out []Route
+	err := WalkRoutes(c, family, func() { out = out[:0] }, func(r Route) error {
+		out = append(out, r)
+		return nil
+	})
+	return out, err
+}
+
+// WalkRoutes is Routes without gathering: fn sees each route as it is
+// decoded (huge tables), after start, which runs before every attempt of
+// the dump (an interrupted dump is asked again: drop what fn kept).
+func WalkRoutes(c *nl.Conn, family uint8, start func(), fn func(Route) error) error {
 	hdr := make([]byte, unix.SizeofRtMsg)
 	hdr[0] = family
-	return dump(c, "dump routes", unix.RTM_GETROUTE, unix.RTM_NEWROUTE, hdr, DecodeRoute, func(r Route) bool {
-		return (family == unix.AF_UNSPEC || r.Family == family) && r.Flags&unix.RTM_F_CLONED == 0
+	return walk(c, "dump routes", unix.RTM_GETROUTE, unix.RTM_NEWROUTE, hdr, DecodeRoute, start, func(r Route) error {
+		if (family != unix.AF_UNSPEC && r.Family != family) || r.Flags&unix.RTM_F_CLONED != 0 {
+			return nil
+		}
+		return fn(r)
 	})
 }
 

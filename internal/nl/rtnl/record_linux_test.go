@@ -1,7 +1,6 @@
 package rtnl
 
 import (
-	"encoding/binary"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -88,7 +87,7 @@ func TestRecordDumps(t *testing.T) {
 			if err != nil {
 				return err
 			}
-			if err := os.WriteFile(filepath.Join("testdata", d.file), marshal(msgs), 0o644); err != nil {
+			if err := os.WriteFile(filepath.Join("testdata", d.file), nl.Marshal(msgs), 0o644); err != nil {
 				return err
 			}
 		}
@@ -104,22 +103,4 @@ func must(b []byte, err error) []byte {
 		panic(err)
 	}
 	return b
-}
-
-// marshal writes messages as the kernel sent them (netlink header with
-// sequence and port id zeroed, then the payload, padded).
-func marshal(msgs []nl.Message) []byte {
-	var out []byte
-	for _, m := range msgs {
-		h := make([]byte, unix.NLMSG_HDRLEN)
-		binary.NativeEndian.PutUint32(h[0:4], uint32(unix.NLMSG_HDRLEN+len(m.Data)))
-		binary.NativeEndian.PutUint16(h[4:6], m.Type)
-		binary.NativeEndian.PutUint16(h[6:8], m.Flags)
-		out = append(out, h...)
-		out = append(out, m.Data...)
-		for len(out)%4 != 0 {
-			out = append(out, 0)
-		}
-	}
-	return out
 }

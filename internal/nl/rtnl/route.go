@@ -118,20 +118,20 @@ func DecodeRoute(p []byte) (Route, error) {
 		Flags:    binary.NativeEndian.Uint32(p[8:12]),
 	}
 	var hopsErr error
-	err := nl.Attributes(p, unix.SizeofRtMsg, func(ad *netlink.AttributeDecoder) {
+	err := nl.Attributes(p, unix.SizeofRtMsg, func(ad *nl.AttrDecoder) {
 		switch ad.Type() {
 		case unix.RTA_DST:
-			if a := nl.Addr(ad.Bytes()); a.IsValid() {
+			if a := ad.Addr(); a.IsValid() {
 				r.Dst = netip.PrefixFrom(a, int(r.DstLen))
 			}
 		case unix.RTA_SRC:
-			if a := nl.Addr(ad.Bytes()); a.IsValid() {
+			if a := ad.Addr(); a.IsValid() {
 				r.Src = netip.PrefixFrom(a, int(r.SrcLen))
 			}
 		case unix.RTA_TABLE:
 			r.Table = int(ad.Uint32())
 		case unix.RTA_GATEWAY:
-			r.Gateway = nl.Addr(ad.Bytes())
+			r.Gateway = ad.Addr()
 		case unix.RTA_VIA:
 			r.Gateway = viaAddr(ad.Bytes())
 		case unix.RTA_OIF:
@@ -139,7 +139,7 @@ func DecodeRoute(p []byte) (Route, error) {
 		case unix.RTA_PRIORITY:
 			r.Priority = ad.Uint32()
 		case unix.RTA_PREFSRC:
-			r.PrefSrc = nl.Addr(ad.Bytes())
+			r.PrefSrc = ad.Addr()
 		case unix.RTA_PREF:
 			r.Pref = ad.Uint8()
 		case rtaNHID:
@@ -183,10 +183,10 @@ func decodeMultipath(d []byte) ([]Hop, error) {
 			return out, fmt.Errorf("multipath: next hop length %d of %d bytes", l, len(d))
 		}
 		h := Hop{Flags: d[2], Ifindex: int(int32(binary.NativeEndian.Uint32(d[4:8])))}
-		err := nl.Nested(d[unix.SizeofRtNexthop:l], func(ad *netlink.AttributeDecoder) {
+		err := nl.Nested(d[unix.SizeofRtNexthop:l], func(ad *nl.AttrDecoder) {
 			switch ad.Type() {
 			case unix.RTA_GATEWAY:
-				h.Gateway = nl.Addr(ad.Bytes())
+				h.Gateway = ad.Addr()
 			case unix.RTA_VIA:
 				h.Gateway = viaAddr(ad.Bytes())
 			}

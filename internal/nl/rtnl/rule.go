@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/netip"
 
-	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 
 	"github.com/synscope/synscope/internal/nl"
@@ -55,18 +54,18 @@ func DecodeRule(p []byte) (Rule, error) {
 		SuppressPrefixlen: -1,
 	}
 	ne := binary.NativeEndian
-	err := nl.Attributes(p, sizeofFibRuleHdr, func(ad *netlink.AttributeDecoder) {
+	err := nl.Attributes(p, sizeofFibRuleHdr, func(ad *nl.AttrDecoder) {
 		switch ad.Type() {
 		case unix.FRA_PRIORITY:
 			r.Priority = int(ad.Uint32())
 		case unix.FRA_TABLE:
 			r.Table = int(ad.Uint32())
 		case unix.FRA_SRC:
-			if a := nl.Addr(ad.Bytes()); a.IsValid() {
+			if a := ad.Addr(); a.IsValid() {
 				r.Src = netip.PrefixFrom(a, int(r.SrcLen))
 			}
 		case unix.FRA_DST:
-			if a := nl.Addr(ad.Bytes()); a.IsValid() {
+			if a := ad.Addr(); a.IsValid() {
 				r.Dst = netip.PrefixFrom(a, int(r.DstLen))
 			}
 		case unix.FRA_FWMARK:
