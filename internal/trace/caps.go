@@ -321,7 +321,7 @@ func capabilities(h KernelHooks, cs []choice) []Capability {
 	case kf.state != Available:
 		dr.State, dr.Detail = kf.state, kf.detail
 	default:
-		dr.State, dr.Detail = NotSupported, "drops are named by their kernel site (kfree_skb location, /proc/kallsyms): " + ids(causes.FirewallDrop) + " at nf_hook_slow, " + ids(causes.NoListener) + " at tcp_v4_rcv/tcp_v6_rcv with a RST; other sites are reported with the causes they cannot tell apart"
+		dr.State, dr.Detail = NotSupported, "drops are named by their kernel site (kfree_skb location, /proc/kallsyms): "+ids(causes.FirewallDrop)+" at nf_hook_slow, "+ids(causes.NoListener)+" at tcp_v4_rcv/tcp_v6_rcv with a RST; other sites are reported with the causes they cannot tell apart"
 	}
 	loc := byName[capFreeLoc]
 	loc.Via = "consume_skb location argument"
