@@ -158,6 +158,17 @@ func Text(w io.Writer, r *Report) error {
 		p("\n")
 	}
 
+	if sv := r.Server; sv != nil {
+		p("\nserver: netns %s: %s", S(sv.Netns), sv.Status)
+		if sv.Reason != "" {
+			p(" (%s)", S(sv.Reason))
+		}
+		p("\n")
+		for _, m := range sv.Missing {
+			p("  this kernel: %s\n", S(m))
+		}
+	}
+
 	for _, a := range r.Addresses {
 		p("\n%s (%s): %s", S(hostPort(a.Addr, r.Target.Port)), a.Family, a.Verdict)
 		if a.Cause != "" {
@@ -204,6 +215,20 @@ func Text(w io.Writer, r *Report) error {
 				p("  %s", S(at.Error))
 			}
 			p("\n")
+			if sv := at.Server; sv != nil {
+				p("        sent → server: %s", S(sv.Text))
+				if len(sv.Evidence) > 0 {
+					p(" [%s]", S(strings.Join(sv.Evidence, "; ")))
+				}
+				back := "no SYN-ACK back at the client"
+				switch at.Outcome {
+				case OutConnected:
+					back = "SYN-ACK back at the client"
+				case OutRefused:
+					back = "reset back at the client"
+				}
+				p(" → %s\n", back)
+			}
 		}
 		s := a.Stats
 		p("  stats: %d sent, %d connected, %d refused, %d timed out, %d unreachable, %d errors; loss %.1f%%",

@@ -100,6 +100,19 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		}
 	}
 
+	// The server's kernel, traced for the probe's own flows.
+	srcs := make([]netip.Addr, len(addrs))
+	for i := range addrs {
+		srcs[i] = o.Source
+		if !srcs[i].IsValid() {
+			srcs[i] = routeRes[i].Prefsrc
+		}
+	}
+	var sw *serverWatch
+	if o.Server != "" {
+		sw = startServerWatch(ctx, o.Server, o.Port, srcs)
+	}
+
 	// Handshakes: every address in parallel, Count attempts each.
 	var mu sync.Mutex
 	var wg sync.WaitGroup
@@ -148,6 +161,9 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		}()
 	}
 	wg.Wait()
+	if sw != nil {
+		sw.stop(rep, srcs)
+	}
 	for _, ap := range rep.Addresses {
 		ap.Stats = Summarize(ap.Attempts)
 	}

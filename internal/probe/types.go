@@ -41,6 +41,9 @@ const (
 	TimedOut Verdict = "timed-out"
 	// LocalError: the local stack refused the connect for another reason.
 	LocalError Verdict = "local-error"
+	// Confirmed: the server's kernel (--server, traced while the probe
+	// ran) says what became of the SYNs; Cause is the server's.
+	Confirmed Verdict = "confirmed"
 )
 
 // Outcome is what one handshake attempt got.
@@ -74,6 +77,48 @@ type Report struct {
 	Addresses []*AddrProbe   `json:"addresses"`
 	Checks    []Check        `json:"checks"`
 	Elapsed   float64        `json:"elapsed_ms"`
+	// Server is the server's side (--server), absent without --server.
+	Server *ServerReport `json:"server,omitempty"`
+}
+
+// ServerReport says whether the server's kernel was watched (--server).
+type ServerReport struct {
+	// Netns is the server's namespace as given (or its label).
+	Netns string `json:"netns"`
+	// Status is ServerChecked or ServerNotChecked; Reason says why not.
+	Status string `json:"status"`
+	Reason string `json:"reason,omitempty"`
+	// Missing are the trace hooks this kernel lacks (what may go unseen).
+	Missing []string `json:"missing_hooks,omitempty"`
+}
+
+// ServerReport statuses.
+const (
+	ServerChecked    = "checked"
+	ServerNotChecked = "not-checked"
+)
+
+// ServerView is the server kernel's view of one attempt.
+type ServerView struct {
+	// Checked is false when the server's side of this attempt was not
+	// looked at (Text says why); Seen is then meaningless.
+	Checked bool `json:"checked"`
+	// Seen: the server's kernel saw the attempt's SYN arrive.
+	Seen bool `json:"seen"`
+	// Fate is trace's fate (established, refused, dropped,
+	// synack-retransmitted, unknown), Cause the catalog cause.
+	Fate     string    `json:"fate,omitempty"`
+	Cause    causes.ID `json:"cause,omitempty"`
+	Evidence []string  `json:"evidence,omitempty"`
+	// SYNs and SynAcks count the attempt's SYNs the server saw and the
+	// SYN-ACKs it sent.
+	SYNs    int `json:"syns,omitempty"`
+	SynAcks int `json:"synacks,omitempty"`
+	// Incomplete: tracing stopped while the handshake was under way.
+	Incomplete bool `json:"incomplete,omitempty"`
+	// Text is the server side in words ("arrived, consumed: no route
+	// back to the client for the SYN-ACK", "never seen at the server").
+	Text string `json:"text"`
 }
 
 // Target is what was probed and from where.
@@ -275,6 +320,8 @@ type Attempt struct {
 	ICMPType   int    `json:"icmp_type,omitempty"`
 	ICMPCode   int    `json:"icmp_code,omitempty"`
 	Error      string `json:"error,omitempty"`
+	// Server is the server kernel's view of this attempt (--server).
+	Server *ServerView `json:"server,omitempty"`
 }
 
 // Stats summarises the attempts of one address.

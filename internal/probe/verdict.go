@@ -18,6 +18,9 @@ func addrVerdict(a *AddrProbe) (Verdict, causes.ID) {
 	if st.Connected > 0 {
 		return Connected, ""
 	}
+	if id := serverCause(a); id != "" {
+		return Confirmed, id
+	}
 	for _, r := range a.Local.Firewall {
 		if r.Delta > 0 && st.Refused == 0 {
 			return LocalFirewall, causes.FirewallDrop
@@ -54,6 +57,57 @@ func addrVerdict(a *AddrProbe) (Verdict, causes.ID) {
 		}
 	}
 	return TimedOut, ""
+}
+
+// serverCause is the cause the server's kernel gave most of the failed
+// attempts' SYNs ("" when it gave none).
+func serverCause(a *AddrProbe) causes.ID {
+	n := map[causes.ID]int{}
+	var best causes.ID
+	for _, at := range a.Attempts {
+		if at.Outcome == OutConnected || at.Server == nil || !at.Server.Seen || at.Server.Cause == "" {
+			continue
+		}
+		id := at.Server.Cause
+		n[id]++
+		if best == "" || n[id] > n[best] {
+			best = id
+		}
+	}
+	return best
+}
+
+// serverPhrase sums up the server's view of an address's failed attempts:
+// "3/3 arrived, consumed: no route back to the client for the SYN-ACK"
+// ("" when the server was not checked).
+func serverPhrase(a *AddrProbe) string {
+	counts := map[string]int{}
+	var order []string
+	failed := 0
+	for _, at := range a.Attempts {
+		if at.Outcome == OutConnected || at.Server == nil {
+			continue
+		}
+		failed++
+		if counts[at.Server.Text] == 0 {
+			order = append(order, at.Server.Text)
+		}
+		counts[at.Server.Text]++
+	}
+	parts := make([]string, len(order))
+	for i, t := range order {
+		parts[i] = fmt.Sprintf("%d/%d %s", counts[t], failed, t)
+	}
+	return strings.Join(parts, ", ")
+}
+
+// causeTitle is the catalog's title of id in lower case, for a sentence.
+func causeTitle(id causes.ID) string {
+	c, ok := causes.Lookup(id)
+	if !ok || c.Title == "" {
+		return string(id)
+	}
+	return strings.ToLower(c.Title[:1]) + c.Title[1:]
 }
 
 func icmpCause(a *AddrProbe, h Hop) causes.ID {
@@ -113,6 +167,9 @@ func decide(r *Report) {
 		b := bad[0]
 		r.Verdict, r.Cause = b.Verdict, b.Cause
 		r.Summary = fmt.Sprintf("%s: %s", hostPort(b.Addr, r.Target.Port), detailPhrase(b))
+		if sp := serverPhrase(b); sp != "" && b.Verdict != Confirmed {
+			r.Summary += "; at the server: " + sp
+		}
 		if len(ok) > 0 {
 			r.Summary += fmt.Sprintf(" (%s connects)", hostPort(ok[0].Addr, r.Target.Port))
 		}
@@ -197,6 +254,8 @@ func verdictPhrase(a *AddrProbe) string {
 		return "has no route"
 	case LocalFirewall:
 		return "is dropped by a local firewall rule"
+	case Confirmed:
+		return "dies on the server (" + string(a.Cause) + ")"
 	}
 	return "fails"
 }
@@ -225,6 +284,12 @@ func attemptsPhrase(a *AddrProbe) string {
 // detailPhrase explains a failing address in one clause.
 func detailPhrase(a *AddrProbe) string {
 	switch a.Verdict {
+	case Confirmed:
+		back := "no SYN-ACK came back to the client"
+		if a.Stats.Refused > 0 {
+			back = fmt.Sprintf("the client got a reset %d/%d", a.Stats.Refused, a.Stats.Sent)
+		}
+		return fmt.Sprintf("%s; confirmed by the server's kernel: %s; %s", attemptsPhrase(a), serverPhrase(a), back)
 	case LocalNoRoute:
 		return "this host has no route: " + a.Local.Route
 	case LocalFirewall:
@@ -320,6 +385,21 @@ func nextStep(r *Report, bad []*AddrProbe) {
 		r.Next = "the rejecting hop's firewall or routes decide this; it named itself in the ICMP error"
 	case LocalError:
 		r.Next = "the local stack refused the connect: see the error"
+	case Confirmed:
+		ns := ""
+		if r.Server != nil {
+			ns = r.Server.Netns
+		}
+		fix := "see the cause"
+		if c, ok := causes.Lookup(b.Cause); ok {
+			fix = c.Fix
+		}
+		r.Next = fmt.Sprintf("the fix is on the server (%s): %s The command below names the server's concrete fix", ns, fix)
+		cmd := fixcmd.New("synscope", "doctor", "--netns", ns, "--port", r.Target.Port)
+		if b.Local.Source != "" {
+			cmd = cmd.Append("--peer", b.Local.Source)
+		}
+		r.NextCmd = cmd.String()
 	}
 }
 

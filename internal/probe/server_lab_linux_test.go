@@ -1,0 +1,121 @@
+package probe
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/synscope/synscope/internal/causes"
+	"github.com/synscope/synscope/internal/lab"
+)
+
+func TestMain(m *testing.M) {
+	// lab.Up re-executes the test binary as its listener agent.
+	lab.MaybeRunAgent()
+	os.Exit(m.Run())
+}
+
+// labUp brings a lab scenario up for one test and removes it after.
+func labUp(t *testing.T, scenario, tag string) *lab.Env {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: builds lab namespaces")
+	}
+	prefix := fmt.Sprintf("p%d%s", os.Getpid()%100000, tag)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	env, err := lab.Up(ctx, scenario, lab.Options{Prefix: prefix, NoClient: true})
+	if err != nil {
+		t.Fatalf("lab up: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := lab.Down(prefix); err != nil {
+			t.Errorf("lab down: %v", err)
+		}
+	})
+	return env
+}
+
+// probeServer probes the lab server from the lab client with --server.
+func probeServer(t *testing.T, env *lab.Env, family int, server string) *Report {
+	t.Helper()
+	dst, err := env.ServerAddr(family)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	rep, err := Run(ctx, Options{Host: dst.String(), Port: env.Port, Count: 2, Interval: 100 * time.Millisecond,
+		Timeout: 1500 * time.Millisecond, Netns: env.Client, Server: server})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	_ = Text(&b, rep)
+	t.Log(b.String())
+	return rep
+}
+
+// The seed case: the server lost its IPv6 default route; its kernel
+// consumes each SYN for want of a route back, and the probe says so.
+func TestProbeServerNoRouteToPeer(t *testing.T) {
+	env := labUp(t, "missing-default-route-v6", "m6")
+	rep := probeServer(t, env, 6, env.Server)
+	if rep.Server == nil || rep.Server.Status != ServerChecked {
+		t.Fatalf("server side not checked: %+v", rep.Server)
+	}
+	if rep.Verdict != Confirmed || rep.Cause != causes.NoRouteToPeer {
+		t.Fatalf("verdict %s [%s], want confirmed [no-route-to-peer]: %s", rep.Verdict, rep.Cause, rep.Summary)
+	}
+	if !strings.Contains(rep.Summary, "arrived, consumed: no route back to the client for the SYN-ACK") {
+		t.Errorf("summary does not say what the server did: %s", rep.Summary)
+	}
+	if !strings.Contains(rep.Next, "on the server") || !strings.Contains(rep.NextCmd, "--netns "+env.Server) {
+		t.Errorf("fix is not the server's: %q / %q", rep.Next, rep.NextCmd)
+	}
+	for _, at := range rep.Addresses[0].Attempts {
+		if at.Server == nil || !at.Server.Seen || at.Server.Cause != causes.NoRouteToPeer {
+			t.Errorf("attempt %d: server view %+v", at.Seq, at.Server)
+		}
+	}
+}
+
+// A server firewall drop, seen from the client with the server's drop
+// named.
+func TestProbeServerFirewallDrop(t *testing.T) {
+	env := labUp(t, "firewall-drop-syn", "fw")
+	rep := probeServer(t, env, 4, env.Server)
+	if rep.Verdict != Confirmed || rep.Cause != causes.FirewallDrop {
+		t.Fatalf("verdict %s [%s], want confirmed [firewall-drop]: %s", rep.Verdict, rep.Cause, rep.Summary)
+	}
+}
+
+// Negative controls: a healthy server is connected, every attempt seen
+// established at the server; a --server namespace that is not the
+// server's sees nothing, and says "never seen", not a cause; a namespace
+// that does not exist is "not checked" with the reason.
+func TestProbeServerControls(t *testing.T) {
+	env := labUp(t, "healthy", "ok")
+	rep := probeServer(t, env, 4, env.Server)
+	if rep.Verdict != Connected {
+		t.Fatalf("healthy: verdict %s: %s", rep.Verdict, rep.Summary)
+	}
+	for _, at := range rep.Addresses[0].Attempts {
+		if at.Server == nil || !at.Server.Seen || at.Server.Fate != "established" {
+			t.Errorf("healthy attempt %d: server view %+v", at.Seq, at.Server)
+		}
+	}
+	rep = probeServer(t, env, 4, env.Router)
+	for _, at := range rep.Addresses[0].Attempts {
+		if at.Server == nil || !at.Server.Checked || at.Server.Seen {
+			t.Errorf("router as server, attempt %d: %+v", at.Seq, at.Server)
+		}
+	}
+	rep = probeServer(t, env, 4, "no-such-ns-synscope")
+	if rep.Server == nil || rep.Server.Status != ServerNotChecked || rep.Server.Reason == "" {
+		t.Errorf("missing namespace: %+v", rep.Server)
+	}
+}
