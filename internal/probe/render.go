@@ -211,6 +211,9 @@ func Text(w io.Writer, r *Report) error {
 			if at.ICMPFrom != "" {
 				p("  from %s %s", S(at.ICMPFrom), icmpText(a.Family == "ipv6", at.ICMPType, at.ICMPCode))
 			}
+			if at.TTL > 0 {
+				p("  ttl %d (sent from hop %d)", at.TTL, at.FromHop)
+			}
 			if at.Error != "" && at.Outcome != OutRefused {
 				p("  %s", S(at.Error))
 			}
@@ -229,6 +232,13 @@ func Text(w io.Writer, r *Report) error {
 				}
 				p(" → %s\n", back)
 			}
+		}
+		if a.ServerHop > 0 {
+			p("  server at hop %d (%s)", a.ServerHop, a.ServerHopBy)
+			if a.ResetHop > 0 {
+				p("; resets from hop %d", a.ResetHop)
+			}
+			p("\n")
 		}
 		s := a.Stats
 		p("  stats: %d sent, %d connected, %d refused, %d timed out, %d unreachable, %d errors; loss %.1f%%",

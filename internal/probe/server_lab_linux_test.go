@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -117,5 +118,58 @@ func TestProbeServerControls(t *testing.T) {
 	rep = probeServer(t, env, 4, "no-such-ns-synscope")
 	if rep.Server == nil || rep.Server.Status != ServerNotChecked || rep.Server.Reason == "" {
 		t.Errorf("missing namespace: %+v", rep.Server)
+	}
+}
+
+// nftIn loads an nftables script into a lab namespace (the test builds
+// the fault with nft; the product never runs it).
+func nftIn(t *testing.T, ns, script string) {
+	t.Helper()
+	cmd := exec.Command("ip", "netns", "exec", ns, "nft", "-f", "-")
+	cmd.Stdin = strings.NewReader(script)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("nft in %s: %v: %s", ns, err, out)
+	}
+}
+
+func rawProbe(t *testing.T, env *lab.Env) *Report {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	rep, err := Run(ctx, Options{Host: env.ServerV4.String(), Port: env.Port, Count: 2, Interval: 100 * time.Millisecond,
+		Timeout: 1500 * time.Millisecond, Netns: env.Client, Raw: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	_ = Text(&b, rep)
+	t.Log(b.String())
+	return rep
+}
+
+// The router forges RSTs in the server's name (reject with tcp reset on
+// its forward chain) while the server listens: the resets are placed at
+// hop 1, the server at hop 2.
+func TestProbeRSTForgedByRouter(t *testing.T) {
+	env := labUp(t, "healthy", "rst")
+	nftIn(t, env.Router, "table inet synscope_forge {\n chain fwd {\n  type filter hook forward priority 0;\n  tcp dport 8080 reject with tcp reset\n }\n}\n")
+	rep := rawProbe(t, env)
+	a := rep.Addresses[0]
+	if rep.Verdict != ForgedReset || a.ResetHop != 1 || a.ServerHop != 2 || rep.ExitCode() != 1 {
+		t.Fatalf("verdict %s, reset hop %d, server hop %d (%s): %s", rep.Verdict, a.ResetHop, a.ServerHop, a.ServerHopBy, rep.Summary)
+	}
+	if !strings.Contains(rep.Summary, "not from the server at hop 2") || !strings.Contains(rep.Summary, "1 hop away") {
+		t.Errorf("summary: %s", rep.Summary)
+	}
+}
+
+// Control: nothing listens on the server; its own resets (hop 2) are
+// refused, not forged.
+func TestProbeRSTFromServer(t *testing.T) {
+	env := labUp(t, "no-listener", "nol")
+	rep := rawProbe(t, env)
+	a := rep.Addresses[0]
+	if rep.Verdict != Refused || a.ForgedResets != 0 || a.ResetHop != 2 {
+		t.Fatalf("verdict %s, reset hop %d, server hop %d: %s", rep.Verdict, a.ResetHop, a.ServerHop, rep.Summary)
 	}
 }

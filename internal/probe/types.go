@@ -41,6 +41,9 @@ const (
 	TimedOut Verdict = "timed-out"
 	// LocalError: the local stack refused the connect for another reason.
 	LocalError Verdict = "local-error"
+	// ForgedReset: the RSTs come from a device nearer than the server
+	// (their TTL), not from the server.
+	ForgedReset Verdict = "forged-reset"
 	// Confirmed: the server's kernel (--server, traced while the probe
 	// ran) says what became of the SYNs; Cause is the server's.
 	Confirmed Verdict = "confirmed"
@@ -268,6 +271,17 @@ type AddrProbe struct {
 	// (0: not checked or not reached).
 	PingTTL  int    `json:"ping_ttl,omitempty"`
 	PathNote string `json:"path_note,omitempty"`
+	// ServerHop is the destination's hop distance from its own answers,
+	// and ServerHopBy what told it: "syn-ack" (the TTL of a SYN-ACK), "path"
+	// (the TTL at which a SYN got a SYN-ACK), "icmp-echo" (the TTL at which
+	// ping reached it). 0: not known.
+	ServerHop   int    `json:"server_hop,omitempty"`
+	ServerHopBy string `json:"server_hop_by,omitempty"`
+	// ForgedResets counts RSTs whose sender sits nearer than ServerHop: a
+	// device on the path answered in the server's name.
+	ForgedResets int `json:"forged_resets,omitempty"`
+	// ResetHop is the hop of the nearest RST sender (raw mode, 0: none).
+	ResetHop int `json:"reset_hop,omitempty"`
 }
 
 // LocalPath is this host's decision for the flow.
@@ -320,6 +334,11 @@ type Attempt struct {
 	ICMPType   int    `json:"icmp_type,omitempty"`
 	ICMPCode   int    `json:"icmp_code,omitempty"`
 	Error      string `json:"error,omitempty"`
+	// TTL is the answer's IP TTL (IPv6 hop limit) as received, and FromHop
+	// the hop its sender sits at, counted from the usual initial TTLs 64,
+	// 128 and 255 (1 = the next hop); raw mode only.
+	TTL     int `json:"ttl,omitempty"`
+	FromHop int `json:"from_hop,omitempty"`
 	// Server is the server kernel's view of this attempt (--server).
 	Server *ServerView `json:"server,omitempty"`
 }

@@ -26,6 +26,9 @@ func addrVerdict(a *AddrProbe) (Verdict, causes.ID) {
 			return LocalFirewall, causes.FirewallDrop
 		}
 	}
+	if a.ForgedResets > 0 && a.ForgedResets == st.Refused {
+		return ForgedReset, ""
+	}
 	if st.Refused > 0 {
 		return Refused, causes.NoListener
 	}
@@ -99,6 +102,25 @@ func serverPhrase(a *AddrProbe) string {
 		parts[i] = fmt.Sprintf("%d/%d %s", counts[t], failed, t)
 	}
 	return strings.Join(parts, ", ")
+}
+
+func hops(n int) string {
+	if n == 1 {
+		return "1 hop"
+	}
+	return fmt.Sprintf("%d hops", n)
+}
+
+func hopBy(by string) string {
+	switch by {
+	case "syn-ack":
+		return "the hop its SYN-ACKs come from"
+	case "path":
+		return "where --path's SYNs got its SYN-ACK"
+	case "icmp-echo":
+		return "where ICMP echo reaches it"
+	}
+	return by
 }
 
 // causeTitle is the catalog's title of id in lower case, for a sentence.
@@ -256,6 +278,8 @@ func verdictPhrase(a *AddrProbe) string {
 		return "is dropped by a local firewall rule"
 	case Confirmed:
 		return "dies on the server (" + string(a.Cause) + ")"
+	case ForgedReset:
+		return "is reset by a device on the path"
 	}
 	return "fails"
 }
@@ -284,6 +308,9 @@ func attemptsPhrase(a *AddrProbe) string {
 // detailPhrase explains a failing address in one clause.
 func detailPhrase(a *AddrProbe) string {
 	switch a.Verdict {
+	case ForgedReset:
+		return fmt.Sprintf("refused (RST) %d/%d, but the reset came from a device %s away, not from the server at hop %d (%s): %s",
+			a.Stats.Refused, a.Stats.Sent, hops(a.ResetHop), a.ServerHop, hopBy(a.ServerHopBy), "a middlebox answers in the server's name")
 	case Confirmed:
 		back := "no SYN-ACK came back to the client"
 		if a.Stats.Refused > 0 {
@@ -385,6 +412,8 @@ func nextStep(r *Report, bad []*AddrProbe) {
 		r.Next = "the rejecting hop's firewall or routes decide this; it named itself in the ICMP error"
 	case LocalError:
 		r.Next = "the local stack refused the connect: see the error"
+	case ForgedReset:
+		r.Next = fmt.Sprintf("the reset is forged by the device at hop %d: check that hop's firewall (a reject-with-tcp-reset rule for this port); --path names the hops", b.ResetHop)
 	case Confirmed:
 		ns := ""
 		if r.Server != nil {
