@@ -180,6 +180,13 @@ func Text(w io.Writer, r *Report) error {
 		if l.ByHand != "" {
 			p("          by hand: %s\n", l.ByHand)
 		}
+		if b := l.Blocker; b != nil {
+			p("  blocked by %s: priority %d: %s", b.Kind, b.Priority, S(b.Rule))
+			if b.Route != "" {
+				p(" → %s", S(b.Route))
+			}
+			p("\n          remove: %s\n", b.Fix)
+		}
 		if n := l.Neighbor; n != nil {
 			p("  next hop: %s dev %s %s", S(n.Addr), S(n.Dev), S(n.State))
 			if n.MAC != "" {

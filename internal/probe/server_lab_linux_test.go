@@ -3,6 +3,7 @@ package probe
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
 	"strings"
@@ -171,5 +172,61 @@ func TestProbeRSTFromServer(t *testing.T) {
 	a := rep.Addresses[0]
 	if rep.Verdict != Refused || a.ForgedResets != 0 || a.ResetHop != 2 {
 		t.Fatalf("verdict %s, reset hop %d, server hop %d: %s", rep.Verdict, a.ResetHop, a.ServerHop, rep.Summary)
+	}
+}
+
+func ipIn(t *testing.T, ns string, args ...string) {
+	t.Helper()
+	if out, err := exec.Command("ip", append([]string{"-n", ns}, args...)...).CombinedOutput(); err != nil {
+		t.Fatalf("ip -n %s %v: %v: %s", ns, args, err, out)
+	}
+}
+
+func connectProbe(t *testing.T, env *lab.Env) *Report {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	rep, err := Run(ctx, Options{Host: env.ServerV4.String(), Port: env.Port, Count: 1,
+		Timeout: 1500 * time.Millisecond, Netns: env.Client})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	_ = Text(&b, rep)
+	t.Log(b.String())
+	return rep
+}
+
+// The client's own policy routing prohibits the flow: the rule is named
+// by priority and selector, with its removal; a prohibit rule for another
+// port (negative control) is not named and the probe connects; a
+// blackhole route for the server's prefix is named as a route.
+func TestProbeRuleNamed(t *testing.T) {
+	env := labUp(t, "healthy", "rule")
+	ipIn(t, env.Client, "rule", "add", "priority", "40", "ipproto", "tcp", "dport", "9999", "prohibit")
+	rep := connectProbe(t, env)
+	if rep.Verdict != Connected || rep.Addresses[0].Local.Blocker != nil {
+		t.Fatalf("control: verdict %s, blocker %+v", rep.Verdict, rep.Addresses[0].Local.Blocker)
+	}
+
+	ipIn(t, env.Client, "rule", "add", "priority", "50", "ipproto", "tcp", "dport", "8080", "prohibit")
+	rep = connectProbe(t, env)
+	b := rep.Addresses[0].Local.Blocker
+	if rep.Verdict != LocalNoRoute || b == nil || b.Kind != "rule" || b.Priority != 50 || b.Action != "prohibit" ||
+		!strings.Contains(b.Rule, "ipproto tcp dport 8080") {
+		t.Fatalf("verdict %s, blocker %+v: %s", rep.Verdict, b, rep.Summary)
+	}
+	if !strings.Contains(rep.Summary, "policy rule 50") || !strings.Contains(rep.NextCmd, "rule del priority 50") {
+		t.Errorf("summary %q, next %q", rep.Summary, rep.NextCmd)
+	}
+	ipIn(t, env.Client, "rule", "del", "priority", "50")
+
+	pfx := netip.PrefixFrom(env.ServerV4, 32).String()
+	ipIn(t, env.Client, "route", "add", "blackhole", pfx)
+	rep = connectProbe(t, env)
+	b = rep.Addresses[0].Local.Blocker
+	if rep.Verdict != LocalNoRoute || b == nil || b.Kind != "route" || b.RouteType != "blackhole" ||
+		!strings.Contains(rep.NextCmd, "route del blackhole "+pfx+" table 254") {
+		t.Fatalf("blackhole: verdict %s, blocker %+v, next %q", rep.Verdict, b, rep.NextCmd)
 	}
 }

@@ -294,11 +294,36 @@ type LocalPath struct {
 	Gateway    string `json:"gateway,omitempty"`
 	Table      int    `json:"table,omitempty"`
 	ByHand     string `json:"by_hand,omitempty"`
+	// Blocker is the local policy rule or route that ended the lookup
+	// with an error, named (when the route failed and the rules tell).
+	Blocker *Blocker `json:"blocker,omitempty"`
 	// Neighbor is the next hop's ARP/NDP entry after the attempts.
 	Neighbor *Neighbor `json:"neighbor,omitempty"`
 	// Firewall are the local nftables output/postrouting rules that may
 	// drop the SYN, with counters before and after the attempts.
 	Firewall []FWRule `json:"firewall,omitempty"`
+}
+
+// Blocker is what in this host's policy routing blocks the flow.
+type Blocker struct {
+	// Kind is "rule" (a rule whose action is prohibit, blackhole or
+	// unreachable) or "route" (a route of such a type in the table a rule
+	// looked up).
+	Kind string `json:"kind"`
+	// Priority, Rule and Action are the rule that matched: its priority,
+	// its text as `ip rule` prints it (selector and action), its action.
+	Priority int    `json:"priority"`
+	Rule     string `json:"rule"`
+	Action   string `json:"action"`
+	// Table, Route and RouteType are set for Kind "route".
+	Table     int    `json:"table,omitempty"`
+	TableName string `json:"table_name,omitempty"`
+	Route     string `json:"route,omitempty"`
+	RouteType string `json:"route_type,omitempty"`
+	// Fix is the command that removes it (quoted by fixcmd).
+	Fix string `json:"fix"`
+
+	routeDst string // the route's destination as ip takes it ("default")
 }
 
 // Neighbor is a next hop's neighbour cache entry.

@@ -318,6 +318,12 @@ func detailPhrase(a *AddrProbe) string {
 		}
 		return fmt.Sprintf("%s; confirmed by the server's kernel: %s; %s", attemptsPhrase(a), serverPhrase(a), back)
 	case LocalNoRoute:
+		if b := a.Local.Blocker; b != nil && b.Kind == "rule" {
+			return fmt.Sprintf("this host has no route: %s; policy rule %d (%s) %ss the flow", a.Local.Route, b.Priority, b.Rule, b.Action)
+		}
+		if b := a.Local.Blocker; b != nil {
+			return fmt.Sprintf("this host has no route: %s; policy rule %d (%s) looks up table %s, where the route %s ends it", a.Local.Route, b.Priority, b.Rule, b.TableName, b.Route)
+		}
 		return "this host has no route: " + a.Local.Route
 	case LocalFirewall:
 		for _, r := range a.Local.Firewall {
@@ -393,6 +399,13 @@ func nextStep(r *Report, bad []*AddrProbe) {
 	case LocalNoRoute:
 		r.Next = "add a route for the destination on this host; confirm with the lookup below"
 		r.NextCmd = b.Local.ByHand
+		if bl := b.Local.Blocker; bl != nil {
+			r.Next = fmt.Sprintf("this host's policy routing blocks the flow (%s %d): remove or narrow it; the command below removes it", bl.Kind, bl.Priority)
+			if bl.Kind == "route" {
+				r.Next = fmt.Sprintf("a %s route in table %s blocks the flow: remove or narrow it; the command below removes it", bl.RouteType, bl.TableName)
+			}
+			r.NextCmd = bl.Fix
+		}
 	case LocalFirewall:
 		r.Next = "a rule in this host's own nftables output path drops the SYN; remove or narrow it"
 	case Refused:
