@@ -1,4 +1,10 @@
-.PHONY: generate test matrix
+.PHONY: build generate test matrix
+
+# A static, reproducible binary in bin/synscope with its version, commit and
+# date set from git (README "Install"; packaging/build says how).
+build:
+	bash packaging/build bin/synscope
+
 
 # Rebuild the committed BPF objects and Go bindings (needs clang and libbpf headers).
 generate:

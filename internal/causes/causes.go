@@ -33,6 +33,7 @@ const (
 	PAWSReject          ID = "paws-reject"
 	UnexplainedDrops    ID = "unexplained-listen-drops"
 	DefaultRouteAtRisk  ID = "default-route-at-risk"
+	BPFDrop             ID = "bpf-drop"
 )
 
 // Cause describes one way a handshake dies.
@@ -274,8 +275,8 @@ var catalog = []Cause{
 	},
 	{
 		ID:        TCPReject,
-		Title:     "TCP drops the SYN before the listener (MINTTL, MD5/AO, checksum, socket filter)",
-		Mechanism: "tcp_v4_rcv / tcp_v6_rcv reject the SYN when its TTL is below the listener's IP_MINTTL, when TCP-MD5 / TCP-AO signatures are missing or wrong, when the checksum is bad, or when a socket filter drops it; the listener's drop counter rises.",
+		Title:     "TCP drops the SYN before the listener (MINTTL, MD5/AO, checksum)",
+		Mechanism: "tcp_v4_rcv / tcp_v6_rcv reject the SYN when its TTL is below the listener's IP_MINTTL, when TCP-MD5 / TCP-AO signatures are missing or wrong, or when the checksum is bad; the listener's drop counter rises. (A socket filter or cgroup program dropping it there is bpf-drop.)",
 		Counters:  []string{"TcpExtTCPMinTTLDrop", "TcpExtTCPMD5NotFound", "TcpExtTCPMD5Unexpected", "TcpExtTCPMD5Failure", "TcpExtTCPAORequired", "TcpExtTCPAOBad", "TcpExtTCPAOKeyNotFound", "TcpInCsumErrors"},
 		Confirm:   "The named counter rises with each client attempt; ss -tlm shows the listener's d<N> rising.",
 		Fix:       "Make both ends agree: lower IP_MINTTL, configure the same MD5/AO key on the client, or fix the checksum offload.",
@@ -293,7 +294,7 @@ var catalog = []Cause{
 			{Name: "TcpExtTCPAOKeyNotFound", What: "no TCP-AO key matches the SYN", Fix: "configure matching TCP-AO keys"},
 			{Name: "TcpInCsumErrors", Shared: true, What: "TCP segments arrive with bad checksums", Fix: "check NIC checksum offload and the path for corruption"},
 		},
-		DropReasons: []string{"TCP_MINTTL", "TCP_CSUM", "SOCKET_FILTER", "TCP_MD5*", "TCP_AO*"},
+		DropReasons: []string{"TCP_MINTTL", "TCP_CSUM", "TCP_MD5*", "TCP_AO*"},
 		Tracepoints: []Tracepoint{
 			{"tcp_bad_csum", "TCP checksum wrong"},
 			{"tcp_hash_md5_required", "the listener requires a TCP-MD5 signature from this peer and the SYN has none"},
@@ -361,6 +362,16 @@ var catalog = []Cause{
 		Fix:          "Run synscope trace during the failures to see each SYN's fate.",
 		Reference:    "3",
 		DropCounters: []DropCounter{{Name: ListenDropsCounter}}, ListenDrop: true,
+	},
+	{
+		ID:          BPFDrop,
+		Title:       "A BPF program or filter drops the SYN",
+		Mechanism:   "A program attached where the SYN passes returns its drop verdict: XDP on the device (XDP_DROP, before any capture or counter), a tc/tcx ingress program (TC_ACT_SHOT), a cgroup_skb ingress program on the listener's cgroup or an ancestor (systemd's IPAddressDeny= is one), or the listener's own socket filter (returns 0). No nstat counter moves; the listener's drop counter (ss -tlm d<N>) rises for the cgroup and socket-filter cases. An eBPF dataplane or DDoS filter left behind, or one whose map lost an entry, does this.",
+		Counters:    []string{"TcpExtTCPTimeouts"},
+		Confirm:     "ip link show (xdp/xdpgeneric prog/xdp id N), tc filter show dev <dev> ingress, bpftool net and bpftool cgroup tree list the programs; bpftool prog run (BPF_PROG_TEST_RUN) of a SYN frame for the listener returns the drop verdict; synscope trace shows the SYN freed with TC_INGRESS or SOCKET_FILTER (XDP drops on a real NIC leave no skb).",
+		Fix:         "Remove the program from its hook (ip link set dev <dev> xdp off; tc filter del dev <dev> ingress pref <N>; bpftool cgroup detach <cgroup> ingress id <N>), or fix its rules/maps so it passes the listener's SYNs; a socket filter belongs to the application, which must be fixed or restarted without it.",
+		Reference:   "2.E, 2.F",
+		DropReasons: []string{"TC_INGRESS", "SOCKET_FILTER", "XDP"},
 	},
 }
 

@@ -75,7 +75,7 @@ func TestReasonAndICMPMaps(t *testing.T) {
 		"NETFILTER_DROP": FirewallDrop, "IP_RPFILTER": RPFilterDrop, "NO_SOCKET": NoListener,
 		"NEIGH_FAILED": NeighborUnreachable, "TCP_LISTEN_OVERFLOW": AcceptQueueOverflow,
 		"TCP_MD5NOTFOUND": TCPReject, "TCP_AONOTFOUND": TCPReject, "TCP_RFC7323_TW_PAWS": PAWSReject,
-		"TCP_RFC7323_PAWS": PAWSReject, "SOCKET_FILTER": TCPReject, "TCP_MINTTL": TCPReject, "TCP_CSUM": TCPReject,
+		"TCP_RFC7323_PAWS": PAWSReject, "SOCKET_FILTER": BPFDrop, "TCP_MINTTL": TCPReject, "TCP_CSUM": TCPReject,
 		"IPV6DISABLED": IPv6Disabled, "NEIGH_DEAD": NeighborUnreachable,
 		"NOT_SPECIFIED": "", "QUEUE_PURGE": "",
 	} {

@@ -90,6 +90,7 @@ func Run(ctx context.Context, opts Options) (*report.Report, error) {
 	rep.Peers = summarisePeers(r.ev)
 	rep.DefaultRoutes = summariseDefaults(r.ev)
 	rep.Sysctls = r.ev.Sysctl
+	rep.Dataplane = summariseDataplane(r.ev)
 	rep.Sort()
 	rep.OverheadMS = float64(time.Since(windowEnd).Microseconds()) / 1000
 	return rep, nil
@@ -148,10 +149,11 @@ func (r *run) skip(name, why string) {
 func (r *run) start(ctx context.Context) {
 	t := r.ev.Target
 	first := &collect.Sample{}
-	if names := r.sources(collect.Counters, collect.Listeners, collect.Firewall, collect.Conntrack); len(names) > 0 {
+	if names := r.sources(collect.Counters, collect.Listeners, collect.Firewall, collect.Conntrack, collect.XTables); len(names) > 0 {
 		_ = collect.Run(ctx, t, first, 0, names...)
 	}
 	r.add(first.Checks, "-start")
+	r.ev.XTablesStart = first.XTables
 	r.ev.Counters, r.ev.ListenersStart = first.Counters, first.Listeners
 	r.ev.FirewallStart, r.ev.ConntrackStart = first.Firewall, first.Conntrack
 
@@ -197,8 +199,8 @@ func (r *run) finish(ctx context.Context) {
 	capDur := time.Since(capBegan)
 
 	r.wg.Wait()
-	end := &collect.Sample{Routes: r.window.Routes}
-	names := []string{collect.Counters, collect.Listeners, collect.SynRecv, collect.Firewall, collect.Conntrack}
+	end := &collect.Sample{Routes: r.window.Routes, Owners: r.window.Owners, Peers: r.dataplanePeers(capRes)}
+	names := []string{collect.Counters, collect.Listeners, collect.SynRecv, collect.Firewall, collect.Conntrack, collect.XTables, collect.Dataplane}
 	if r.window.Routes != nil {
 		names = append(names, collect.Neighbours)
 	}
@@ -226,6 +228,7 @@ func (r *run) finish(ctx context.Context) {
 		ev.FirewallDeltas = firewall.Diff(ev.FirewallStart, end.Firewall)
 	}
 	ev.Conntrack = end.Conntrack
+	ev.XTables, ev.Dataplane = end.XTables, end.Dataplane
 
 	switch {
 	case r.opts.NoCapture:

@@ -7,6 +7,7 @@ import (
 	"github.com/synscope/synscope/internal/capture"
 	"github.com/synscope/synscope/internal/causes"
 	"github.com/synscope/synscope/internal/counters"
+	"github.com/synscope/synscope/internal/dataplane"
 	"github.com/synscope/synscope/internal/firewall"
 	"github.com/synscope/synscope/internal/netns"
 	"github.com/synscope/synscope/internal/routes"
@@ -46,6 +47,11 @@ type Evidence struct {
 	FirewallDeltas map[string]uint64
 	// TC: classifiers on the devices' ingress/egress hooks.
 	TC []firewall.TCFilter
+	// XTables: legacy iptables rules at the window's start and end (their
+	// counters tell which dropped in it); Dataplane: BPF programs and
+	// socket filters with their verdicts on synthesized SYNs.
+	XTablesStart, XTables []dataplane.XTRule
+	Dataplane             *dataplane.Inventory
 
 	// Unchecked names the collectors that did not run or failed, with the
 	// reason: their evidence is "not checked", not "absent", and no

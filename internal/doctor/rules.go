@@ -32,6 +32,8 @@ const (
 	sourceFirewall   = collect.Firewall
 	sourceConntrack  = collect.Conntrack
 	sourceNeighbours = collect.Neighbours
+	sourceXTables    = collect.XTables
+	sourceDataplane  = collect.Dataplane
 	sourceCapture    = "capture"
 	sourceReplay     = "route-replay"
 )
@@ -64,6 +66,8 @@ var rules = []check{
 	{ruleSynackUnanswered, []string{sourceCounters, sourceSynRecv}},
 	{ruleSynackEgress, []string{sourceCounters, sourceSynRecv}},
 	{rulePAWS, []string{sourceCounters}},
+	{ruleXTables, []string{sourceXTables}},
+	{ruleBPFDrop, []string{sourceDataplane}},
 }
 
 // needsOfUnexplained: ruleUnexplained's and ruleUnanswered's findings

@@ -18,8 +18,8 @@ import (
 	"time"
 
 	"github.com/synscope/synscope/internal/causes"
+	"github.com/synscope/synscope/internal/packet"
 	"github.com/synscope/synscope/internal/pcap/capfile"
-	"github.com/synscope/synscope/internal/pcap/decode"
 )
 
 // Config controls an analysis.
@@ -108,7 +108,7 @@ type PacketRec struct {
 	Dup      bool   `json:"dup,omitempty"`
 	ICMP     string `json:"icmp,omitempty"`
 	Bad      bool   `json:"bad_checksum,omitempty"`
-	Opt      decode.Options
+	Opt      packet.Options
 }
 
 // Conn is one connection: Zeek's fields, then synscope's.
@@ -191,14 +191,14 @@ type Conn struct {
 	rtt         float64   // HandshakeRTT points here
 	schedBuf    []float64 // SynSchedule's backing array, kept for reuse
 	v6          bool
-	origA, resA decode.Addr
+	origA, resA packet.Addr
 	firstTS     int64
 	icmp        string
 	icmpCause   causes.ID
 	// icmpOnly: the connection is known only from an ICMP error quoting
 	// its SYN; icmpFrom sent the error.
 	icmpOnly bool
-	icmpFrom decode.Addr
+	icmpFrom packet.Addr
 }
 
 // Stats counts what the analyzer saw.
@@ -212,10 +212,10 @@ type Stats struct {
 	Duplicates int `json:"capture_duplicates"`
 	Flows      int `json:"connections"`
 	MaxOpen    int `json:"max_open_flows"`
-	// UndecodedBy splits Undecoded by reason (decode.Reasons).
+	// UndecodedBy splits Undecoded by reason (packet.Reasons).
 	UndecodedBy map[string]int `json:"undecoded_by_reason,omitempty"`
 	// Encapsulations counts the TCP segments and ICMP errors decoded
-	// from inside each encapsulation (decode.EncapNames).
+	// from inside each encapsulation (packet.EncapNames).
 	Encapsulations map[string]int `json:"encapsulations,omitempty"`
 	// OutOfOrder counts packets timestamped earlier than one before
 	// them; MaxBackstep is the largest such step, seconds.
@@ -238,14 +238,14 @@ type Stats struct {
 // Analyzer consumes packets and produces connections.
 type Analyzer struct {
 	cfg    Config
-	dec    decode.Decoder
+	dec    packet.Decoder
 	flows  flowTable
 	done   []*Conn
 	free   []*Conn // recycled connections (Config.ReuseConns)
 	stats  Stats
 	now    int64
 	nextID int
-	pkt    decode.Packet
+	pkt    packet.Packet
 	likely map[uint16]bool
 	idle   int64
 	strs   strCache
@@ -256,8 +256,8 @@ type Analyzer struct {
 	dups     *dupTable
 	first    int64
 	backstep int64
-	encaps   [decode.NumEncaps]int
-	undec    [len(decode.Reasons)]int
+	encaps   [packet.NumEncaps]int
+	undec    [len(packet.Reasons)]int
 	// attempts counts the connections held that are half-open attempts
 	// (live ones, and ended ones kept for the report).
 	attempts    int
@@ -268,7 +268,7 @@ type Analyzer struct {
 }
 
 type srvAddr struct {
-	a  decode.Addr
+	a  packet.Addr
 	v6 bool
 }
 
@@ -324,7 +324,7 @@ func (a *Analyzer) Stats() Stats {
 			if st.UndecodedBy == nil {
 				st.UndecodedBy = map[string]int{}
 			}
-			st.UndecodedBy[decode.Reasons[i]] = n
+			st.UndecodedBy[packet.Reasons[i]] = n
 		}
 	}
 	for i, n := range a.encaps {
@@ -332,7 +332,7 @@ func (a *Analyzer) Stats() Stats {
 			if st.Encapsulations == nil {
 				st.Encapsulations = map[string]int{}
 			}
-			st.Encapsulations[decode.EncapNames[i]] = n
+			st.Encapsulations[packet.EncapNames[i]] = n
 		}
 	}
 	if st.Packets > 0 {
@@ -364,15 +364,15 @@ func (a *Analyzer) Add(cp capfile.Packet, index int) {
 		a.sweepCredit = 0
 	}
 	p := &a.pkt
-	if err := a.dec.Decode(cp.Link, cp.Data, p); err != nil || p.Kind == decode.KindOther {
+	if err := a.dec.Decode(cp.Link, cp.Data, p); err != nil || p.Kind == packet.KindOther {
 		if err != nil {
 			a.stats.Undecoded++
-			a.undec[decode.ReasonIndex(err)]++
+			a.undec[packet.ReasonIndex(err)]++
 		}
 		return
 	}
 	if p.Encaps != 0 {
-		for e := range decode.NumEncaps {
+		for e := range packet.NumEncaps {
 			if p.Encaps&(1<<e) != 0 {
 				a.encaps[e]++
 			}
@@ -385,7 +385,7 @@ func (a *Analyzer) Add(cp capfile.Packet, index int) {
 	if a.cfg.Filter != nil && !a.cfg.Filter.match(p) {
 		return
 	}
-	if p.Kind == decode.KindICMPError {
+	if p.Kind == packet.KindICMPError {
 		a.stats.ICMPErrors++
 		a.icmp(p, cp.TS, index)
 		return
@@ -404,7 +404,7 @@ func (a *Analyzer) Add(cp capfile.Packet, index int) {
 			c = nil
 		}
 	}
-	bareSYN := p.Flags&(decode.SYN|decode.ACK|decode.RST) == decode.SYN
+	bareSYN := p.Flags&(packet.SYN|packet.ACK|packet.RST) == packet.SYN
 	if c == nil && a.maxAttempts > 0 && a.attempts >= a.maxAttempts && a.agg.take(p, cp.TS, bareSYN) {
 		// Beyond the cap: summed, not tracked.
 		return
@@ -530,8 +530,8 @@ func (c *Conn) idleLimit(idle int64) int64 {
 
 // ours updates synscope's own handshake tracking with a packet that is
 // not a capture duplicate.
-func (c *Conn) ours(p *decode.Packet, isOrig bool, ts int64) {
-	syn, ack, rst := p.Flags&decode.SYN != 0, p.Flags&decode.ACK != 0, p.Flags&decode.RST != 0
+func (c *Conn) ours(p *packet.Packet, isOrig bool, ts int64) {
+	syn, ack, rst := p.Flags&packet.SYN != 0, p.Flags&packet.ACK != 0, p.Flags&packet.RST != 0
 	if syn && !ack && !rst {
 		if !c.haveCli {
 			c.haveCli, c.cliIsOrig, c.isn = true, isOrig, p.Seq
@@ -582,7 +582,7 @@ func (c *Conn) ours(p *decode.Packet, isOrig bool, ts int64) {
 			return
 		}
 		end := p.Seq + uint32(p.PayloadLen)
-		if p.Flags&decode.FIN != 0 {
+		if p.Flags&packet.FIN != 0 {
 			end++
 		}
 		if len(c.synTimes) > 0 {
@@ -652,13 +652,13 @@ func max32seq(a, b uint32) uint32 {
 	return a
 }
 
-func (a *Analyzer) icmp(p *decode.Packet, ts int64, index int) {
+func (a *Analyzer) icmp(p *packet.Packet, ts int64, index int) {
 	// The quoted packet went InnerSrc:InnerSport -> InnerDst:InnerDport.
 	key, srcIsA := keyOf(&p.InnerSrc, &p.InnerDst, p.InnerSport, p.InnerDport, p.V6)
 	h := a.flows.hash(&key)
 	si, c := a.flows.find(&key, h)
 	if c == nil {
-		if !p.InnerHasFlags || p.InnerFlags&(decode.SYN|decode.ACK|decode.RST) != decode.SYN {
+		if !p.InnerHasFlags || p.InnerFlags&(packet.SYN|packet.ACK|packet.RST) != packet.SYN {
 			a.stats.ICMPUnmatched++
 			return
 		}

@@ -8,8 +8,9 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/synscope/synscope/internal/buildinfo"
 	"github.com/synscope/synscope/internal/causes"
-	"github.com/synscope/synscope/internal/pcap/decode"
+	"github.com/synscope/synscope/internal/packet"
 	"github.com/synscope/synscope/internal/safetext"
 )
 
@@ -18,13 +19,15 @@ const ReportSchema = "synscope.pcap/v1"
 
 // Report is the result of analysing one capture.
 type Report struct {
-	Schema  string      `json:"schema"`
-	File    string      `json:"file"`
-	Stats   Stats       `json:"stats"`
-	Summary Summary     `json:"summary"`
-	Conns   []*Conn     `json:"connections"`
-	Error   string      `json:"error,omitempty"`
-	Causes  []causes.ID `json:"causes,omitempty"`
+	Schema string `json:"schema"`
+	// Version is the synscope that wrote the report (`synscope version --json`).
+	Version buildinfo.Info `json:"version"`
+	File    string         `json:"file"`
+	Stats   Stats          `json:"stats"`
+	Summary Summary        `json:"summary"`
+	Conns   []*Conn        `json:"connections"`
+	Error   string         `json:"error,omitempty"`
+	Causes  []causes.ID    `json:"causes,omitempty"`
 	// Warnings say what limits the analysis (a one-directional or
 	// unsorted capture, undecodable frames, attempts beyond the cap).
 	Warnings []string `json:"warnings,omitempty"`
@@ -151,7 +154,7 @@ func NewReport(file string, conns []*Conn, st Stats, err error) *Report {
 	for _, c := range conns {
 		s.Add(c)
 	}
-	r := &Report{Schema: ReportSchema, File: file, Stats: st, Summary: s.Summary(), Conns: conns, Causes: s.Causes()}
+	r := &Report{Schema: ReportSchema, Version: buildinfo.Get(), File: file, Stats: st, Summary: s.Summary(), Conns: conns, Causes: s.Causes()}
 	if r.Conns == nil {
 		r.Conns = []*Conn{}
 	}
@@ -295,12 +298,12 @@ func FlagString(f uint8) string {
 	for _, x := range []struct {
 		bit uint8
 		c   byte
-	}{{decode.SYN, 'S'}, {decode.FIN, 'F'}, {decode.RST, 'R'}, {decode.PSH, 'P'}, {decode.URG, 'U'}} {
+	}{{packet.SYN, 'S'}, {packet.FIN, 'F'}, {packet.RST, 'R'}, {packet.PSH, 'P'}, {packet.URG, 'U'}} {
 		if f&x.bit != 0 {
 			b.WriteByte(x.c)
 		}
 	}
-	if f&decode.ACK != 0 {
+	if f&packet.ACK != 0 {
 		b.WriteByte('.')
 	}
 	if b.Len() == 0 {
@@ -340,7 +343,7 @@ func Ladder(w io.Writer, c *Conn) {
 			label = "ICMP " + p.ICMP
 		} else {
 			label = fmt.Sprintf("%s seq=%d", label, p.Seq-isn[d])
-			if p.Flags&decode.ACK != 0 && haveISN[1-d] {
+			if p.Flags&packet.ACK != 0 && haveISN[1-d] {
 				label += fmt.Sprintf(" ack=%d", p.Ack-isn[1-d])
 			}
 			if p.Len > 0 {

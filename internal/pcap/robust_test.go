@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/synscope/synscope/internal/pcap/capfile"
+	"github.com/synscope/synscope/internal/packet"
 	"github.com/synscope/synscope/internal/pcap/synth"
 )
 
@@ -142,7 +142,7 @@ func TestEncapsulationCounts(t *testing.T) {
 // each answered by a SYN-ACK, 2 µs apart.
 func writeFlood(t testing.TB, n int) []byte {
 	var b bytes.Buffer
-	w, err := synth.NewPcapWriter(&b, capfile.LinkEthernet, binary.LittleEndian, true)
+	w, err := synth.NewPcapWriter(&b, packet.LinkEthernet, binary.LittleEndian, true)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -76,6 +76,9 @@ func decide(r *Report) {
 		}
 		r.Summary = fmt.Sprintf("%s does not resolve: %s", r.Target.Host, msg)
 		r.Next = "check the nameservers in " + dnsConfName(r) + " and that they answer for this name"
+		if r.Target.OS != "" {
+			r.NextCmd = osDNSNext(r.Target.OS)
+		}
 		return
 	}
 	for _, a := range r.Addresses {
@@ -219,6 +222,9 @@ func detailPhrase(a *AddrProbe) string {
 		return "this host has no route: " + a.Local.Route
 	case LocalFirewall:
 		for _, r := range a.Local.Firewall {
+			if r.Verdict == fwOSRefused {
+				return fmt.Sprintf("%s refused the connect: %s", r.Where, r.Rule)
+			}
 			if r.Delta > 0 || len(a.Local.Firewall) == 1 {
 				return fmt.Sprintf("the SYN is dropped by a local nftables rule (%s: %s, %d packets during the probe)", r.Where, r.Rule, max(r.Delta, 0))
 			}
@@ -273,6 +279,10 @@ func dnsConfName(r *Report) string {
 // nextStep says what to do next, with a printed command where one helps.
 func nextStep(r *Report, bad []*AddrProbe) {
 	if len(bad) == 0 {
+		return
+	}
+	if r.Target.OS != "" {
+		osNextStep(r, bad)
 		return
 	}
 	b := bad[0]

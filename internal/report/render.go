@@ -9,6 +9,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/synscope/synscope/internal/buildinfo"
 	"github.com/synscope/synscope/internal/safetext"
 )
 
@@ -20,6 +21,7 @@ func JSON(w io.Writer, r *Report) error {
 	if r.Checks == nil {
 		r.Checks = []Check{}
 	}
+	r.Version = buildinfo.Get()
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(r)
@@ -122,6 +124,13 @@ func Text(w io.Writer, r *Report, st Style) error {
 				fmt.Fprintf(b, "  mark %#x", l.Mark)
 			}
 			b.WriteString("\n")
+		}
+		b.WriteString("\n")
+	}
+	if len(r.Dataplane) > 0 {
+		b.WriteString("dataplane (present, not findings unless named above):\n")
+		for _, l := range r.Dataplane {
+			fmt.Fprintf(b, "  %s\n", show(l))
 		}
 		b.WriteString("\n")
 	}

@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/synscope/synscope/internal/buildinfo"
 	"github.com/synscope/synscope/internal/causes"
 )
 
@@ -113,8 +114,15 @@ func NewMetrics() *Metrics {
 		}, []string{"collector"}),
 		listeners: map[string][]listenerSample{},
 	}
+	bi := buildinfo.Get()
+	build := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name:        "synscope_build_info",
+		Help:        "Always 1; the labels say which synscope runs (as `synscope version`).",
+		ConstLabels: prometheus.Labels{"version": bi.Version, "revision": bi.Commit, "goversion": bi.GoVersion},
+	})
+	build.Set(1)
 	m.Registry.MustRegister(m.present, m.losses, m.expiry, m.atRisk, m.synDrops, m.synTraceUp, m.repairs,
-		m.up, m.lastCheck, m.collectorErr, listenerCollector{m},
+		m.up, m.lastCheck, m.collectorErr, listenerCollector{m}, build,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for _, c := range collectorNames {
 		m.collectorErr.WithLabelValues(c)
@@ -235,8 +243,15 @@ var (
 		"The listener's accept-queue limit, min(backlog, somaxconn).",
 		[]string{"netns", "listener"}, nil)
 	descLDrops = prometheus.NewDesc("synscope_listener_drops_total",
-		"The listener's own drop counter (sk_drops: ListenDrops for this socket).",
+		"The listener's own drop counter (sk_drops: ListenDrops for this socket); the "+strconv.Itoa(MaxListeners)+" listeners with most drops per namespace, the rest in synscope_listener_other_drops.",
 		[]string{"netns", "listener"}, nil)
+	// The rest's drops are a sum over a set of listeners that changes
+	// between scrapes (one leaves the top list, another enters it): the
+	// sum can go down, so it is a gauge, never a counter whose rate would
+	// read each change as a reset and a spike.
+	descOtherDrops = prometheus.NewDesc("synscope_listener_other_drops",
+		"Sum of the drop counters (sk_drops) of the listeners beyond the "+strconv.Itoa(MaxListeners)+" with most drops (listener=\"other\" of the other listener series). A gauge: its members change between scrapes.",
+		[]string{"netns"}, nil)
 )
 
 // listenerCollector exports the stored listener samples.
@@ -246,6 +261,7 @@ func (c listenerCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descAccept
 	ch <- descBacklog
 	ch <- descLDrops
+	ch <- descOtherDrops
 }
 
 func (c listenerCollector) Collect(ch chan<- prometheus.Metric) {
@@ -255,6 +271,10 @@ func (c listenerCollector) Collect(ch chan<- prometheus.Metric) {
 		for _, l := range ls {
 			ch <- prometheus.MustNewConstMetric(descAccept, prometheus.GaugeValue, l.accept, ns, l.name)
 			ch <- prometheus.MustNewConstMetric(descBacklog, prometheus.GaugeValue, l.limit, ns, l.name)
+			if l.name == OtherListener {
+				ch <- prometheus.MustNewConstMetric(descOtherDrops, prometheus.GaugeValue, l.drops, ns)
+				continue
+			}
 			ch <- prometheus.MustNewConstMetric(descLDrops, prometheus.CounterValue, l.drops, ns, l.name)
 		}
 	}

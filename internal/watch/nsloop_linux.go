@@ -49,7 +49,10 @@ type nsLoop struct {
 	ignDev  map[[2]int]bool
 	known   map[famTable]bool
 	lastErr map[famTable]Route // last lost route per family/table
-	risks   map[riskKey]bool
+	// lostAt is when the last route was lost: fast re-checks run for
+	// fastRecheckFor after it while a family/table has none.
+	lostAt time.Time
+	risks  map[riskKey]bool
 	// procCache maps netlink port ids to process names (bounded).
 	procCache map[uint32]procEntry
 	prev      *counters.Snapshot
@@ -72,7 +75,7 @@ func newNSLoop(opts *Options, m *Metrics, t *netns.Target, name string) (*nsLoop
 	}
 	err := t.Do(func() error {
 		var err error
-		if l.mon, err = openSock(monitorGroups, monitorRcvBuf, 250*time.Millisecond); err != nil {
+		if l.mon, err = openSock(monitorGroups, opts.deps.monitorRcvBuf, 250*time.Millisecond); err != nil {
 			return err
 		}
 		if l.dump, err = openSock(nil, 0, time.Second); err != nil {
@@ -191,6 +194,8 @@ func (l *nsLoop) run(ctx context.Context) error {
 	}()
 	tick := time.NewTicker(l.opts.Interval)
 	defer tick.Stop()
+	fast := time.NewTicker(fastRecheck)
+	defer fast.Stop()
 	l.expiry = time.NewTimer(time.Hour)
 	defer l.expiry.Stop()
 	l.armExpiry(time.Now())
@@ -217,6 +222,12 @@ func (l *nsLoop) run(ctx context.Context) error {
 			if gone := l.interval(ctx); gone {
 				return errNetnsGone
 			}
+		case <-fast.C:
+			if now := time.Now(); l.awaitingReturn(now) {
+				if err := l.resync(now, false); err == nil {
+					l.settle(ctx, now, nil)
+				}
+			}
 		case msg := <-repairCh:
 			l.repair.handle(ctx, msg)
 		}
@@ -225,14 +236,42 @@ func (l *nsLoop) run(ctx context.Context) error {
 
 var errNetnsGone = errors.New("namespace gone")
 
-// monitorRcvBuf is the monitor socket's receive buffer (SO_RCVBUFFORCE).
-// Tests shrink it to force ENOBUFS.
-var monitorRcvBuf = 8 << 20
+// fastRecheck is how often the routes are re-read while a family/table
+// has lost its default route, for at most fastRecheckFor after the loss.
+// A route can come back with no netlink news: an RA that refreshes a route
+// which expired in place (still listed) renews it silently, and so does
+// the kernel clearing link-down flags. Without this, the return would be
+// seen only at the next interval (15 s by default), with the presence
+// gauge at 0 and alerts firing for a host that works.
+const (
+	fastRecheck    = 500 * time.Millisecond
+	fastRecheckFor = 10 * time.Minute
+)
 
-// testHookRecv, when set (tests only), runs before each blocking receive
-// of the monitor socket: a test can hold the receiver while it bursts
-// changes, so the socket overruns for certain.
-var testHookRecv func(ctx context.Context)
+// awaitingReturn reports whether some family/table that lost its default
+// route has none usable now, within fastRecheckFor of the last loss.
+func (l *nsLoop) awaitingReturn(now time.Time) bool {
+	if now.Sub(l.lostAt) > fastRecheckFor {
+		return false
+	}
+	for ft := range l.lastErr {
+		if !l.presentNow(ft, now) {
+			return true
+		}
+	}
+	return false
+}
+
+// lostGateway reports whether k is the gateway of a route lost and not
+// back: its neighbour news can announce the way back.
+func (l *nsLoop) lostGateway(k neighKey) bool {
+	for _, r := range l.lastErr {
+		if r.Ifindex == k.ifindex && r.Gateway == k.addr {
+			return true
+		}
+	}
+	return false
+}
 
 // receive drains the monitor socket in batches. A full channel blocks it,
 // the socket then overruns and ENOBUFS leads to a resync: memory stays
@@ -248,8 +287,8 @@ func (l *nsLoop) receive(ctx context.Context, ch chan<- batch) {
 		}
 	}
 	for ctx.Err() == nil {
-		if testHookRecv != nil {
-			testHookRecv(ctx)
+		if l.opts.deps.beforeRecv != nil {
+			l.opts.deps.beforeRecv(ctx)
 		}
 		msgs, err := l.mon.recv(buf, false)
 		if errors.Is(err, errRecvTimeout) {
@@ -308,6 +347,7 @@ func (l *nsLoop) handle(ctx context.Context, b batch) {
 	now := time.Now()
 	needDump := b.resync
 	carrierChanged := false
+	var cameUp []int // devices that came up or got their carrier back
 	for _, m := range b.msgs {
 		switch m.Type {
 		case unix.NLMSG_OVERRUN:
@@ -330,11 +370,20 @@ func (l *nsLoop) handle(ctx context.Context, b batch) {
 			if had && old.Carrier != nl.Carrier {
 				carrierChanged = true
 			}
+			if had && nl.Up && nl.Carrier && (!old.Up || !old.Carrier) {
+				cameUp = append(cameUp, nl.Index)
+			}
 			l.links[nl.Index] = nl
 		case unix.RTM_DELLINK:
 			if dl, ok := parseLink(m.Data); ok {
 				l.hist.add(happening{At: now, Kind: hapLinkDeleted, Ifindex: dl.Index})
 				delete(l.links, dl.Index)
+				needDump = true
+			}
+		case unix.RTM_NEWADDR:
+			// An address back can bring a route back (a network manager
+			// re-adds both): re-read while one is lost.
+			if len(l.lastErr) > 0 {
 				needDump = true
 			}
 		case unix.RTM_DELADDR:
@@ -363,6 +412,9 @@ func (l *nsLoop) handle(ctx context.Context, b batch) {
 		case unix.RTM_NEWNEIGH, unix.RTM_DELNEIGH:
 			if n, ok := parseNeigh(m.Data); ok {
 				k := neighKey{n.Ifindex, n.Addr}
+				if l.lostGateway(k) && l.awaitingReturn(now) {
+					needDump = true // the router answers again: re-read
+				}
 				if !l.isGateway(k) {
 					continue
 				}
@@ -410,6 +462,13 @@ func (l *nsLoop) handle(ctx context.Context, b batch) {
 		// A carrier change flags routes link-down in place (no route
 		// news): with link-down routes in use it is a risk, said now.
 		l.checkRisks(ctx, now)
+	}
+	if l.repair != nil {
+		// A repair waiting for its device tries now (after the settle
+		// above, so a route the kernel kept is seen back first).
+		for _, idx := range cameUp {
+			l.repair.linkChanged(ctx, idx, now)
+		}
 	}
 }
 
@@ -489,6 +548,7 @@ func (l *nsLoop) settle(ctx context.Context, now time.Time, dels map[key]uint32)
 		reason, detail := attribute(in)
 		ft := famTable{r.Family, r.Table}
 		l.lastErr[ft] = r
+		l.lostAt = now
 		l.m.loss(l.name, r.Family, reason)
 		l.publish(now)
 		args := []any{slog.String("reason", string(reason)), slog.String("detail", detail)}

@@ -302,9 +302,6 @@ type privateRunDir struct {
 func newPrivateRunDir(t *testing.T) *privateRunDir {
 	t.Helper()
 	dir := t.TempDir()
-	saved := netnsRunDir
-	netnsRunDir = dir
-	t.Cleanup(func() { netnsRunDir = saved })
 	return &privateRunDir{dir: dir}
 }
 
@@ -333,7 +330,7 @@ func TestAllNetnsFollows(t *testing.T) {
 	rd := newPrivateRunDir(t)
 	a := testnet.NewNS(t, "watch-alla")
 	rd.add(t, a, "a")
-	d := startWatch(t, Options{AllNetns: true, Interval: 200 * time.Millisecond})
+	d := startWatch(t, Options{AllNetns: true, Interval: 200 * time.Millisecond, deps: deps{netnsRunDir: rd.dir}})
 	d.waitSeries(t, "a", false, time.Second)
 	d.waitSeries(t, "host", false, time.Second)
 

@@ -4,7 +4,7 @@ import (
 	"encoding/binary"
 	"net/netip"
 
-	"github.com/synscope/synscope/internal/pcap/checksum"
+	"github.com/synscope/synscope/internal/packet/checksum"
 )
 
 // IPPacket wraps payload in an IPv4 or IPv6 header (by src's family)

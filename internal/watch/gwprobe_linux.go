@@ -30,7 +30,7 @@ func htons(v uint16) uint16 { return v<<8 | v>>8 }
 
 func probeARP(ctx context.Context, t *netns.Target, r Route, src netip.Addr, timeout time.Duration) (net.HardwareAddr, error) {
 	if !src.Is4() {
-		return nil, errors.New("no IPv4 source address on the device to ask from")
+		return nil, errNoSource
 	}
 	var fd int
 	var ifi *net.Interface
@@ -84,7 +84,7 @@ func probeARP(ctx context.Context, t *netns.Target, r Route, src netip.Addr, tim
 			return net.HardwareAddr(append([]byte(nil), p[8:14]...)), nil
 		}
 	}
-	return nil, fmt.Errorf("no ARP reply from %s within %s", r.Gateway, timeout)
+	return nil, noAnswer(fmt.Sprintf("no ARP reply from %s within %s", r.Gateway, timeout))
 }
 
 func probeND(ctx context.Context, t *netns.Target, r Route, timeout time.Duration) (net.HardwareAddr, error) {
@@ -136,5 +136,5 @@ func probeND(ctx context.Context, t *netns.Target, r Route, timeout time.Duratio
 		}
 		return nil, nil
 	}
-	return nil, fmt.Errorf("no neighbour advertisement from %s within %s", r.Gateway, timeout)
+	return nil, noAnswer(fmt.Sprintf("no neighbour advertisement from %s within %s", r.Gateway, timeout))
 }
