@@ -275,10 +275,14 @@ func readSysctls(_ context.Context, t *netns.Target, in *Sample) (func(*Sample),
 		}
 	}
 	var vals map[string]string
-	_ = t.Do(func() error {
+	// Entering the namespace can fail: then nothing was read, and the
+	// check says why instead of reporting an empty (healthy) sample.
+	if err := t.Do(func() error {
 		vals = sysctl.Relevant(ifaces)
 		return nil
-	})
+	}); err != nil {
+		return nil, "", fmt.Errorf("entering the namespace: %w", err)
+	}
 	return func(s *Sample) { s.Sysctl = vals }, fmt.Sprintf("%d values", len(vals)), nil
 }
 

@@ -391,13 +391,11 @@ func neighState(t *testing.T, h *netlink.Handle, ifindex int, ip netip.Addr) int
 func TestLabENOBUFSResync(t *testing.T) {
 	p := newPair(t, "nb", "s0")
 	ns := p.srv.Name
-	saved := monitorRcvBuf
-	monitorRcvBuf = 4096 // the kernel's floor is a few KiB
 	var hold atomic.Bool
 	entered := make(chan struct{}, 1)
 	release := make(chan struct{})
 	var once sync.Once
-	testHookRecv = func(ctx context.Context) {
+	beforeRecv := func(ctx context.Context) {
 		if !hold.Load() {
 			return
 		}
@@ -412,9 +410,11 @@ func TestLabENOBUFSResync(t *testing.T) {
 	}
 	t.Cleanup(func() {
 		once.Do(func() { close(release) })
-		testHookRecv, monitorRcvBuf = nil, saved
 	})
-	d := startWatch(t, Options{Netns: []string{ns}, Interval: time.Minute})
+	opts := Options{Netns: []string{ns}, Interval: time.Minute}
+	opts.deps.monitorRcvBuf = 4096 // the kernel's floor is a few KiB
+	opts.deps.beforeRecv = beforeRecv
+	d := startWatch(t, opts)
 	s0 := p.link(t, p.hs, "s0")
 
 	hold.Store(true)

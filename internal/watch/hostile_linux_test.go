@@ -146,7 +146,7 @@ func TestHostileNetnsMetrics(t *testing.T) {
 	for i, n := range names {
 		rd.add(t, testnet.NewNS(t, "watch-hm"+itoa(i)), n)
 	}
-	d := startWatch(t, Options{AllNetns: true, Interval: 200 * time.Millisecond, Listen: "127.0.0.1:0"})
+	d := startWatch(t, Options{AllNetns: true, Interval: 200 * time.Millisecond, Listen: "127.0.0.1:0", deps: deps{netnsRunDir: rd.dir}})
 	want := map[string]bool{"host": true}
 	for _, n := range names {
 		want[netnsLabel(n)] = true
@@ -227,7 +227,7 @@ func TestLabRepairRereadRace(t *testing.T) {
 	other := &netlink.Route{LinkIndex: idx, Gw: net.ParseIP("10.61.0.3"), Priority: 50}
 	var step sync.Mutex
 	var action func()
-	testHookBeforeReread = func(r Route) {
+	beforeReread := func(r Route) {
 		step.Lock()
 		a := action
 		action = nil
@@ -236,7 +236,6 @@ func TestLabRepairRereadRace(t *testing.T) {
 			a()
 		}
 	}
-	t.Cleanup(func() { testHookBeforeReread = nil })
 	setAction := func(a func()) {
 		step.Lock()
 		action = a
@@ -244,7 +243,9 @@ func TestLabRepairRereadRace(t *testing.T) {
 	}
 	hold := t.TempDir()
 	holdFile := filepath.Join(hold, ns+"-ipv4")
-	d := startWatch(t, repairOpts(ns, hold))
+	opts := repairOpts(ns, hold)
+	opts.deps.beforeReread = beforeReread
+	d := startWatch(t, opts)
 	orig := defaultRoute(t, p.hs, unix.AF_INET)
 	result := func(from int) logLine {
 		return d.log.wait(t, from, 5*time.Second, "repair result", func(f map[string]any) bool {
@@ -303,8 +304,11 @@ func TestLabRepairRereadRace(t *testing.T) {
 	if err := p.hs.RouteDel(&orig); err != nil {
 		t.Fatal(err)
 	}
-	r := result(from)
-	if r.f["result"] != RepairRefused || !strings.Contains(r.f["detail"].(string), "changed between the decision and the write") {
+	// Not written, and not given up: the repair waits for the device.
+	r := d.log.wait(t, from, 5*time.Second, "repair waiting", func(f map[string]any) bool {
+		return f["event"] == EventRepair && f["family"] == "ipv4" && (f["action"] == "result" || f["action"] == "waiting")
+	})
+	if r.f["action"] != "waiting" || !strings.Contains(r.f["detail"].(string), "between the decision and the write") {
 		t.Fatalf("with the device set down before the write: %s", r.raw)
 	}
 	noOurs()

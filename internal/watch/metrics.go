@@ -8,7 +8,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/synscope/synscope/internal/buildinfo"
 	"github.com/synscope/synscope/internal/causes"
+	"github.com/synscope/synscope/internal/counters"
+	"github.com/synscope/synscope/internal/report"
 )
 
 // Repair results (label "result" of synscope_route_repairs_total).
@@ -31,9 +34,6 @@ var RepairResults = []string{
 	RepairRateLimited, RepairHeld, RepairNotNeeded, RepairVerifyFailed,
 }
 
-// Collector names (label "collector" of synscope_collector_errors_total).
-var collectorNames = []string{"routes", "netlink", "counters", "listeners", "sysctl", "neighbours", "repair"}
-
 // MaxListeners caps the listener series per namespace: the top ones by
 // drops, then one "other" aggregate.
 const MaxListeners = 50
@@ -54,7 +54,8 @@ type Metrics struct {
 	repairs      *prometheus.CounterVec
 	up           prometheus.Gauge
 	lastCheck    prometheus.Gauge
-	collectorErr *prometheus.CounterVec
+	collectorOK  *prometheus.GaugeVec
+	collectorDur *prometheus.GaugeVec
 
 	mu        sync.Mutex
 	listeners map[string][]listenerSample // netns → capped samples
@@ -107,18 +108,26 @@ func NewMetrics() *Metrics {
 			Name: "synscope_last_check_timestamp_seconds",
 			Help: "Unix time of the last completed interval check.",
 		}),
-		collectorErr: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "synscope_collector_errors_total",
-			Help: "Errors by collector (routes, netlink, counters, listeners, sysctl, neighbours, repair).",
-		}, []string{"collector"}),
+		collectorOK: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "synscope_collector_success",
+			Help: "1 when the collector's last read in the namespace succeeded, 0 when it failed or was skipped (the log says why): internal/collect's sources counters, listeners, sysctls, and watch's own reads routes, neighbours, links, monitor.",
+		}, []string{"netns", "collector"}),
+		collectorDur: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "synscope_collector_duration_seconds",
+			Help: "How long the collector's last read in the namespace took.",
+		}, []string{"netns", "collector"}),
 		listeners: map[string][]listenerSample{},
 	}
+	bi := buildinfo.Get()
+	build := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name:        "synscope_build_info",
+		Help:        "Always 1; the labels say which synscope runs (as `synscope version`).",
+		ConstLabels: prometheus.Labels{"version": bi.Version, "revision": bi.Commit, "goversion": bi.GoVersion},
+	})
+	build.Set(1)
 	m.Registry.MustRegister(m.present, m.losses, m.expiry, m.atRisk, m.synDrops, m.synTraceUp, m.repairs,
-		m.up, m.lastCheck, m.collectorErr, listenerCollector{m},
+		m.up, m.lastCheck, m.collectorOK, m.collectorDur, listenerCollector{m}, build,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	for _, c := range collectorNames {
-		m.collectorErr.WithLabelValues(c)
-	}
 	return m
 }
 
@@ -150,6 +159,8 @@ func (m *Metrics) dropNetns(ns string) {
 	m.atRisk.DeletePartialMatch(l)
 	m.synDrops.DeletePartialMatch(l)
 	m.repairs.DeletePartialMatch(l)
+	m.collectorOK.DeletePartialMatch(l)
+	m.collectorDur.DeletePartialMatch(l)
 	m.mu.Lock()
 	delete(m.listeners, ns)
 	m.mu.Unlock()
@@ -187,7 +198,15 @@ func (m *Metrics) setRisk(ns string, fam int, risk string, on bool) {
 	m.atRisk.WithLabelValues(ns, FamilyName(fam), risk).Set(x)
 }
 
-func (m *Metrics) collectorError(name string) { m.collectorErr.WithLabelValues(name).Inc() }
+// check exports one collector's last read.
+func (m *Metrics) check(ns string, c report.Check) {
+	ok := 0.0
+	if c.Status == report.Ran {
+		ok = 1
+	}
+	m.collectorOK.WithLabelValues(ns, c.Name).Set(ok)
+	m.collectorDur.WithLabelValues(ns, c.Name).Set(c.DurationMS / 1000)
+}
 
 func (m *Metrics) addSynDrops(ns string, by map[causes.ID]uint64) {
 	for id, n := range by {
@@ -235,8 +254,15 @@ var (
 		"The listener's accept-queue limit, min(backlog, somaxconn).",
 		[]string{"netns", "listener"}, nil)
 	descLDrops = prometheus.NewDesc("synscope_listener_drops_total",
-		"The listener's own drop counter (sk_drops: ListenDrops for this socket).",
+		"The listener's own drop counter (sk_drops: ListenDrops for this socket); the "+strconv.Itoa(MaxListeners)+" listeners with most drops per namespace, the rest in synscope_listener_other_drops.",
 		[]string{"netns", "listener"}, nil)
+	// The rest's drops are a sum over a set of listeners that changes
+	// between scrapes (one leaves the top list, another enters it): the
+	// sum can go down, so it is a gauge, never a counter whose rate would
+	// read each change as a reset and a spike.
+	descOtherDrops = prometheus.NewDesc("synscope_listener_other_drops",
+		"Sum of the drop counters (sk_drops) of the listeners beyond the "+strconv.Itoa(MaxListeners)+" with most drops (listener=\"other\" of the other listener series). A gauge: its members change between scrapes.",
+		[]string{"netns"}, nil)
 )
 
 // listenerCollector exports the stored listener samples.
@@ -246,6 +272,7 @@ func (c listenerCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descAccept
 	ch <- descBacklog
 	ch <- descLDrops
+	ch <- descOtherDrops
 }
 
 func (c listenerCollector) Collect(ch chan<- prometheus.Metric) {
@@ -255,7 +282,18 @@ func (c listenerCollector) Collect(ch chan<- prometheus.Metric) {
 		for _, l := range ls {
 			ch <- prometheus.MustNewConstMetric(descAccept, prometheus.GaugeValue, l.accept, ns, l.name)
 			ch <- prometheus.MustNewConstMetric(descBacklog, prometheus.GaugeValue, l.limit, ns, l.name)
+			if l.name == OtherListener {
+				ch <- prometheus.MustNewConstMetric(descOtherDrops, prometheus.GaugeValue, l.drops, ns)
+				continue
+			}
 			ch <- prometheus.MustNewConstMetric(descLDrops, prometheus.CounterValue, l.drops, ns, l.name)
 		}
 	}
+}
+
+// attributeDrops splits the SYN drops of one interval's counter deltas
+// into catalog causes (causes.AttributeDrops: the catalog owns which
+// counter counts which drop).
+func attributeDrops(d counters.Delta) map[causes.ID]uint64 {
+	return causes.AttributeDrops(d.Get)
 }

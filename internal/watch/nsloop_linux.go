@@ -10,8 +10,10 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/synscope/synscope/internal/collect"
 	"github.com/synscope/synscope/internal/counters"
 	"github.com/synscope/synscope/internal/netns"
+	"github.com/synscope/synscope/internal/report"
 )
 
 // batch is what the receiver hands the loop: the messages drained from the
@@ -49,7 +51,15 @@ type nsLoop struct {
 	ignDev  map[[2]int]bool
 	known   map[famTable]bool
 	lastErr map[famTable]Route // last lost route per family/table
-	risks   map[riskKey]bool
+	// lostAt is when the last route was lost: fast re-checks run for
+	// fastRecheckFor after it while a family/table has none.
+	lostAt time.Time
+	risks  map[riskKey]bool
+	// conf is IPv6 forwarding / accept_ra of the route devices (-1:
+	// not read), from the last sysctls read.
+	conf map[int]devConf
+	// checks is each collector's last status, to log changes.
+	checks map[string]report.CheckStatus
 	// procCache maps netlink port ids to process names (bounded).
 	procCache map[uint32]procEntry
 	prev      *counters.Snapshot
@@ -69,10 +79,11 @@ func newNSLoop(opts *Options, m *Metrics, t *netns.Target, name string) (*nsLoop
 		links: map[int]Link{}, routes: routeSet{}, judged: judged{},
 		neigh: map[neighKey]uint16{}, known: map[famTable]bool{}, ignDev: map[[2]int]bool{},
 		lastErr: map[famTable]Route{}, risks: map[riskKey]bool{}, procCache: map[uint32]procEntry{},
+		conf: map[int]devConf{}, checks: map[string]report.CheckStatus{},
 	}
 	err := t.Do(func() error {
 		var err error
-		if l.mon, err = openSock(monitorGroups, monitorRcvBuf, 250*time.Millisecond); err != nil {
+		if l.mon, err = openSock(monitorGroups, opts.deps.monitorRcvBuf, 250*time.Millisecond); err != nil {
 			return err
 		}
 		if l.dump, err = openSock(nil, 0, time.Second); err != nil {
@@ -88,6 +99,7 @@ func newNSLoop(opts *Options, m *Metrics, t *netns.Target, name string) (*nsLoop
 		l.known[famTable{fam, unix.RT_TABLE_MAIN}] = true
 	}
 	m.initNetns(l.name)
+	l.record(report.Check{Name: checkMonitor, Status: report.Ran})
 	if opts.Repair {
 		l.repair = newRepairer(l)
 	}
@@ -96,14 +108,16 @@ func newNSLoop(opts *Options, m *Metrics, t *netns.Target, name string) (*nsLoop
 		l.close()
 		return nil, err
 	}
-	l.readIgnoreLinkdown()
 	if err := l.resync(now, false); err != nil {
 		l.close()
 		return nil, err
 	}
+	l.readSysctls(context.Background())
 	l.judged.reconcile(l.routes, now, l.ignore)
 	l.publish(now)
-	l.prev, _ = readCounters(t)
+	if s := l.collectSources(context.Background(), collect.Counters); s.Counters != nil {
+		l.prev = s.Counters
+	}
 	return l, nil
 }
 
@@ -119,29 +133,12 @@ func (l *nsLoop) ignore(fam, ifindex int) bool {
 	return l.ignLD[fi] || l.ignDev[[2]int{fi, ifindex}]
 }
 
-// readIgnoreLinkdown reads the all and per-device values for the devices
-// of default routes.
-func (l *nsLoop) readIgnoreLinkdown() {
-	l.ignLD[0], l.ignLD[1] = readIgnoreLinkdown(l.t)
-	devs := map[int]string{}
-	for _, r := range l.routes {
-		if n := l.links[r.Ifindex].Name; n != "" {
-			devs[r.Ifindex] = n
-		}
-	}
-	clear(l.ignDev)
-	for k, v := range readDevIgnoreLinkdown(l.t, devs) {
-		if v {
-			l.ignDev[k] = true
-		}
-	}
-}
-
 // refreshLinks re-reads the link table.
 func (l *nsLoop) refreshLinks() error {
+	began := time.Now()
 	links, err := l.dump.dumpLinks()
+	l.recordRead(checkLinks, began, err)
 	if err != nil {
-		l.m.collectorError("netlink")
 		return fmt.Errorf("watch %s: %w", l.name, err)
 	}
 	l.links = links
@@ -151,9 +148,10 @@ func (l *nsLoop) refreshLinks() error {
 // resync replaces the route set with a fresh dump; log says whether to
 // announce it (after ENOBUFS).
 func (l *nsLoop) resync(now time.Time, announce bool) error {
+	began := time.Now()
 	rs, err := l.dump.dumpRoutes(now)
+	l.recordRead(checkRoutes, began, err)
 	if err != nil {
-		l.m.collectorError("routes")
 		return fmt.Errorf("watch %s: %w", l.name, err)
 	}
 	set := routeSet{}
@@ -191,6 +189,8 @@ func (l *nsLoop) run(ctx context.Context) error {
 	}()
 	tick := time.NewTicker(l.opts.Interval)
 	defer tick.Stop()
+	fast := time.NewTicker(fastRecheck)
+	defer fast.Stop()
 	l.expiry = time.NewTimer(time.Hour)
 	defer l.expiry.Stop()
 	l.armExpiry(time.Now())
@@ -205,6 +205,7 @@ func (l *nsLoop) run(ctx context.Context) error {
 			return nil
 		case b := <-ch:
 			if b.err != nil {
+				l.record(report.Check{Name: checkMonitor, Status: report.Failed, Detail: b.err.Error()})
 				return b.err
 			}
 			l.handle(ctx, b)
@@ -217,6 +218,12 @@ func (l *nsLoop) run(ctx context.Context) error {
 			if gone := l.interval(ctx); gone {
 				return errNetnsGone
 			}
+		case <-fast.C:
+			if now := time.Now(); l.awaitingReturn(now) {
+				if err := l.resync(now, false); err == nil {
+					l.settle(ctx, now, nil)
+				}
+			}
 		case msg := <-repairCh:
 			l.repair.handle(ctx, msg)
 		}
@@ -225,14 +232,42 @@ func (l *nsLoop) run(ctx context.Context) error {
 
 var errNetnsGone = errors.New("namespace gone")
 
-// monitorRcvBuf is the monitor socket's receive buffer (SO_RCVBUFFORCE).
-// Tests shrink it to force ENOBUFS.
-var monitorRcvBuf = 8 << 20
+// fastRecheck is how often the routes are re-read while a family/table
+// has lost its default route, for at most fastRecheckFor after the loss.
+// A route can come back with no netlink news: an RA that refreshes a route
+// which expired in place (still listed) renews it silently, and so does
+// the kernel clearing link-down flags. Without this, the return would be
+// seen only at the next interval (15 s by default), with the presence
+// gauge at 0 and alerts firing for a host that works.
+const (
+	fastRecheck    = 500 * time.Millisecond
+	fastRecheckFor = 10 * time.Minute
+)
 
-// testHookRecv, when set (tests only), runs before each blocking receive
-// of the monitor socket: a test can hold the receiver while it bursts
-// changes, so the socket overruns for certain.
-var testHookRecv func(ctx context.Context)
+// awaitingReturn reports whether some family/table that lost its default
+// route has none usable now, within fastRecheckFor of the last loss.
+func (l *nsLoop) awaitingReturn(now time.Time) bool {
+	if now.Sub(l.lostAt) > fastRecheckFor {
+		return false
+	}
+	for ft := range l.lastErr {
+		if !l.presentNow(ft, now) {
+			return true
+		}
+	}
+	return false
+}
+
+// lostGateway reports whether k is the gateway of a route lost and not
+// back: its neighbour news can announce the way back.
+func (l *nsLoop) lostGateway(k neighKey) bool {
+	for _, r := range l.lastErr {
+		if r.Ifindex == k.ifindex && r.Gateway == k.addr {
+			return true
+		}
+	}
+	return false
+}
 
 // receive drains the monitor socket in batches. A full channel blocks it,
 // the socket then overruns and ENOBUFS leads to a resync: memory stays
@@ -248,8 +283,8 @@ func (l *nsLoop) receive(ctx context.Context, ch chan<- batch) {
 		}
 	}
 	for ctx.Err() == nil {
-		if testHookRecv != nil {
-			testHookRecv(ctx)
+		if l.opts.deps.beforeRecv != nil {
+			l.opts.deps.beforeRecv(ctx)
 		}
 		msgs, err := l.mon.recv(buf, false)
 		if errors.Is(err, errRecvTimeout) {
@@ -263,7 +298,6 @@ func (l *nsLoop) receive(ctx context.Context, ch chan<- batch) {
 			continue
 		}
 		if err != nil {
-			l.m.collectorError("netlink")
 			send(batch{err: fmt.Errorf("watch %s: monitor: %w", l.name, err)})
 			return
 		}
@@ -308,6 +342,7 @@ func (l *nsLoop) handle(ctx context.Context, b batch) {
 	now := time.Now()
 	needDump := b.resync
 	carrierChanged := false
+	var cameUp []int // devices that came up or got their carrier back
 	for _, m := range b.msgs {
 		switch m.Type {
 		case unix.NLMSG_OVERRUN:
@@ -330,11 +365,20 @@ func (l *nsLoop) handle(ctx context.Context, b batch) {
 			if had && old.Carrier != nl.Carrier {
 				carrierChanged = true
 			}
+			if had && nl.Up && nl.Carrier && (!old.Up || !old.Carrier) {
+				cameUp = append(cameUp, nl.Index)
+			}
 			l.links[nl.Index] = nl
 		case unix.RTM_DELLINK:
 			if dl, ok := parseLink(m.Data); ok {
 				l.hist.add(happening{At: now, Kind: hapLinkDeleted, Ifindex: dl.Index})
 				delete(l.links, dl.Index)
+				needDump = true
+			}
+		case unix.RTM_NEWADDR:
+			// An address back can bring a route back (a network manager
+			// re-adds both): re-read while one is lost.
+			if len(l.lastErr) > 0 {
 				needDump = true
 			}
 		case unix.RTM_DELADDR:
@@ -363,6 +407,9 @@ func (l *nsLoop) handle(ctx context.Context, b batch) {
 		case unix.RTM_NEWNEIGH, unix.RTM_DELNEIGH:
 			if n, ok := parseNeigh(m.Data); ok {
 				k := neighKey{n.Ifindex, n.Addr}
+				if l.lostGateway(k) && l.awaitingReturn(now) {
+					needDump = true // the router answers again: re-read
+				}
 				if !l.isGateway(k) {
 					continue
 				}
@@ -409,7 +456,15 @@ func (l *nsLoop) handle(ctx context.Context, b batch) {
 	if carrierChanged {
 		// A carrier change flags routes link-down in place (no route
 		// news): with link-down routes in use it is a risk, said now.
+		l.readSysctls(ctx)
 		l.checkRisks(ctx, now)
+	}
+	if l.repair != nil {
+		// A repair waiting for its device tries now (after the settle
+		// above, so a route the kernel kept is seen back first).
+		for _, idx := range cameUp {
+			l.repair.linkChanged(ctx, idx, now)
+		}
 	}
 }
 
@@ -489,6 +544,7 @@ func (l *nsLoop) settle(ctx context.Context, now time.Time, dels map[key]uint32)
 		reason, detail := attribute(in)
 		ft := famTable{r.Family, r.Table}
 		l.lastErr[ft] = r
+		l.lostAt = now
 		l.m.loss(l.name, r.Family, reason)
 		l.publish(now)
 		args := []any{slog.String("reason", string(reason)), slog.String("detail", detail)}
@@ -618,26 +674,14 @@ func (l *nsLoop) interval(ctx context.Context) bool {
 		return true
 	}
 	now := time.Now()
-	l.readIgnoreLinkdown()
+	l.readSysctls(ctx)
 	if err := l.refreshLinks(); err == nil {
 		if err := l.resync(now, false); err == nil {
 			l.settle(ctx, now, nil)
 		}
 	}
 	l.checkRisks(ctx, now)
-	if s, err := readCounters(l.t); err != nil {
-		l.m.collectorError("counters")
-	} else {
-		if l.prev != nil {
-			l.m.addSynDrops(l.name, attributeDrops(counters.Diff(l.prev, s)))
-		}
-		l.prev = s
-	}
-	if ls, err := readListeners(l.t); err != nil {
-		l.m.collectorError("listeners")
-	} else {
-		l.m.setListeners(l.name, ls)
-	}
+	l.readCountersListeners(ctx)
 	if l.repair != nil {
 		l.repair.tick(ctx, time.Now())
 	}
@@ -661,26 +705,19 @@ func (l *nsLoop) stillThere() bool {
 // checkRisks evaluates route-at-risk and logs each risk when it starts.
 func (l *nsLoop) checkRisks(ctx context.Context, now time.Time) {
 	var rs []Route
-	devs := map[int]string{}
 	gwFams := map[int]bool{}
 	for _, r := range l.routes {
 		rs = append(rs, r)
-		if r.Family == 6 && r.Protocol == protoRA {
-			devs[r.Ifindex] = l.links[r.Ifindex].Name
-		}
 		if r.Gateway.IsValid() {
 			gwFams[r.Family] = true
 		}
 	}
 	sortRoutes(rs)
-	conf, err := readDevConf(l.t, devs)
-	if err != nil {
-		l.m.collectorError("sysctl")
-	}
 	for fam := range gwFams {
+		began := time.Now()
 		ns, err := l.dump.dumpNeighbors(fam)
+		l.recordRead(checkNeighbours, began, err)
 		if err != nil {
-			l.m.collectorError("neighbours")
 			continue
 		}
 		for _, n := range ns {
@@ -690,7 +727,7 @@ func (l *nsLoop) checkRisks(ctx context.Context, now time.Time) {
 			}
 		}
 	}
-	found := assessRisks(rs, now, l.opts.RiskLifetime, conf, l.neigh, l.ignore)
+	found := assessRisks(rs, now, l.opts.RiskLifetime, l.conf, l.neigh, l.ignore)
 	cur := map[riskKey]bool{}
 	on := map[[2]string]bool{}
 	for _, x := range found {

@@ -1,11 +1,14 @@
 package watch
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"time"
+
+	"github.com/synscope/synscope/internal/netns"
 )
 
 // Options configure Run. The zero value of a field means its default.
@@ -57,6 +60,27 @@ type Options struct {
 	// Ready, if set, is called once the endpoint listens and every
 	// namespace has its initial state.
 	Ready func(addr net.Addr)
+
+	// deps are the seams tests of this package set (no package state).
+	deps deps
+}
+
+// deps are test seams; the zero value is the product's behaviour.
+type deps struct {
+	// netnsRunDir is where --all-netns looks (default netns.RunDir);
+	// tests point it at a directory of their own.
+	netnsRunDir string
+	// monitorRcvBuf is the monitor socket's receive buffer
+	// (SO_RCVBUFFORCE, default 8 MiB); tests shrink it to force ENOBUFS.
+	monitorRcvBuf int
+	// beforeRecv runs before each blocking receive of the monitor
+	// socket: a test can hold the receiver while it bursts changes, so
+	// the socket overruns for certain.
+	beforeRecv func(ctx context.Context)
+	// beforeReread runs in a repair attempt after every guard decided to
+	// write and before the re-read: a test changes the link or the routes
+	// there, as another program could, and watch must not write.
+	beforeReread func(r Route)
 }
 
 func (o *Options) defaults() error {
@@ -90,6 +114,12 @@ func (o *Options) defaults() error {
 	}
 	if o.RepairLimit < 0 {
 		return fmt.Errorf("watch: repair limit %d: want > 0", o.RepairLimit)
+	}
+	if o.deps.netnsRunDir == "" {
+		o.deps.netnsRunDir = netns.RunDir
+	}
+	if o.deps.monitorRcvBuf == 0 {
+		o.deps.monitorRcvBuf = 8 << 20
 	}
 	if o.HoldDir == "" {
 		o.HoldDir = "/run/synscope/hold"

@@ -188,7 +188,7 @@ func TestLabRepairBySolicitation(t *testing.T) {
 		if i == 8 {
 			t.Fatalf("radvd answered none of 8 solicitations; log:\n%s", d.log.dump())
 		}
-		if err := (attempt{t: p.srv}).solicit(Link{Index: s0.Attrs().Index}); err != nil {
+		if err := (&nlKernel{t: p.srv}).Solicit(Link{Index: s0.Attrs().Index}); err != nil {
 			t.Logf("solicitation %d: %v", i+1, err) // the link-local address may not be usable yet
 		}
 		time.Sleep(time.Second)

@@ -128,9 +128,11 @@ func TestListenerCardinality(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	want := map[string]int{"synscope_listener_accept_queue": MaxListeners + 1, "synscope_listener_backlog": MaxListeners + 1,
+		"synscope_listener_drops_total": MaxListeners, "synscope_listener_other_drops": 1}
 	for _, mf := range mfs {
-		if strings.HasPrefix(mf.GetName(), "synscope_listener_") && len(mf.GetMetric()) != MaxListeners+1 {
-			t.Errorf("%s has %d series, want %d", mf.GetName(), len(mf.GetMetric()), MaxListeners+1)
+		if strings.HasPrefix(mf.GetName(), "synscope_listener_") && len(mf.GetMetric()) != want[mf.GetName()] {
+			t.Errorf("%s has %d series, want %d", mf.GetName(), len(mf.GetMetric()), want[mf.GetName()])
 		}
 	}
 	var other float64
@@ -141,6 +143,51 @@ func TestListenerCardinality(t *testing.T) {
 	}
 	if other != 10000-MaxListeners {
 		t.Errorf("other aggregates %v accept-queue entries, want %d", other, 10000-MaxListeners)
+	}
+}
+
+// TestListenerOtherDrops (review finding 12): the drops of the listeners
+// beyond the top MaxListeners are summed into a gauge, which may go down
+// when its members change; no counter series carries them.
+func TestListenerOtherDrops(t *testing.T) {
+	m := NewMetrics()
+	mk := func(extra float64) []listenerSample {
+		var ls []listenerSample
+		for i := 0; i < MaxListeners; i++ {
+			ls = append(ls, listenerSample{name: fmt.Sprintf("10.0.0.%d:80", i), drops: 1000})
+		}
+		// Beyond the top: 7 + 5 + extra.
+		ls = append(ls, listenerSample{name: "10.0.1.1:80", drops: 7}, listenerSample{name: "10.0.1.2:80", drops: 5},
+			listenerSample{name: "10.0.1.3:80", drops: extra})
+		return ls
+	}
+	read := func() (other float64, counterOther bool, mtype string) {
+		mfs, err := m.Registry.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			for _, mt := range mf.GetMetric() {
+				for _, lp := range mt.GetLabel() {
+					if lp.GetName() == "listener" && lp.GetValue() == OtherListener && mf.GetName() == "synscope_listener_drops_total" {
+						counterOther = true
+					}
+				}
+				if mf.GetName() == "synscope_listener_other_drops" {
+					other, mtype = metricValue(mt), mf.GetType().String()
+				}
+			}
+		}
+		return other, counterOther, mtype
+	}
+	m.setListeners("n", mk(30))
+	if v, c, typ := read(); v != 42 || c || typ != "GAUGE" {
+		t.Fatalf("other drops %v (%s), other in the counter %v; want 42 as a GAUGE, not in the counter", v, typ, c)
+	}
+	// The listener with 30 drops closed: the sum goes down, as a gauge may.
+	m.setListeners("n", mk(0))
+	if v, _, _ := read(); v != 12 {
+		t.Fatalf("other drops %v after a member left, want 12", v)
 	}
 }
 

@@ -42,7 +42,7 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	if opts.AllNetns {
 		specs = []string{""}
-		for _, n := range namedNetns() {
+		for _, n := range namedNetns(opts.deps.netnsRunDir) {
 			specs = append(specs, runNetnsPrefix+n)
 		}
 	}
@@ -163,7 +163,7 @@ const runNetnsPrefix = "\x00run-netns:"
 // discover starts loops for new names in /run/netns; names that went away
 // leave the failed set.
 func (w *watcher) discover(ctx context.Context) {
-	names := namedNetns()
+	names := namedNetns(w.opts.deps.netnsRunDir)
 	seen := make(map[string]bool, len(names))
 	for _, n := range names {
 		s := runNetnsPrefix + n
@@ -209,9 +209,9 @@ func specLabel(spec string) string {
 func netnsLabel(label string) string { return safetext.Show(label) }
 
 // openSpec opens a spec and names it.
-func openSpec(spec string) (*netns.Target, string, error) {
+func openSpec(spec, runDir string) (*netns.Target, string, error) {
 	if n, ok := strings.CutPrefix(spec, runNetnsPrefix); ok {
-		t, err := netns.Open(filepath.Join(netnsRunDir, n))
+		t, err := netns.Open(filepath.Join(runDir, n))
 		if err != nil {
 			return nil, "", err
 		}
@@ -233,7 +233,7 @@ func (w *watcher) has(spec string) bool {
 
 // start opens a namespace and runs its loop.
 func (w *watcher) start(ctx context.Context, spec string) error {
-	t, name, err := openSpec(spec)
+	t, name, err := openSpec(spec, w.opts.deps.netnsRunDir)
 	if err != nil {
 		return fmt.Errorf("watch: %w", err)
 	}
@@ -291,13 +291,9 @@ func (w *watcher) stopAll() {
 	}
 }
 
-// netnsRunDir is where --all-netns looks (netns.RunDir; tests point it at
-// a directory of their own, so that they watch only their namespaces).
-var netnsRunDir = netns.RunDir
-
-// namedNetns lists /run/netns (sorted).
-func namedNetns() []string {
-	ents, err := os.ReadDir(netnsRunDir)
+// namedNetns lists the namespaces in dir, /run/netns but in tests (sorted).
+func namedNetns(dir string) []string {
+	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return nil
 	}
