@@ -30,6 +30,21 @@ func TestDaemonSetStrict(t *testing.T) {
 	if err := yaml.UnmarshalStrict(b, &ds); err != nil {
 		t.Fatalf("strict decode: %v", err)
 	}
+	if want := releaseImage(t); ds.Spec.Template.Spec.Containers[0].Image != want {
+		t.Errorf("image %q, want %q: the release in VERSION, by tag, never :latest", ds.Spec.Template.Spec.Containers[0].Image, want)
+	}
+	checkWatchDaemonSet(t, ds, dsWant{allNetns: true, tolerateAll: true})
+}
+
+// dsWant is what a DaemonSet must do beyond what watch always needs:
+// watch every namespace, tolerate every taint (the defaults; the chart
+// can be told otherwise).
+type dsWant struct{ allNetns, tolerateAll bool }
+
+// checkWatchDaemonSet checks what watch needs of its DaemonSet (the
+// manifest's and every rendering of the chart's).
+func checkWatchDaemonSet(t *testing.T, ds appsv1.DaemonSet, want dsWant) {
+	t.Helper()
 	if ds.Kind != "DaemonSet" || ds.APIVersion != "apps/v1" {
 		t.Fatalf("kind %s/%s", ds.APIVersion, ds.Kind)
 	}
@@ -37,14 +52,17 @@ func TestDaemonSetStrict(t *testing.T) {
 	if !ps.HostNetwork || !ps.HostPID {
 		t.Error("needs hostNetwork (the node's namespace) and hostPID (pid:N namespaces, process names)")
 	}
-	if len(ps.Tolerations) == 0 || ps.Tolerations[0].Operator != corev1.TolerationOpExists {
+	if want.tolerateAll && !slices.Contains(ps.Tolerations, corev1.Toleration{Operator: corev1.TolerationOpExists}) {
 		t.Error("must tolerate every taint: a node without watch is a node without monitoring")
 	}
 	if len(ps.Containers) != 1 {
 		t.Fatalf("%d containers", len(ps.Containers))
 	}
 	c := ps.Containers[0]
-	if c.Args[0] != "watch" || !slices.Contains(c.Args, "--all-netns") {
+	if strings.HasSuffix(c.Image, ":latest") || !strings.Contains(c.Image, ":") {
+		t.Errorf("image %q: want a version tag, never :latest", c.Image)
+	}
+	if c.Args[0] != "watch" || slices.Contains(c.Args, "--all-netns") != want.allNetns {
 		t.Errorf("args %v", c.Args)
 	}
 	sc := c.SecurityContext
@@ -75,6 +93,21 @@ func TestDaemonSetStrict(t *testing.T) {
 		t.Error("/run/netns must be mounted with HostToContainer propagation (namespaces created later)")
 	}
 	checkScrapeable(t, ps, c)
+}
+
+// releaseImage is the image the manifests run: the release named in the
+// VERSION file, by tag.
+func releaseImage(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile("../VERSION")
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := strings.TrimSpace(string(b))
+	if !regexp.MustCompile(`^[0-9]+\.[0-9]+\.[0-9]+$`).MatchString(v) {
+		t.Fatalf("VERSION %q: want MAJOR.MINOR.PATCH", v)
+	}
+	return "ghcr.io/synscope/synscope:" + v
 }
 
 // checkScrapeable: the endpoint is reachable by Prometheus and safe as

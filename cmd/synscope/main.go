@@ -8,12 +8,12 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
 
-	"github.com/synscope/synscope/internal/lab"
-	"github.com/synscope/synscope/internal/report"
+	"github.com/synscope/synscope/internal/buildinfo"
 	"github.com/synscope/synscope/internal/safetext"
 )
 
@@ -24,9 +24,7 @@ type exitError struct{ code int }
 func (e exitError) Error() string { return fmt.Sprintf("exit %d", e.code) }
 
 func main() {
-	// The lab re-executes this binary to run its listener and client
-	// inside namespaces; that path never returns.
-	lab.MaybeRunAgent()
+	maybeRunAgent()
 	os.Exit(run(os.Args[1:]))
 }
 
@@ -37,7 +35,7 @@ func run(args []string) int {
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)
 	if err == nil {
-		return report.ExitHealthy
+		return exitHealthy
 	}
 	var ee exitError
 	if errors.As(err, &ee) {
@@ -45,11 +43,10 @@ func run(args []string) int {
 	}
 	// Errors quote names and paths the inspected system chose.
 	fmt.Fprintf(os.Stderr, "synscope: %s\n", safetext.Show(err.Error()))
-	return report.ExitError
+	return exitError2
 }
 
 func newRootCmd() *cobra.Command {
-	doctor := newDoctorCmd()
 	root := &cobra.Command{
 		Use:   "synscope",
 		Short: "Find where a TCP handshake dies and why",
@@ -58,10 +55,14 @@ func newRootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		Args:          cobra.NoArgs,
-		RunE:          doctor.RunE,
 	}
-	root.Flags().AddFlagSet(doctor.Flags())
-	root.AddCommand(doctor, newLabCmd(), newTraceCmd(), newPcapCmd(), newCausesCmd(), newWatchCmd(), newProbeCmd())
+	addCommands(root)
+	// --version prints what `synscope version` prints.
+	in := buildinfo.Get()
+	root.Version = in.Version
+	var b strings.Builder
+	_ = writeVersion(&b, in)
+	root.SetVersionTemplate(b.String())
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return err })
 	return root
 }

@@ -1,3 +1,5 @@
+//go:build linux
+
 package main
 
 import (
@@ -13,6 +15,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/synscope/synscope/internal/buildinfo"
 	"github.com/synscope/synscope/internal/causes"
 	"github.com/synscope/synscope/internal/netns"
 	"github.com/synscope/synscope/internal/safetext"
@@ -146,7 +149,7 @@ func runTrace(cmd *cobra.Command, f traceFlags) error {
 	sum.Fexit = tr.Fexit()
 	sum.Capabilities = tr.Capabilities()
 	if f.json {
-		return json.NewEncoder(cmd.ErrOrStderr()).Encode(map[string]any{"summary": sum})
+		return writeTraceJSONSummary(cmd.ErrOrStderr(), sum)
 	}
 	writeTraceSummary(text, sum)
 	return nil
@@ -269,4 +272,13 @@ func fmtReasons(m map[string]uint64) string {
 		parts[i] = fmt.Sprintf("%s=%d", show(k), m[k])
 	}
 	return strings.Join(parts, " ")
+}
+
+// writeTraceJSONSummary writes trace --json's last object (on stderr): the
+// summary and the "version" object every --json report carries.
+func writeTraceJSONSummary(w io.Writer, sum trace.Summary) error {
+	return json.NewEncoder(w).Encode(struct {
+		Summary trace.Summary  `json:"summary"`
+		Version buildinfo.Info `json:"version"`
+	}{sum, buildinfo.Get()})
 }

@@ -1,3 +1,5 @@
+//go:build linux
+
 package main
 
 import (
@@ -13,6 +15,7 @@ func newWatchCmd() *cobra.Command {
 	var (
 		o         watch.Options
 		logFormat string
+		insecure  bool
 	)
 	cmd := &cobra.Command{
 		Use:   "watch",
@@ -24,6 +27,9 @@ func newWatchCmd() *cobra.Command {
 			"rate limit, operator hold files). See README \"watch\".",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkListen(o.Listen, o.WebConfigFile, insecure); err != nil {
+				return err
+			}
 			lg, err := watch.NewLogger(os.Stdout, logFormat)
 			if err != nil {
 				return err
@@ -37,6 +43,7 @@ func newWatchCmd() *cobra.Command {
 	fl.BoolVar(&o.AllNetns, "all-netns", false, "watch this host's namespace and every namespace in /run/netns, following new and deleted ones")
 	fl.StringVar(&o.Listen, "listen", "127.0.0.1:9798", "metrics endpoint address (\"\" for none); keep it on loopback unless --web.config.file sets TLS and auth")
 	fl.StringVar(&o.WebConfigFile, "web.config.file", "", "exporter-toolkit web configuration file (TLS, basic auth)")
+	fl.BoolVar(&insecure, "insecure-listen", false, "allow --listen on a non-loopback address without --web.config.file (metrics name namespaces, processes and listeners in clear text)")
 	fl.DurationVar(&o.Interval, "interval", 15*time.Second, "full check interval (route dump, risks, counters, listeners)")
 	fl.DurationVar(&o.RiskLifetime, "risk-lifetime", time.Minute, "warn when an expiring (RA) default route has less lifetime left")
 	fl.StringVar(&o.SYNTrace, "syn-trace", "auto", "per-SYN drop attribution from eBPF tracepoints (synscope_syn_drops_total{source=\"trace\"}): auto (where it loads), on (required), off")

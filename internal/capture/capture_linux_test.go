@@ -18,6 +18,9 @@ import (
 
 	"github.com/synscope/synscope/internal/netns"
 	"github.com/synscope/synscope/internal/testnet"
+
+	"github.com/synscope/synscope/internal/packet"
+	pt "github.com/synscope/synscope/internal/packet/packettest"
 )
 
 // testLab is two namespaces joined by veth s0 (server) – c0 (client):
@@ -517,8 +520,8 @@ func TestCaptureTun(t *testing.T) {
 		{netip.MustParseAddrPort("10.99.0.2:41001"), netip.MustParseAddrPort("10.99.0.1:8081")},
 	}
 	for _, p := range peers {
-		syn := craft(t, frameSpec{raw: true, v6: p.client.Addr().Is6(), src: p.client, dst: p.server,
-			syn: true, ttl: 61, mss: 1300})
+		syn := pt.Craft(t, pt.Frame{Raw: true, V6: p.client.Addr().Is6(), Src: p.client, Dst: p.server,
+			SYN: true, TTL: 61, MSS: 1300})
 		if _, err := tun.Fds[0].Write(syn); err != nil {
 			t.Fatalf("writing SYN into tun: %v", err)
 		}
@@ -536,7 +539,7 @@ func TestCaptureTun(t *testing.T) {
 		if err != nil {
 			break
 		}
-		if p, ok := Decode(buf[:n], LinkNone); ok && (p.SYNACK() || p.RST()) {
+		if p, ok := Decode(buf[:n], packet.ARPHRDNone); ok && (p.SYNACK() || p.RST()) {
 			replied[p.Dst] = true
 		}
 	}
@@ -625,10 +628,10 @@ func TestCaptureTaggedFrame(t *testing.T) {
 	cs := startIn(t, l.cli, Options{})
 	client := netip.MustParseAddrPort("10.79.0.2:42000")
 	server := netip.MustParseAddrPort("10.79.0.1:8080")
-	tagged := craft(t, frameSpec{vlan: 20, src: client, dst: server, syn: true, ttl: 64, mss: 1460})
+	tagged := pt.Craft(t, pt.Frame{VLAN: 20, Src: client, Dst: server, SYN: true, TTL: 64, MSS: 1460})
 	copy(tagged[0:6], l.srvMAC)
 	copy(tagged[6:12], l.cliMAC)
-	udp := craft(t, frameSpec{vlan: 20, src: client, dst: server, udp: true, ttl: 64})
+	udp := pt.Craft(t, pt.Frame{VLAN: 20, Src: client, Dst: server, UDP: true, TTL: 64})
 	// No wait needed: c0 (veth) has no qdisc, so the frames reach every
 	// other packet socket's queue inside the sendto, and Stop drains the
 	// queue (TestCaptureKernelDrops relies on the same).
@@ -658,7 +661,7 @@ func TestCaptureKernelDrops(t *testing.T) {
 	frames := make([][]byte, burst)
 	for i := range frames {
 		src := netip.AddrPortFrom(netip.MustParseAddr("10.79.0.2"), uint16(20000+i))
-		frames[i] = craft(t, frameSpec{src: src, dst: netip.MustParseAddrPort("10.79.0.1:8080"), syn: true, ttl: 64, mss: 1460})
+		frames[i] = pt.Craft(t, pt.Frame{Src: src, Dst: netip.MustParseAddrPort("10.79.0.1:8080"), SYN: true, TTL: 64, MSS: 1460})
 		copy(frames[i][0:6], l.srvMAC)
 		copy(frames[i][6:12], l.cliMAC)
 	}

@@ -4,6 +4,9 @@ import (
 	"fmt"
 
 	"golang.org/x/net/bpf"
+
+	"github.com/synscope/synscope/internal/cbpf"
+	"github.com/synscope/synscope/internal/packet"
 )
 
 // maxFilterPorts bounds how many ports are compiled into the kernel filter.
@@ -16,74 +19,17 @@ const (
 	packetOutgoing = 4 // PACKET_OUTGOING
 )
 
-// asm is a tiny assembler with labels, because x/net/bpf wants relative
-// skip counts and hand-counting them is how filters rot.
-type asm struct {
-	prog   []bpf.Instruction
-	labels map[string]int
-	fixups []fixup
-}
-
-type fixup struct {
-	at            int
-	ifTrue, ifFal string // for JumpIf; ifTrue alone for Jump
-}
-
-func newAsm() *asm { return &asm{labels: map[string]int{}} }
-
-func (a *asm) emit(ins ...bpf.Instruction) { a.prog = append(a.prog, ins...) }
-
-func (a *asm) label(name string) { a.labels[name] = len(a.prog) }
-
-// jif emits a conditional jump; an empty label means "fall through".
-func (a *asm) jif(cond bpf.JumpTest, val uint32, ifTrue, ifFalse string) {
-	a.fixups = append(a.fixups, fixup{at: len(a.prog), ifTrue: ifTrue, ifFal: ifFalse})
-	a.emit(bpf.JumpIf{Cond: cond, Val: val})
-}
-
-func (a *asm) jmp(to string) {
-	a.fixups = append(a.fixups, fixup{at: len(a.prog), ifTrue: to})
-	a.emit(bpf.Jump{})
-}
-
-func (a *asm) resolve() ([]bpf.Instruction, error) {
-	skip := func(at int, name string) (int, error) {
-		if name == "" {
-			return 0, nil
-		}
-		to, ok := a.labels[name]
-		if !ok {
-			return 0, fmt.Errorf("bpf: undefined label %q", name)
-		}
-		d := to - at - 1
-		if d < 0 {
-			return 0, fmt.Errorf("bpf: backward jump to %q", name)
-		}
-		return d, nil
-	}
-	for _, f := range a.fixups {
-		t, err := skip(f.at, f.ifTrue)
-		if err != nil {
-			return nil, err
-		}
-		switch ins := a.prog[f.at].(type) {
-		case bpf.Jump:
-			ins.Skip = uint32(t)
-			a.prog[f.at] = ins
-		case bpf.JumpIf:
-			e, err := skip(f.at, f.ifFal)
-			if err != nil {
-				return nil, err
-			}
-			if t > 255 || e > 255 {
-				return nil, fmt.Errorf("bpf: conditional jump too far (%d/%d)", t, e)
-			}
-			ins.SkipTrue, ins.SkipFalse = uint8(t), uint8(e)
-			a.prog[f.at] = ins
-		}
-	}
-	return a.prog, nil
-}
+// Header values and sizes the filter walks.
+const (
+	etherTypeIPv4 = 0x0800
+	etherTypeIPv6 = 0x86dd
+	etherTypeVLAN = 0x8100
+	etherTypeQinQ = 0x88a8
+	protoTCP      = 6
+	ethHeaderLen  = 14
+	vlanTagLen    = 4
+	ipv6HeaderLen = 40
+)
 
 // handshakeFilter builds the classic BPF program that passes only TCP
 // segments with SYN or RST set, over IPv4 or IPv6, on the link types the
@@ -95,13 +41,10 @@ func (a *asm) resolve() ([]bpf.Instruction, error) {
 // Register use: X holds the offset of the current header, A the value under
 // test. Loads past the end of the packet make the kernel return 0 (drop).
 func handshakeFilter(ports []uint16) ([]bpf.RawInstruction, error) {
-	prog, err := handshakeProgram(ports)
+	a := handshakeAsm(ports)
+	raw, err := a.Assemble()
 	if err != nil {
-		return nil, err
-	}
-	raw, err := bpf.Assemble(prog)
-	if err != nil {
-		return nil, fmt.Errorf("bpf: assembling handshake filter: %w", err)
+		return nil, fmt.Errorf("handshake filter: %w", err)
 	}
 	return raw, nil
 }
@@ -109,89 +52,93 @@ func handshakeFilter(ports []uint16) ([]bpf.RawInstruction, error) {
 // handshakeProgram is handshakeFilter before assembly (tests run it in
 // x/net/bpf's VM).
 func handshakeProgram(ports []uint16) ([]bpf.Instruction, error) {
-	a := newAsm()
+	a := handshakeAsm(ports)
+	return a.Program()
+}
+
+func handshakeAsm(ports []uint16) *cbpf.Asm {
+	a := &cbpf.Asm{}
 	// Loopback shows each packet leaving and arriving: keep the arrival.
-	a.emit(bpf.LoadExtension{Num: bpf.ExtType})
-	a.jif(bpf.JumpNotEqual, packetOutgoing, "link", "")
-	a.emit(bpf.LoadExtension{Num: bpf.ExtLinkLayerType})
-	a.jif(bpf.JumpEqual, uint32(LinkLoopback), "drop", "")
+	a.Emit(bpf.LoadExtension{Num: bpf.ExtType})
+	a.JumpIf(bpf.JumpNotEqual, packetOutgoing, "link", "")
+	a.Emit(bpf.LoadExtension{Num: bpf.ExtLinkLayerType})
+	a.JumpIf(bpf.JumpEqual, uint32(packet.ARPHRDLoopback), "drop", "")
 
-	a.label("link")
-	a.emit(bpf.LoadExtension{Num: bpf.ExtLinkLayerType})
-	a.jif(bpf.JumpEqual, uint32(LinkEthernet), "eth", "")
-	a.jif(bpf.JumpEqual, uint32(LinkLoopback), "eth", "")
-	a.jif(bpf.JumpEqual, uint32(LinkNone), "raw", "")
-	a.jif(bpf.JumpEqual, uint32(LinkRawIP), "raw", "")
-	a.jif(bpf.JumpEqual, uint32(LinkTunnel), "raw", "")
-	a.jif(bpf.JumpEqual, uint32(LinkTunnel6), "raw", "")
-	a.jmp("drop")
+	a.Label("link")
+	a.Emit(bpf.LoadExtension{Num: bpf.ExtLinkLayerType})
+	a.JumpIf(bpf.JumpEqual, uint32(packet.ARPHRDEther), "eth", "")
+	a.JumpIf(bpf.JumpEqual, uint32(packet.ARPHRDLoopback), "eth", "")
+	a.JumpIf(bpf.JumpEqual, uint32(packet.ARPHRDNone), "raw", "")
+	a.JumpIf(bpf.JumpEqual, uint32(packet.ARPHRDRawIP), "raw", "")
+	a.JumpIf(bpf.JumpEqual, uint32(packet.ARPHRDTunnel), "raw", "")
+	a.JumpIf(bpf.JumpEqual, uint32(packet.ARPHRDTunnel6), "raw", "")
+	a.Jump("drop")
 
-	a.label("eth")
-	a.emit(bpf.LoadAbsolute{Off: 12, Size: 2})
-	a.jif(bpf.JumpEqual, etherTypeVLAN, "vlan", "")
-	a.jif(bpf.JumpEqual, etherTypeQinQ, "vlan", "")
-	a.emit(bpf.LoadConstant{Dst: bpf.RegX, Val: ethHeaderLen})
-	a.jmp("ethertype")
-	a.label("vlan")
-	a.emit(bpf.LoadAbsolute{Off: 16, Size: 2})
-	a.emit(bpf.LoadConstant{Dst: bpf.RegX, Val: ethHeaderLen + vlanTagLen})
-	a.label("ethertype")
-	a.jif(bpf.JumpEqual, etherTypeIPv4, "ip4", "")
-	a.jif(bpf.JumpEqual, etherTypeIPv6, "ip6", "drop")
+	a.Label("eth")
+	a.Emit(bpf.LoadAbsolute{Off: 12, Size: 2})
+	a.JumpIf(bpf.JumpEqual, etherTypeVLAN, "vlan", "")
+	a.JumpIf(bpf.JumpEqual, etherTypeQinQ, "vlan", "")
+	a.Emit(bpf.LoadConstant{Dst: bpf.RegX, Val: ethHeaderLen})
+	a.Jump("ethertype")
+	a.Label("vlan")
+	a.Emit(bpf.LoadAbsolute{Off: 16, Size: 2})
+	a.Emit(bpf.LoadConstant{Dst: bpf.RegX, Val: ethHeaderLen + vlanTagLen})
+	a.Label("ethertype")
+	a.JumpIf(bpf.JumpEqual, etherTypeIPv4, "ip4", "")
+	a.JumpIf(bpf.JumpEqual, etherTypeIPv6, "ip6", "drop")
 
-	a.label("raw")
-	a.emit(bpf.LoadConstant{Dst: bpf.RegX, Val: 0})
-	a.emit(bpf.LoadAbsolute{Off: 0, Size: 1})
-	a.emit(bpf.ALUOpConstant{Op: bpf.ALUOpShiftRight, Val: 4})
-	a.jif(bpf.JumpEqual, 4, "ip4", "")
-	a.jif(bpf.JumpEqual, 6, "ip6", "drop")
+	a.Label("raw")
+	a.Emit(bpf.LoadConstant{Dst: bpf.RegX, Val: 0})
+	a.Emit(bpf.LoadAbsolute{Off: 0, Size: 1})
+	a.Emit(bpf.ALUOpConstant{Op: bpf.ALUOpShiftRight, Val: 4})
+	a.JumpIf(bpf.JumpEqual, 4, "ip4", "")
+	a.JumpIf(bpf.JumpEqual, 6, "ip6", "drop")
 
-	a.label("ip4")
-	a.emit(bpf.LoadIndirect{Off: 9, Size: 1}) // protocol
-	a.jif(bpf.JumpNotEqual, protoTCP, "drop", "")
-	a.emit(bpf.LoadIndirect{Off: 6, Size: 2}) // flags + fragment offset
-	a.jif(bpf.JumpBitsSet, 0x1fff, "drop", "")
-	a.emit(
+	a.Label("ip4")
+	a.Emit(bpf.LoadIndirect{Off: 9, Size: 1}) // protocol
+	a.JumpIf(bpf.JumpNotEqual, protoTCP, "drop", "")
+	a.Emit(bpf.LoadIndirect{Off: 6, Size: 2}) // flags + fragment offset
+	a.JumpIf(bpf.JumpBitsSet, 0x1fff, "drop", "")
+	a.Emit(
 		bpf.LoadIndirect{Off: 0, Size: 1}, // version + IHL
 		bpf.ALUOpConstant{Op: bpf.ALUOpAnd, Val: 0x0f},
 		bpf.ALUOpConstant{Op: bpf.ALUOpShiftLeft, Val: 2},
 		bpf.ALUOpX{Op: bpf.ALUOpAdd},
 		bpf.TAX{},
 	)
-	a.jmp("tcp")
+	a.Jump("tcp")
 
-	a.label("ip6")
-	a.emit(bpf.LoadIndirect{Off: 6, Size: 1}) // next header
-	a.jif(bpf.JumpNotEqual, protoTCP, "drop", "")
-	a.emit(
+	a.Label("ip6")
+	a.Emit(bpf.LoadIndirect{Off: 6, Size: 1}) // next header
+	a.JumpIf(bpf.JumpNotEqual, protoTCP, "drop", "")
+	a.Emit(
 		bpf.TXA{},
 		bpf.ALUOpConstant{Op: bpf.ALUOpAdd, Val: ipv6HeaderLen},
 		bpf.TAX{},
 	)
 
-	a.label("tcp")
-	a.emit(bpf.LoadIndirect{Off: 13, Size: 1})
-	a.jif(bpf.JumpBitsSet, uint32(FlagSYN|FlagRST), "", "drop")
+	a.Label("tcp")
+	a.Emit(bpf.LoadIndirect{Off: 13, Size: 1})
+	a.JumpIf(bpf.JumpBitsSet, uint32(packet.SYN|packet.RST), "", "drop")
 	if len(ports) > 0 && len(ports) <= maxFilterPorts {
 		for _, off := range []uint32{0, 2} {
-			a.emit(bpf.LoadIndirect{Off: off, Size: 2})
+			a.Emit(bpf.LoadIndirect{Off: off, Size: 2})
 			for _, p := range ports {
-				a.jif(bpf.JumpEqual, uint32(p), "accept", "")
+				a.JumpIf(bpf.JumpEqual, uint32(p), "accept", "")
 			}
 		}
-		a.jmp("drop")
+		a.Jump("drop")
 	}
 
-	a.label("accept")
-	a.emit(
+	a.Label("accept")
+	a.Emit(
 		bpf.LoadIndirect{Off: 12, Size: 1}, // data offset << 4
 		bpf.ALUOpConstant{Op: bpf.ALUOpShiftRight, Val: 2},
 		bpf.ALUOpConstant{Op: bpf.ALUOpAnd, Val: 0x3c},
 		bpf.ALUOpX{Op: bpf.ALUOpAdd},
 		bpf.RetA{},
 	)
-	a.label("drop")
-	a.emit(bpf.RetConstant{Val: 0})
-
-	return a.resolve()
+	a.Label("drop")
+	a.Emit(bpf.RetConstant{Val: 0})
+	return a
 }

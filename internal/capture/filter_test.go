@@ -4,6 +4,9 @@ import (
 	"testing"
 
 	"golang.org/x/net/bpf"
+
+	"github.com/synscope/synscope/internal/packet"
+	pt "github.com/synscope/synscope/internal/packet/packettest"
 )
 
 // runFilter runs the handshake program in x/net/bpf's VM. The VM knows no
@@ -44,15 +47,19 @@ const (
 )
 
 func TestFilterProgram(t *testing.T) {
-	synOpts := craft(t, frameSpec{src: v4c, dst: v4s, syn: true, ttl: 64, mss: 1460, ipOpts: true})
-	syn6vlan := craft(t, frameSpec{v6: true, vlan: 9, src: v6c, dst: v6s, syn: true, ttl: 64, mss: 1440})
-	rst := craft(t, frameSpec{src: v4s, dst: v4c, rst: true, ack: true, ttl: 64})
-	ack := craft(t, frameSpec{src: v4c, dst: v4s, ack: true, ttl: 64})
-	udp := craft(t, frameSpec{src: v4c, dst: v4s, udp: true, ttl: 64})
-	rawSyn := craft(t, frameSpec{raw: true, src: v4c, dst: v4s, syn: true, ttl: 64, mss: 1460})
-	rawSyn6 := craft(t, frameSpec{raw: true, v6: true, src: v6c, dst: v6s, syn: true, ttl: 64, mss: 1460})
+	synOpts := pt.Craft(t, pt.Frame{Src: v4c, Dst: v4s, SYN: true, TTL: 64, MSS: 1460, IPOpts: true})
+	syn6vlan := pt.Craft(t, pt.Frame{V6: true, VLAN: 9, Src: v6c, Dst: v6s, SYN: true, TTL: 64, MSS: 1440})
+	rst := pt.Craft(t, pt.Frame{Src: v4s, Dst: v4c, RST: true, ACK: true, TTL: 64})
+	ack := pt.Craft(t, pt.Frame{Src: v4c, Dst: v4s, ACK: true, TTL: 64})
+	udp := pt.Craft(t, pt.Frame{Src: v4c, Dst: v4s, UDP: true, TTL: 64})
+	rawSyn := pt.Craft(t, pt.Frame{Raw: true, Src: v4c, Dst: v4s, SYN: true, TTL: 64, MSS: 1460})
+	rawSyn6 := pt.Craft(t, pt.Frame{Raw: true, V6: true, Src: v6c, Dst: v6s, SYN: true, TTL: 64, MSS: 1460})
 	frag := append([]byte(nil), synOpts...)
 	frag[14+7] = 0x10
+	frag32k := append([]byte(nil), synOpts...)
+	frag32k[14+6] = 0x10 // offset 0x1000*8: only the top bit of the field
+	dfSyn := append([]byte(nil), synOpts...)
+	dfSyn[14+6] = 0x40 // don't fragment, offset 0: a whole packet
 	withPayload := append(append([]byte(nil), rst...), make([]byte, 500)...)
 	hdrLen := func(link, ip, tcp int) int { return link + ip + tcp }
 
@@ -64,23 +71,25 @@ func TestFilterProgram(t *testing.T) {
 		frame   []byte
 		want    int // snap length; 0 = dropped
 	}{
-		{"v4 syn with ip options", nil, pktHost, LinkEthernet, synOpts, hdrLen(14, 28, 32)},
-		{"v6 syn vlan", nil, pktHost, LinkEthernet, syn6vlan, hdrLen(18, 40, 32)},
-		{"rst outgoing", nil, pktOutgoing, LinkEthernet, rst, hdrLen(14, 20, 28)},
-		{"payload trimmed", nil, pktHost, LinkEthernet, withPayload, hdrLen(14, 20, 28)},
-		{"pure ack", nil, pktHost, LinkEthernet, ack, 0},
-		{"udp", nil, pktHost, LinkEthernet, udp, 0},
-		{"later fragment", nil, pktHost, LinkEthernet, frag, 0},
-		{"loopback incoming", nil, pktHost, LinkLoopback, synOpts, hdrLen(14, 28, 32)},
-		{"loopback outgoing copy", nil, pktOutgoing, LinkLoopback, synOpts, 0},
-		{"raw ip tun", nil, pktHost, LinkNone, rawSyn, hdrLen(0, 20, 32)},
-		{"raw ipv6", nil, pktOutgoing, LinkRawIP, rawSyn6, hdrLen(0, 40, 32)},
-		{"ethernet frame on raw link", nil, pktHost, LinkNone, synOpts, 0},
+		{"v4 syn with ip options", nil, pktHost, packet.ARPHRDEther, synOpts, hdrLen(14, 28, 32)},
+		{"v6 syn vlan", nil, pktHost, packet.ARPHRDEther, syn6vlan, hdrLen(18, 40, 32)},
+		{"rst outgoing", nil, pktOutgoing, packet.ARPHRDEther, rst, hdrLen(14, 20, 28)},
+		{"payload trimmed", nil, pktHost, packet.ARPHRDEther, withPayload, hdrLen(14, 20, 28)},
+		{"pure ack", nil, pktHost, packet.ARPHRDEther, ack, 0},
+		{"udp", nil, pktHost, packet.ARPHRDEther, udp, 0},
+		{"later fragment", nil, pktHost, packet.ARPHRDEther, frag, 0},
+		{"fragment at 32 KiB", nil, pktHost, packet.ARPHRDEther, frag32k, 0},
+		{"don't-fragment syn", nil, pktHost, packet.ARPHRDEther, dfSyn, hdrLen(14, 28, 32)},
+		{"loopback incoming", nil, pktHost, packet.ARPHRDLoopback, synOpts, hdrLen(14, 28, 32)},
+		{"loopback outgoing copy", nil, pktOutgoing, packet.ARPHRDLoopback, synOpts, 0},
+		{"raw ip tun", nil, pktHost, packet.ARPHRDNone, rawSyn, hdrLen(0, 20, 32)},
+		{"raw ipv6", nil, pktOutgoing, packet.ARPHRDRawIP, rawSyn6, hdrLen(0, 40, 32)},
+		{"ethernet frame on raw link", nil, pktHost, packet.ARPHRDNone, synOpts, 0},
 		{"unknown link type", nil, pktHost, 24, synOpts, 0},
-		{"truncated", nil, pktHost, LinkEthernet, synOpts[:40], 0},
-		{"port dst match", []uint16{443, 8080}, pktHost, LinkEthernet, synOpts, hdrLen(14, 28, 32)},
-		{"port src match (reply)", []uint16{8080}, pktOutgoing, LinkEthernet, rst, hdrLen(14, 20, 28)},
-		{"port mismatch", []uint16{443}, pktHost, LinkEthernet, synOpts, 0},
+		{"truncated", nil, pktHost, packet.ARPHRDEther, synOpts[:40], 0},
+		{"port dst match", []uint16{443, 8080}, pktHost, packet.ARPHRDEther, synOpts, hdrLen(14, 28, 32)},
+		{"port src match (reply)", []uint16{8080}, pktOutgoing, packet.ARPHRDEther, rst, hdrLen(14, 20, 28)},
+		{"port mismatch", []uint16{443}, pktHost, packet.ARPHRDEther, synOpts, 0},
 	}
 	for _, c := range cases {
 		if got := runFilter(t, c.ports, c.pkttype, uint32(c.hatype), c.frame); got != c.want {

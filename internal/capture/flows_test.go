@@ -4,6 +4,9 @@ import (
 	"net/netip"
 	"testing"
 	"time"
+
+	"github.com/synscope/synscope/internal/packet"
+	pt "github.com/synscope/synscope/internal/packet/packettest"
 )
 
 func pkt(src, dst netip.AddrPort, flags uint8) *Packet {
@@ -103,14 +106,14 @@ func TestTableLimitsAndPorts(t *testing.T) {
 // syscall: decode plus flow accounting (a SYN-ACK for a tracked flow).
 func BenchmarkReadPath(b *testing.B) {
 	tb := newTable(Options{})
-	syn := craft(b, frameSpec{src: v4c, dst: v4s, syn: true, ttl: 64, mss: 1460})
-	synack := craft(b, frameSpec{src: v4s, dst: v4c, syn: true, ack: true, ttl: 64, mss: 1460})
-	p, _ := Decode(syn, LinkEthernet)
+	syn := pt.Craft(b, pt.Frame{Src: v4c, Dst: v4s, SYN: true, TTL: 64, MSS: 1460})
+	synack := pt.Craft(b, pt.Frame{Src: v4s, Dst: v4c, SYN: true, ACK: true, TTL: 64, MSS: 1460})
+	p, _ := Decode(syn, packet.ARPHRDEther)
 	tb.add(&p, seen{ifindex: 2, at: t0})
 	out := seen{ifindex: 2, outgoing: true, at: t0}
 	b.ReportAllocs()
 	for b.Loop() {
-		p, ok := Decode(synack, LinkEthernet)
+		p, ok := Decode(synack, packet.ARPHRDEther)
 		if !ok {
 			b.Fatal("rejected")
 		}

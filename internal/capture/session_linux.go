@@ -11,6 +11,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/synscope/synscope/internal/packet"
 )
 
 const (
@@ -210,7 +212,7 @@ func (s *Session) recvOne(fd uintptr) (ok bool, err error) {
 			at:       now,
 			ifindex:  int(s.from.Ifindex),
 			outgoing: s.from.Pkttype == unix.PACKET_OUTGOING,
-			loopback: linkType == LinkLoopback,
+			loopback: linkType == packet.ARPHRDLoopback,
 		})
 	} else {
 		s.table.packets++ // passed the filter but not decodable: still counted

@@ -33,6 +33,7 @@ const (
 	PAWSReject          ID = "paws-reject"
 	UnexplainedDrops    ID = "unexplained-listen-drops"
 	DefaultRouteAtRisk  ID = "default-route-at-risk"
+	BPFDrop             ID = "bpf-drop"
 )
 
 // Cause describes one way a handshake dies.
@@ -50,15 +51,21 @@ type Cause struct {
 	Fix string `json:"fix"`
 	// Reference: section of the SYN-drop reference (shared/reference).
 	Reference string `json:"reference"`
-	// DropCounters count exactly the SYNs this cause drops, so that an
-	// interval's counter deltas can be split into causes (AttributeDrops).
-	DropCounters []string `json:"drop_counters,omitempty"`
-	// ListenDrop: the kernel also counts these drops in TcpExtListenDrops.
+	// DropCounters are the counters that count the SYNs this cause drops,
+	// each with its semantics, so that an interval's counter deltas are
+	// split into causes in one place (Attribute, AttributeDrops).
+	DropCounters []DropCounter `json:"drop_counters,omitempty"`
+	// ListenDrop: the kernel drops this cause's SYNs through
+	// tcp_listendrop, so each of them is also a TcpExtListenDrops
+	// increment: the cause's DropCounters are sub-counts of ListenDrops
+	// and never get more than ListenDrops holds. Causes without it (TCP's
+	// own checks in tcp_v4_rcv, PAWS, rp_filter) drop before the listener
+	// and never move ListenDrops.
 	ListenDrop bool `json:"listen_drop,omitempty"`
-	// SharedCounters: the DropCounters also count packets other than SYNs
-	// (OutNoRoutes counts every unroutable packet), so the cause takes
-	// what the exact causes leave of ListenDrops.
-	SharedCounters bool `json:"shared_counters,omitempty"`
+	// Tracepoints are the kernel tracepoints that fire when this cause
+	// drops a SYN, with what each means (trace attaches them and shows
+	// the text).
+	Tracepoints []Tracepoint `json:"tracepoints,omitempty"`
 	// DropReasons are the skb drop reasons (enum skb_drop_reason without
 	// the SKB_DROP_REASON_ prefix, as the running kernel's BTF names them)
 	// that name this cause when the SYN is freed with them. A trailing '*'
@@ -67,12 +74,64 @@ type Cause struct {
 	DropReasons []string `json:"drop_reasons,omitempty"`
 	// SynackDropReasons: the same for the SYN-ACK.
 	SynackDropReasons []string `json:"synack_drop_reasons,omitempty"`
+	// DropSites are the kernel functions that free this cause's SYNs with
+	// kfree_skb, for kernels whose kfree_skb has no drop reason (before
+	// 5.17): there the free's location, resolved through /proc/kallsyms,
+	// is what names the drop (ForDropSite).
+	DropSites []DropSite `json:"drop_sites,omitempty"`
 	// ICMP lists the ICMP errors quoting the SYN that name this cause.
 	ICMP []ICMP `json:"icmp,omitempty"`
 	// RouteTypes lists the route types whose lookup fails, with the error
 	// the kernel's lookup returns for each.
 	RouteTypes []RouteType `json:"route_types,omitempty"`
 }
+
+// DropCounter is one nstat counter that counts a cause's drops.
+type DropCounter struct {
+	Name string `json:"name"`
+	// Shared: the counter also counts packets that are not handshake
+	// packets of a listener (OutNoRoutes counts every unroutable packet,
+	// TcpInCsumErrors every segment with a bad checksum). A shared
+	// counter of a ListenDrop cause takes only what the exact counters
+	// leave of ListenDrops; a shared counter of another cause is taken
+	// whole, as an upper bound.
+	Shared bool `json:"shared,omitempty"`
+	// What a rise means and what to do about it, for a finding.
+	What string `json:"what,omitempty"`
+	Fix  string `json:"fix,omitempty"`
+}
+
+// DropSite is a kernel function that frees a SYN with kfree_skb (its
+// location names the function on every kernel; before 5.17 it is all
+// kfree_skb says). Read from Linux 5.10's net/ (checked in Debian's
+// 5.10.0-32 by test/matrix): most sites free for one reason, some for
+// several that the site cannot tell apart.
+type DropSite struct {
+	// Func is the function as /proc/kallsyms names it, without the
+	// compiler's suffixes (.constprop.0, .isra.0, .cold).
+	Func string `json:"func"`
+	// WithRST: the function frees SYNs for several causes and only the
+	// ones TCP answered with a RST are this cause's.
+	WithRST bool `json:"with_rst,omitempty"`
+	// Candidate: the function frees SYNs for this cause among others the
+	// site cannot tell apart: the cause is listed, never named.
+	Candidate bool `json:"candidate,omitempty"`
+	// What a SYN freed there means for this cause.
+	What string `json:"what"`
+}
+
+// Tracepoint is a kernel tracepoint that names a cause, and what it means.
+type Tracepoint struct {
+	Name string `json:"name"`
+	Text string `json:"text"`
+}
+
+// DropReasonNotSpecified is the drop reason of a packet freed without one
+// (kfree_skb's SKB_DROP_REASON_NOT_SPECIFIED).
+const DropReasonNotSpecified = "NOT_SPECIFIED"
+
+// ListenDropsCounter is the counter every tcp_listendrop moves.
+const ListenDropsCounter = "TcpExtListenDrops"
 
 // ICMP is a class of ICMP error: destination unreachable (type 3 in ICMP,
 // 1 in ICMPv6) or time exceeded (11 / 3), with some codes or, when Codes is
@@ -103,7 +162,7 @@ var catalog = []Cause{
 		Confirm:      "ip route get <client> from <local> mark <M> uid <U> ipproto tcp sport <lport> dport <rport> inside the server's namespace returns an error; ListenDrops and OutNoRoutes rise together.",
 		Fix:          "Restore the missing route (usually the default route), or fix the policy rule / fwmark so the reply table can reach the client.",
 		Reference:    "1, 2.B1",
-		DropCounters: []string{"IpOutNoRoutes", "Ip6OutNoRoutes"}, ListenDrop: true, SharedCounters: true,
+		DropCounters: []DropCounter{{Name: "IpOutNoRoutes", Shared: true}, {Name: "Ip6OutNoRoutes", Shared: true}}, ListenDrop: true,
 		ICMP: []ICMP{
 			{Type: 3, Codes: []uint8{0, 6}, Text: "network unreachable"},
 			{Type: 11, Text: "time exceeded"},
@@ -127,7 +186,7 @@ var catalog = []Cause{
 		Confirm:      "ss -lnt shows Recv-Q >= Send-Q+1 on the listener; ss -tlm shows its drop counter d<N> rising.",
 		Fix:          "Make the application accept faster (more workers, fix a stall) and raise its listen() backlog together with net.core.somaxconn.",
 		Reference:    "2.A1, 2.A2",
-		DropCounters: []string{"TcpExtListenOverflows"}, ListenDrop: true,
+		DropCounters: []DropCounter{{Name: "TcpExtListenOverflows"}}, ListenDrop: true,
 		DropReasons: []string{"TCP_LISTEN_OVERFLOW"},
 	},
 	{
@@ -138,7 +197,7 @@ var catalog = []Cause{
 		Confirm:      "Many SYN-RECV sockets on the listener (ss -tn state syn-recv), TCPReqQFullDrop rising, 'Possible SYN flooding' in the kernel log.",
 		Fix:          "Enable syncookies (sysctl -w net.ipv4.tcp_syncookies=1), raise the listen backlog and net.core.somaxconn, and find the source of the SYN burst.",
 		Reference:    "2.A3, 2.A4",
-		DropCounters: []string{"TcpExtTCPReqQFullDrop"}, ListenDrop: true,
+		DropCounters: []DropCounter{{Name: "TcpExtTCPReqQFullDrop"}}, ListenDrop: true,
 	},
 	{
 		ID:        SynFloodCookies,
@@ -159,6 +218,9 @@ var catalog = []Cause{
 		Reference:         "2.C1, 2.E",
 		DropReasons:       []string{"NETFILTER_DROP"},
 		SynackDropReasons: []string{"NETFILTER_DROP"},
+		DropSites: []DropSite{
+			{Func: "nf_hook_slow", What: "a netfilter hook's verdict was NF_DROP (a drop or reject rule; conntrack refusing the packet ends here too)"},
+		},
 		// A closed TCP port answers with RST, never with ICMP: a port
 		// unreachable quoting a SYN comes from a REJECT rule (iptables'
 		// and ip6tables' default reject-with).
@@ -177,8 +239,11 @@ var catalog = []Cause{
 		Confirm:      "sysctl net.ipv4.conf.{all,<dev>}.rp_filter is 1 and ip route get <client> leaves through another interface than the SYN arrived on.",
 		Fix:          "Use loose mode (sysctl -w net.ipv4.conf.<dev>.rp_filter=2 and .all.rp_filter=2) or make the routing symmetric.",
 		Reference:    "2.E",
-		DropCounters: []string{"TcpExtIPReversePathFilter"},
+		DropCounters: []DropCounter{{Name: "TcpExtIPReversePathFilter"}},
 		DropReasons:  []string{"IP_RPFILTER"},
+		DropSites: []DropSite{
+			{Func: "ip_rcv_finish_core", Candidate: true, What: "the input route lookup refused the SYN: strict rp_filter (TcpExtIPReversePathFilter rises), a martian source, or no route to forward it"},
+		},
 	},
 	{
 		ID:          NoListener,
@@ -189,6 +254,14 @@ var catalog = []Cause{
 		Fix:         "Start the service, or bind it to the address/device the clients use (0.0.0.0 / ::, or the right interface).",
 		Reference:   "2.G",
 		DropReasons: []string{"NO_SOCKET"},
+		// tcp_v4_rcv / tcp_v6_rcv free every SYN they refuse at one
+		// place (discard_it); the RST TCP sends from there is what only
+		// the no-socket path does (besides a SYN meeting a FIN-WAIT-2
+		// TIME-WAIT socket in its window, which is rare).
+		DropSites: []DropSite{
+			{Func: "tcp_v4_rcv", WithRST: true, What: "no socket took the SYN, and TCP answered it with a RST"},
+			{Func: "tcp_v6_rcv", WithRST: true, What: "no socket took the SYN, and TCP answered it with a RST"},
+		},
 	},
 	{
 		ID:          NeighborUnreachable,
@@ -203,7 +276,7 @@ var catalog = []Cause{
 		// (reference 2.C5); neigh_destroy purges a dead entry's queue with
 		// QUEUE_PURGE, which is how a SYN-ACK still waiting for resolution
 		// dies when the failed entry is garbage-collected first.
-		SynackDropReasons: []string{"NEIGH_*", "NOT_SPECIFIED", "QUEUE_PURGE"},
+		SynackDropReasons: []string{"NEIGH_*", DropReasonNotSpecified, "QUEUE_PURGE"},
 		ICMP: []ICMP{
 			{Type: 3, Codes: []uint8{1, 7}, Text: "host unreachable"},
 			{V6: true, Type: 1, Codes: []uint8{3}, Text: "address unreachable"},
@@ -237,17 +310,45 @@ var catalog = []Cause{
 		Reference:         "2.E, 2.C6",
 		DropReasons:       []string{"IPV6DISABLED"},
 		SynackDropReasons: []string{"IPV6DISABLED"},
+		DropSites: []DropSite{
+			{Func: "ip6_rcv_core", Candidate: true, What: "IPv6 input refused the packet: disable_ipv6 on the device, or a malformed or martian header"},
+		},
 	},
 	{
-		ID:           TCPReject,
-		Title:        "TCP drops the SYN before the listener (MINTTL, MD5/AO, checksum, socket filter)",
-		Mechanism:    "tcp_v4_rcv / tcp_v6_rcv reject the SYN when its TTL is below the listener's IP_MINTTL, when TCP-MD5 / TCP-AO signatures are missing or wrong, when the checksum is bad, or when a socket filter drops it; the listener's drop counter rises.",
-		Counters:     []string{"TcpExtTCPMinTTLDrop", "TcpExtTCPMD5NotFound", "TcpExtTCPMD5Unexpected", "TcpExtTCPMD5Failure", "TcpExtTCPAORequired", "TcpExtTCPAOBad", "TcpExtTCPAOKeyNotFound", "TcpInCsumErrors"},
-		Confirm:      "The named counter rises with each client attempt; ss -tlm shows the listener's d<N> rising.",
-		Fix:          "Make both ends agree: lower IP_MINTTL, configure the same MD5/AO key on the client, or fix the checksum offload.",
-		Reference:    "2.F",
-		DropCounters: []string{"TcpExtTCPMinTTLDrop", "TcpExtTCPMD5NotFound", "TcpExtTCPMD5Unexpected", "TcpExtTCPMD5Failure", "TcpExtTCPAORequired", "TcpExtTCPAOBad", "TcpExtTCPAOKeyNotFound"},
-		DropReasons:  []string{"TCP_MINTTL", "TCP_CSUM", "SOCKET_FILTER", "TCP_MD5*", "TCP_AO*"},
+		ID:        TCPReject,
+		Title:     "TCP drops the SYN before the listener (MINTTL, MD5/AO, checksum)",
+		Mechanism: "tcp_v4_rcv / tcp_v6_rcv reject the SYN when its TTL is below the listener's IP_MINTTL, when TCP-MD5 / TCP-AO signatures are missing or wrong, or when the checksum is bad; the listener's drop counter rises. (A socket filter or cgroup program dropping it there is bpf-drop.)",
+		Counters:  []string{"TcpExtTCPMinTTLDrop", "TcpExtTCPMD5NotFound", "TcpExtTCPMD5Unexpected", "TcpExtTCPMD5Failure", "TcpExtTCPAORequired", "TcpExtTCPAOBad", "TcpExtTCPAOKeyNotFound", "TcpInCsumErrors"},
+		Confirm:   "The named counter rises with each client attempt; ss -tlm shows the listener's d<N> rising.",
+		Fix:       "Make both ends agree: lower IP_MINTTL, configure the same MD5/AO key on the client, or fix the checksum offload.",
+		Reference: "2.F",
+		// tcp_v4_rcv / tcp_v6_rcv drop these before the listener
+		// (discard_and_relse, csum_error): the listener's sk_drops rises
+		// but TcpExtListenDrops does not.
+		DropCounters: []DropCounter{
+			{Name: "TcpExtTCPMinTTLDrop", What: "the listener's IP_MINTTL is higher than the TTL the SYNs arrive with", Fix: "lower or remove the listener's IP_MINTTL / IPV6_MINHOPCOUNT (setsockopt), or move the client closer"},
+			{Name: "TcpExtTCPMD5NotFound", What: "the listener expects a TCP-MD5 signature (TCP_MD5SIG) the client does not send", Fix: "configure the same TCP_MD5SIG key on the client, or remove it from the listener"},
+			{Name: "TcpExtTCPMD5Unexpected", What: "the client signs with TCP-MD5 and the listener has no key for it", Fix: "configure the key on the listener, or stop signing on the client"},
+			{Name: "TcpExtTCPMD5Failure", What: "TCP-MD5 signatures do not verify (key mismatch)", Fix: "make the MD5 keys on both ends equal"},
+			{Name: "TcpExtTCPAORequired", What: "the listener requires TCP-AO and the SYN has none", Fix: "configure matching TCP-AO keys"},
+			{Name: "TcpExtTCPAOBad", What: "TCP-AO signatures do not verify", Fix: "configure matching TCP-AO keys"},
+			{Name: "TcpExtTCPAOKeyNotFound", What: "no TCP-AO key matches the SYN", Fix: "configure matching TCP-AO keys"},
+			{Name: "TcpInCsumErrors", Shared: true, What: "TCP segments arrive with bad checksums", Fix: "check NIC checksum offload and the path for corruption"},
+		},
+		DropReasons: []string{"TCP_MINTTL", "TCP_CSUM", "TCP_MD5*", "TCP_AO*"},
+		DropSites: []DropSite{
+			{Func: "tcp_v4_rcv", Candidate: true, What: "TCP refused the SYN without a RST: a bad checksum, the listener's IP_MINTTL, or a TCP-MD5 check"},
+			{Func: "tcp_v6_rcv", Candidate: true, What: "TCP refused the SYN without a RST: a bad checksum, the listener's IPV6_MINHOPCOUNT, or a TCP-MD5 check"},
+		},
+		Tracepoints: []Tracepoint{
+			{"tcp_bad_csum", "TCP checksum wrong"},
+			{"tcp_hash_md5_required", "the listener requires a TCP-MD5 signature from this peer and the SYN has none"},
+			{"tcp_hash_md5_unexpected", "the SYN carries a TCP-MD5 signature but the listener has no key for this peer"},
+			{"tcp_hash_md5_mismatch", "the SYN's TCP-MD5 signature does not match the listener's key"},
+			{"tcp_hash_ao_required", "the listener requires TCP-AO from this peer and the SYN has no AO option"},
+			{"tcp_hash_bad_header", "the SYN's TCP-MD5/TCP-AO options are malformed or conflicting"},
+			{"tcp_ao_handshake_failure", "the SYN's TCP-AO MAC or key id does not match"},
+		},
 	},
 	{
 		ID:        SynackUnanswered,
@@ -285,8 +386,12 @@ var catalog = []Cause{
 		Confirm:      "PAWSTimewait rising; captures show ACK answered instead of SYN-ACK.",
 		Fix:          "Avoid NAT port reuse across hosts with different timestamp clocks, or let the server not close first.",
 		Reference:    "2.H1",
-		DropCounters: []string{"TcpExtPAWSTimewait"},
+		DropCounters: []DropCounter{{Name: "TcpExtPAWSTimewait"}},
 		DropReasons:  []string{"TCP_RFC7323_TW_PAWS", "TCP_RFC7323_PAWS"},
+		DropSites: []DropSite{
+			{Func: "tcp_v4_rcv", Candidate: true, What: "a TIME-WAIT socket answered the SYN with an ACK and TCP freed it"},
+			{Func: "tcp_v6_rcv", Candidate: true, What: "a TIME-WAIT socket answered the SYN with an ACK and TCP freed it"},
+		},
 	},
 	{
 		ID:        DefaultRouteAtRisk,
@@ -305,7 +410,22 @@ var catalog = []Cause{
 		Confirm:      "Replay the SYN-ACK route lookup for each client; check tcp_max_syn_backlog and security modules; run synscope trace.",
 		Fix:          "Run synscope trace during the failures to see each SYN's fate.",
 		Reference:    "3",
-		DropCounters: []string{"TcpExtListenDrops"}, ListenDrop: true,
+		DropCounters: []DropCounter{{Name: ListenDropsCounter}}, ListenDrop: true,
+	},
+	{
+		ID:          BPFDrop,
+		Title:       "A BPF program or filter drops the SYN",
+		Mechanism:   "A program attached where the SYN passes returns its drop verdict: XDP on the device (XDP_DROP, before any capture or counter), a tc/tcx ingress program (TC_ACT_SHOT), a cgroup_skb ingress program on the listener's cgroup or an ancestor (systemd's IPAddressDeny= is one), or the listener's own socket filter (returns 0). No nstat counter moves; the listener's drop counter (ss -tlm d<N>) rises for the cgroup and socket-filter cases. An eBPF dataplane or DDoS filter left behind, or one whose map lost an entry, does this.",
+		Counters:    []string{"TcpExtTCPTimeouts"},
+		Confirm:     "ip link show (xdp/xdpgeneric prog/xdp id N), tc filter show dev <dev> ingress, bpftool net and bpftool cgroup tree list the programs; bpftool prog run (BPF_PROG_TEST_RUN) of a SYN frame for the listener returns the drop verdict; synscope trace shows the SYN freed with TC_INGRESS or SOCKET_FILTER (XDP drops on a real NIC leave no skb).",
+		Fix:         "Remove the program from its hook (ip link set dev <dev> xdp off; tc filter del dev <dev> ingress pref <N>; bpftool cgroup detach <cgroup> ingress id <N>), or fix its rules/maps so it passes the listener's SYNs; a socket filter belongs to the application, which must be fixed or restarted without it.",
+		Reference:   "2.E, 2.F",
+		DropReasons: []string{"TC_INGRESS", "SOCKET_FILTER", "XDP"},
+		DropSites: []DropSite{
+			{Func: "tcp_v4_rcv", Candidate: true, What: "the listener's socket filter refused the SYN (tcp_filter)"},
+			{Func: "tcp_v6_rcv", Candidate: true, What: "the listener's socket filter refused the SYN (tcp_filter)"},
+			{Func: "__netif_receive_skb_core", Candidate: true, What: "a tc ingress filter returned TC_ACT_SHOT (or no protocol took the packet)"},
+		},
 	},
 }
 
@@ -415,6 +535,51 @@ func matchReason(reason string, list func(Cause) []string) ID {
 	return best
 }
 
+// DropSiteMatch is one catalog entry for a kernel function that freed a SYN.
+type DropSiteMatch struct {
+	Cause ID
+	Site  DropSite
+}
+
+// ForDropSite names the cause of a SYN freed (kfree_skb) in the kernel
+// function fn ("tcp_v4_rcv", or as kallsyms shows it,
+// "ip_rcv_finish_core.constprop.0"); rst says whether a RST answered the
+// SYN. named is "" when the site cannot tell its causes apart; candidates
+// are then the causes it frees SYNs for (empty: the catalog knows none).
+func ForDropSite(fn string, rst bool) (named ID, site DropSite, candidates []DropSiteMatch) {
+	fn, _, _ = strings.Cut(fn, ".")
+	for _, c := range catalog {
+		for _, s := range c.DropSites {
+			if s.Func != fn {
+				continue
+			}
+			switch {
+			case s.Candidate:
+				candidates = append(candidates, DropSiteMatch{c.ID, s})
+			case !s.WithRST || rst:
+				return c.ID, s, nil
+			}
+		}
+	}
+	return "", DropSite{}, candidates
+}
+
+// DropSiteFuncs lists every kernel function the catalog names a drop site.
+func DropSiteFuncs() []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, c := range catalog {
+		for _, s := range c.DropSites {
+			if !seen[s.Func] {
+				seen[s.Func] = true
+				out = append(out, s.Func)
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
 // ForICMP names the cause of an ICMP error quoting a SYN, and how to show
 // it. It reports false for ICMP types the catalog does not list.
 func ForICMP(v6 bool, typ, code uint8) (ID, string, bool) {
@@ -465,41 +630,113 @@ func RouteTypeErrno(t string) (syscall.Errno, bool) {
 	return 0, false
 }
 
-// AttributeDrops splits one interval's counter deltas into the causes the
-// counters name, the way doctor reads them: each cause's DropCounters.
-// ListenDrops counts every listener drop (overflows, a full SYN queue, a
-// failed SYN-ACK route), so those causes take their share out of it first
-// (never more than it holds; exact counters before shared ones) and
-// unexplained-listen-drops keeps what is left. delta returns a counter's change (<= 0: none).
-func AttributeDrops(delta func(name string) int64) map[ID]uint64 {
-	sum := func(names []string) uint64 {
-		var n uint64
-		for _, name := range names {
-			if v := delta(name); v > 0 {
-				n += uint64(v)
-			}
+// Attribution is one interval's counter deltas split into causes.
+type Attribution struct {
+	// ByCause: SYNs (or, for shared counters of causes outside
+	// ListenDrops, packets) each cause dropped.
+	ByCause map[ID]uint64
+	// ByCounter: how much of each DropCounter's rise was attributed (a
+	// ListenDrop sub-count may get less than it rose when ListenDrops
+	// holds less). The unexplained share of ListenDrops is under
+	// ListenDropsCounter.
+	ByCounter map[string]uint64
+}
+
+// Attribute splits one interval's counter deltas into causes by the
+// catalog's DropCounters; delta returns a counter's change (<= 0: none).
+// The kernel facts it follows (net/ipv4/tcp_input.c tcp_conn_request,
+// net/ipv4/tcp_ipv4.c tcp_v4_rcv):
+//   - every drop inside tcp_conn_request goes through tcp_listendrop, so
+//     ListenOverflows, TCPReqQFullDrop and the route failures' OutNoRoutes
+//     are sub-counts of ListenDrops: the exact ones take their share out
+//     of it first, the shared ones (OutNoRoutes) what is left, none more
+//     than ListenDrops holds, and unexplained-listen-drops keeps the rest;
+//   - drops before the listener (MINTTL, MD5/AO, checksum, PAWS,
+//     rp_filter) never move ListenDrops and are taken whole.
+func Attribute(delta func(name string) int64) Attribution {
+	a := Attribution{ByCause: map[ID]uint64{}, ByCounter: map[string]uint64{}}
+	pos := func(name string) uint64 {
+		if v := delta(name); v > 0 {
+			return uint64(v)
 		}
-		return n
+		return 0
 	}
-	out := map[ID]uint64{}
-	listen := sum(MustLookup(UnexplainedDrops).DropCounters)
-	for _, shared := range []bool{false, true} {
+	give := func(c Cause, counter string, n uint64) {
+		if n > 0 {
+			a.ByCause[c.ID] += n
+			a.ByCounter[counter] += n
+		}
+	}
+	listen := pos(ListenDropsCounter)
+	// Pass 0: counters outside ListenDrops; 1: exact sub-counts of
+	// ListenDrops; 2: shared sub-counts.
+	for pass := 0; pass < 3; pass++ {
 		for _, c := range catalog {
-			if len(c.DropCounters) == 0 || c.ID == UnexplainedDrops || c.SharedCounters != shared {
+			if c.ID == UnexplainedDrops {
 				continue
 			}
-			n := sum(c.DropCounters)
-			if c.ListenDrop {
-				n = min(n, listen)
-				listen -= n
-			}
-			if n > 0 {
-				out[c.ID] += n
+			for _, dc := range c.DropCounters {
+				switch {
+				case !c.ListenDrop && pass == 0:
+					give(c, dc.Name, pos(dc.Name))
+				case c.ListenDrop && !dc.Shared && pass == 1, c.ListenDrop && dc.Shared && pass == 2:
+					n := min(pos(dc.Name), listen)
+					listen -= n
+					give(c, dc.Name, n)
+				}
 			}
 		}
 	}
-	if listen > 0 {
-		out[UnexplainedDrops] += listen
+	give(MustLookup(UnexplainedDrops), ListenDropsCounter, listen)
+	return a
+}
+
+// AttributeDrops is Attribute's split by cause: what doctor's findings,
+// watch's metrics and every other mode report for the same deltas.
+func AttributeDrops(delta func(name string) int64) map[ID]uint64 {
+	return Attribute(delta).ByCause
+}
+
+// DropCounterOf finds the cause a counter counts drops for.
+func DropCounterOf(name string) (ID, DropCounter, bool) {
+	for _, c := range catalog {
+		for _, dc := range c.DropCounters {
+			if dc.Name == name {
+				return c.ID, dc, true
+			}
+		}
 	}
-	return out
+	return "", DropCounter{}, false
+}
+
+// TracepointText returns what the tracepoint named tp means for the cause
+// it names, and "" when the catalog does not list it.
+func TracepointText(tp string) (ID, string) {
+	for _, c := range catalog {
+		for _, t := range c.Tracepoints {
+			if t.Name == tp {
+				return c.ID, t.Text
+			}
+		}
+	}
+	return "", ""
+}
+
+// Tracepoints lists the tracepoints cause id names, in catalog order.
+func Tracepoints(id ID) []Tracepoint {
+	c, _ := Lookup(id)
+	return append([]Tracepoint(nil), c.Tracepoints...)
+}
+
+// ErrnoRouteType returns the route type whose lookups fail with errno,
+// for showing a failed lookup's error ("EINVAL (blackhole)").
+func ErrnoRouteType(errno syscall.Errno) (string, bool) {
+	for _, c := range catalog {
+		for _, rt := range c.RouteTypes {
+			if rt.Errno == errno {
+				return rt.Type, true
+			}
+		}
+	}
+	return "", false
 }

@@ -2,6 +2,7 @@ package causes
 
 import (
 	"regexp"
+	"syscall"
 	"testing"
 )
 
@@ -28,5 +29,82 @@ func TestCatalogIDs(t *testing.T) {
 		if !seen[id] {
 			t.Errorf("catalog lacks %q", id)
 		}
+	}
+}
+
+// TestAttribute pins the kernel facts AttributeDrops follows (every mode
+// reports its split): ListenDrop causes' counters are sub-counts of
+// ListenDrops, exact before shared, capped at what ListenDrops holds;
+// drops before the listener are taken whole and leave ListenDrops to
+// unexplained-listen-drops.
+func TestAttribute(t *testing.T) {
+	for _, c := range []struct {
+		deltas map[string]int64
+		want   map[ID]uint64
+	}{
+		{map[string]int64{"TcpExtListenDrops": 10, "TcpExtTCPReqQFullDrop": 3}, map[ID]uint64{SynQueueOverflow: 3, UnexplainedDrops: 7}},
+		{map[string]int64{"TcpExtListenDrops": 10, "TcpExtTCPMinTTLDrop": 10}, map[ID]uint64{TCPReject: 10, UnexplainedDrops: 10}},
+		{map[string]int64{"TcpExtListenDrops": 10, "TcpInCsumErrors": 10}, map[ID]uint64{TCPReject: 10, UnexplainedDrops: 10}},
+		{map[string]int64{"TcpExtTCPMinTTLDrop": 4}, map[ID]uint64{TCPReject: 4}},
+		{map[string]int64{"TcpExtTCPMD5NotFound": 1, "TcpExtTCPMD5Unexpected": 1, "TcpExtTCPMD5Failure": 1, "TcpExtTCPAORequired": 1, "TcpExtTCPAOBad": 1, "TcpExtTCPAOKeyNotFound": 1}, map[ID]uint64{TCPReject: 6}},
+		{map[string]int64{"TcpExtListenDrops": 5, "TcpExtListenOverflows": 8}, map[ID]uint64{AcceptQueueOverflow: 5}},
+		{map[string]int64{"TcpExtListenDrops": 6, "TcpExtListenOverflows": 4, "IpOutNoRoutes": 9}, map[ID]uint64{AcceptQueueOverflow: 4, NoRouteToPeer: 2}},
+		{map[string]int64{"TcpExtListenDrops": 20, "IpOutNoRoutes": 4, "Ip6OutNoRoutes": 10}, map[ID]uint64{NoRouteToPeer: 14, UnexplainedDrops: 6}},
+		{map[string]int64{"IpOutNoRoutes": 4}, map[ID]uint64{}},
+		{map[string]int64{"TcpExtListenDrops": -3, "TcpExtIPReversePathFilter": 2, "TcpExtPAWSTimewait": 1}, map[ID]uint64{RPFilterDrop: 2, PAWSReject: 1}},
+	} {
+		got := AttributeDrops(func(n string) int64 { return c.deltas[n] })
+		if len(got) != len(c.want) {
+			t.Errorf("%v: got %v, want %v", c.deltas, got, c.want)
+			continue
+		}
+		for id, n := range c.want {
+			if got[id] != n {
+				t.Errorf("%v: got %v, want %v", c.deltas, got, c.want)
+			}
+		}
+	}
+	a := Attribute(func(n string) int64 {
+		return map[string]int64{"TcpExtListenDrops": 3, "TcpExtListenOverflows": 1, "TcpInCsumErrors": 2}[n]
+	})
+	if a.ByCounter["TcpExtListenOverflows"] != 1 || a.ByCounter["TcpInCsumErrors"] != 2 || a.ByCounter[ListenDropsCounter] != 2 {
+		t.Errorf("by counter: %v", a.ByCounter)
+	}
+}
+
+// TestRouteTypeErrnos: the errno each failing route type returns
+// (fib_props in net/ipv4/fib_semantics.c: blackhole -EINVAL, unreachable
+// -EHOSTUNREACH, prohibit -EACCES, throw -EAGAIN), both ways.
+func TestRouteTypeErrnos(t *testing.T) {
+	for typ, want := range map[string]syscall.Errno{"unreachable": syscall.EHOSTUNREACH, "blackhole": syscall.EINVAL, "prohibit": syscall.EACCES, "throw": syscall.EAGAIN} {
+		if got, ok := RouteTypeErrno(typ); !ok || got != want {
+			t.Errorf("RouteTypeErrno(%s) = %v %v, want %v", typ, got, ok, want)
+		}
+		if got, ok := ErrnoRouteType(want); !ok || got != typ {
+			t.Errorf("ErrnoRouteType(%v) = %q %v, want %s", want, got, ok, typ)
+		}
+	}
+	if _, ok := ErrnoRouteType(syscall.ENETUNREACH); ok {
+		t.Error("ENETUNREACH names no route type")
+	}
+}
+
+// TestTracepoints: the tcp-reject tracepoints resolve to their own cause
+// and text; an unknown one to nothing.
+func TestTracepoints(t *testing.T) {
+	tps := Tracepoints(TCPReject)
+	if len(tps) != 7 || tps[0].Name != "tcp_bad_csum" {
+		t.Fatalf("tracepoints %v", tps)
+	}
+	for _, tp := range tps {
+		if id, text := TracepointText(tp.Name); id != TCPReject || text != tp.Text || text == tp.Name || text == "" {
+			t.Errorf("TracepointText(%s) = %s %q", tp.Name, id, text)
+		}
+	}
+	if id, text := TracepointText("tcp_bad_csum"); id != TCPReject || text != "TCP checksum wrong" {
+		t.Errorf("tcp_bad_csum: %s %q", id, text)
+	}
+	if id, text := TracepointText("kfree_skb"); id != "" || text != "" {
+		t.Errorf("kfree_skb: %s %q", id, text)
 	}
 }

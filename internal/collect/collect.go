@@ -12,12 +12,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/synscope/synscope/internal/counters"
+	"github.com/synscope/synscope/internal/dataplane"
 	"github.com/synscope/synscope/internal/firewall"
 	"github.com/synscope/synscope/internal/netns"
 	"github.com/synscope/synscope/internal/report"
@@ -39,6 +42,12 @@ type Sample struct {
 	TC        []firewall.TCFilter
 	Firewall  *firewall.Ruleset
 	Conntrack *counters.Conntrack
+	// XTables: legacy iptables rules with counters; Dataplane: BPF
+	// programs and socket filters, tested against the listeners' SYNs
+	// from Peers (clients seen unanswered or named; set by the caller).
+	XTables   []dataplane.XTRule
+	Dataplane *dataplane.Inventory
+	Peers     []netip.Addr
 	// Checks has one entry per source asked for, in order.
 	Checks []report.Check
 }
@@ -74,6 +83,8 @@ const (
 	Firewall   = "firewall"
 	Conntrack  = "conntrack"
 	Neighbours = "neighbours"
+	XTables    = "xtables-legacy"
+	Dataplane  = "dataplane"
 )
 
 // ErrNotAvailable marks a source with nothing to read on this host (a
@@ -94,6 +105,8 @@ func Sources() []Source {
 		{Firewall, readFirewall},
 		{Conntrack, readConntrack},
 		{Neighbours, readNeighbours},
+		{XTables, readXTables},
+		{Dataplane, readDataplane},
 	}
 }
 
@@ -262,10 +275,14 @@ func readSysctls(_ context.Context, t *netns.Target, in *Sample) (func(*Sample),
 		}
 	}
 	var vals map[string]string
-	_ = t.Do(func() error {
+	// Entering the namespace can fail: then nothing was read, and the
+	// check says why instead of reporting an empty (healthy) sample.
+	if err := t.Do(func() error {
 		vals = sysctl.Relevant(ifaces)
 		return nil
-	})
+	}); err != nil {
+		return nil, "", fmt.Errorf("entering the namespace: %w", err)
+	}
 	return func(s *Sample) { s.Sysctl = vals }, fmt.Sprintf("%d values", len(vals)), nil
 }
 
@@ -321,4 +338,48 @@ func readNeighbours(_ context.Context, t *netns.Target, in *Sample) (func(*Sampl
 		return nil, "", err
 	}
 	return func(s *Sample) { s.Routes = &st }, fmt.Sprintf("%d neighbours", len(st.Neighbors)), nil
+}
+
+// readXTables reads the legacy (xtables) rules with their counters.
+func readXTables(_ context.Context, t *netns.Target, _ *Sample) (func(*Sample), string, error) {
+	var rs []dataplane.XTRule
+	err := t.Do(func() error {
+		var err error
+		rs, err = dataplane.ReadXTables(netns.ProcNet)
+		return err
+	})
+	if err != nil {
+		return nil, "", err
+	}
+	n := map[int]int{}
+	for _, r := range rs {
+		n[r.Family]++
+	}
+	return func(s *Sample) { s.XTables = rs }, fmt.Sprintf("%d IPv4 and %d IPv6 rules and policies", n[4], n[6]), nil
+}
+
+// readDataplane lists the XDP, tc, tcx and cgroup programs and the
+// listeners' socket filters, testing each with SYNs for the listeners
+// this sample (or the one it extends) read. The detail is the inventory.
+func readDataplane(_ context.Context, t *netns.Target, in *Sample) (func(*Sample), string, error) {
+	di := dataplane.Input{Listeners: in.Listeners, Owners: in.Owners, Peers: in.Peers}
+	if in.Routes != nil {
+		for _, a := range in.Routes.Addrs {
+			di.Addrs = append(di.Addrs, a.Prefix.Addr())
+		}
+	}
+	var inv *dataplane.Inventory
+	err := t.Do(func() error {
+		var err error
+		inv, err = dataplane.Read(di)
+		return err
+	})
+	if err != nil {
+		return nil, "", err
+	}
+	detail := fmt.Sprintf("%d programs, %d socket filters", len(inv.Programs), len(inv.SocketFilters))
+	if ls := inv.Lines(); len(ls) > 0 {
+		detail += ": " + strings.Join(ls, "; ")
+	}
+	return func(s *Sample) { s.Dataplane = inv }, detail, nil
 }

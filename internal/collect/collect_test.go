@@ -89,3 +89,23 @@ func TestRunKernel(t *testing.T) {
 		t.Fatalf("cancelled run: %v %+v", err, gone.Checks)
 	}
 }
+
+// TestSysctlsNotRanWhenNamespaceUnreachable: a target whose namespace
+// cannot be entered (here a handle that is no namespace) gives the
+// sysctls source an error, so its check is not "ok" and the sample keeps
+// no (empty) sysctl map that would read as "nothing set".
+func TestSysctlsNotRanWhenNamespaceUnreachable(t *testing.T) {
+	bad := &netns.Target{Spec: "broken"} // handle 0: stdin, not a namespace
+	for _, src := range Sources() {
+		if src.Name != Sysctls {
+			continue
+		}
+		s := &Sample{}
+		chk := runOne(context.Background(), bad, s, src, time.Second)
+		if chk.Status == report.Ran || chk.Detail == "" || s.Sysctl != nil {
+			t.Fatalf("check %+v, sample sysctls %v: want not ok with a reason, nothing stored", chk, s.Sysctl)
+		}
+		return
+	}
+	t.Fatal("no sysctls source")
+}

@@ -2,6 +2,7 @@ package doctor
 
 import (
 	"net/netip"
+	"strings"
 	"testing"
 
 	"github.com/google/nftables"
@@ -12,6 +13,7 @@ import (
 	"github.com/synscope/synscope/internal/capture"
 	"github.com/synscope/synscope/internal/causes"
 	"github.com/synscope/synscope/internal/counters"
+	"github.com/synscope/synscope/internal/dataplane"
 	"github.com/synscope/synscope/internal/firewall"
 	"github.com/synscope/synscope/internal/report"
 	"github.com/synscope/synscope/internal/routes"
@@ -128,6 +130,10 @@ var causeCases = []struct {
 	}, causes.SynackEgressDrop, report.Critical},
 	{"PAWS", func(e *Evidence) { e.CounterDeltas["TcpExtPAWSTimewait"] = 3 }, causes.PAWSReject, report.Warning},
 	{"ListenDrops alone", func(e *Evidence) { e.CounterDeltas["TcpExtListenDrops"] = 7 }, causes.UnexplainedDrops, report.Warning},
+	{"tc program drops the SYN", func(e *Evidence) {
+		e.Dataplane = &dataplane.Inventory{Programs: []dataplane.Program{tcProg(dataplane.Drop)}}
+		unanswered(e, "10.77.1.2:40000")
+	}, causes.BPFDrop, report.Critical},
 	{"RA default route at risk", func(e *Evidence) {
 		e.Routes.Routes = append(e.Routes.Routes, routes.Route{Family: unix.AF_INET6, Table: 254, Type: "unicast", Protocol: "ra",
 			Gateway: netip.MustParseAddr("fe80::1"), Dev: "s0", Ifindex: 2, HasExpiry: true, Expires: 25e9})
@@ -199,5 +205,33 @@ func TestCarrierLostRisk(t *testing.T) {
 	e.Sysctl["net.ipv4.conf.all.ignore_routes_with_linkdown"] = "1"
 	if fs := Diagnose(e); len(fs) != 0 {
 		t.Fatalf("link-down route ignored by lookups, yet %+v", fs)
+	}
+}
+
+// tcProg is a tc ingress program on s0 whose test run on the lab client's
+// SYN gave v.
+func tcProg(v dataplane.Verdict) dataplane.Program {
+	return dataplane.Program{Hook: dataplane.HookTCIngress, Dev: "s0", Pref: 1, ID: 7, Name: "edge_filter", DirectAction: true,
+		Tests: []dataplane.TestRun{{Client: netip.MustParseAddr("10.77.1.2"), Server: netip.MustParseAddrPort("10.77.2.2:8080"), Verdict: v, Action: string(v)}}}
+}
+
+// TestInnocentProgramNotBlamed: a program present where SYNs are lost is
+// not a finding unless its own verdict drops them; an egress program's
+// SYN-ACK drop is left to synack-egress-drop.
+func TestInnocentProgramNotBlamed(t *testing.T) {
+	e := server()
+	unanswered(e, "10.77.1.2:40000")
+	egress := tcProg(dataplane.Drop)
+	egress.Hook = dataplane.HookTCEgress
+	e.Dataplane = &dataplane.Inventory{Programs: []dataplane.Program{tcProg(dataplane.Pass), egress}}
+	for _, f := range Diagnose(e) {
+		if f.Cause == causes.BPFDrop {
+			t.Fatalf("innocent program blamed: %s", f.Summary)
+		}
+	}
+	e.Dataplane.Programs[0] = tcProg(dataplane.Drop)
+	fs := Diagnose(e)
+	if len(fs) == 0 || fs[0].Cause != causes.BPFDrop || fs[0].Confidence != report.Confirmed || !strings.Contains(fs[0].Fix, "tc filter del dev s0 ingress pref 1") {
+		t.Fatalf("got %+v", fs)
 	}
 }

@@ -40,6 +40,10 @@ type Options struct {
 	Ports []uint16
 	// NoCapture skips the packet capture.
 	NoCapture bool
+
+	// disabled names collect sources not to run (a test seam: a fault
+	// whose evidence source is off must still not read as healthy).
+	disabled []string
 }
 
 // MaxWindow bounds --window: the doctor is a snapshot, not a monitor.
@@ -86,6 +90,7 @@ func Run(ctx context.Context, opts Options) (*report.Report, error) {
 	rep.Peers = summarisePeers(r.ev)
 	rep.DefaultRoutes = summariseDefaults(r.ev)
 	rep.Sysctls = r.ev.Sysctl
+	rep.Dataplane = summariseDataplane(r.ev)
 	rep.Sort()
 	rep.OverheadMS = float64(time.Since(windowEnd).Microseconds()) / 1000
 	return rep, nil
@@ -116,6 +121,22 @@ func (r *run) add(cs []report.Check, suffix string) {
 	}
 }
 
+// sources drops the disabled sources from names, recording each as a
+// skipped check once.
+func (r *run) sources(names ...string) []string {
+	var out []string
+	for _, n := range names {
+		if !slices.Contains(r.opts.disabled, n) {
+			out = append(out, n)
+			continue
+		}
+		if _, done := r.ev.Unchecked[n]; !done {
+			r.skip(n, "disabled")
+		}
+	}
+	return out
+}
+
 func (r *run) skip(name, why string) {
 	r.checks = append(r.checks, report.Check{Name: name, Status: report.Skipped, Detail: why})
 	r.ev.unchecked(name, why)
@@ -128,8 +149,11 @@ func (r *run) skip(name, why string) {
 func (r *run) start(ctx context.Context) {
 	t := r.ev.Target
 	first := &collect.Sample{}
-	_ = collect.Run(ctx, t, first, 0, collect.Counters, collect.Listeners, collect.Firewall, collect.Conntrack)
+	if names := r.sources(collect.Counters, collect.Listeners, collect.Firewall, collect.Conntrack, collect.XTables); len(names) > 0 {
+		_ = collect.Run(ctx, t, first, 0, names...)
+	}
 	r.add(first.Checks, "-start")
+	r.ev.XTablesStart = first.XTables
 	r.ev.Counters, r.ev.ListenersStart = first.Counters, first.Listeners
 	r.ev.FirewallStart, r.ev.ConntrackStart = first.Firewall, first.Conntrack
 
@@ -146,10 +170,14 @@ func (r *run) start(ctx context.Context) {
 	// The window's sources run beside it; owners are those of the
 	// listeners present now.
 	r.window = &collect.Sample{Listeners: first.Listeners}
+	names := r.sources(collect.Routes, collect.Sysctls, collect.TC, collect.Owners)
+	if len(names) == 0 {
+		return
+	}
 	r.wg.Add(1)
 	go func() {
 		defer r.wg.Done()
-		_ = collect.Run(ctx, t, r.window, 0, collect.Routes, collect.Sysctls, collect.TC, collect.Owners)
+		_ = collect.Run(ctx, t, r.window, 0, names...)
 	}()
 }
 
@@ -171,12 +199,14 @@ func (r *run) finish(ctx context.Context) {
 	capDur := time.Since(capBegan)
 
 	r.wg.Wait()
-	end := &collect.Sample{Routes: r.window.Routes}
-	names := []string{collect.Counters, collect.Listeners, collect.SynRecv, collect.Firewall, collect.Conntrack}
+	end := &collect.Sample{Routes: r.window.Routes, Owners: r.window.Owners, Peers: r.dataplanePeers(capRes)}
+	names := []string{collect.Counters, collect.Listeners, collect.SynRecv, collect.Firewall, collect.Conntrack, collect.XTables, collect.Dataplane}
 	if r.window.Routes != nil {
 		names = append(names, collect.Neighbours)
 	}
-	_ = collect.Run(ctx, t, end, 0, names...)
+	if names = r.sources(names...); len(names) > 0 {
+		_ = collect.Run(ctx, t, end, 0, names...)
+	}
 	if r.ev.FirewallStart == nil {
 		// The start's check says why; one failure, one line.
 		end.Checks = slices.DeleteFunc(end.Checks, func(c report.Check) bool { return c.Name == collect.Firewall && c.Status != report.Ran })
@@ -198,6 +228,7 @@ func (r *run) finish(ctx context.Context) {
 		ev.FirewallDeltas = firewall.Diff(ev.FirewallStart, end.Firewall)
 	}
 	ev.Conntrack = end.Conntrack
+	ev.XTables, ev.Dataplane = end.XTables, end.Dataplane
 
 	switch {
 	case r.opts.NoCapture:

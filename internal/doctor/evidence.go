@@ -5,7 +5,9 @@ import (
 	"time"
 
 	"github.com/synscope/synscope/internal/capture"
+	"github.com/synscope/synscope/internal/causes"
 	"github.com/synscope/synscope/internal/counters"
+	"github.com/synscope/synscope/internal/dataplane"
 	"github.com/synscope/synscope/internal/firewall"
 	"github.com/synscope/synscope/internal/netns"
 	"github.com/synscope/synscope/internal/routes"
@@ -13,8 +15,10 @@ import (
 )
 
 // Evidence is everything the collectors saw. Diagnose is a pure function of
-// it, so rules can be table-tested on recorded evidence. A nil pointer or
-// false *OK field means "not checked" (the reason is in the report's checks).
+// it, so rules can be table-tested on recorded evidence. A source named in
+// Unchecked (or, for recorded evidence, a nil field) is "not checked":
+// its reason is in the report's checks, and no finding may read its
+// absence as "nothing there".
 type Evidence struct {
 	Target *netns.Target
 	Window time.Duration
@@ -43,6 +47,11 @@ type Evidence struct {
 	FirewallDeltas map[string]uint64
 	// TC: classifiers on the devices' ingress/egress hooks.
 	TC []firewall.TCFilter
+	// XTables: legacy iptables rules at the window's start and end (their
+	// counters tell which dropped in it); Dataplane: BPF programs and
+	// socket filters with their verdicts on synthesized SYNs.
+	XTablesStart, XTables []dataplane.XTRule
+	Dataplane             *dataplane.Inventory
 
 	// Unchecked names the collectors that did not run or failed, with the
 	// reason: their evidence is "not checked", not "absent", and no
@@ -85,11 +94,27 @@ type Replay struct {
 	Result   routes.Result
 }
 
-func (e *Evidence) delta(name string) int64 {
-	if e.CounterDeltas == nil {
-		return 0
+// counter returns a counter's change over the window, and false when the
+// counters were not read: "not checked", which is not "did not move".
+func (e *Evidence) counter(name string) (int64, bool) {
+	if e.CounterDeltas == nil || !e.checked(sourceCounters) {
+		return 0, false
 	}
-	return e.CounterDeltas[name]
+	return e.CounterDeltas[name], true
+}
+
+// delta is counter's value, 0 when not read: only for rules that declare
+// the counters among their needs, whose findings Diagnose keeps at
+// "possible", saying why, when the counters were not read.
+func (e *Evidence) delta(name string) int64 {
+	v, _ := e.counter(name)
+	return v
+}
+
+// attributed splits the window's counter deltas into causes: the
+// catalog's attribution, the one every mode reports.
+func (e *Evidence) attributed() causes.Attribution {
+	return causes.Attribute(e.delta)
 }
 
 func (e *Evidence) total(name string) uint64 {
@@ -99,10 +124,37 @@ func (e *Evidence) total(name string) uint64 {
 	return e.Counters.Values[name]
 }
 
-// checked reports whether a collector ran and succeeded.
+// checked reports whether a collector ran and succeeded. Recorded
+// evidence without a source's data counts as not checked too.
 func (e *Evidence) checked(name string) bool {
-	_, bad := e.Unchecked[name]
-	return !bad
+	if _, bad := e.Unchecked[name]; bad {
+		return false
+	}
+	switch name {
+	case sourceCounters:
+		return e.CounterDeltas != nil
+	case sourceCapture:
+		return e.Capture != nil
+	case sourceRoutes:
+		return e.Routes != nil
+	case sourceSysctls:
+		return e.Sysctl != nil
+	case sourceFirewall:
+		return e.Firewall != nil
+	case sourceConntrack:
+		return e.Conntrack != nil
+	case sourceTC:
+		return e.TC != nil
+	}
+	return true
+}
+
+// whyUnchecked is the reason a source was not checked.
+func (e *Evidence) whyUnchecked(name string) string {
+	if why := e.Unchecked[name]; why != "" {
+		return why
+	}
+	return "not collected"
 }
 
 func (e *Evidence) unchecked(name, why string) {

@@ -4,11 +4,13 @@ import (
 	"fmt"
 	"net/netip"
 	"sort"
+	"strings"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/synscope/synscope/internal/capture"
 	"github.com/synscope/synscope/internal/causes"
+	"github.com/synscope/synscope/internal/collect"
 	"github.com/synscope/synscope/internal/fixcmd"
 	"github.com/synscope/synscope/internal/report"
 	"github.com/synscope/synscope/internal/routes"
@@ -18,35 +20,69 @@ import (
 // rule turns evidence into zero or more findings for one cause.
 type rule func(e *Evidence) []report.Finding
 
+// The evidence sources rules name as needs: collect's sources, and the two
+// doctor runs itself.
+const (
+	sourceCounters   = collect.Counters
+	sourceListeners  = collect.Listeners
+	sourceSynRecv    = collect.SynRecv
+	sourceRoutes     = collect.Routes
+	sourceSysctls    = collect.Sysctls
+	sourceTC         = collect.TC
+	sourceFirewall   = collect.Firewall
+	sourceConntrack  = collect.Conntrack
+	sourceNeighbours = collect.Neighbours
+	sourceXTables    = collect.XTables
+	sourceDataplane  = collect.Dataplane
+	sourceCapture    = "capture"
+	sourceReplay     = "route-replay"
+)
+
+// check is one rule and the evidence sources its findings rest on: when
+// one of them was not checked, a finding of the rule may rest on a zero
+// that only means "not read", so Diagnose keeps it at "possible" and says
+// which source is missing.
+type check struct {
+	rule  rule
+	needs []string
+}
+
 // rules lists every detection, in no particular order: findings are ranked
 // after. Each rule reads evidence only; none does I/O.
-var rules = []rule{
-	ruleNoRoute,
-	ruleAcceptQueue,
-	ruleSynQueue,
-	ruleSynCookies,
-	ruleBacklogCapped,
-	ruleFirewall,
-	ruleRPFilter,
-	ruleNoListener,
-	ruleNeighbor,
-	ruleConntrack,
-	ruleIPv6Disabled,
-	ruleTCPReject,
-	ruleDefaultRouteAtRisk,
-	ruleSynackUnanswered,
-	ruleSynackEgress,
-	rulePAWS,
+var rules = []check{
+	{ruleNoRoute, []string{sourceCounters}},
+	{ruleAcceptQueue, []string{sourceCounters, sourceListeners}},
+	{ruleSynQueue, []string{sourceCounters}},
+	{ruleSynCookies, []string{sourceCounters}},
+	{ruleBacklogCapped, []string{sourceSysctls, sourceListeners}},
+	{ruleFirewall, []string{sourceFirewall}},
+	{ruleRPFilter, []string{sourceCounters}},
+	{ruleNoListener, []string{sourceCapture}},
+	{ruleNeighbor, []string{sourceRoutes, sourceReplay, sourceNeighbours}},
+	{ruleConntrack, []string{sourceConntrack}},
+	{ruleIPv6Disabled, []string{sourceRoutes, sourceSysctls}},
+	{ruleTCPReject, []string{sourceCounters}},
+	{ruleDefaultRouteAtRisk, []string{sourceRoutes, sourceSysctls}},
+	{ruleSynackUnanswered, []string{sourceCounters, sourceSynRecv}},
+	{ruleSynackEgress, []string{sourceCounters, sourceSynRecv}},
+	{rulePAWS, []string{sourceCounters}},
+	{ruleXTables, []string{sourceXTables}},
+	{ruleBPFDrop, []string{sourceDataplane}},
 }
+
+// needsOfUnexplained: ruleUnexplained's and ruleUnanswered's findings
+// list what was not checked themselves.
+var needsOfUnexplained = []string{sourceCounters}
 
 // Diagnose turns the evidence into findings (unsorted). It is a pure
 // function so every rule can be tested on recorded evidence.
 func Diagnose(e *Evidence) []report.Finding {
 	var out []report.Finding
-	for _, r := range rules {
-		out = append(out, r(e)...)
+	for _, c := range rules {
+		out = append(out, e.honest(c.rule(e), c.needs)...)
 	}
-	out = append(out, ruleUnexplained(e, out)...)
+	out = append(out, e.honest(ruleUnexplained(e, out), needsOfUnexplained)...)
+	out = append(out, ruleUnanswered(e, out)...)
 	for i := range out {
 		if c, ok := causes.Lookup(out[i].Cause); ok && out[i].Title == "" {
 			out[i].Title = c.Title
@@ -56,6 +92,30 @@ func Diagnose(e *Evidence) []report.Finding {
 		}
 	}
 	return out
+}
+
+// honest keeps findings whose needed evidence was not checked at
+// "possible", and says in each which source was not read and why.
+func (e *Evidence) honest(fs []report.Finding, needs []string) []report.Finding {
+	var missing []string
+	for _, n := range needs {
+		if !e.checked(n) {
+			missing = append(missing, n+" ("+e.whyUnchecked(n)+")")
+		}
+	}
+	if len(missing) == 0 {
+		return fs
+	}
+	for i := range fs {
+		f := &fs[i]
+		if f.Confidence != report.Possible {
+			f.Confidence = report.Possible
+		}
+		note := "not checked: " + strings.Join(missing, "; ")
+		f.Why = strings.TrimSpace(f.Why + " — but " + note + ", so this rests on part of the evidence")
+		f.Evidence = append(f.Evidence, report.Evidence{Source: "doctor", Text: note})
+	}
+	return fs
 }
 
 // --- helpers -------------------------------------------------------------

@@ -15,11 +15,14 @@ import (
 // Causes one counter or setting names: rp_filter, TCP checks, IPv6 disabled, PAWS, conntrack.
 
 func ruleRPFilter(e *Evidence) []report.Finding {
-	d := e.delta("TcpExtIPReversePathFilter")
+	d := int64(e.attributed().ByCause[causes.RPFilterDrop])
 	if d <= 0 {
 		return nil
 	}
 	ev := counterEv(e, "TcpExtIPReversePathFilter")
+	if !e.checked(sourceSysctls) {
+		ev = append(ev, report.Evidence{Source: "doctor", Text: "not checked: sysctls (" + e.whyUnchecked(sourceSysctls) + "): which rp_filter setting is strict is not known"})
+	}
 	var strict []string
 	for k, v := range e.Sysctl {
 		if strings.HasSuffix(k, ".rp_filter") && v == "1" {
@@ -48,29 +51,24 @@ func ruleRPFilter(e *Evidence) []report.Finding {
 }
 
 func ruleTCPReject(e *Evidence) []report.Finding {
-	type sig struct{ counter, what, fix string }
-	sigs := []sig{
-		{"TcpExtTCPMinTTLDrop", "the listener's IP_MINTTL is higher than the TTL the SYNs arrive with", "lower or remove the listener's IP_MINTTL / IPV6_MINHOPCOUNT (setsockopt), or move the client closer"},
-		{"TcpExtTCPMD5NotFound", "the listener expects a TCP-MD5 signature (TCP_MD5SIG) the client does not send", "configure the same TCP_MD5SIG key on the client, or remove it from the listener"},
-		{"TcpExtTCPMD5Unexpected", "the client signs with TCP-MD5 and the listener has no key for it", "configure the key on the listener, or stop signing on the client"},
-		{"TcpExtTCPMD5Failure", "TCP-MD5 signatures do not verify (key mismatch)", "make the MD5 keys on both ends equal"},
-		{"TcpExtTCPAORequired", "the listener requires TCP-AO and the SYN has none", "configure matching TCP-AO keys"},
-		{"TcpExtTCPAOBad", "TCP-AO signatures do not verify", "configure matching TCP-AO keys"},
-		{"TcpExtTCPAOKeyNotFound", "no TCP-AO key matches the SYN", "configure matching TCP-AO keys"},
-		{"TcpInCsumErrors", "TCP segments arrive with bad checksums", "check NIC checksum offload and the path for corruption"},
-	}
+	att := e.attributed()
 	var out []report.Finding
-	for _, s := range sigs {
-		d := e.delta(s.counter)
+	for _, dc := range causes.MustLookup(causes.TCPReject).DropCounters {
+		d := int64(att.ByCounter[dc.Name])
 		if d <= 0 {
 			continue
 		}
+		what := "SYNs dropped by TCP before reaching the listener"
+		if dc.Shared {
+			// TcpInCsumErrors counts every bad segment, not only SYNs.
+			what = "TCP segments (SYNs among them) dropped before reaching a socket"
+		}
 		f := report.Finding{
 			Cause: causes.TCPReject, Severity: report.Critical, Confidence: report.Confirmed,
-			Why:      s.counter + " counts exactly this drop, and it rose in the window",
-			Summary:  fmt.Sprintf("%d SYNs dropped by TCP before reaching the listener: %s", d, s.what),
-			Evidence: counterEv(e, s.counter, "TcpExtListenDrops"),
-			Fix:      fixcmd.Notes(s.fix).String(), Drops: d,
+			Why:      dc.Name + " counts exactly this drop, and it rose in the window",
+			Summary:  fmt.Sprintf("%d %s: %s", d, what, dc.What),
+			Evidence: counterEv(e, dc.Name),
+			Fix:      fixcmd.Notes(dc.Fix).String(), Drops: d,
 		}
 		for i := range e.Listeners {
 			l := &e.Listeners[i]
@@ -79,9 +77,9 @@ func ruleTCPReject(e *Evidence) []report.Finding {
 				f.Evidence = append(f.Evidence, report.Evidence{Source: "sockets", Text: fmt.Sprintf("%s: listener drops +%d", l.Local, dd)})
 			}
 		}
-		if e.Capture != nil {
+		if e.Capture != nil && dc.Name == "TcpExtTCPMinTTLDrop" {
 			for _, fl := range e.Capture.Flows {
-				if fl.Dir == capture.Inbound && !fl.Answered() && fl.TTL != 0 && s.counter == "TcpExtTCPMinTTLDrop" {
+				if fl.Dir == capture.Inbound && !fl.Answered() && fl.TTL != 0 {
 					f.Evidence = append(f.Evidence, report.Evidence{Source: "capture", Text: fmt.Sprintf("SYN from %s arrived with TTL %d", fl.Client, fl.TTL)})
 					break
 				}
@@ -150,7 +148,7 @@ func (e *Evidence) ipv6DisabledFor(p Peer) bool {
 }
 
 func rulePAWS(e *Evidence) []report.Finding {
-	d := e.delta("TcpExtPAWSTimewait")
+	d := int64(e.attributed().ByCause[causes.PAWSReject])
 	if d <= 0 {
 		return nil
 	}

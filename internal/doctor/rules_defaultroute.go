@@ -19,7 +19,7 @@ import (
 // lookup can use: an expired RA route is still listed, and skipped.
 func (e *Evidence) usableDefaults(fam, tbl int) (usable, expired []routes.Route) {
 	for _, r := range e.Routes.DefaultRoutes(af(fam), tbl) {
-		if r.Usable() {
+		if !r.Expired() {
 			usable = append(usable, r)
 		} else {
 			expired = append(expired, r)

@@ -26,22 +26,28 @@ func ruleNoRoute(e *Evidence) []report.Finding {
 			failed = append(failed, r)
 		}
 	}
+	att := e.attributed()
 	if len(failed) == 0 {
-		if ld > 0 && (nr4 > 0 || nr6 > 0) {
+		if n := int64(att.ByCause[causes.NoRouteToPeer]); n > 0 {
 			return []report.Finding{{
 				Cause:      causes.NoRouteToPeer,
 				Severity:   report.Critical,
 				Confidence: report.Likely,
 				Why:        "ListenDrops and OutNoRoutes rose together, which only a failed SYN-ACK route lookup does; no client was seen to replay the lookup for",
-				Summary:    fmt.Sprintf("%d SYNs dropped because the SYN-ACK had no route back; run with --peer <client> to name the route that fails", ld),
+				Summary:    fmt.Sprintf("%d SYNs dropped because the SYN-ACK had no route back; run with --peer <client> to name the route that fails", n),
 				Evidence:   counterEv(e, "TcpExtListenDrops", "IpOutNoRoutes", "Ip6OutNoRoutes"),
 				Fix: fixcmd.Of(e.synscopeCmd("doctor", "--peer", fixcmd.Hole("client-address"))).
 					Note("names the route lookup that fails; then add the missing route").String(),
-				Drops: ld,
+				Drops: n,
 			}}
 		}
 		return nil
 	}
+	// The catalog's share of the window's drops goes to the first group
+	// whose counters moved; a typed IPv6 route's drops move ListenDrops
+	// only, so such a group claims the share no counter names too
+	// (ruleUnexplained then leaves it).
+	share := int64(att.ByCause[causes.NoRouteToPeer])
 	// Group by explanation so one missing default route gives one finding.
 	type group struct {
 		expl    explanation
@@ -106,9 +112,15 @@ func ruleNoRoute(e *Evidence) []report.Finding {
 			Fix:       g.expl.fix.String(),
 			Peers:     peers,
 			Listeners: listeners,
-			Drops:     ld,
 		}
 		moving := ld > 0 && (noRoutes > 0 || g.expl.typedV6)
+		if moving {
+			f.Drops, share = share, 0
+			if g.expl.typedV6 {
+				f.Drops += int64(att.ByCause[causes.UnexplainedDrops])
+				att.ByCause[causes.UnexplainedDrops] = 0
+			}
+		}
 		switch {
 		case captured && moving:
 			f.Severity, f.Confidence = report.Critical, report.Confirmed
@@ -116,6 +128,9 @@ func ruleNoRoute(e *Evidence) []report.Finding {
 		case moving:
 			f.Severity, f.Confidence = report.Critical, report.Likely
 			f.Why = "the replayed lookup fails and ListenDrops/" + nrName + " rose, but no SYN from these peers was captured in the window"
+		case captured && !e.checked(sourceCounters):
+			f.Severity, f.Confidence = report.Critical, report.Likely
+			f.Why = "SYNs arrived unanswered and the replayed lookup fails; the drop counters were not read"
 		case captured:
 			f.Severity, f.Confidence = report.Critical, report.Likely
 			f.Why = "SYNs arrived unanswered and the replayed lookup fails; the drop counters did not move in the window"

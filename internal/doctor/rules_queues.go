@@ -13,6 +13,9 @@ import (
 
 func ruleAcceptQueue(e *Evidence) []report.Finding {
 	lo := e.delta("TcpExtListenOverflows")
+	// The catalog's share of the window's drops; split over the full
+	// listeners by their own drop counters, the rest to the first.
+	left := e.attributed().ByCause[causes.AcceptQueueOverflow]
 	var out []report.Finding
 	for i := range e.Listeners {
 		l := &e.Listeners[i]
@@ -26,7 +29,7 @@ func ruleAcceptQueue(e *Evidence) []report.Finding {
 			Severity:  report.Critical,
 			Summary:   fmt.Sprintf("listener %s has a full accept queue (%d waiting, backlog %d): new SYNs are dropped", e.listenerName(l), l.RecvQ, l.SendQ),
 			Listeners: []string{e.listenerName(l)},
-			Drops:     max(dd, lo),
+			Drops:     min(max(dd, 0), int64(left)),
 			Fix: fixcmd.Notes("make the application accept() faster, and raise its listen() backlog together with net.core.somaxconn:").
 				Run(e.sysctlCmd("net.core.somaxconn", 4096)).String(),
 		}
@@ -40,17 +43,25 @@ func ruleAcceptQueue(e *Evidence) []report.Finding {
 		} else {
 			f.Confidence, f.Why = report.Likely, "the queue is full and drops rose, but not all signals moved together"
 		}
+		left -= uint64(f.Drops)
 		out = append(out, f)
 	}
+	if len(out) > 0 {
+		out[0].Drops += int64(left)
+	}
 	if len(out) == 0 && lo > 0 {
+		why := "ListenOverflows rose in the window; no listener's queue was full at the moment it was read"
+		if !e.checked(sourceListeners) {
+			why = "ListenOverflows rose in the window; the listeners were not read, so which queue is full is not known"
+		}
 		out = append(out, report.Finding{
 			Cause: causes.AcceptQueueOverflow, Severity: report.Warning, Confidence: report.Likely,
-			Why:      "ListenOverflows rose in the window; no listener's queue was full at the moment it was read",
+			Why:      why,
 			Summary:  fmt.Sprintf("%d SYNs or final ACKs dropped because an accept queue was full (bursty)", lo),
 			Evidence: counterEv(e, "TcpExtListenOverflows", "TcpExtListenDrops"),
 			Fix: fixcmd.Notes("check the application's accept loop; raise the listen() backlog and net.core.somaxconn:").
 				Run(e.sysctlCmd("net.core.somaxconn", 4096)).String(),
-			Drops: lo,
+			Drops: int64(left),
 		})
 	}
 	return out
@@ -68,19 +79,21 @@ func (e *Evidence) synRecvFor(l *sockets.Socket) int {
 
 func ruleSynQueue(e *Evidence) []report.Finding {
 	qf := e.delta("TcpExtTCPReqQFullDrop")
-	ld := e.delta("TcpExtListenDrops")
-	cookies := e.sysctl("net.ipv4.tcp_syncookies")
+	cookies := "syncookies are off (tcp_syncookies=" + e.sysctl("net.ipv4.tcp_syncookies") + ")"
+	if !e.checked(sourceSysctls) {
+		cookies = "syncookies were off when they were dropped (the sysctls were not read)"
+	}
 	if qf <= 0 {
 		return e.lastQuarter()
 	}
 	f := report.Finding{
 		Cause: causes.SynQueueOverflow, Severity: report.Critical, Confidence: report.Confirmed,
 		Why:      "TCPReqQFullDrop counts exactly this drop",
-		Summary:  fmt.Sprintf("%d SYNs dropped because a SYN queue was full and syncookies are off (tcp_syncookies=%s)", qf, cookies),
+		Summary:  fmt.Sprintf("%d SYNs dropped because a SYN queue was full and %s", qf, cookies),
 		Evidence: counterEv(e, "TcpExtTCPReqQFullDrop", "TcpExtListenDrops"),
 		Fix: fixcmd.Of(e.sysctlCmd("net.ipv4.tcp_syncookies", 1)).
 			Note("and raise the listen() backlog with net.core.somaxconn if the load is legitimate").String(),
-		Drops: max(qf, ld),
+		Drops: int64(e.attributed().ByCause[causes.SynQueueOverflow]),
 	}
 	for i := range e.Listeners {
 		l := &e.Listeners[i]
@@ -125,7 +138,9 @@ func (e *Evidence) lastQuarter() []report.Finding {
 				report.Evidence{Source: "sysctl", Text: fmt.Sprintf("net.ipv4.tcp_max_syn_backlog = %d, net.ipv4.tcp_syncookies = 0", maxSyn)}),
 			Listeners: []string{e.listenerName(l)},
 			Fix:       fixcmd.Of(e.sysctlCmd("net.ipv4.tcp_syncookies", 1), e.sysctlCmd("net.ipv4.tcp_max_syn_backlog", max(maxSyn*4, 4096))).String(),
-			Drops:     ld,
+			// The share of ListenDrops no counter names: this rule
+			// claims it (ruleUnexplained then reports none).
+			Drops: int64(e.attributed().ByCause[causes.UnexplainedDrops]),
 		}}
 	}
 	return nil

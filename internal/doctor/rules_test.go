@@ -123,8 +123,11 @@ func TestAcceptQueueFull(t *testing.T) {
 func TestRankingBySeverityThenDrops(t *testing.T) {
 	e := server()
 	noRouteV6(e) // 10 drops
-	e.CounterDeltas["TcpExtTCPMinTTLDrop"] = 30
+	// 30 more route failures; MINTTL drops happen in tcp_v4_rcv before
+	// the listener and never move ListenDrops (catalog attribution).
 	e.CounterDeltas["TcpExtListenDrops"] += 30
+	e.CounterDeltas["Ip6OutNoRoutes"] += 30
+	e.CounterDeltas["TcpExtTCPMinTTLDrop"] = 30
 	e.Sysctl["net.core.somaxconn"] = "128"
 	e.Listeners[0].SendQ = 128
 	r := &report.Report{Findings: Diagnose(e)}
@@ -142,6 +145,9 @@ func TestRankingBySeverityThenDrops(t *testing.T) {
 		if got[i] != want[i] {
 			t.Fatalf("got %v, want %v", got, want)
 		}
+	}
+	if r.Findings[0].Drops != 40 || r.Findings[1].Drops != 30 {
+		t.Fatalf("drops %d, %d; want 40, 30", r.Findings[0].Drops, r.Findings[1].Drops)
 	}
 }
 

@@ -19,6 +19,12 @@ type TCFilter struct {
 	Kind      string // "bpf", "u32", "flower", ...
 	Priority  uint16
 	Handle    uint32
+	// For bpf filters: the program's id, the filter's name (what tc was
+	// given, often the object file and section) and whether the program's
+	// return value is the verdict (direct-action).
+	ProgID       int
+	ProgName     string
+	DirectAction bool
 	// Text names the filter as `tc filter show` would, enough to find it.
 	Text string
 }
@@ -51,6 +57,7 @@ func TCFilters() ([]TCFilter, error) {
 					Kind: f.Type(), Priority: a.Priority, Handle: a.Handle}
 				tf.Text = fmt.Sprintf("tc filter on %s %s pref %d %s", tf.Dev, dir.name, a.Priority, tf.Kind)
 				if b, ok := f.(*netlink.BpfFilter); ok {
+					tf.ProgID, tf.ProgName, tf.DirectAction = b.Id, b.Name, b.DirectAction
 					tf.Text += fmt.Sprintf(" %s id %d", b.Name, b.Id)
 					if b.DirectAction {
 						tf.Text += " direct-action"

@@ -19,6 +19,8 @@ var hostile = []string{
 	"\x1b[2J\x1b[31mFAKE", "tab\there", "nl\nmid", "%d%s%n", "-rf", "~root", "#c", "*", "?", "[a]",
 	"crème", "\u202etxt", "\xff\xfe", "a b", "'", "''", "$HOME", "${IFS}", "!", "{a,b}",
 	"\x01\x02\x7f", "\u009b2J", "-\xf30", "-\x1b",
+	// printf's own syntax beside a byte that forces the printf path
+	"\x01%s", "%d\x1b%n%%", "\u2028%b\\c", "-%s\x7f", "\x01\\n\\101\\\\",
 }
 
 // shellEcho runs `printf %s WORD` through sh and returns the bytes, proving

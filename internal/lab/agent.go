@@ -176,6 +176,9 @@ func (l *lab) startAgent(ctx context.Context, t *netns.Target, spec agentSpec) e
 	// Detached: its own session, so a terminal's ^C to `lab up` or the end
 	// of a test does not take the lab down with it.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if spec.Kind == "listener" && l.cgroupFD > 0 {
+		cmd.SysProcAttr.UseCgroupFD, cmd.SysProcAttr.CgroupFD = true, l.cgroupFD
+	}
 	// Forked from a thread inside t, the child starts (all its threads)
 	// in t's network namespace.
 	if err := t.Do(cmd.Start); err != nil {

@@ -301,6 +301,9 @@ func down(p string) error {
 			errs = append(errs, fmt.Errorf("lab down: %w", err))
 		}
 	}
+	if err := removeCgroup(p); err != nil {
+		errs = append(errs, err)
+	}
 	if err := os.RemoveAll(agentDir(p)); err != nil {
 		errs = append(errs, fmt.Errorf("lab down: %w", err))
 	}

@@ -442,11 +442,19 @@ var faultChecks = map[string]faultCheck{
 	"synack-egress-drop":       {positive: []string{"TcpExtTCPTimeouts"}, zero: []string{"TcpExtTCPSynRetrans", "TcpExtListenDrops"}},
 	"syn-backlog-last-quarter": {anyDial: true, positive: []string{"TcpExtListenDrops"}, zero: []string{"TcpExtTCPReqQFullDrop", "TcpExtListenOverflows", "IpOutNoRoutes"}},
 	// Only the colliding 4-tuples fail; a fresh Dial works.
-	"paws-reject":        {dialOK: true, positive: []string{"TcpExtPAWSTimewait"}},
-	"ipv6-disabled":      {positive: []string{"Ip6InDiscards"}},
-	"tcp-minttl":         {positive: []string{"TcpExtTCPMinTTLDrop"}},
-	"tcp-md5-mismatch":   {positive: []string{"TcpExtTCPMD5NotFound"}},
-	"healthy-under-load": {dialOK: true, zero: []string{"TcpExtListenDrops"}, extra: checkLoad},
+	"paws-reject":      {dialOK: true, positive: []string{"TcpExtPAWSTimewait"}},
+	"ipv6-disabled":    {positive: []string{"Ip6InDiscards"}},
+	"tcp-minttl":       {positive: []string{"TcpExtTCPMinTTLDrop"}},
+	"tcp-md5-mismatch": {positive: []string{"TcpExtTCPMD5NotFound"}},
+	// Beside nftables: the client cannot connect; the legacy rule's own
+	// counter proves it is the rule.
+	"iptables-legacy-drop-syn":  {extra: checkXTCounter("iptables-legacy")},
+	"ip6tables-legacy-drop-syn": {extra: checkXTCounter("ip6tables-legacy")},
+	"tc-ingress-drop-syn":       {},
+	"xdp-drop-syn":              {},
+	"socket-filter-drop":        {},
+	"cgroup-skb-drop":           {},
+	"healthy-under-load":        {dialOK: true, zero: []string{"TcpExtListenDrops"}, extra: checkLoad},
 }
 
 // checkRAAtRisk: iproute2 sees what doctor must: an RA-learned IPv6
@@ -472,6 +480,20 @@ func TestEveryFaultScenarioIsChecked(t *testing.T) {
 		if _, ok := faultChecks[s.Name]; !ok && s.Expect != "" {
 			t.Errorf("scenario %s (expect %s) has no fault check", s.Name, s.Expect)
 		}
+	}
+}
+
+// checkXTCounter: the legacy rule counted packets.
+func checkXTCounter(tool string) func(*Env) error {
+	return func(env *Env) error {
+		out, err := exec.Command("ip", "netns", "exec", env.Server, tool, "-w", "-L", "INPUT", "1", "-v", "-x", "-n").CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("%s: %v: %s", tool, err, out)
+		}
+		if f := strings.Fields(string(out)); len(f) == 0 || f[0] == "0" {
+			return fmt.Errorf("%s rule 1 of INPUT counted nothing: %q", tool, out)
+		}
+		return nil
 	}
 }
 

@@ -27,6 +27,9 @@ type listenerSpec struct {
 	MD5Key     string   `json:"md5_key,omitempty"`
 	MD5Peers   []string `json:"md5_peers,omitempty"`
 	BindDevice string   `json:"bind_device,omitempty"`
+	// DropFilter attaches a classic socket filter returning 0: the
+	// listener drops every packet, SYNs included.
+	DropFilter bool `json:"drop_filter,omitempty"`
 }
 
 func runListener(ctx context.Context, s listenerSpec, ready func() error) error {
@@ -127,6 +130,12 @@ func openListener(s listenerSpec) (int, error) {
 	if s.BindDevice != "" {
 		if err := unix.BindToDevice(fd, s.BindDevice); err != nil {
 			return fail("SO_BINDTODEVICE "+s.BindDevice, err)
+		}
+	}
+	if s.DropFilter {
+		prog := unix.SockFprog{Len: 1, Filter: &[]unix.SockFilter{{Code: 0x06 /* BPF_RET|BPF_K */, K: 0}}[0]}
+		if err := unix.SetsockoptSockFprog(fd, unix.SOL_SOCKET, unix.SO_ATTACH_FILTER, &prog); err != nil {
+			return fail("SO_ATTACH_FILTER", err)
 		}
 	}
 	var sa unix.Sockaddr

@@ -24,9 +24,14 @@ type lab struct {
 	cli, rtr, srv *netns.Target
 	hc, hr, hs    *netlink.Handle
 	env           *Env
+	// cgroupFD, when set, is the cgroup the listener starts in.
+	cgroupFD int
 }
 
 func (l *lab) close() {
+	if l.cgroupFD > 0 {
+		unix.Close(l.cgroupFD)
+	}
 	for _, h := range []*netlink.Handle{l.hc, l.hr, l.hs} {
 		if h != nil {
 			h.Close()

@@ -18,8 +18,8 @@ import (
 	"time"
 
 	"github.com/synscope/synscope/internal/causes"
+	"github.com/synscope/synscope/internal/packet"
 	"github.com/synscope/synscope/internal/pcap/capfile"
-	"github.com/synscope/synscope/internal/pcap/decode"
 )
 
 // Config controls an analysis.
@@ -55,6 +55,18 @@ type Config struct {
 	// SYN flood costs constant memory. 0 means DefaultMaxAttempts; a
 	// negative value removes the cap.
 	MaxAttempts int
+	// ZeekRows splits connections into rows exactly where Zeek's timers
+	// do: an attempt nobody answered ends tcp_attempt_delay (5 s) after
+	// its first SYN, so a later retransmission starts a new row, and
+	// every connection ends once idle for the inactivity timeout (ended
+	// at, not after, the timeout, in every state). Off by default: one
+	// row per attempt keeps the whole SYN retransmission schedule (and
+	// the client's RTO pattern) together (ZEEK.md, difference 4).
+	ZeekRows bool
+	// Now is the analysis time: a packet stamped more than a day after
+	// it cannot have been captured yet (a corrupt timestamp) and is
+	// taken at the time of the packet before it. Zero means time.Now().
+	Now time.Time
 }
 
 // DefaultMaxAttempts is the default Config.MaxAttempts: about 100 MB of
@@ -83,11 +95,12 @@ const (
 	VerdictSynTimeout      Verdict = "syn-timeout"
 	VerdictRefused         Verdict = "refused"
 	VerdictICMPUnreachable Verdict = "icmp-unreachable"
-	VerdictSynackNoAck     Verdict = "synack-unanswered"
-	VerdictAckInsteadOfSA  Verdict = "ack-instead-of-synack"
-	VerdictOneDirection    Verdict = "one-direction"
-	VerdictMidstream       Verdict = "midstream"
-	VerdictClientAbort     Verdict = "client-abort"
+	// VerdictSynackNoAck is the catalog cause it names, spelled once.
+	VerdictSynackNoAck    Verdict = Verdict(causes.SynackUnanswered)
+	VerdictAckInsteadOfSA Verdict = "ack-instead-of-synack"
+	VerdictOneDirection   Verdict = "one-direction"
+	VerdictMidstream      Verdict = "midstream"
+	VerdictClientAbort    Verdict = "client-abort"
 	// VerdictUnfinished: the capture ended before the next SYN (or
 	// SYN-ACK) retransmission or the answer was due.
 	VerdictUnfinished Verdict = "unfinished"
@@ -107,7 +120,7 @@ type PacketRec struct {
 	Dup      bool   `json:"dup,omitempty"`
 	ICMP     string `json:"icmp,omitempty"`
 	Bad      bool   `json:"bad_checksum,omitempty"`
-	Opt      decode.Options
+	Opt      packet.Options
 }
 
 // Conn is one connection: Zeek's fields, then synscope's.
@@ -190,14 +203,16 @@ type Conn struct {
 	rtt         float64   // HandshakeRTT points here
 	schedBuf    []float64 // SynSchedule's backing array, kept for reuse
 	v6          bool
-	origA, resA decode.Addr
+	origA, resA packet.Addr
 	firstTS     int64
 	icmp        string
 	icmpCause   causes.ID
 	// icmpOnly: the connection is known only from an ICMP error quoting
 	// its SYN; icmpFrom sent the error.
 	icmpOnly bool
-	icmpFrom decode.Addr
+	icmpFrom packet.Addr
+	// badTS: a note names a packet of it with an implausible timestamp.
+	badTS bool
 }
 
 // Stats counts what the analyzer saw.
@@ -211,10 +226,10 @@ type Stats struct {
 	Duplicates int `json:"capture_duplicates"`
 	Flows      int `json:"connections"`
 	MaxOpen    int `json:"max_open_flows"`
-	// UndecodedBy splits Undecoded by reason (decode.Reasons).
+	// UndecodedBy splits Undecoded by reason (packet.Reasons).
 	UndecodedBy map[string]int `json:"undecoded_by_reason,omitempty"`
 	// Encapsulations counts the TCP segments and ICMP errors decoded
-	// from inside each encapsulation (decode.EncapNames).
+	// from inside each encapsulation (packet.EncapNames).
 	Encapsulations map[string]int `json:"encapsulations,omitempty"`
 	// OutOfOrder counts packets timestamped earlier than one before
 	// them; MaxBackstep is the largest such step, seconds.
@@ -227,6 +242,13 @@ type Stats struct {
 	// ICMPUnmatched counts ICMP errors quoting a TCP segment of no
 	// connection in the capture that was not a SYN.
 	ICMPUnmatched int `json:"icmp_unmatched,omitempty"`
+	// ImplausibleTS counts packets stamped after the analysis time (a
+	// corrupt timestamp), each analysed at the time of the packet before
+	// it; ImplausibleFrame and ImplausibleAt are the first one's frame
+	// number and timestamp (seconds since the epoch).
+	ImplausibleTS    int     `json:"implausible_timestamps,omitempty"`
+	ImplausibleFrame int     `json:"implausible_first_frame,omitempty"`
+	ImplausibleAt    float64 `json:"implausible_first_ts,omitempty"`
 	// MaxAttempts is the cap on attempts tracked one by one; Untracked
 	// sums what came beyond it, per server:port.
 	MaxAttempts   int         `json:"max_attempts"`
@@ -237,14 +259,14 @@ type Stats struct {
 // Analyzer consumes packets and produces connections.
 type Analyzer struct {
 	cfg    Config
-	dec    decode.Decoder
+	dec    packet.Decoder
 	flows  flowTable
 	done   []*Conn
 	free   []*Conn // recycled connections (Config.ReuseConns)
 	stats  Stats
 	now    int64
 	nextID int
-	pkt    decode.Packet
+	pkt    packet.Packet
 	likely map[uint16]bool
 	idle   int64
 	strs   strCache
@@ -255,8 +277,8 @@ type Analyzer struct {
 	dups     *dupTable
 	first    int64
 	backstep int64
-	encaps   [decode.NumEncaps]int
-	undec    [len(decode.Reasons)]int
+	encaps   [packet.NumEncaps]int
+	undec    [len(packet.Reasons)]int
 	// attempts counts the connections held that are half-open attempts
 	// (live ones, and ended ones kept for the report).
 	attempts    int
@@ -264,10 +286,14 @@ type Analyzer struct {
 	agg         aggregates
 	// srvRTT is the largest handshake RTT seen per server (bounded).
 	srvRTT map[srvAddr]int64
+	// latest is the latest plausible timestamp (Config.Now + a day).
+	latest int64
+	// zeekRows: Config.ZeekRows.
+	zeekRows bool
 }
 
 type srvAddr struct {
-	a  decode.Addr
+	a  packet.Addr
 	v6 bool
 }
 
@@ -280,6 +306,11 @@ const (
 	closeDelay  = int64(5 * time.Second)
 	attemptIdle = int64(time.Minute)
 	dupWindow   = int64(200 * time.Millisecond)
+	// attemptDelay is Zeek's tcp_attempt_delay (Config.ZeekRows).
+	attemptDelay = int64(5 * time.Second)
+	// clockSlack is how far after the analysis time a timestamp may be
+	// (a capture host's clock running ahead) before it is implausible.
+	clockSlack = 24 * time.Hour
 )
 
 // The idle sweep is incremental: every sweepEvery packets it examines
@@ -307,6 +338,12 @@ func NewAnalyzer(cfg Config) *Analyzer {
 	if a.likely == nil {
 		a.likely = DefaultLikelyServerPorts
 	}
+	now := cfg.Now
+	if now.IsZero() {
+		now = time.Now()
+	}
+	a.latest = now.Add(clockSlack).UnixNano()
+	a.zeekRows = cfg.ZeekRows
 	a.idle = int64(cfg.IdleTimeout)
 	if a.idle <= 0 {
 		a.idle = int64(5 * time.Minute)
@@ -323,7 +360,7 @@ func (a *Analyzer) Stats() Stats {
 			if st.UndecodedBy == nil {
 				st.UndecodedBy = map[string]int{}
 			}
-			st.UndecodedBy[decode.Reasons[i]] = n
+			st.UndecodedBy[packet.Reasons[i]] = n
 		}
 	}
 	for i, n := range a.encaps {
@@ -331,7 +368,7 @@ func (a *Analyzer) Stats() Stats {
 			if st.Encapsulations == nil {
 				st.Encapsulations = map[string]int{}
 			}
-			st.Encapsulations[decode.EncapNames[i]] = n
+			st.Encapsulations[packet.EncapNames[i]] = n
 		}
 	}
 	if st.Packets > 0 {
@@ -346,6 +383,18 @@ func (a *Analyzer) Stats() Stats {
 // Add feeds one captured packet; index is its 1-based frame number.
 func (a *Analyzer) Add(cp capfile.Packet, index int) {
 	a.stats.Packets++
+	badTS, rawTS := false, cp.TS
+	if cp.TS > a.latest && a.stats.Packets > 1 {
+		// A corrupt timestamp: taking it would end every open
+		// connection as idle and split the one it belongs to. Its
+		// sequence numbers still pair it; its time is the previous
+		// packet's.
+		if a.stats.ImplausibleTS == 0 {
+			a.stats.ImplausibleFrame, a.stats.ImplausibleAt = index, float64(cp.TS)/1e9
+		}
+		a.stats.ImplausibleTS++
+		cp.TS, badTS = a.now, true
+	}
 	switch {
 	case a.stats.Packets == 1:
 		a.now, a.first = cp.TS, cp.TS
@@ -363,15 +412,15 @@ func (a *Analyzer) Add(cp capfile.Packet, index int) {
 		a.sweepCredit = 0
 	}
 	p := &a.pkt
-	if err := a.dec.Decode(cp.Link, cp.Data, p); err != nil || p.Kind == decode.KindOther {
+	if err := a.dec.Decode(cp.Link, cp.Data, p); err != nil || p.Kind == packet.KindOther {
 		if err != nil {
 			a.stats.Undecoded++
-			a.undec[decode.ReasonIndex(err)]++
+			a.undec[packet.ReasonIndex(err)]++
 		}
 		return
 	}
 	if p.Encaps != 0 {
-		for e := range decode.NumEncaps {
+		for e := range packet.NumEncaps {
 			if p.Encaps&(1<<e) != 0 {
 				a.encaps[e]++
 			}
@@ -384,7 +433,7 @@ func (a *Analyzer) Add(cp capfile.Packet, index int) {
 	if a.cfg.Filter != nil && !a.cfg.Filter.match(p) {
 		return
 	}
-	if p.Kind == decode.KindICMPError {
+	if p.Kind == packet.KindICMPError {
 		a.stats.ICMPErrors++
 		a.icmp(p, cp.TS, index)
 		return
@@ -396,14 +445,16 @@ func (a *Analyzer) Add(cp capfile.Packet, index int) {
 	if c != nil {
 		switch {
 		case c.z.removeAt != 0 && cp.TS >= c.z.removeAt,
-			cp.TS-c.lastTS > c.idleLimit(a.idle),
+			a.zeekRows && c.z.attemptExpired(cp.TS),
+			a.zeekRows && cp.TS-c.lastTS >= a.idle,
+			!a.zeekRows && cp.TS-c.lastTS > c.idleLimit(a.idle),
 			bothInactive(&c.z) && cp.TS-c.z.lastTime > closeDelay,
 			c.z.isReuse(p):
 			a.finish(si)
 			c = nil
 		}
 	}
-	bareSYN := p.Flags&(decode.SYN|decode.ACK|decode.RST) == decode.SYN
+	bareSYN := p.Flags&(packet.SYN|packet.ACK|packet.RST) == packet.SYN
 	if c == nil && a.maxAttempts > 0 && a.attempts >= a.maxAttempts && a.agg.take(p, cp.TS, bareSYN) {
 		// Beyond the cap: summed, not tracked.
 		return
@@ -433,6 +484,9 @@ func (a *Analyzer) Add(cp capfile.Packet, index int) {
 		a.flows.insert(si, h, c)
 		a.stats.Flows++
 		a.stats.MaxOpen = max(a.stats.MaxOpen, a.flows.n)
+		if a.zeekRows {
+			c.z.attemptDelay = attemptDelay
+		}
 		if bareSYN {
 			c.attempt = true
 			a.attempts++
@@ -451,6 +505,10 @@ func (a *Analyzer) Add(cp capfile.Packet, index int) {
 		isOrig = true
 	}
 	c.lastTS = cp.TS
+	if badTS && !c.badTS {
+		c.badTS = true
+		c.Notes = append(c.Notes, fmt.Sprintf("frame %d carries an implausible timestamp (%s, after the analysis time): it was taken at the time of the packet before it", index, time.Unix(0, rawTS).UTC().Format(time.RFC3339)))
+	}
 	if p.TCPChecksumBad {
 		a.stats.BadTCPCsum++
 		c.z.checksumError(isOrig)
@@ -512,6 +570,13 @@ func (a *Analyzer) newConn() *Conn {
 // exceeded, as Add does).
 func (c *Conn) deadline(idle int64) int64 {
 	d := c.lastTS + c.idleLimit(idle) + 1
+	if c.z.attemptDelay != 0 {
+		// Zeek's timers (Config.ZeekRows).
+		d = c.lastTS + idle
+		if c.z.attemptAt != 0 && c.z.attemptAt < d && c.z.attempting() {
+			d = c.z.attemptAt
+		}
+	}
 	if c.z.removeAt != 0 && c.z.removeAt < d {
 		d = c.z.removeAt
 	}
@@ -529,8 +594,8 @@ func (c *Conn) idleLimit(idle int64) int64 {
 
 // ours updates synscope's own handshake tracking with a packet that is
 // not a capture duplicate.
-func (c *Conn) ours(p *decode.Packet, isOrig bool, ts int64) {
-	syn, ack, rst := p.Flags&decode.SYN != 0, p.Flags&decode.ACK != 0, p.Flags&decode.RST != 0
+func (c *Conn) ours(p *packet.Packet, isOrig bool, ts int64) {
+	syn, ack, rst := p.Flags&packet.SYN != 0, p.Flags&packet.ACK != 0, p.Flags&packet.RST != 0
 	if syn && !ack && !rst {
 		if !c.haveCli {
 			c.haveCli, c.cliIsOrig, c.isn = true, isOrig, p.Seq
@@ -581,7 +646,7 @@ func (c *Conn) ours(p *decode.Packet, isOrig bool, ts int64) {
 			return
 		}
 		end := p.Seq + uint32(p.PayloadLen)
-		if p.Flags&decode.FIN != 0 {
+		if p.Flags&packet.FIN != 0 {
 			end++
 		}
 		if len(c.synTimes) > 0 {
@@ -651,13 +716,13 @@ func max32seq(a, b uint32) uint32 {
 	return a
 }
 
-func (a *Analyzer) icmp(p *decode.Packet, ts int64, index int) {
+func (a *Analyzer) icmp(p *packet.Packet, ts int64, index int) {
 	// The quoted packet went InnerSrc:InnerSport -> InnerDst:InnerDport.
 	key, srcIsA := keyOf(&p.InnerSrc, &p.InnerDst, p.InnerSport, p.InnerDport, p.V6)
 	h := a.flows.hash(&key)
 	si, c := a.flows.find(&key, h)
 	if c == nil {
-		if !p.InnerHasFlags || p.InnerFlags&(decode.SYN|decode.ACK|decode.RST) != decode.SYN {
+		if !p.InnerHasFlags || p.InnerFlags&(packet.SYN|packet.ACK|packet.RST) != packet.SYN {
 			a.stats.ICMPUnmatched++
 			return
 		}

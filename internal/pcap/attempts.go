@@ -7,7 +7,7 @@ import (
 	"math/bits"
 	"sort"
 
-	"github.com/synscope/synscope/internal/pcap/decode"
+	"github.com/synscope/synscope/internal/packet"
 )
 
 // Aggregate sums the half-open attempts to one server:port that came
@@ -62,7 +62,7 @@ type aggregates struct {
 }
 
 type aggKey struct {
-	a    decode.Addr
+	a    packet.Addr
 	v6   bool
 	port uint16
 }
@@ -81,9 +81,9 @@ func (g *aggregates) init() { g.m = map[aggKey]*aggregate{} }
 // take sums a packet of a flow that is not tracked, when it is a new
 // attempt (bare SYN) or a SYN-ACK or RST answering one; it reports
 // whether it did (other packets start a connection as usual).
-func (g *aggregates) take(p *decode.Packet, ts int64, bareSYN bool) bool {
-	synack := p.Flags&(decode.SYN|decode.ACK|decode.RST) == decode.SYN|decode.ACK
-	rst := p.Flags&(decode.SYN|decode.RST) == decode.RST
+func (g *aggregates) take(p *packet.Packet, ts int64, bareSYN bool) bool {
+	synack := p.Flags&(packet.SYN|packet.ACK|packet.RST) == packet.SYN|packet.ACK
+	rst := p.Flags&(packet.SYN|packet.RST) == packet.RST
 	if !bareSYN && !synack && !rst {
 		return false
 	}
@@ -194,7 +194,7 @@ func (e *aggregate) export(server string, port uint16) Aggregate {
 }
 
 // addrWords returns an address as two 64-bit words.
-func addrWords(a *decode.Addr) (uint64, uint64) {
+func addrWords(a *packet.Addr) (uint64, uint64) {
 	return binary.BigEndian.Uint64(a[:8]), binary.BigEndian.Uint64(a[8:])
 }
 

@@ -14,8 +14,8 @@ import (
 	"time"
 
 	"github.com/synscope/synscope/internal/causes"
+	"github.com/synscope/synscope/internal/packet"
 	"github.com/synscope/synscope/internal/pcap/capfile"
-	"github.com/synscope/synscope/internal/pcap/decode"
 	"github.com/synscope/synscope/internal/pcap/synth"
 )
 
@@ -23,13 +23,13 @@ import (
 // connection reported as a failed handshake) or miss found when synscope
 // was run on public captures, first on a capture written with synth,
 // then, where one shows the class, on a Zeek regression capture (read in
-// place from ../shared/captures/zeek) or one derived from it in memory.
+// place from testdata/zeek) or one derived from it in memory.
 
 // frame is one captured frame with its absolute time.
 type frame struct {
 	ts   int64
 	data []byte
-	dec  decode.Packet
+	dec  packet.Packet
 }
 
 // readFrames reads a Zeek capture (Ethernet) and decodes each frame.
@@ -45,7 +45,7 @@ func readFrames(t *testing.T, name string) []frame {
 		t.Fatal(err)
 	}
 	var out []frame
-	var d decode.Decoder
+	var d packet.Decoder
 	for {
 		p, err := rd.Next()
 		if errors.Is(err, io.EOF) {
@@ -54,7 +54,7 @@ func readFrames(t *testing.T, name string) []frame {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if p.Link != capfile.LinkEthernet {
+		if p.Link != packet.LinkEthernet {
 			t.Fatalf("%s: link type %d", name, p.Link)
 		}
 		fr := frame{ts: p.TS, data: slices.Clone(p.Data)}
@@ -68,7 +68,7 @@ func readFrames(t *testing.T, name string) []frame {
 func analyzeFrames(t *testing.T, frames []frame, cfg Config) *Report {
 	t.Helper()
 	var b bytes.Buffer
-	w, err := synth.NewPcapWriter(&b, capfile.LinkEthernet, binary.LittleEndian, true)
+	w, err := synth.NewPcapWriter(&b, packet.LinkEthernet, binary.LittleEndian, true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -186,18 +186,18 @@ func TestClassOneDirection(t *testing.T) {
 		// egress-only capture of 23 real connections.
 		all := readFrames(t, "ssh_ssh.pcap")
 		type end struct {
-			a    decode.Addr
+			a    packet.Addr
 			port uint16
 		}
 		clients := map[end]bool{}
 		for _, f := range all {
-			if f.dec.Kind == decode.KindTCP && f.dec.Flags&(decode.SYN|decode.ACK) == decode.SYN {
+			if f.dec.Kind == packet.KindTCP && f.dec.Flags&(packet.SYN|packet.ACK) == packet.SYN {
 				clients[end{f.dec.Src, f.dec.SrcPort}] = true
 			}
 		}
 		var cli []frame
 		for _, f := range all {
-			if f.dec.Kind == decode.KindTCP && clients[end{f.dec.Src, f.dec.SrcPort}] {
+			if f.dec.Kind == packet.KindTCP && clients[end{f.dec.Src, f.dec.SrcPort}] {
 				cli = append(cli, f)
 			}
 		}
@@ -263,7 +263,7 @@ func TestClassCaptureEnded(t *testing.T) {
 		all := readFrames(t, "ssh_ssh.pcap")
 		last := -1
 		for i, f := range all {
-			if f.dec.Kind == decode.KindTCP && f.dec.Flags&(decode.SYN|decode.ACK) == decode.SYN {
+			if f.dec.Kind == packet.KindTCP && f.dec.Flags&(packet.SYN|packet.ACK) == packet.SYN {
 				last = i
 			}
 		}
@@ -358,7 +358,7 @@ func TestClassSynackMissing(t *testing.T) {
 		all := readFrames(t, "ssh_ssh.pcap")
 		var kept []frame
 		for _, f := range all {
-			if f.dec.Kind == decode.KindTCP && f.dec.Flags&(decode.SYN|decode.ACK) == decode.SYN|decode.ACK {
+			if f.dec.Kind == packet.KindTCP && f.dec.Flags&(packet.SYN|packet.ACK) == packet.SYN|packet.ACK {
 				continue
 			}
 			kept = append(kept, f)
@@ -412,14 +412,14 @@ func TestClassFinalAck(t *testing.T) {
 		seenAck := map[tuple]bool{}
 		for _, f := range all {
 			p := &f.dec
-			if p.Kind != decode.KindTCP {
+			if p.Kind != packet.KindTCP {
 				continue
 			}
-			if p.Flags&(decode.SYN|decode.ACK) == decode.SYN|decode.ACK {
+			if p.Flags&(packet.SYN|packet.ACK) == packet.SYN|packet.ACK {
 				synackAt[tuple{p.DstPort, p.SrcPort}] = len(moved)
 			}
 			k := tuple{p.SrcPort, p.DstPort}
-			if i, ok := synackAt[k]; ok && !seenAck[k] && p.Flags == decode.ACK && p.PayloadLen == 0 {
+			if i, ok := synackAt[k]; ok && !seenAck[k] && p.Flags == packet.ACK && p.PayloadLen == 0 {
 				seenAck[k] = true
 				g := f
 				g.ts = moved[i].ts - 7000
@@ -448,7 +448,7 @@ func TestClassFinalAck(t *testing.T) {
 		for _, f := range all {
 			p := &f.dec
 			k := tuple{p.SrcPort, p.DstPort}
-			if p.Kind == decode.KindTCP && p.DstPort == 22 && p.Flags == decode.ACK && p.PayloadLen == 0 && !seenAck[k] {
+			if p.Kind == packet.KindTCP && p.DstPort == 22 && p.Flags == packet.ACK && p.PayloadLen == 0 && !seenAck[k] {
 				seenAck[k] = true
 				continue
 			}

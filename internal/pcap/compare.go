@@ -8,8 +8,9 @@ import (
 	"sort"
 	"text/tabwriter"
 
+	"github.com/synscope/synscope/internal/buildinfo"
 	"github.com/synscope/synscope/internal/causes"
-	"github.com/synscope/synscope/internal/pcap/decode"
+	"github.com/synscope/synscope/internal/packet"
 	"github.com/synscope/synscope/internal/safetext"
 )
 
@@ -73,8 +74,10 @@ type Paired struct {
 
 // Comparison is the result of comparing two captures.
 type Comparison struct {
-	ClientFile string `json:"client_file"`
-	ServerFile string `json:"server_file"`
+	// Version is the synscope that wrote the report (`synscope version --json`).
+	Version    buildinfo.Info `json:"version"`
+	ClientFile string         `json:"client_file"`
+	ServerFile string         `json:"server_file"`
 	// ClockOffset is the server clock minus the client clock, seconds.
 	ClockOffset float64   `json:"clock_offset"`
 	OffsetFrom  string    `json:"clock_offset_method"`
@@ -112,7 +115,7 @@ type synInfo struct {
 	isn    uint32
 	tsvals map[uint32]bool
 	ipids  map[uint16]bool
-	opt    decode.Options
+	opt    packet.Options
 	dport  uint16
 	ts     int64
 }
@@ -121,7 +124,7 @@ func synOf(c *Conn) (synInfo, bool) {
 	s := synInfo{tsvals: map[uint32]bool{}, ipids: map[uint16]bool{}}
 	found := false
 	for _, p := range c.Packets {
-		if p.ICMP != "" || p.Bad || p.FromOrig != c.ClientIsOrig || p.Flags&(decode.SYN|decode.ACK|decode.RST) != decode.SYN {
+		if p.ICMP != "" || p.Bad || p.FromOrig != c.ClientIsOrig || p.Flags&(packet.SYN|packet.ACK|packet.RST) != packet.SYN {
 			continue
 		}
 		if !found {
@@ -362,8 +365,8 @@ func pairPackets(cli, srv *Conn, cs, sc *[]int64) []PacketFate {
 			if !have[d] {
 				isn[d], have[d] = p.Seq, true
 			}
-			k := pktKey{fromCli: fromCli, flags: p.Flags &^ decode.PSH, relSeq: p.Seq - isn[d], ln: p.Len, tsval: p.TSval}
-			if p.Flags&decode.ACK != 0 && have[1-d] {
+			k := pktKey{fromCli: fromCli, flags: p.Flags &^ packet.PSH, relSeq: p.Seq - isn[d], ln: p.Len, tsval: p.TSval}
+			if p.Flags&packet.ACK != 0 && have[1-d] {
 				k.relAck = p.Ack - isn[1-d]
 			}
 			k.nth = seen[k]
@@ -516,6 +519,7 @@ func (c *Comparison) Failed() int {
 
 // WriteJSON writes the comparison as JSON.
 func (c *Comparison) WriteJSON(w io.Writer) error {
+	c.Version = buildinfo.Get()
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	if err := enc.Encode(c); err != nil {

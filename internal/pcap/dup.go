@@ -1,6 +1,6 @@
 package pcap
 
-import "github.com/synscope/synscope/internal/pcap/decode"
+import "github.com/synscope/synscope/internal/packet"
 
 // dupTable remembers the signatures of recent packets so that a packet
 // captured several times finds its first copy even when other packets
@@ -25,7 +25,7 @@ const dupSlots = 4096
 // seen reports whether p (of the flow with hash h) repeats a packet seen
 // within dupWindow before: same direction, sequence and ACK numbers,
 // flags, length, IP ID and TSval. It records p otherwise.
-func (t *dupTable) seen(h uint64, p *decode.Packet, isOrig bool, ts int64) bool {
+func (t *dupTable) seen(h uint64, p *packet.Packet, isOrig bool, ts int64) bool {
 	dir := uint64(0)
 	if isOrig {
 		dir = 1

@@ -6,7 +6,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/synscope/synscope/internal/pcap/decode"
+	"github.com/synscope/synscope/internal/packet"
 )
 
 // Filter keeps packets whose source or destination matches every term.
@@ -58,10 +58,10 @@ func (f *Filter) add(t string) error {
 	return fmt.Errorf("filter term %q: not an address, prefix or port", t)
 }
 
-func (f *Filter) match(p *decode.Packet) bool {
+func (f *Filter) match(p *packet.Packet) bool {
 	src, dst := p.Src, p.Dst
 	sp, dp := p.SrcPort, p.DstPort
-	if p.Kind == decode.KindICMPError {
+	if p.Kind == packet.KindICMPError {
 		src, dst, sp, dp = p.InnerSrc, p.InnerDst, p.InnerSport, p.InnerDport
 	}
 	return f.side(src.IP(p.V6), sp) || f.side(dst.IP(p.V6), dp) || f.split(src.IP(p.V6), dst.IP(p.V6), sp, dp)

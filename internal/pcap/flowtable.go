@@ -6,7 +6,7 @@ import (
 	"math/bits"
 	"math/rand/v2"
 
-	"github.com/synscope/synscope/internal/pcap/decode"
+	"github.com/synscope/synscope/internal/packet"
 )
 
 // flowKey is a connection's 4-tuple in a canonical order (the lower
@@ -19,7 +19,7 @@ type flowKey struct {
 }
 
 // keyOf also reports whether the source is the key's first pair.
-func keyOf(src, dst *decode.Addr, sp, dp uint16, v6 bool) (flowKey, bool) {
+func keyOf(src, dst *packet.Addr, sp, dp uint16, v6 bool) (flowKey, bool) {
 	s0, s1 := binary.BigEndian.Uint64(src[:8]), binary.BigEndian.Uint64(src[8:])
 	d0, d1 := binary.BigEndian.Uint64(dst[:8]), binary.BigEndian.Uint64(dst[8:])
 	var v uint64

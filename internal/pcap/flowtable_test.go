@@ -4,7 +4,7 @@ import (
 	"math/rand/v2"
 	"testing"
 
-	"github.com/synscope/synscope/internal/pcap/decode"
+	"github.com/synscope/synscope/internal/packet"
 )
 
 // The open-addressing table against a Go map under random inserts and
@@ -33,7 +33,7 @@ func TestFlowTable(t *testing.T) {
 			continue
 		}
 		// Few distinct addresses and ports: many near-identical keys.
-		var src, dst decode.Addr
+		var src, dst packet.Addr
 		src[3], dst[3] = byte(rng.IntN(4)), byte(rng.IntN(4))
 		v6 := rng.IntN(2) == 0
 		if v6 {
@@ -74,8 +74,8 @@ func TestFlowTable(t *testing.T) {
 }
 
 func TestKeyOfSymmetric(t *testing.T) {
-	a := decode.Addr{10, 0, 0, 1}
-	b := decode.Addr{10, 0, 0, 2}
+	a := packet.Addr{10, 0, 0, 1}
+	b := packet.Addr{10, 0, 0, 2}
 	k1, d1 := keyOf(&a, &b, 5000, 80, false)
 	k2, d2 := keyOf(&b, &a, 80, 5000, false)
 	if k1 != k2 || d1 == d2 {

@@ -13,7 +13,7 @@ import (
 	"os"
 	"strconv"
 
-	"github.com/synscope/synscope/internal/pcap/decode"
+	"github.com/synscope/synscope/internal/packet"
 	"github.com/synscope/synscope/internal/safetext"
 )
 
@@ -201,7 +201,7 @@ func htmlPackets(c *Conn, in *interner) string {
 		b = append(b, ',')
 		b = strconv.AppendUint(b, uint64(p.Seq-isn[d]), 10)
 		b = append(b, ',')
-		if p.Flags&decode.ACK != 0 && have[1-d] {
+		if p.Flags&packet.ACK != 0 && have[1-d] {
 			b = strconv.AppendUint(b, uint64(p.Ack-isn[1-d]), 10)
 		}
 		b = append(b, ',')

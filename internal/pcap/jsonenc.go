@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"unicode/utf8"
 
+	"github.com/synscope/synscope/internal/buildinfo"
 	"github.com/synscope/synscope/internal/causes"
 )
 
@@ -45,6 +46,12 @@ func (s *JSONStream) header() {
 	s.started = true
 	b := append(s.buf[:0], "{\n  \"schema\": "...)
 	b = appendJSONString(b, ReportSchema)
+	b = append(b, ",\n  \"version\": "...)
+	v, err := json.Marshal(buildinfo.Get())
+	if err != nil && s.err == nil {
+		s.err = fmt.Errorf("encode version: %w", err)
+	}
+	b = append(b, v...)
 	b = append(b, ",\n  \"file\": "...)
 	b = appendJSONString(b, s.file)
 	b = append(b, ",\n  \"connections\": ["...)

@@ -8,8 +8,9 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/synscope/synscope/internal/buildinfo"
 	"github.com/synscope/synscope/internal/causes"
-	"github.com/synscope/synscope/internal/pcap/decode"
+	"github.com/synscope/synscope/internal/packet"
 	"github.com/synscope/synscope/internal/safetext"
 )
 
@@ -18,13 +19,15 @@ const ReportSchema = "synscope.pcap/v1"
 
 // Report is the result of analysing one capture.
 type Report struct {
-	Schema  string      `json:"schema"`
-	File    string      `json:"file"`
-	Stats   Stats       `json:"stats"`
-	Summary Summary     `json:"summary"`
-	Conns   []*Conn     `json:"connections"`
-	Error   string      `json:"error,omitempty"`
-	Causes  []causes.ID `json:"causes,omitempty"`
+	Schema string `json:"schema"`
+	// Version is the synscope that wrote the report (`synscope version --json`).
+	Version buildinfo.Info `json:"version"`
+	File    string         `json:"file"`
+	Stats   Stats          `json:"stats"`
+	Summary Summary        `json:"summary"`
+	Conns   []*Conn        `json:"connections"`
+	Error   string         `json:"error,omitempty"`
+	Causes  []causes.ID    `json:"causes,omitempty"`
 	// Warnings say what limits the analysis (a one-directional or
 	// unsorted capture, undecodable frames, attempts beyond the cap).
 	Warnings []string `json:"warnings,omitempty"`
@@ -151,7 +154,7 @@ func NewReport(file string, conns []*Conn, st Stats, err error) *Report {
 	for _, c := range conns {
 		s.Add(c)
 	}
-	r := &Report{Schema: ReportSchema, File: file, Stats: st, Summary: s.Summary(), Conns: conns, Causes: s.Causes()}
+	r := &Report{Schema: ReportSchema, Version: buildinfo.Get(), File: file, Stats: st, Summary: s.Summary(), Conns: conns, Causes: s.Causes()}
 	if r.Conns == nil {
 		r.Conns = []*Conn{}
 	}
@@ -173,6 +176,9 @@ func (r *Report) warn() {
 	}
 	if st.OutOfOrder > 0 {
 		w = append(w, fmt.Sprintf("%d packets are timestamped before an earlier packet (largest step back %s): the capture is not in time order (merged files, or several capture queues); verdicts follow file order — sort it (reordercap) to be sure", st.OutOfOrder, fmtDur(st.MaxBackstep)))
+	}
+	if st.ImplausibleTS > 0 {
+		w = append(w, fmt.Sprintf("%d packets carry an implausible timestamp, later than the analysis time (the first: frame %d, %s): each was analysed at the time of the packet before it, and paired with its connection by sequence numbers", st.ImplausibleTS, st.ImplausibleFrame, time.Unix(int64(st.ImplausibleAt), 0).UTC().Format(time.RFC3339)))
 	}
 	if st.Undecoded > 0 {
 		w = append(w, fmt.Sprintf("%d frames could not be decoded (%s)", st.Undecoded, countList(st.UndecodedBy)))
@@ -295,12 +301,12 @@ func FlagString(f uint8) string {
 	for _, x := range []struct {
 		bit uint8
 		c   byte
-	}{{decode.SYN, 'S'}, {decode.FIN, 'F'}, {decode.RST, 'R'}, {decode.PSH, 'P'}, {decode.URG, 'U'}} {
+	}{{packet.SYN, 'S'}, {packet.FIN, 'F'}, {packet.RST, 'R'}, {packet.PSH, 'P'}, {packet.URG, 'U'}} {
 		if f&x.bit != 0 {
 			b.WriteByte(x.c)
 		}
 	}
-	if f&decode.ACK != 0 {
+	if f&packet.ACK != 0 {
 		b.WriteByte('.')
 	}
 	if b.Len() == 0 {
@@ -340,7 +346,7 @@ func Ladder(w io.Writer, c *Conn) {
 			label = "ICMP " + p.ICMP
 		} else {
 			label = fmt.Sprintf("%s seq=%d", label, p.Seq-isn[d])
-			if p.Flags&decode.ACK != 0 && haveISN[1-d] {
+			if p.Flags&packet.ACK != 0 && haveISN[1-d] {
 				label += fmt.Sprintf(" ack=%d", p.Ack-isn[1-d])
 			}
 			if p.Len > 0 {

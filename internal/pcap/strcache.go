@@ -3,7 +3,7 @@ package pcap
 import (
 	"encoding/binary"
 
-	"github.com/synscope/synscope/internal/pcap/decode"
+	"github.com/synscope/synscope/internal/packet"
 )
 
 // strCache reuses the strings every finished connection needs: its
@@ -16,7 +16,7 @@ type strCache struct {
 }
 
 type addrStr struct {
-	a  decode.Addr
+	a  packet.Addr
 	v6 bool
 	s  string
 }
@@ -39,7 +39,7 @@ func (sc *strCache) history(h []byte) string {
 	return s
 }
 
-func (sc *strCache) addr(a *decode.Addr, v6 bool) string {
+func (sc *strCache) addr(a *packet.Addr, v6 bool) string {
 	x := binary.LittleEndian.Uint64(a[:8]) ^ binary.LittleEndian.Uint64(a[8:])*0x9e3779b97f4a7c15
 	e := &sc.addrs[(x*0xff51afd7ed558ccd)>>52]
 	if e.s != "" && e.a == *a && e.v6 == v6 {

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/synscope/synscope/internal/causes"
-	"github.com/synscope/synscope/internal/pcap/capfile"
+	"github.com/synscope/synscope/internal/packet"
 	"github.com/synscope/synscope/internal/pcap/synth"
 )
 
@@ -29,7 +29,7 @@ func (c *capture) add(ts time.Duration, frame []byte) {
 func (c *capture) bytes(t *testing.T) []byte {
 	t.Helper()
 	var b bytes.Buffer
-	w, err := synth.NewPcapWriter(&b, capfile.LinkEthernet, binary.LittleEndian, true)
+	w, err := synth.NewPcapWriter(&b, packet.LinkEthernet, binary.LittleEndian, true)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,7 +6,7 @@ package pcap
 // re-implementation from the documented behaviour; differences are listed
 // in ZEEK.md.
 
-import "github.com/synscope/synscope/internal/pcap/decode"
+import "github.com/synscope/synscope/internal/packet"
 
 type epState uint8
 
@@ -101,8 +101,13 @@ type zconn struct {
 	histSeen    uint32
 	flipped     bool
 	established bool // left the handshake states at least once
-	orig, resp  zendpoint
-	hist        []byte
+	// attemptDelay, when set (Config.ZeekRows), arms Zeek's attempt
+	// timer: attemptAt is when it fires, tcp_attempt_delay after the
+	// originator's first SYN.
+	attemptDelay int64
+	attemptAt    int64
+	orig, resp   zendpoint
+	hist         []byte
 }
 
 func (z *zconn) init(flip bool) {
@@ -159,25 +164,25 @@ func (z *zconn) flip() {
 // wantFlip is Zeek's WantConnection heuristic for a connection whose
 // first packet is not a bare SYN.
 func wantFlip(flags uint8, sport, dport uint16, likely func(uint16) bool) bool {
-	if flags&decode.SYN != 0 && flags&decode.ACK == 0 {
+	if flags&packet.SYN != 0 && flags&packet.ACK == 0 {
 		return false
 	}
 	if !likely(sport) {
 		return false
 	}
 	if likely(dport) {
-		return flags&decode.SYN == 0 && sport < dport
+		return flags&packet.SYN == 0 && sport < dport
 	}
 	return true
 }
 
 // isReuse is Zeek's IsReuse: does this SYN start a new connection?
-func (z *zconn) isReuse(p *decode.Packet) bool {
-	if p.Flags&decode.SYN == 0 {
+func (z *zconn) isReuse(p *packet.Packet) bool {
+	if p.Flags&packet.SYN == 0 {
 		return false
 	}
 	co := &z.orig
-	if p.Flags&decode.ACK != 0 {
+	if p.Flags&packet.ACK != 0 {
 		if z.orig.state != stInactive {
 			return false
 		}
@@ -187,11 +192,23 @@ func (z *zconn) isReuse(p *decode.Packet) bool {
 		if p.Seq == co.startSeq {
 			return false
 		}
-		if p.Flags&decode.ACK == 0 && co.state == stSynAckSent && z.resp.state == stInactive && p.Seq == z.resp.startSeq {
+		if p.Flags&packet.ACK == 0 && co.state == stSynAckSent && z.resp.state == stInactive && p.Seq == z.resp.startSeq {
 			return false
 		}
 	}
 	return true
+}
+
+// attempting is the state Zeek's attempt timer ends: the originator sent
+// a SYN (or SYN-ACK) and the responder nothing.
+func (z *zconn) attempting() bool {
+	return (z.orig.state == stSynSent || z.orig.state == stSynAckSent) && z.resp.state == stInactive
+}
+
+// attemptExpired reports whether Zeek's attempt timer (armed only under
+// Config.ZeekRows) ended the connection before a packet at ts.
+func (z *zconn) attemptExpired(ts int64) bool {
+	return z.attemptAt != 0 && ts >= z.attemptAt && z.attempting()
 }
 
 // checksumError is what Zeek does with a bad TCP checksum: a scaled c/C
@@ -205,13 +222,13 @@ func (z *zconn) checksumError(isOrig bool) {
 }
 
 // process runs one accepted packet through the state machine.
-func (z *zconn) process(p *decode.Packet, isOrig bool, ts int64, closeDelay int64) {
+func (z *zconn) process(p *packet.Packet, isOrig bool, ts int64, closeDelay int64) {
 	ep, peer := &z.resp, &z.orig
 	if isOrig {
 		ep, peer = &z.orig, &z.resp
 	}
 	flags := p.Flags
-	syn, fin, rst, ack := flags&decode.SYN != 0, flags&decode.FIN != 0, flags&decode.RST != 0, flags&decode.ACK != 0
+	syn, fin, rst, ack := flags&packet.SYN != 0, flags&packet.FIN != 0, flags&packet.RST != 0, flags&packet.ACK != 0
 	length := p.PayloadLen
 	segLen := uint32(length)
 	if syn {
@@ -381,9 +398,9 @@ func (z *zconn) process(p *decode.Packet, isOrig bool, ts int64, closeDelay int6
 	}
 }
 
-func (z *zconn) inactive(ep, peer *zendpoint, p *decode.Packet, isOrig bool) bool {
+func (z *zconn) inactive(ep, peer *zendpoint, p *packet.Packet, isOrig bool) bool {
 	flags := p.Flags
-	syn, fin, rst, ack := flags&decode.SYN != 0, flags&decode.FIN != 0, flags&decode.RST != 0, flags&decode.ACK != 0
+	syn, fin, rst, ack := flags&packet.SYN != 0, flags&packet.FIN != 0, flags&packet.RST != 0, flags&packet.ACK != 0
 	doClose := false
 	if syn {
 		if isOrig {
@@ -391,6 +408,9 @@ func (z *zconn) inactive(ep, peer *zendpoint, p *decode.Packet, isOrig bool) boo
 				ep.setState(stSynAckSent, z)
 			} else {
 				ep.setState(stSynSent, z)
+			}
+			if z.attemptDelay != 0 {
+				z.attemptAt = z.lastTime + z.attemptDelay
 			}
 		} else {
 			if !ack && peer.state == stSynAckSent && p.Seq == ep.startSeq {

@@ -15,23 +15,6 @@ import (
 	"github.com/synscope/synscope/internal/netns"
 )
 
-// Path probe limits: every loop is bounded.
-const (
-	PathMaxTTL    = 16 // highest TTL tried
-	PathPorts     = 3  // SYNs (source ports) per TTL, so an ECMP path is covered
-	PathSilentEnd = 3  // stop after this many TTLs in a row with no answer at all
-)
-
-// Hop answers.
-const (
-	ansTimeExceeded = "time-exceeded"
-	ansSynAck       = "syn-ack"
-	ansRST          = "rst"
-	ansUnreachable  = "unreachable"
-	ansNone         = "none"
-	ansLocal        = "local-error"
-)
-
 // tracePath sends SYNs to dst with TTL 1, 2, ... (PathPorts source ports
 // per TTL, in parallel) through connect() with IP_TTL and IP_RECVERR, so it
 // needs no privilege: a router's time exceeded aborts the connect and

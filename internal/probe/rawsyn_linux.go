@@ -12,8 +12,9 @@ import (
 	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
 
+	"github.com/synscope/synscope/internal/cbpf"
 	"github.com/synscope/synscope/internal/netns"
-	"github.com/synscope/synscope/internal/pcap/checksum"
+	"github.com/synscope/synscope/internal/packet/checksum"
 )
 
 // Raw-SYN mode (--raw). One attempt is exactly one SYN on the wire:
@@ -341,137 +342,87 @@ func htons(v uint16) uint16 { return v<<8 | v>>8 }
 // Packets the host sends are dropped (PACKET_OUTGOING). IPv6 extension
 // headers are not walked: an answer carrying one is not seen.
 func answerFilter(local, remote netip.AddrPort) ([]bpf.Instruction, error) {
-	a := &rasm{labels: map[string]int{}}
-	a.emit(bpf.LoadExtension{Num: bpf.ExtType})
-	a.jif(bpf.JumpEqual, 4, "drop", "") // PACKET_OUTGOING
-	a.emit(bpf.LoadAbsolute{Off: 0, Size: 1}, bpf.ALUOpConstant{Op: bpf.ALUOpShiftRight, Val: 4})
+	a := &cbpf.Asm{}
+	a.Emit(bpf.LoadExtension{Num: bpf.ExtType})
+	a.JumpIf(bpf.JumpEqual, 4, "drop", "") // PACKET_OUTGOING
+	a.Emit(bpf.LoadAbsolute{Off: 0, Size: 1}, bpf.ALUOpConstant{Op: bpf.ALUOpShiftRight, Val: 4})
 	lp, rp := uint32(local.Port()), uint32(remote.Port())
 	if l := local.Addr().Unmap(); l.Is4() {
 		r := remote.Addr().Unmap()
 		l4, r4 := l.As4(), r.As4()
 		lw, rw := binary.BigEndian.Uint32(l4[:]), binary.BigEndian.Uint32(r4[:])
-		a.jif(bpf.JumpEqual, 4, "", "drop")
-		a.emit(bpf.LoadAbsolute{Off: 16, Size: 4})
-		a.jif(bpf.JumpEqual, lw, "", "drop")
-		a.emit(bpf.LoadAbsolute{Off: 6, Size: 2})
-		a.jif(bpf.JumpBitsSet, 0x1fff, "drop", "") // a fragment
-		a.emit(bpf.LoadMemShift{Off: 0})           // X = IP header length
-		a.emit(bpf.LoadAbsolute{Off: 9, Size: 1})
-		a.jif(bpf.JumpEqual, unix.IPPROTO_TCP, "tcp4", "")
-		a.jif(bpf.JumpEqual, unix.IPPROTO_ICMP, "", "drop")
-		a.emit(bpf.LoadIndirect{Off: 0, Size: 1})
-		a.jif(bpf.JumpEqual, 3, "q4", "")
-		a.jif(bpf.JumpEqual, 11, "q4", "drop")
-		a.label("q4")
-		a.emit(bpf.LoadIndirect{Off: 8 + 9, Size: 1})
-		a.jif(bpf.JumpEqual, unix.IPPROTO_TCP, "", "drop")
-		a.emit(bpf.LoadIndirect{Off: 8 + 12, Size: 4})
-		a.jif(bpf.JumpEqual, lw, "", "drop")
-		a.emit(bpf.LoadIndirect{Off: 8 + 16, Size: 4})
-		a.jif(bpf.JumpEqual, rw, "", "drop")
-		a.emit( // X += the quoted header's length
+		a.JumpIf(bpf.JumpEqual, 4, "", "drop")
+		a.Emit(bpf.LoadAbsolute{Off: 16, Size: 4})
+		a.JumpIf(bpf.JumpEqual, lw, "", "drop")
+		a.Emit(bpf.LoadAbsolute{Off: 6, Size: 2})
+		a.JumpIf(bpf.JumpBitsSet, 0x1fff, "drop", "") // a fragment
+		a.Emit(bpf.LoadMemShift{Off: 0})              // X = IP header length
+		a.Emit(bpf.LoadAbsolute{Off: 9, Size: 1})
+		a.JumpIf(bpf.JumpEqual, unix.IPPROTO_TCP, "tcp4", "")
+		a.JumpIf(bpf.JumpEqual, unix.IPPROTO_ICMP, "", "drop")
+		a.Emit(bpf.LoadIndirect{Off: 0, Size: 1})
+		a.JumpIf(bpf.JumpEqual, 3, "q4", "")
+		a.JumpIf(bpf.JumpEqual, 11, "q4", "drop")
+		a.Label("q4")
+		a.Emit(bpf.LoadIndirect{Off: 8 + 9, Size: 1})
+		a.JumpIf(bpf.JumpEqual, unix.IPPROTO_TCP, "", "drop")
+		a.Emit(bpf.LoadIndirect{Off: 8 + 12, Size: 4})
+		a.JumpIf(bpf.JumpEqual, lw, "", "drop")
+		a.Emit(bpf.LoadIndirect{Off: 8 + 16, Size: 4})
+		a.JumpIf(bpf.JumpEqual, rw, "", "drop")
+		a.Emit( // X += the quoted header's length
 			bpf.LoadIndirect{Off: 8, Size: 1},
 			bpf.ALUOpConstant{Op: bpf.ALUOpAnd, Val: 0x0f},
 			bpf.ALUOpConstant{Op: bpf.ALUOpShiftLeft, Val: 2},
 			bpf.ALUOpX{Op: bpf.ALUOpAdd},
 			bpf.TAX{},
 		)
-		a.emit(bpf.LoadIndirect{Off: 8, Size: 2})
-		a.jif(bpf.JumpEqual, lp, "", "drop")
-		a.emit(bpf.LoadIndirect{Off: 10, Size: 2})
-		a.jif(bpf.JumpEqual, rp, "accept", "drop")
-		a.label("tcp4")
-		a.emit(bpf.LoadAbsolute{Off: 12, Size: 4})
-		a.jif(bpf.JumpEqual, rw, "", "drop")
-		a.emit(bpf.LoadIndirect{Off: 0, Size: 2})
-		a.jif(bpf.JumpEqual, rp, "", "drop")
-		a.emit(bpf.LoadIndirect{Off: 2, Size: 2})
-		a.jif(bpf.JumpEqual, lp, "accept", "drop")
+		a.Emit(bpf.LoadIndirect{Off: 8, Size: 2})
+		a.JumpIf(bpf.JumpEqual, lp, "", "drop")
+		a.Emit(bpf.LoadIndirect{Off: 10, Size: 2})
+		a.JumpIf(bpf.JumpEqual, rp, "accept", "drop")
+		a.Label("tcp4")
+		a.Emit(bpf.LoadAbsolute{Off: 12, Size: 4})
+		a.JumpIf(bpf.JumpEqual, rw, "", "drop")
+		a.Emit(bpf.LoadIndirect{Off: 0, Size: 2})
+		a.JumpIf(bpf.JumpEqual, rp, "", "drop")
+		a.Emit(bpf.LoadIndirect{Off: 2, Size: 2})
+		a.JumpIf(bpf.JumpEqual, lp, "accept", "drop")
 	} else {
 		l16, r16 := l.As16(), remote.Addr().As16()
 		words := func(off uint32, addr [16]byte) {
 			for i := range uint32(4) {
-				a.emit(bpf.LoadAbsolute{Off: off + 4*i, Size: 4})
-				a.jif(bpf.JumpEqual, binary.BigEndian.Uint32(addr[4*i:]), "", "drop")
+				a.Emit(bpf.LoadAbsolute{Off: off + 4*i, Size: 4})
+				a.JumpIf(bpf.JumpEqual, binary.BigEndian.Uint32(addr[4*i:]), "", "drop")
 			}
 		}
-		a.jif(bpf.JumpEqual, 6, "", "drop")
+		a.JumpIf(bpf.JumpEqual, 6, "", "drop")
 		words(24, l16) // destination = us
-		a.emit(bpf.LoadAbsolute{Off: 6, Size: 1})
-		a.jif(bpf.JumpEqual, unix.IPPROTO_TCP, "tcp6", "")
-		a.jif(bpf.JumpEqual, unix.IPPROTO_ICMPV6, "", "drop")
-		a.emit(bpf.LoadAbsolute{Off: 40, Size: 1})
-		a.jif(bpf.JumpEqual, 1, "q6", "")
-		a.jif(bpf.JumpEqual, 3, "q6", "drop")
-		a.label("q6")
-		a.emit(bpf.LoadAbsolute{Off: 48 + 6, Size: 1})
-		a.jif(bpf.JumpEqual, unix.IPPROTO_TCP, "", "drop")
+		a.Emit(bpf.LoadAbsolute{Off: 6, Size: 1})
+		a.JumpIf(bpf.JumpEqual, unix.IPPROTO_TCP, "tcp6", "")
+		a.JumpIf(bpf.JumpEqual, unix.IPPROTO_ICMPV6, "", "drop")
+		a.Emit(bpf.LoadAbsolute{Off: 40, Size: 1})
+		a.JumpIf(bpf.JumpEqual, 1, "q6", "")
+		a.JumpIf(bpf.JumpEqual, 3, "q6", "drop")
+		a.Label("q6")
+		a.Emit(bpf.LoadAbsolute{Off: 48 + 6, Size: 1})
+		a.JumpIf(bpf.JumpEqual, unix.IPPROTO_TCP, "", "drop")
 		words(48+8, l16)
 		words(48+24, r16)
-		a.emit(bpf.LoadAbsolute{Off: 88, Size: 2})
-		a.jif(bpf.JumpEqual, lp, "", "drop")
-		a.emit(bpf.LoadAbsolute{Off: 90, Size: 2})
-		a.jif(bpf.JumpEqual, rp, "accept", "drop")
-		a.label("tcp6")
+		a.Emit(bpf.LoadAbsolute{Off: 88, Size: 2})
+		a.JumpIf(bpf.JumpEqual, lp, "", "drop")
+		a.Emit(bpf.LoadAbsolute{Off: 90, Size: 2})
+		a.JumpIf(bpf.JumpEqual, rp, "accept", "drop")
+		a.Label("tcp6")
 		words(8, r16)
-		a.emit(bpf.LoadAbsolute{Off: 40, Size: 2})
-		a.jif(bpf.JumpEqual, rp, "", "drop")
-		a.emit(bpf.LoadAbsolute{Off: 42, Size: 2})
-		a.jif(bpf.JumpEqual, lp, "accept", "drop")
+		a.Emit(bpf.LoadAbsolute{Off: 40, Size: 2})
+		a.JumpIf(bpf.JumpEqual, rp, "", "drop")
+		a.Emit(bpf.LoadAbsolute{Off: 42, Size: 2})
+		a.JumpIf(bpf.JumpEqual, lp, "accept", "drop")
 	}
-	a.label("accept")
-	a.emit(bpf.RetConstant{Val: rawSnap})
-	a.label("drop")
-	a.emit(bpf.RetConstant{Val: 0})
-	return a.resolve()
-}
-
-// rasm assembles forward jumps to labels (x/net/bpf wants skip counts).
-type rasm struct {
-	prog   []bpf.Instruction
-	labels map[string]int
-	fix    []rfix
-}
-
-type rfix struct {
-	at      int
-	yes, no string
-}
-
-func (a *rasm) emit(ins ...bpf.Instruction) { a.prog = append(a.prog, ins...) }
-func (a *rasm) label(name string)           { a.labels[name] = len(a.prog) }
-
-// jif jumps to yes or no ("" = the next instruction).
-func (a *rasm) jif(c bpf.JumpTest, v uint32, yes, no string) {
-	a.fix = append(a.fix, rfix{at: len(a.prog), yes: yes, no: no})
-	a.emit(bpf.JumpIf{Cond: c, Val: v})
-}
-
-func (a *rasm) resolve() ([]bpf.Instruction, error) {
-	skip := func(at int, name string) (uint8, error) {
-		if name == "" {
-			return 0, nil
-		}
-		to, ok := a.labels[name]
-		if !ok {
-			return 0, fmt.Errorf("bpf: no label %q", name)
-		}
-		d := to - at - 1
-		if d < 0 || d > 255 {
-			return 0, fmt.Errorf("bpf: jump to %q out of range (%d)", name, d)
-		}
-		return uint8(d), nil
-	}
-	for _, f := range a.fix {
-		ins := a.prog[f.at].(bpf.JumpIf)
-		var err error
-		if ins.SkipTrue, err = skip(f.at, f.yes); err != nil {
-			return nil, err
-		}
-		if ins.SkipFalse, err = skip(f.at, f.no); err != nil {
-			return nil, err
-		}
-		a.prog[f.at] = ins
-	}
-	return a.prog, nil
+	a.Label("accept")
+	a.Emit(bpf.RetConstant{Val: rawSnap})
+	a.Label("drop")
+	a.Emit(bpf.RetConstant{Val: 0})
+	return a.Program()
 }

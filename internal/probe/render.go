@@ -7,11 +7,13 @@ import (
 	"io"
 	"strings"
 
+	"github.com/synscope/synscope/internal/buildinfo"
 	"github.com/synscope/synscope/internal/safetext"
 )
 
 // JSON writes the report as one indented object (schema synscope.probe/v1).
 func JSON(w io.Writer, r *Report) error {
+	r.Version = buildinfo.Get()
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(r)
@@ -25,7 +27,11 @@ func Text(w io.Writer, r *Report) error {
 	p := func(format string, args ...any) { fmt.Fprintf(bw, format, args...) }
 	S := safetext.Show
 
-	p("synscope probe %s port %d — netns %s", S(r.Target.Host), r.Target.Port, S(r.Target.Netns))
+	if r.Target.OS != "" {
+		p("synscope probe %s port %d — %s", S(r.Target.Host), r.Target.Port, S(r.Target.OS))
+	} else {
+		p("synscope probe %s port %d — netns %s", S(r.Target.Host), r.Target.Port, S(r.Target.Netns))
+	}
 	if r.Target.Mode == ModeRaw {
 		p(", raw SYNs (one per attempt)")
 	}
@@ -51,7 +57,22 @@ func Text(w io.Writer, r *Report) error {
 			if len(d.Search) > 0 {
 				p("; search %s", S(strings.Join(d.Search, " ")))
 			}
-			p("), hosts %s, order %s\n", S(d.HostsFile), S(strings.Join(d.Order, " ")))
+			p("), hosts %s", S(d.HostsFile))
+			if len(d.Order) > 0 {
+				p(", order %s", S(strings.Join(d.Order, " ")))
+			}
+			p("\n")
+			for _, sc := range d.Scopes {
+				dom := sc.Domain
+				if dom == "" {
+					dom = "every name"
+				}
+				p("  scope: %s (%s): %s", S(sc.Source), S(dom), S(strings.Join(sc.Servers, ", ")))
+				if sc.Matches {
+					p("  [serves %s]", S(d.Name))
+				}
+				p("\n")
+			}
 			if len(d.Hosts) > 0 {
 				p("  hosts file: %s -> %s", S(d.Name), S(strings.Join(d.Hosts, ", ")))
 				if d.HostsOverride {
@@ -75,9 +96,12 @@ func Text(w io.Writer, r *Report) error {
 				}
 				p("\n")
 			}
-			if d.Error != "" {
+			switch {
+			case d.Error != "":
 				p("  does not resolve: %s\n", S(d.Error))
-			} else {
+			case d.System:
+				p("  system resolver (what applications get): %s\n", S(strings.Join(d.Addresses, ", ")))
+			default:
 				p("  addresses used: %s\n", S(strings.Join(d.Addresses, ", ")))
 			}
 		}
@@ -107,6 +131,31 @@ func Text(w io.Writer, r *Report) error {
 		default:
 			p("  none applies to this target\n")
 		}
+	}
+
+	for _, sp := range r.Proxy.System {
+		p("  %s: ", S(sp.Source))
+		if sp.Proxy == "" && sp.PAC == "" && !sp.AutoDetect {
+			p("direct")
+		}
+		if sp.Proxy != "" {
+			p("proxy %s", S(sp.Proxy))
+			if sp.Bypass != "" {
+				p(" (bypass %s)", S(sp.Bypass))
+			}
+			if sp.Applies {
+				p(" — applies to this target")
+			} else {
+				p(" — bypassed for this target")
+			}
+		}
+		if sp.PAC != "" {
+			p(" PAC script %s (not evaluated)", S(sp.PAC))
+		}
+		if sp.AutoDetect {
+			p(" WPAD auto-detect on (not evaluated)")
+		}
+		p("\n")
 	}
 
 	for _, a := range r.Addresses {

@@ -14,17 +14,18 @@ import (
 	"time"
 
 	"golang.org/x/net/dns/dnsmessage"
-
-	"github.com/synscope/synscope/internal/netns"
 )
 
 // resolver resolves names the way the namespace's libc would, and records
 // every question and answer.
 type resolver struct {
-	t     *netns.Target
-	etc   string // "/etc", or a test directory
-	rc    ResolvConf
-	order []string
+	// nsName is the namespace's name ("" for none): /etc/netns/NAME files
+	// apply; do runs fn with the calling thread in the namespace.
+	nsName string
+	do     func(fn func() error) error
+	etc    string // "/etc", or a test directory
+	rc     ResolvConf
+	order  []string
 	// maxWait bounds one query (resolv.conf's timeout, capped).
 	maxWait time.Duration
 }
@@ -53,9 +54,9 @@ func (r *resolver) resolve(ctx context.Context, host string, family int, checks 
 		*checks = append(*checks, Check{Name: "dns", Status: "skipped", Detail: "the host is an IP address"})
 		return rep, []netip.Addr{a}
 	}
-	rcPath := etcFile(r.etc, r.t.Name, "resolv.conf")
-	hostsPath := etcFile(r.etc, r.t.Name, "hosts")
-	nssPath := etcFile(r.etc, r.t.Name, "nsswitch.conf")
+	rcPath := etcFile(r.etc, r.nsName, "resolv.conf")
+	hostsPath := etcFile(r.etc, r.nsName, "hosts")
+	nssPath := etcFile(r.etc, r.nsName, "nsswitch.conf")
 	rep.ResolvConf, rep.HostsFile = rcPath, hostsPath
 	if f, err := os.Open(rcPath); err == nil {
 		r.rc = ParseResolvConf(f)
@@ -283,7 +284,7 @@ func (r *resolver) exchange(ctx context.Context, server netip.AddrPort, name str
 	ctx, cancel := context.WithTimeout(ctx, r.maxWait)
 	defer cancel()
 	var conn net.Conn
-	err = r.t.Do(func() error {
+	err = r.do(func() error {
 		var d net.Dialer
 		var derr error
 		conn, derr = d.DialContext(ctx, network, server.String())

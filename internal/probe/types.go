@@ -3,6 +3,7 @@ package probe
 import (
 	"time"
 
+	"github.com/synscope/synscope/internal/buildinfo"
 	"github.com/synscope/synscope/internal/causes"
 )
 
@@ -58,26 +59,31 @@ const (
 // Report is everything one probe observed. Fields are documented in the
 // README ("probe", JSON schema).
 type Report struct {
-	Schema    string       `json:"schema"`
-	Time      time.Time    `json:"time"`
-	Target    Target       `json:"target"`
-	Verdict   Verdict      `json:"verdict"`
-	Cause     causes.ID    `json:"cause,omitempty"`
-	Summary   string       `json:"summary"`
-	Next      string       `json:"next,omitempty"`
-	NextCmd   string       `json:"next_command,omitempty"`
-	DNS       *DNSReport   `json:"dns,omitempty"`
-	Proxy     ProxyReport  `json:"proxy"`
-	Addresses []*AddrProbe `json:"addresses"`
-	Checks    []Check      `json:"checks"`
-	Elapsed   float64      `json:"elapsed_ms"`
+	Schema string `json:"schema"`
+	// Version is the synscope that wrote the report (`synscope version --json`).
+	Version   buildinfo.Info `json:"version"`
+	Time      time.Time      `json:"time"`
+	Target    Target         `json:"target"`
+	Verdict   Verdict        `json:"verdict"`
+	Cause     causes.ID      `json:"cause,omitempty"`
+	Summary   string         `json:"summary"`
+	Next      string         `json:"next,omitempty"`
+	NextCmd   string         `json:"next_command,omitempty"`
+	DNS       *DNSReport     `json:"dns,omitempty"`
+	Proxy     ProxyReport    `json:"proxy"`
+	Addresses []*AddrProbe   `json:"addresses"`
+	Checks    []Check        `json:"checks"`
+	Elapsed   float64        `json:"elapsed_ms"`
 }
 
 // Target is what was probed and from where.
 type Target struct {
-	Host   string `json:"host"`
-	Port   uint16 `json:"port"`
-	Netns  string `json:"netns"`
+	Host  string `json:"host"`
+	Port  uint16 `json:"port"`
+	Netns string `json:"netns"`
+	// OS is set when the probe ran on Windows ("windows") or macOS
+	// ("darwin"): checks and next steps are that system's.
+	OS     string `json:"os,omitempty"`
 	Family int    `json:"family,omitempty"` // 4 or 6 when --family restricted it
 	Source string `json:"source,omitempty"`
 	Mark   uint32 `json:"mark,omitempty"`
@@ -121,6 +127,25 @@ type DNSReport struct {
 	// Addresses is what the system resolver would return, in order.
 	Addresses []string `json:"addresses"`
 	Error     string   `json:"error,omitempty"`
+	// System is true when Addresses are the system resolver's own answer
+	// (Windows, macOS: what applications get); Queries then show what each
+	// configured server answers when asked directly.
+	System bool `json:"system_resolver,omitempty"`
+	// Scopes are the OS's resolver configurations (Windows: per-adapter
+	// servers and NRPT rules; macOS: /etc/resolver files).
+	Scopes []DNSScope `json:"scopes,omitempty"`
+}
+
+// DNSScope is one resolver configuration the OS holds.
+type DNSScope struct {
+	// Source says where it was read: "adapter Ethernet", "NRPT rule
+	// {GUID}", "/etc/resolver/corp.example".
+	Source string `json:"source"`
+	// Domain is the namespace the scope serves ("" = every name).
+	Domain  string   `json:"domain,omitempty"`
+	Servers []string `json:"servers"`
+	// Matches is true when the scope serves the probed name.
+	Matches bool `json:"matches"`
 }
 
 // DNSQuery is one question sent to one server.
@@ -152,6 +177,25 @@ type ProxyReport struct {
 	ALL   string `json:"all,omitempty"`
 	// NoProxy is the NO_PROXY entry that exempts the target, if any.
 	NoProxy string `json:"no_proxy_match,omitempty"`
+	// System are the OS's proxy settings (Windows: WinHTTP and the user's
+	// Internet Settings); absent where the OS's settings were not read
+	// (the "proxy-system" check says why).
+	System []SystemProxy `json:"system,omitempty"`
+}
+
+// SystemProxy is one OS proxy configuration.
+type SystemProxy struct {
+	Source string `json:"source"` // "WinHTTP", "Internet Settings (user)"
+	// Proxy is the static proxy ("" = none), Bypass its exception list.
+	Proxy  string `json:"proxy,omitempty"`
+	Bypass string `json:"bypass,omitempty"`
+	// PAC is the automatic configuration script URL; AutoDetect is WPAD.
+	// A script decides per URL and is not evaluated here.
+	PAC        string `json:"pac_url,omitempty"`
+	AutoDetect bool   `json:"auto_detect"`
+	// Applies is true when the static proxy is used for the target (not
+	// bypassed); a PAC or WPAD configuration may apply as well.
+	Applies bool `json:"applies"`
 }
 
 // ProxyVar is one environment variable.
@@ -270,3 +314,20 @@ type HopProbe struct {
 	// sequence number matched), when it quoted anything.
 	Quote string `json:"quote,omitempty"`
 }
+
+// Path probe limits: every loop is bounded.
+const (
+	PathMaxTTL    = 16 // highest TTL tried
+	PathPorts     = 3  // SYNs (source ports) per TTL, so an ECMP path is covered
+	PathSilentEnd = 3  // stop after this many TTLs in a row with no answer at all
+)
+
+// Hop answers.
+const (
+	ansTimeExceeded = "time-exceeded"
+	ansSynAck       = "syn-ack"
+	ansRST          = "rst"
+	ansUnreachable  = "unreachable"
+	ansNone         = "none"
+	ansLocal        = "local-error"
+)

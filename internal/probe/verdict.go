@@ -76,6 +76,9 @@ func decide(r *Report) {
 		}
 		r.Summary = fmt.Sprintf("%s does not resolve: %s", r.Target.Host, msg)
 		r.Next = "check the nameservers in " + dnsConfName(r) + " and that they answer for this name"
+		if r.Target.OS != "" {
+			r.NextCmd = osDNSNext(r.Target.OS)
+		}
 		return
 	}
 	for _, a := range r.Addresses {
@@ -139,6 +142,13 @@ func proxyOne(p ProxyReport) string {
 		return "https: " + p.HTTPS
 	case p.HTTP != "":
 		return "http: " + p.HTTP
+	case p.ALL != "":
+		return "all: " + p.ALL
+	}
+	for _, s := range p.System {
+		if s.Applies {
+			return s.Source + ": " + s.Proxy
+		}
 	}
 	return "all: " + p.ALL
 }
@@ -219,6 +229,9 @@ func detailPhrase(a *AddrProbe) string {
 		return "this host has no route: " + a.Local.Route
 	case LocalFirewall:
 		for _, r := range a.Local.Firewall {
+			if r.Verdict == fwOSRefused {
+				return fmt.Sprintf("%s refused the connect: %s", r.Where, r.Rule)
+			}
 			if r.Delta > 0 || len(a.Local.Firewall) == 1 {
 				return fmt.Sprintf("the SYN is dropped by a local nftables rule (%s: %s, %d packets during the probe)", r.Where, r.Rule, max(r.Delta, 0))
 			}
@@ -275,6 +288,10 @@ func nextStep(r *Report, bad []*AddrProbe) {
 	if len(bad) == 0 {
 		return
 	}
+	if r.Target.OS != "" {
+		osNextStep(r, bad)
+		return
+	}
 	b := bad[0]
 	doctor := fixcmd.New("synscope", "doctor", "--port", r.Target.Port)
 	if b.Local.Source != "" {
@@ -291,7 +308,7 @@ func nextStep(r *Report, bad []*AddrProbe) {
 		r.NextCmd = doctor.String()
 	case FamilyBroken:
 		r.Next = fmt.Sprintf("run synscope doctor on the server: it tells whether the %s SYNs arrive and why they get no answer (a classic: the server lost its %s default route, %s)",
-			famName(b.Family), famName(b.Family), "no-route-to-peer")
+			famName(b.Family), famName(b.Family), causes.NoRouteToPeer)
 		r.NextCmd = doctor.String()
 	case ServerSilent, TimedOut:
 		r.Next = "run synscope doctor on the server: it tells whether the SYNs arrive and why they get no answer"

@@ -9,6 +9,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/synscope/synscope/internal/buildinfo"
 	"github.com/synscope/synscope/internal/safetext"
 )
 
@@ -20,6 +21,7 @@ func JSON(w io.Writer, r *Report) error {
 	if r.Checks == nil {
 		r.Checks = []Check{}
 	}
+	r.Version = buildinfo.Get()
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(r)
@@ -74,7 +76,19 @@ func Text(w io.Writer, r *Report, st Style) error {
 		fmt.Fprintf(b, ", kernel %s", show(r.Target.Kernel))
 	}
 	fmt.Fprintf(b, ", window %.1fs\n\n", r.WindowSeconds)
-	if len(r.Findings) == 0 {
+	var skipped []Check
+	for _, c := range r.Checks {
+		if c.Status != Ran {
+			skipped = append(skipped, c)
+		}
+	}
+	switch {
+	case len(r.Findings) > 0:
+	case len(skipped) > 0:
+		// Never silent: what was not read could hold the problem.
+		fmt.Fprintf(b, "%s%d of %d checks did not run (listed below); what they would have shown is not known.\n",
+			st.paint("33", "No problems found in what was checked: "), len(skipped), len(r.Checks))
+	default:
 		b.WriteString(st.paint("32", "No problems found: ") + "no SYN drops or handshake failures explained by any check.\n")
 	}
 	for i, f := range r.Findings {
@@ -113,11 +127,12 @@ func Text(w io.Writer, r *Report, st Style) error {
 		}
 		b.WriteString("\n")
 	}
-	var skipped []Check
-	for _, c := range r.Checks {
-		if c.Status != Ran {
-			skipped = append(skipped, c)
+	if len(r.Dataplane) > 0 {
+		b.WriteString("dataplane (present, not findings unless named above):\n")
+		for _, l := range r.Dataplane {
+			fmt.Fprintf(b, "  %s\n", show(l))
 		}
+		b.WriteString("\n")
 	}
 	fmt.Fprintf(b, "checks: %d ran", len(r.Checks)-len(skipped))
 	if len(skipped) > 0 {

@@ -6,6 +6,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/synscope/synscope/internal/buildinfo"
 	"github.com/synscope/synscope/internal/causes"
 )
 
@@ -105,10 +106,12 @@ type Target struct {
 
 // Report is the whole result of one doctor run.
 type Report struct {
-	Schema        string    `json:"schema"`
-	Time          time.Time `json:"time"`
-	Target        Target    `json:"target"`
-	WindowSeconds float64   `json:"window_seconds"`
+	Schema string `json:"schema"`
+	// Version is the synscope that wrote the report (`synscope version --json`).
+	Version       buildinfo.Info `json:"version"`
+	Time          time.Time      `json:"time"`
+	Target        Target         `json:"target"`
+	WindowSeconds float64        `json:"window_seconds"`
 	// OverheadMS is the wall time spent after the window closed (final
 	// samples, replays, diagnosis): what doctor adds to the window.
 	OverheadMS float64   `json:"overhead_ms"`
@@ -125,6 +128,12 @@ type Report struct {
 	DefaultRoutes []DefaultRoute `json:"default_routes"`
 	// Sysctls that decide a handshake's fate, as read in the namespace.
 	Sysctls map[string]string `json:"sysctls"`
+	// Dataplane lists what beside nftables can drop a SYN, one line per
+	// item: BPF programs (XDP, tc, tcx, cgroup_skb) with their verdict on
+	// a synthesized SYN, listeners' socket filters, legacy iptables DROP
+	// and REJECT rules. Information: a finding names an item only when
+	// the evidence ties the lost SYNs to it.
+	Dataplane []string `json:"dataplane,omitempty"`
 }
 
 // DefaultRoute is one default route ("" Via for a device route).

@@ -4,70 +4,28 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/synscope/synscope/internal/netns"
+	"github.com/synscope/synscope/internal/testnet"
 )
 
-// addRoutesBatched installs n /32 routes 100.64.0.0+i via gw dev ifindex in
-// the calling thread's namespace, packing many RTM_NEWROUTE messages per
-// sendmsg and asking for an ACK only on the last of each batch (errors are
-// reported regardless).
-func addRoutesBatched(n int, gw netip.Addr, ifindex int) error {
-	c, err := dialRoute()
-	if err != nil {
-		return err
-	}
-	defer c.close()
-	const batch = 500
+// addRoutesBatched adds n /32 routes 100.64.x.y via gw with `ip -batch`
+// (test setup only; the product never runs ip).
+func addRoutesBatched(b testing.TB, ns *netns.Target, n int, gw netip.Addr, dev string) {
 	base := binary.BigEndian.Uint32(netip.MustParseAddr("100.64.0.0").AsSlice())
-	for start := 0; start < n; start += batch {
-		var buf []byte
-		end := min(start+batch, n)
-		for i := start; i < end; i++ {
-			hdr := make([]byte, unix.SizeofRtMsg)
-			hdr[0], hdr[1], hdr[4], hdr[5], hdr[6], hdr[7] = unix.AF_INET, 32, unix.RT_TABLE_MAIN, unix.RTPROT_STATIC, unix.RT_SCOPE_UNIVERSE, unix.RTN_UNICAST
-			dst := make([]byte, 4)
-			binary.BigEndian.PutUint32(dst, base+uint32(i))
-			flags := uint16(unix.NLM_F_REQUEST | unix.NLM_F_CREATE | unix.NLM_F_EXCL)
-			if i == end-1 {
-				flags |= unix.NLM_F_ACK
-			}
-			c.seq++
-			buf = append(buf, buildMsg(unix.RTM_NEWROUTE, flags, c.seq, hdr, []nlAttr{
-				{unix.RTA_DST, dst}, {unix.RTA_GATEWAY, gw.AsSlice()}, {unix.RTA_OIF, u32attr(uint32(ifindex))},
-			})...)
-		}
-		if err := unix.Sendto(c.fd, buf, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
-			return fmt.Errorf("send batch: %w", err)
-		}
-		// Read until the ACK of the batch's last message.
-		last := c.seq
-		for done := false; !done; {
-			m, _, err := unix.Recvfrom(c.fd, c.buf, 0)
-			if err != nil {
-				return err
-			}
-			b := c.buf[:m]
-			for len(b) >= unix.NLMSG_HDRLEN {
-				l := int(binary.NativeEndian.Uint32(b))
-				if l < unix.NLMSG_HDRLEN || l > len(b) {
-					return fmt.Errorf("bad message")
-				}
-				if binary.NativeEndian.Uint16(b[4:]) == unix.NLMSG_ERROR {
-					if code := int32(binary.NativeEndian.Uint32(b[unix.NLMSG_HDRLEN:])); code != 0 {
-						return fmt.Errorf("route add: %w", unix.Errno(-code))
-					}
-					if binary.NativeEndian.Uint32(b[8:]) == last {
-						done = true
-					}
-				}
-				b = b[min(nlAlign(l), len(b)):]
-			}
-		}
+	var sb strings.Builder
+	for i := 0; i < n; i++ {
+		dst := netip.AddrFrom4([4]byte(binary.BigEndian.AppendUint32(nil, base+uint32(i))))
+		fmt.Fprintf(&sb, "route add %s/32 via %s dev %s proto static\n", dst, gw, dev)
 	}
-	return nil
+	if out, err := testnet.Exec(ns, sb.String(), "ip", "-batch", "-"); err != nil {
+		b.Fatalf("adding routes: %v: %s", err, out)
+	}
 }
 
 // BenchmarkCollect measures Collect, CollectDefaults and Replay in a
@@ -77,9 +35,7 @@ func BenchmarkCollect(b *testing.B) {
 	const nRoutes = 100_000
 	n := newTestNet(b)
 	t0 := time.Now()
-	if err := n.srv.Do(func() error { return addRoutesBatched(nRoutes, peer4, n.s0) }); err != nil {
-		b.Fatalf("adding routes: %v", err)
-	}
+	addRoutesBatched(b, n.srv, nRoutes, peer4, "s0")
 	b.Logf("added %d routes in %v", nRoutes, time.Since(t0))
 	b.Run("Collect", func(b *testing.B) {
 		var routes int

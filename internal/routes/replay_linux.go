@@ -1,7 +1,6 @@
 package routes
 
 import (
-	"encoding/binary"
 	"errors"
 	"net/netip"
 	"syscall"
@@ -9,6 +8,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/synscope/synscope/internal/causes"
+	"github.com/synscope/synscope/internal/nl"
+	"github.com/synscope/synscope/internal/nl/rtnl"
 )
 
 // Replay performs the SYN-ACK route lookup of q with RTM_GETROUTE in the
@@ -60,103 +61,47 @@ func replay(q Query, src netip.Addr) Result {
 	if q.Src.IsValid() && q.Src.Unmap().Is4() != dst.Is4() {
 		return fail(unix.EINVAL, "query: source and destination families differ: ")
 	}
-	family := uint8(unix.AF_INET6)
-	if dst.Is4() {
-		family = unix.AF_INET
+	lq := rtnl.Lookup{
+		Dst: dst, Src: src, Oif: q.Oif, Mark: q.Mark, HasMark: true, UID: q.UID, HasUID: q.HasUID,
+		IPProto: unix.IPPROTO_TCP, Sport: q.Sport, Dport: q.Dport, Tos: q.TOS,
+		// RTM_F_LOOKUP_TABLE makes v4 report the table that matched
+		// instead of always "main" (v6 reports it anyway).
+		Flags: unix.RTM_F_LOOKUP_TABLE,
 	}
-	hdr := make([]byte, unix.SizeofRtMsg)
-	hdr[0] = family
-	hdr[1] = uint8(dst.BitLen())
-	if src.IsValid() {
-		hdr[2] = uint8(src.BitLen())
-	}
-	hdr[3] = q.TOS
-	// RTM_F_LOOKUP_TABLE makes v4 report the table that matched instead of
-	// always "main" (v6 reports it anyway).
-	binary.NativeEndian.PutUint32(hdr[8:], unix.RTM_F_LOOKUP_TABLE)
-	attrs := []nlAttr{{unix.RTA_DST, dst.AsSlice()}}
-	if src.IsValid() {
-		attrs = append(attrs, nlAttr{unix.RTA_SRC, src.AsSlice()})
-	}
-	if q.Oif != 0 {
-		attrs = append(attrs, nlAttr{unix.RTA_OIF, u32attr(uint32(q.Oif))})
-	}
-	attrs = append(attrs, nlAttr{unix.RTA_MARK, u32attr(q.Mark)})
-	if q.HasUID {
-		attrs = append(attrs, nlAttr{unix.RTA_UID, u32attr(q.UID)})
-	}
-	attrs = append(attrs,
-		nlAttr{unix.RTA_IP_PROTO, []byte{unix.IPPROTO_TCP}},
-		nlAttr{unix.RTA_SPORT, be16attr(q.Sport)},
-		nlAttr{unix.RTA_DPORT, be16attr(q.Dport)},
-	)
-
-	c, err := dialRoute()
+	c, err := rtnl.Dial(nl.Config{})
 	if err != nil {
 		return fail(errnoOf(err), "netlink: ")
 	}
-	defer c.close()
+	defer c.Close()
 	if q.Oif != 0 && res.Query.OifName == "" {
 		res.Query.OifName = linkNameByIndex(c, q.Oif)
 	}
-	var rtErr uint32
-	err = c.do("route get", unix.RTM_GETROUTE, 0, hdr, attrs, func(typ uint16, p []byte) error {
-		if typ != unix.RTM_NEWROUTE || len(p) < unix.SizeofRtMsg {
-			return nil
-		}
-		res.Type = routeTypeName(p[7])
-		res.Table = int(p[4])
-		forAttrs(p[unix.SizeofRtMsg:], func(t uint16, d []byte) {
-			switch t {
-			case unix.RTA_TABLE:
-				res.Table = int(getU32(d))
-			case unix.RTA_GATEWAY:
-				res.Gateway, _ = netip.AddrFromSlice(d)
-			case unix.RTA_VIA:
-				res.Gateway = viaAddr(d)
-			case unix.RTA_OIF:
-				res.Ifindex = int(getU32(d))
-			case unix.RTA_PREFSRC:
-				res.Prefsrc, _ = netip.AddrFromSlice(d)
-			case unix.RTA_CACHEINFO:
-				if len(d) >= 16 {
-					rtErr = binary.NativeEndian.Uint32(d[12:])
-				}
-			}
-		})
-		return nil
-	})
+	m, err := rtnl.GetRoute(c, lq)
 	if err != nil {
-		var ne *nlError
-		if errors.As(err, &ne) {
-			return fail(ne.errno, "")
+		var ke *nl.Error
+		if errors.As(err, &ke) {
+			return fail(ke.Errno, "")
 		}
 		return fail(errnoOf(err), "netlink: ")
 	}
+	res.Type = rtnl.TypeName(m.Type)
+	res.Table = m.Table
+	res.Gateway = m.Gateway
+	res.Ifindex = m.Oif
+	res.Prefsrc = m.PrefSrc
 	if res.Ifindex != 0 {
 		res.Dev = linkNameByIndex(c, res.Ifindex)
 	}
 	// Normalise v6 typed routes returned as routes (pre-6.x behaviour): the
 	// dst carries the error route_req's ip6_dst_lookup_flow would see.
-	if e := int32(rtErr); e != 0 {
-		if e < 0 {
-			e = -e
-		}
-		return fail(syscall.Errno(e), "")
+	if m.Error != 0 {
+		return fail(m.Error, "")
 	}
 	if e, bad := causes.RouteTypeErrno(res.Type); bad {
 		return fail(e, "")
 	}
 	res.OK = true
 	return res
-}
-
-func viaAddr(d []byte) netip.Addr {
-	if len(d) < 2 {
-		return netip.Addr{}
-	}
-	a, _ := netip.AddrFromSlice(d[2:])
-	return a
 }
 
 func errnoOf(err error) syscall.Errno {
@@ -168,33 +113,10 @@ func errnoOf(err error) syscall.Errno {
 }
 
 // linkNameByIndex asks for one link; "" when it is gone.
-func linkNameByIndex(c *nlConn, ifindex int) string {
-	hdr := make([]byte, unix.SizeofIfInfomsg)
-	binary.NativeEndian.PutUint32(hdr[4:], uint32(ifindex))
-	var name string
-	_ = c.do("link get", unix.RTM_GETLINK, 0, hdr, []nlAttr{{unix.IFLA_EXT_MASK, u32attr(rtextFilterSkipStats)}}, func(typ uint16, p []byte) error {
-		if len(p) < unix.SizeofIfInfomsg {
-			return nil
-		}
-		forAttrs(p[unix.SizeofIfInfomsg:], func(t uint16, d []byte) {
-			if t == unix.IFLA_IFNAME {
-				name = cString(d)
-			}
-		})
-		return nil
-	})
-	return name
-}
-
-func cString(d []byte) string {
-	for i, c := range d {
-		if c == 0 {
-			return string(d[:i])
-		}
+func linkNameByIndex(c *nl.Conn, ifindex int) string {
+	l, err := rtnl.LinkByIndex(c, ifindex)
+	if err != nil {
+		return ""
 	}
-	return string(d)
+	return l.Name
 }
-
-// rtextFilterSkipStats (RTEXT_FILTER_SKIP_STATS, linux/rtnetlink.h) keeps
-// link answers small; x/sys/unix does not export it.
-const rtextFilterSkipStats = 1 << 3

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/synscope/synscope/internal/fixcmd"
+	"github.com/synscope/synscope/internal/nl/rtnl"
 	"golang.org/x/sys/unix"
 )
 
@@ -149,9 +150,10 @@ type Route struct {
 	Linkdown bool
 }
 
-// Usable reports whether a lookup could use the route: not expired. (A
-// failing type is usable in that sense: the lookup ends on it.)
-func (r Route) Usable() bool { return !r.HasExpiry || r.Expires > 0 }
+// Expired reports whether the route has a lifetime that ran out: the kernel
+// still lists it and lookups skip it. (Whether a route carries traffic is
+// rtnl.Usable, the one definition.)
+func (r Route) Expired() bool { return r.HasExpiry && r.Expires <= 0 }
 
 // IsDefault reports whether r is a default route (0.0.0.0/0 or ::/0).
 func (r Route) IsDefault() bool { return !r.Dst.IsValid() || r.Dst.Bits() == 0 }
@@ -316,154 +318,8 @@ type State struct {
 	Neighbors []Neighbor
 }
 
-var tableNames = map[int]string{
-	unix.RT_TABLE_UNSPEC:  "unspec",
-	unix.RT_TABLE_COMPAT:  "compat",
-	unix.RT_TABLE_DEFAULT: "default",
-	unix.RT_TABLE_MAIN:    "main",
-	unix.RT_TABLE_LOCAL:   "local",
-}
-
 // TableName is the iproute2 name of a table id ("main", "local", or the number).
-func TableName(id int) string {
-	if n, ok := tableNames[id]; ok {
-		return n
-	}
-	return strconv.Itoa(id)
-}
-
-var routeTypes = []string{
-	unix.RTN_UNSPEC:      "unspec",
-	unix.RTN_UNICAST:     "unicast",
-	unix.RTN_LOCAL:       "local",
-	unix.RTN_BROADCAST:   "broadcast",
-	unix.RTN_ANYCAST:     "anycast",
-	unix.RTN_MULTICAST:   "multicast",
-	unix.RTN_BLACKHOLE:   "blackhole",
-	unix.RTN_UNREACHABLE: "unreachable",
-	unix.RTN_PROHIBIT:    "prohibit",
-	unix.RTN_THROW:       "throw",
-	unix.RTN_NAT:         "nat",
-	unix.RTN_XRESOLVE:    "xresolve",
-}
-
-func routeTypeName(t uint8) string {
-	if int(t) < len(routeTypes) {
-		return routeTypes[t]
-	}
-	return strconv.Itoa(int(t))
-}
-
-var protoNames = map[uint8]string{
-	unix.RTPROT_UNSPEC:     "unspec",
-	unix.RTPROT_REDIRECT:   "redirect",
-	unix.RTPROT_KERNEL:     "kernel",
-	unix.RTPROT_BOOT:       "boot",
-	unix.RTPROT_STATIC:     "static",
-	unix.RTPROT_RA:         "ra",
-	unix.RTPROT_DHCP:       "dhcp",
-	unix.RTPROT_ZEBRA:      "zebra",
-	unix.RTPROT_BIRD:       "bird",
-	unix.RTPROT_KEEPALIVED: "keepalived",
-	unix.RTPROT_BGP:        "bgp",
-	unix.RTPROT_OSPF:       "ospf",
-	unix.RTPROT_ISIS:       "isis",
-	unix.RTPROT_BABEL:      "babel",
-}
-
-func protoName(p uint8) string {
-	if n, ok := protoNames[p]; ok {
-		return n
-	}
-	return strconv.Itoa(int(p))
-}
-
-func scopeName(s uint8) string {
-	switch s {
-	case unix.RT_SCOPE_UNIVERSE:
-		return "global"
-	case unix.RT_SCOPE_SITE:
-		return "site"
-	case unix.RT_SCOPE_LINK:
-		return "link"
-	case unix.RT_SCOPE_HOST:
-		return "host"
-	case unix.RT_SCOPE_NOWHERE:
-		return "nowhere"
-	}
-	return strconv.Itoa(int(s))
-}
-
-var addrFlagNames = []struct {
-	bit  uint32
-	name string
-}{
-	{unix.IFA_F_SECONDARY, "secondary"},
-	{unix.IFA_F_NODAD, "nodad"},
-	{unix.IFA_F_OPTIMISTIC, "optimistic"},
-	{unix.IFA_F_DADFAILED, "dadfailed"},
-	{unix.IFA_F_HOMEADDRESS, "home"},
-	{unix.IFA_F_DEPRECATED, "deprecated"},
-	{unix.IFA_F_TENTATIVE, "tentative"},
-	{unix.IFA_F_PERMANENT, "permanent"},
-	{unix.IFA_F_MANAGETEMPADDR, "mngtmpaddr"},
-	{unix.IFA_F_NOPREFIXROUTE, "noprefixroute"},
-	{unix.IFA_F_MCAUTOJOIN, "autojoin"},
-	{unix.IFA_F_STABLE_PRIVACY, "stable-privacy"},
-}
-
-func addrFlagsText(f uint32) string {
-	var out []string
-	for _, n := range addrFlagNames {
-		if f&n.bit != 0 {
-			out = append(out, n.name)
-		}
-	}
-	return strings.Join(out, " ")
-}
-
-var neighStates = []struct {
-	bit  uint16
-	name string
-}{
-	{unix.NUD_INCOMPLETE, "INCOMPLETE"},
-	{unix.NUD_REACHABLE, "REACHABLE"},
-	{unix.NUD_STALE, "STALE"},
-	{unix.NUD_DELAY, "DELAY"},
-	{unix.NUD_PROBE, "PROBE"},
-	{unix.NUD_FAILED, "FAILED"},
-	{unix.NUD_NOARP, "NOARP"},
-	{unix.NUD_PERMANENT, "PERMANENT"},
-}
-
-func neighStateText(s uint16) string {
-	if s == 0 {
-		return "NONE"
-	}
-	var out []string
-	for _, n := range neighStates {
-		if s&n.bit != 0 {
-			out = append(out, n.name)
-		}
-	}
-	return strings.Join(out, " ")
-}
-
-var ruleActions = map[uint8]string{
-	unix.FR_ACT_TO_TBL:      "lookup",
-	unix.FR_ACT_GOTO:        "goto",
-	unix.FR_ACT_NOP:         "nop",
-	unix.FR_ACT_BLACKHOLE:   "blackhole",
-	unix.FR_ACT_UNREACHABLE: "unreachable",
-	unix.FR_ACT_PROHIBIT:    "prohibit",
-}
-
-func ruleActionName(a uint8) string {
-	if n, ok := ruleActions[a]; ok {
-		return n
-	}
-	return "action " + strconv.Itoa(int(a))
-}
+func TableName(id int) string { return rtnl.TableName(id) }
 
 // errnoText is strerror without the Go-specific lower-case form, so that the
 // text matches what `ip route get` prints ("No route to host").

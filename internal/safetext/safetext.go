@@ -16,8 +16,10 @@ import (
 // a value cannot fake a line of its own), DEL, C1 controls, invalid UTF-8,
 // and the Unicode format characters that reorder or hide text (bidi
 // overrides and isolates, zero-width marks, line and paragraph
-// separators). Bytes become \xNN, characters \uNNNN. Backslashes are left
-// alone so that a printed shell command stays a working command.
+// separators, tag characters: every Unicode Cf, Zl and Zp character).
+// Bytes become \xNN, characters \uNNNN (\UNNNNNNNN above U+FFFF).
+// Backslashes are left alone so that a printed shell command stays a
+// working command.
 func Show(s string) string {
 	if isPlain(s) {
 		return s
@@ -53,8 +55,10 @@ func Safe(s string) bool {
 }
 
 // Hidden reports whether r is a character a terminal or a text renderer
-// acts on instead of showing: C1 controls and Unicode format characters
-// that reorder, join or hide text.
+// acts on instead of showing: C0 and C1 controls, DEL, and the Unicode
+// format characters (category Cf) and line/paragraph separators (Zl, Zp)
+// that reorder, join or hide text. The list is written out (fast, and
+// independent of the unicode tables the tests check it against).
 func Hidden(r rune) bool {
 	switch {
 	case r < 0x20, r == 0x7f:
@@ -72,6 +76,25 @@ func Hidden(r rune) bool {
 	case r == 0xfeff: // zero-width no-break space
 		return true
 	case r >= 0xfff9 && r <= 0xfffb: // interlinear annotation
+		return true
+	case r >= 0x600 && r <= 0x605, r == 0x6dd, r == 0x70f, r == 0x890, r == 0x891, r == 0x8e2:
+		// Arabic and Syriac marks prepended to the number that follows
+		return true
+	case r == 0x61c: // Arabic letter mark (a bidi mark, like RLM)
+		return true
+	case r == 0x180e: // Mongolian vowel separator (zero width)
+		return true
+	case r < 0x10000:
+		return false
+	case r == 0x110bd, r == 0x110cd: // Kaithi number signs
+		return true
+	case r >= 0x13430 && r <= 0x1343f: // Egyptian hieroglyph format controls
+		return true
+	case r >= 0x1bca0 && r <= 0x1bca3: // shorthand format controls
+		return true
+	case r >= 0x1d173 && r <= 0x1d17a: // musical symbol format controls
+		return true
+	case r == 0xe0001, r >= 0xe0020 && r <= 0xe007f: // tag characters: invisible ASCII
 		return true
 	}
 	return false
@@ -95,8 +118,14 @@ func writeByteEscape(b *strings.Builder, c byte) {
 }
 
 func writeRuneEscape(b *strings.Builder, r rune) {
-	b.WriteString(`\u`)
-	for shift := 12; shift >= 0; shift -= 4 {
+	shift := 12
+	if r > 0xffff {
+		b.WriteString(`\U`)
+		shift = 28
+	} else {
+		b.WriteString(`\u`)
+	}
+	for ; shift >= 0; shift -= 4 {
 		b.WriteByte(hexdigits[(r>>uint(shift))&0xf])
 	}
 }

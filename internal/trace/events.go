@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/synscope/synscope/internal/causes"
 )
 
 // Kind says which kernel moment an Event records.
@@ -103,6 +105,10 @@ type Event struct {
 	DropReason string
 	// Location is the kernel address that freed the skb.
 	Location uint64
+	// DropSite is Location as function+offset ("tcp_v4_rcv+0x5a3") and
+	// DropFunc its function, for a drop on a kernel without drop reasons
+	// (DropReason empty); empty when it could not be resolved.
+	DropSite, DropFunc string
 	// RSTReason names tcp_send_reset's reason when FlagRST.
 	RSTReason string
 	// FibErr and FibTable are the last reply route lookup's result (FlagFib).
@@ -132,23 +138,13 @@ const (
 	ipCTUntracked = 7
 )
 
-// tcpRejects names the BPF side's R_* values (bpf/synscope.c).
-var tcpRejects = [...]string{
-	1: "tcp_bad_csum",
-	2: "tcp_hash_md5_required",
-	3: "tcp_hash_md5_unexpected",
-	4: "tcp_hash_md5_mismatch",
-	5: "tcp_hash_ao_required",
-	6: "tcp_hash_bad_header",
-	7: "tcp_ao_handshake_failure",
-}
-
 func tcpRejectName(v uint32) string {
 	if v == 0 {
 		return ""
 	}
-	if int(v) < len(tcpRejects) {
-		return tcpRejects[v]
+	// R_n is the catalog's n-th tcp-reject tracepoint (caps.go rejectHooks).
+	if tps := causes.Tracepoints(causes.TCPReject); int(v) <= len(tps) {
+		return tps[v-1].Name
 	}
 	return fmt.Sprintf("tcp-reject-%d", v)
 }

@@ -4,7 +4,11 @@ import (
 	"fmt"
 	"net/netip"
 	"sort"
+	"strings"
+	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/synscope/synscope/internal/causes"
 )
@@ -156,7 +160,19 @@ func (e *Engine) Add(ev Event) []Outcome {
 			what = "final ACK"
 			cause = dropCause(ev.DropReason)
 		}
-		f.evidence = append(f.evidence, fmt.Sprintf("%s dropped: kfree_skb reason %s", what, ev.DropReason))
+		switch {
+		case ev.DropReason != "":
+			f.evidence = append(f.evidence, fmt.Sprintf("%s dropped: kfree_skb reason %s", what, ev.DropReason))
+		case ev.DropSite != "":
+			// No drop reasons (before 5.17): the site names the cause
+			// where it tells it apart.
+			f.evidence = append(f.evidence, fmt.Sprintf("%s dropped in %s (kfree_skb location; this kernel gives no drop reason)", what, ev.DropSite))
+			if id, _, _ := causes.ForDropSite(ev.DropFunc, false); id != "" {
+				cause = id
+			}
+		default:
+			f.evidence = append(f.evidence, what+" dropped (this kernel gives no drop reason)")
+		}
 		return e.emit(f.outcome(Dropped, cause))
 	}
 	return nil
@@ -201,13 +217,15 @@ func (e *Engine) addSYN(k flowKey, ev Event) []Outcome {
 		}
 		e.flows[k] = f
 		return out
-	case pending && ev.Flags&FlagConsumed == 0 && ev.DropReason == "NOT_SPECIFIED",
+	case pending && ev.Flags&FlagConsumed == 0 && ev.DropReason == causes.DropReasonNotSpecified,
 		pending && ev.Flags&(FlagConsumed|FlagRST|FlagRSTSent|FlagFib|FlagSynAckDrop) == FlagConsumed:
 		// A SYN retransmit meeting the request (SYN-ACK resend rate-limited):
 		// freed with NOT_SPECIFIED since 6.x, consumed before (6.1), and
 		// in either case without a route lookup of its own.
 		e.flows[k] = f
 		return out
+	case ev.Flags&FlagConsumed == 0 && ev.DropReason == "":
+		return append(out, e.emit(e.siteOutcome(f, ev))...)
 	case ev.Flags&FlagConsumed == 0:
 		f.evidence = append(f.evidence, fmt.Sprintf("SYN dropped: kfree_skb reason %s", ev.DropReason))
 		if ev.TCPReject != "" {
@@ -218,10 +236,8 @@ func (e *Engine) addSYN(k flowKey, ev Event) []Outcome {
 		}
 		if ev.Flags&FlagRST != 0 {
 			f.evidence = append(f.evidence, "RST sent: "+ev.RSTReason)
-			cause := causes.NoListener
-			if ev.DropReason != "NO_SOCKET" {
-				cause = dropCause(ev.DropReason)
-			}
+			// NO_SOCKET names no-listener in the catalog.
+			cause := dropCause(ev.DropReason)
 			return append(out, e.emit(f.outcome(Refused, cause))...)
 		}
 		cause := dropCause(ev.DropReason)
@@ -239,7 +255,11 @@ func (e *Engine) addSYN(k flowKey, ev Event) []Outcome {
 		f.evidence = append(f.evidence, "RST sent: "+ev.RSTReason)
 		return append(out, e.emit(f.outcome(Refused, causes.NoListener))...)
 	case ev.Flags&FlagSynAckDrop != 0:
-		f.evidence = append(f.evidence, fmt.Sprintf("SYN-ACK dropped on the way out: kfree_skb reason %s", ev.SynAckDropReason))
+		if ev.SynAckDropReason == "" {
+			f.evidence = append(f.evidence, "SYN-ACK dropped on the way out (this kernel gives no drop reason)")
+		} else {
+			f.evidence = append(f.evidence, fmt.Sprintf("SYN-ACK dropped on the way out: kfree_skb reason %s", ev.SynAckDropReason))
+		}
 		return append(out, e.emit(f.outcome(Dropped, synackDropCause(ev.SynAckDropReason)))...)
 	case ev.Flags&FlagFib != 0 && ev.FibErr != 0:
 		f.evidence = append(f.evidence, "SYN consumed without SYN-ACK (dropped in tcp_conn_request)")
@@ -274,6 +294,44 @@ func (e *Engine) addSYN(k flowKey, ev Event) []Outcome {
 		}
 		return append(out, e.emit(f.outcome(Dropped, cause))...)
 	}
+}
+
+// siteOutcome decides a SYN dropped on a kernel without drop reasons
+// (before 5.17) by where it was freed: the catalog's drop sites name the
+// cause where the site (with the RST evidence) tells it, and otherwise
+// list what the site cannot tell apart, naming nothing.
+func (e *Engine) siteOutcome(f *flow, ev Event) Outcome {
+	rst := ev.Flags&(FlagRST|FlagRSTSent) != 0
+	fate := Dropped
+	if rst {
+		fate = Refused
+	}
+	if ev.DropSite == "" {
+		f.evidence = append(f.evidence, "SYN dropped: this kernel's kfree_skb gives no drop reason and the drop site could not be resolved (/proc/kallsyms)")
+		return f.outcome(fate, "")
+	}
+	f.evidence = append(f.evidence, fmt.Sprintf("SYN dropped in %s (kfree_skb location; this kernel gives no drop reason)", ev.DropSite))
+	if rst {
+		f.evidence = append(f.evidence, "RST sent answering the SYN")
+	}
+	cause, site, cands := causes.ForDropSite(ev.DropFunc, rst)
+	if cause != "" {
+		f.evidence = append(f.evidence, ev.DropFunc+": "+site.What)
+		if cause == causes.FirewallDrop {
+			cause = e.firewallCause(f, ev)
+		}
+		return f.outcome(fate, cause)
+	}
+	if len(cands) == 0 {
+		f.evidence = append(f.evidence, ev.DropFunc+" is not a drop site the catalog knows")
+		return f.outcome(fate, "")
+	}
+	parts := make([]string, len(cands))
+	for i, c := range cands {
+		parts[i] = fmt.Sprintf("%s (%s)", c.Cause, c.Site.What)
+	}
+	f.evidence = append(f.evidence, fmt.Sprintf("%s frees SYNs for causes its site cannot tell apart: %s", ev.DropFunc, strings.Join(parts, "; ")))
+	return f.outcome(fate, "")
 }
 
 // firewallCause tells a SYN that netfilter dropped because conntrack found
@@ -401,37 +459,34 @@ func dropCause(reason string) causes.ID { return causes.ForDropReason(reason) }
 // synackDropCause maps a kfree_skb reason of the SYN-ACK to a cause.
 func synackDropCause(reason string) causes.ID { return causes.ForSynackDropReason(reason) }
 
-// tcpRejectEvidence explains which TCP check refused the SYN.
+// tcpRejectEvidence explains which TCP check refused the SYN, in the
+// catalog's words for the tracepoint that saw it.
 func tcpRejectEvidence(tp string) string {
-	what := map[string]string{
-		"tcp_bad_csum":             "TCP checksum wrong",
-		"tcp_hash_md5_required":    "the listener requires a TCP-MD5 signature from this peer and the SYN has none",
-		"tcp_hash_md5_unexpected":  "the SYN carries a TCP-MD5 signature but the listener has no key for this peer",
-		"tcp_hash_md5_mismatch":    "the SYN's TCP-MD5 signature does not match the listener's key",
-		"tcp_hash_ao_required":     "the listener requires TCP-AO from this peer and the SYN has no AO option",
-		"tcp_hash_bad_header":      "the SYN's TCP-MD5/TCP-AO options are malformed or conflicting",
-		"tcp_ao_handshake_failure": "the SYN's TCP-AO MAC or key id does not match",
-	}[tp]
-	if what == "" {
-		return "rejected by TCP (" + tp + ")"
+	if _, what := causes.TracepointText(tp); what != "" {
+		return tp + ": " + what
 	}
-	return tp + ": " + what
+	return "rejected by TCP (" + tp + ")"
 }
 
+// errnoName shows a failed route lookup's error (a negative errno) and,
+// for the route types whose lookups fail with it, which (the catalog's
+// RouteTypes): "EINVAL (blackhole route)".
 func errnoName(err int32) string {
-	switch err {
-	case -11:
-		return "no route (EAGAIN: no table matched)"
-	case -101:
-		return "ENETUNREACH"
-	case -113:
-		return "EHOSTUNREACH"
-	case -13:
-		return "EACCES (prohibit)"
-	case -22:
-		return "EINVAL (blackhole)"
+	e := syscall.Errno(-err)
+	name := unix.ErrnoName(e)
+	if name == "" {
+		return fmt.Sprintf("err %d", err)
 	}
-	return fmt.Sprintf("err %d", err)
+	t, ok := causes.ErrnoRouteType(e)
+	switch {
+	case e == syscall.EAGAIN:
+		// fib_table_lookup also returns -EAGAIN when the table has no
+		// route at all: the lookup goes on with the next rule.
+		return name + " (no route in the table, or a " + t + " route)"
+	case ok:
+		return name + " (" + t + " route)"
+	}
+	return name
 }
 
 // Stats are totals of outcomes, for the exit summary.

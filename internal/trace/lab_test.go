@@ -43,6 +43,9 @@ type labCase struct {
 	// kernel without it (Capability not available) evidenceElse must
 	// appear instead, and the test says so.
 	evidenceCap, evidenceElse string
+	// unseen, when set, says why trace sees none of the client's SYNs (a
+	// drop before the stack makes an skb): then it must report none.
+	unseen string
 }
 
 var labCases = []labCase{
@@ -85,6 +88,13 @@ var labCases = []labCase{
 	{scenario: "paws-reject", fate: Dropped, alsoOK: []Fate{Established}, evidence: "TCP_RFC7323_TW_PAWS"},
 	{scenario: "healthy-under-load", fate: Established, noEvidence: "syncookie"},
 	{scenario: "conntrack-invalid", fate: Dropped, evidence: "INVALID"},
+	{scenario: "iptables-legacy-drop-syn", fate: Dropped, evidence: "NETFILTER_DROP"},
+	{scenario: "ip6tables-legacy-drop-syn", fate: Dropped, evidence: "NETFILTER_DROP"},
+	{scenario: "tc-ingress-drop-syn", fate: Dropped, evidence: "TC_INGRESS"},
+	{scenario: "socket-filter-drop", fate: Dropped, evidence: "SOCKET_FILTER"},
+	{scenario: "cgroup-skb-drop", fate: Dropped, evidence: "SOCKET_FILTER"},
+	{scenario: "xdp-drop-syn", fate: Dropped, unseen: "XDP drops the SYN in the veth driver before any tracepoint trace uses fires; doctor names the program instead"},
+	{scenario: "healthy-bpf-pass", fate: Established},
 }
 
 // TestLabCasesCoverScenarios: every lab scenario has a trace case and
@@ -215,6 +225,12 @@ func runLabCase(t *testing.T, prefix string, c labCase) {
 			continue
 		}
 		t.Logf("other outcome: %s -> %s %s %q %v", o.Client, o.Server, o.Fate, o.Cause, o.Evidence)
+	}
+	if c.unseen != "" {
+		if mine != 0 {
+			t.Errorf("%s: %d outcomes for the lab client, want none (%s)", c.scenario, mine, c.unseen)
+		}
+		return
 	}
 	if mine == 0 {
 		t.Fatalf("no outcome for the lab client %s in %s (all: %d)", client, watch, len(outs))

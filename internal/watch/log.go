@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"time"
+	"unicode/utf16"
 	"unicode/utf8"
 
 	"github.com/synscope/synscope/internal/safetext"
@@ -115,6 +116,11 @@ func (e jsonEscaper) Write(p []byte) (int, error) {
 		case r == utf8.RuneError && n <= 1:
 			out = append(out, `\ufffd`...) // slog already replaced these; never raw
 		case c == 0x7f || safetext.Hidden(r):
+			if r > 0xffff { // JSON escapes a supplementary character as a surrogate pair
+				hi, lo := utf16.EncodeRune(r)
+				out = fmt.Appendf(out, `\u%04x\u%04x`, hi, lo)
+				break
+			}
 			out = fmt.Appendf(out, `\u%04x`, r)
 		default:
 			out = append(out, p[i:i+n]...)

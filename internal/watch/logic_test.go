@@ -9,13 +9,34 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// attr is one route attribute for routePayload.
+type attr struct {
+	typ  uint16
+	data []byte
+}
+
+// rtaCacheinfoExpires is the offset of rta_expires in struct rta_cacheinfo.
+const rtaCacheinfoExpires = 8
+
 // routePayload builds an RTM_NEWROUTE payload (rtmsg and attributes), as
-// the kernel sends it.
+// the kernel sends it: written here byte by byte, independent of the
+// decoder under test.
 func routePayload(fam, dstLen, srcLen uint8, attrs ...attr) []byte {
-	hdr := make([]byte, unix.SizeofRtMsg)
-	hdr[0], hdr[1], hdr[2] = fam, dstLen, srcLen
-	hdr[4], hdr[5], hdr[7] = unix.RT_TABLE_MAIN, unix.RTPROT_RA, rtnUnicast
-	return buildMsg(unix.RTM_NEWROUTE, 0, 0, hdr, attrs)[unix.NLMSG_HDRLEN:]
+	p := make([]byte, unix.SizeofRtMsg)
+	p[0], p[1], p[2] = fam, dstLen, srcLen
+	p[4], p[5], p[7] = unix.RT_TABLE_MAIN, unix.RTPROT_RA, rtnUnicast
+	for _, a := range attrs {
+		n := unix.SizeofRtAttr + len(a.data)
+		h := make([]byte, unix.SizeofRtAttr)
+		binary.NativeEndian.PutUint16(h[0:], uint16(n))
+		binary.NativeEndian.PutUint16(h[2:], a.typ)
+		p = append(p, h...)
+		p = append(p, a.data...)
+		for len(p)%4 != 0 {
+			p = append(p, 0)
+		}
+	}
+	return p
 }
 
 // TestParseRouteDefaultAndExpiry pins what the decoder calls a default
@@ -56,8 +77,8 @@ func TestAssessGatewayFailed(t *testing.T) {
 		want  bool
 	}{
 		{"failed", map[neighKey]uint16{{2, r.Gateway}: nudFailed}, true},
-		{"reachable", map[neighKey]uint16{{2, r.Gateway}: nudReachable}, false},
-		{"stale", map[neighKey]uint16{{2, r.Gateway}: nudStale}, false},
+		{"reachable", map[neighKey]uint16{{2, r.Gateway}: unix.NUD_REACHABLE}, false},
+		{"stale", map[neighKey]uint16{{2, r.Gateway}: unix.NUD_STALE}, false},
 		{"failed on another device", map[neighKey]uint16{{3, r.Gateway}: nudFailed}, false},
 		{"another address failed", map[neighKey]uint16{{2, netip.MustParseAddr("10.0.0.9")}: nudFailed}, false},
 		{"no entry", nil, false},

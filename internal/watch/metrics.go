@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/synscope/synscope/internal/buildinfo"
 	"github.com/synscope/synscope/internal/causes"
 	"github.com/synscope/synscope/internal/counters"
 	"github.com/synscope/synscope/internal/report"
@@ -117,8 +118,15 @@ func NewMetrics() *Metrics {
 		}, []string{"netns", "collector"}),
 		listeners: map[string][]listenerSample{},
 	}
+	bi := buildinfo.Get()
+	build := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name:        "synscope_build_info",
+		Help:        "Always 1; the labels say which synscope runs (as `synscope version`).",
+		ConstLabels: prometheus.Labels{"version": bi.Version, "revision": bi.Commit, "goversion": bi.GoVersion},
+	})
+	build.Set(1)
 	m.Registry.MustRegister(m.present, m.losses, m.expiry, m.atRisk, m.synDrops, m.synTraceUp, m.repairs,
-		m.up, m.lastCheck, m.collectorOK, m.collectorDur, listenerCollector{m},
+		m.up, m.lastCheck, m.collectorOK, m.collectorDur, listenerCollector{m}, build,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -18,38 +18,70 @@ type expectation struct {
 }
 
 var expectations = map[string]expectation{
-	"accept-queue-overflow":    {evidence: []string{"TcpExtListenOverflows +", "accept queue"}},
-	"backlog-capped":           {evidence: []string{"net.core.somaxconn = 128"}},
-	"blackhole-route-v4":       {evidence: []string{"route blackhole 10.77.1.0/24", "IpOutNoRoutes +"}, fix: true},
-	"blackhole-route-v6":       {evidence: []string{"route blackhole fd77:1::/64", "TcpExtListenDrops +"}, fix: true},
-	"unreachable-route-v4":     {evidence: []string{"route unreachable 10.77.1.0/24", "IpOutNoRoutes +"}, fix: true},
-	"unreachable-route-v6":     {evidence: []string{"route unreachable fd77:1::/64", "TcpExtListenDrops +"}, fix: true},
-	"prohibit-route-v4":        {evidence: []string{"route prohibit 10.77.1.0/24", "IpOutNoRoutes +"}, fix: true},
-	"prohibit-route-v6":        {evidence: []string{"route prohibit fd77:1::/64", "TcpExtListenDrops +"}, fix: true},
-	"policy-rule-no-route":     {evidence: []string{"lookup 100", "IpOutNoRoutes +"}, fix: true},
-	"fwmark-no-route":          {evidence: []string{"fwmark 0x1", "SO_MARK 0x1", "IpOutNoRoutes +"}, fix: true},
-	"missing-default-route-v4": {evidence: []string{"IpOutNoRoutes +", "default"}, fix: true},
-	"missing-default-route-v6": {evidence: []string{"Ip6OutNoRoutes +", "default"}, fix: true},
-	"conntrack-invalid":        {evidence: []string{"ct state invalid", "handle"}},
-	"firewall-drop-syn":        {evidence: []string{"inet synscope input handle", "drop", "counter +"}, fix: true},
-	"firewall-drop-synack":     {evidence: []string{"inet synscope output handle", "drop", "counter +"}, fix: true},
-	"firewall-reject":          {evidence: []string{"inet synscope input handle", "reject", "counter +"}, fix: true},
-	"rp-filter-strict":         {evidence: []string{"TcpExtIPReversePathFilter +", "rp_filter = 1"}},
-	"no-listener":              {evidence: []string{"nothing listens on port 8080"}},
-	"listener-wrong-address":   {evidence: []string{"bound to 127.0.0.1"}},
-	"listener-bound-device":    {evidence: []string{"SO_BINDTODEVICE", "s1"}},
-	"neighbor-unreachable-v4":  {evidence: []string{"10.77.2.99", "ARP"}, fix: true},
-	"neighbor-unreachable-v6":  {evidence: []string{"fd77:2::99", "neighbour discovery"}, fix: true},
-	"synack-unanswered":        {evidence: []string{"SYN-ACK retransmitted", "TcpExtTCPSynRetrans +"}},
-	"ipv6-disabled":            {evidence: []string{"disable_ipv6 = 1"}},
-	"tcp-minttl":               {evidence: []string{"TcpExtTCPMinTTLDrop +", "TTL 63"}},
-	"tcp-md5-mismatch":         {evidence: []string{"TcpExtTCPMD5NotFound +"}},
-	"syn-queue-overflow":       {evidence: []string{"TcpExtTCPReqQFullDrop +", "SYN-RECV"}},
-	"syn-flood-cookies":        {evidence: []string{"TcpExtSyncookiesSent +"}},
-	"syn-backlog-last-quarter": {evidence: []string{"last quarter", "tcp_max_syn_backlog = 8"}},
-	"synack-egress-drop":       {evidence: []string{"TcpExtTCPTimeouts +", "SYN-RECV", "egress pref 1 bpf"}},
-	"paws-reject":              {evidence: []string{"TcpExtPAWSTimewait +"}},
-	"default-route-at-risk":    {evidence: []string{"proto ra", "accept_ra = 1", "forwarding-accept-ra", "accept_ra=2"}, fix: true},
+	"accept-queue-overflow":     {evidence: []string{"TcpExtListenOverflows +", "accept queue"}},
+	"backlog-capped":            {evidence: []string{"net.core.somaxconn = 128"}},
+	"blackhole-route-v4":        {evidence: []string{"route blackhole 10.77.1.0/24", "IpOutNoRoutes +"}, fix: true},
+	"blackhole-route-v6":        {evidence: []string{"route blackhole fd77:1::/64", "TcpExtListenDrops +"}, fix: true},
+	"unreachable-route-v4":      {evidence: []string{"route unreachable 10.77.1.0/24", "IpOutNoRoutes +"}, fix: true},
+	"unreachable-route-v6":      {evidence: []string{"route unreachable fd77:1::/64", "TcpExtListenDrops +"}, fix: true},
+	"prohibit-route-v4":         {evidence: []string{"route prohibit 10.77.1.0/24", "IpOutNoRoutes +"}, fix: true},
+	"prohibit-route-v6":         {evidence: []string{"route prohibit fd77:1::/64", "TcpExtListenDrops +"}, fix: true},
+	"policy-rule-no-route":      {evidence: []string{"lookup 100", "IpOutNoRoutes +"}, fix: true},
+	"fwmark-no-route":           {evidence: []string{"fwmark 0x1", "SO_MARK 0x1", "IpOutNoRoutes +"}, fix: true},
+	"missing-default-route-v4":  {evidence: []string{"IpOutNoRoutes +", "default"}, fix: true},
+	"missing-default-route-v6":  {evidence: []string{"Ip6OutNoRoutes +", "default"}, fix: true},
+	"conntrack-invalid":         {evidence: []string{"ct state invalid", "handle"}},
+	"firewall-drop-syn":         {evidence: []string{"inet synscope input handle", "drop", "counter +"}, fix: true},
+	"firewall-drop-synack":      {evidence: []string{"inet synscope output handle", "drop", "counter +"}, fix: true},
+	"firewall-reject":           {evidence: []string{"inet synscope input handle", "reject", "counter +"}, fix: true},
+	"rp-filter-strict":          {evidence: []string{"TcpExtIPReversePathFilter +", "rp_filter = 1"}},
+	"no-listener":               {evidence: []string{"nothing listens on port 8080"}},
+	"listener-wrong-address":    {evidence: []string{"bound to 127.0.0.1"}},
+	"listener-bound-device":     {evidence: []string{"SO_BINDTODEVICE", "s1"}},
+	"neighbor-unreachable-v4":   {evidence: []string{"10.77.2.99", "ARP"}, fix: true},
+	"neighbor-unreachable-v6":   {evidence: []string{"fd77:2::99", "neighbour discovery"}, fix: true},
+	"synack-unanswered":         {evidence: []string{"SYN-ACK retransmitted", "TcpExtTCPSynRetrans +"}},
+	"ipv6-disabled":             {evidence: []string{"disable_ipv6 = 1"}},
+	"tcp-minttl":                {evidence: []string{"TcpExtTCPMinTTLDrop +", "TTL 63"}},
+	"tcp-md5-mismatch":          {evidence: []string{"TcpExtTCPMD5NotFound +"}},
+	"syn-queue-overflow":        {evidence: []string{"TcpExtTCPReqQFullDrop +", "SYN-RECV"}},
+	"syn-flood-cookies":         {evidence: []string{"TcpExtSyncookiesSent +"}},
+	"syn-backlog-last-quarter":  {evidence: []string{"last quarter", "tcp_max_syn_backlog = 8"}},
+	"synack-egress-drop":        {evidence: []string{"TcpExtTCPTimeouts +", "SYN-RECV", "egress pref 1 bpf"}},
+	"paws-reject":               {evidence: []string{"TcpExtPAWSTimewait +"}},
+	"iptables-legacy-drop-syn":  {evidence: []string{"-A INPUT -p tcp -m tcp --dport 8080 --tcp-flags FIN,SYN,RST,ACK SYN -j DROP", "counter +", "iptables-legacy -t filter -D INPUT 1"}, fix: true},
+	"ip6tables-legacy-drop-syn": {evidence: []string{"-A INPUT -p tcp -m tcp --dport 8080 --tcp-flags FIN,SYN,RST,ACK SYN -j DROP", "counter +", "ip6tables-legacy -t filter -D INPUT 1"}, fix: true},
+	"tc-ingress-drop-syn":       {evidence: []string{`"lab_syn_drop"`, "tc ingress on s0 pref 1", "TC_ACT_SHOT"}, fix: true},
+	"xdp-drop-syn":              {evidence: []string{`"lab_xdp_drop"`, "xdp (driver) on s0", "XDP_DROP"}, fix: true},
+	"socket-filter-drop":        {evidence: []string{"socket filter on the listener", "returns 0 (drop)", "listener drops +"}},
+	"cgroup-skb-drop":           {evidence: []string{`"lab_cg_deny"`, "cgroup_skb ingress on cgroup /synscope-lab-it-", "returns 0 (deny)"}, fix: true},
+	"default-route-at-risk":     {evidence: []string{"proto ra", "accept_ra = 1", "forwarding-accept-ra", "accept_ra=2"}, fix: true},
+}
+
+// innocent lists the programs a healthy scenario carries: the report's
+// dataplane inventory must list each (present programs are inventory) while
+// no finding names them.
+var innocent = map[string][]string{
+	"healthy-bpf-pass": {`xdp (driver) on s0: program "lab_xdp_pass"`, `tc ingress on s0 pref 1: program "lab_tc_pass"`,
+		`cgroup_skb ingress on cgroup /synscope-lab-it-`, `program "lab_cg_allow"`, "XDP_PASS", "TC_ACT_OK", "returns 1 (allow)"},
+}
+
+func assertInventory(t *testing.T, rep *report.Report, want []string) {
+	t.Helper()
+	detail := strings.Join(rep.Dataplane, "\n")
+	for _, w := range want {
+		if !strings.Contains(detail, w) {
+			dumpReport(t, rep)
+			t.Fatalf("dataplane inventory lacks %q: %s", w, detail)
+		}
+	}
+	for _, f := range rep.Findings {
+		for _, w := range want {
+			if strings.HasPrefix(w, "program ") && strings.Contains(findingText(f), w) {
+				t.Fatalf("finding %s blames an innocent program: %s", f.Cause, f.Summary)
+			}
+		}
+	}
 }
 
 func findingText(f report.Finding) string {
@@ -70,6 +102,7 @@ func TestScenarios(t *testing.T) {
 			rep, r := doctorJSON(t, "--netns", env.Server)
 			if sc.Expect == "" {
 				assertHealthy(t, rep, r)
+				assertInventory(t, rep, innocent[sc.Name])
 				return
 			}
 			if r.code != 1 || len(rep.Findings) == 0 {

@@ -15,26 +15,21 @@ import (
 	"fmt"
 	"io"
 	"math"
+
+	"github.com/synscope/synscope/internal/packet"
 )
 
-// Link types (LINKTYPE_* values from the tcpdump registry).
+// DLT_RAW's platform aliases (the link types themselves are
+// internal/packet's).
 const (
-	LinkNull     = 0
-	LinkEthernet = 1
-	LinkRaw      = 101
-	LinkLoop     = 108
-	LinkSLL      = 113
-	LinkIPv4     = 228
-	LinkIPv6     = 229
-	LinkSLL2     = 276
-	linkRawAlt1  = 12 // DLT_RAW on some BSDs
-	linkRawAlt2  = 14
+	linkRawAlt1 = 12 // DLT_RAW on some BSDs
+	linkRawAlt2 = 14
 )
 
 // NormalizeLink maps platform aliases onto one link type.
 func NormalizeLink(lt uint16) uint16 {
 	if lt == linkRawAlt1 || lt == linkRawAlt2 {
-		return LinkRaw
+		return packet.LinkRaw
 	}
 	return lt
 }

@@ -7,6 +7,8 @@ import (
 	"io"
 	"runtime"
 	"testing"
+
+	"github.com/synscope/synscope/internal/packet"
 )
 
 func pcapFile(bo binary.ByteOrder, nano bool, recs [][]byte, ts []int64) []byte {
@@ -20,7 +22,7 @@ func pcapFile(bo binary.ByteOrder, nano bool, recs [][]byte, ts []int64) []byte 
 	bo.PutUint16(h[4:], 2)
 	bo.PutUint16(h[6:], 4)
 	bo.PutUint32(h[16:], 65535)
-	bo.PutUint32(h[20:], LinkEthernet)
+	bo.PutUint32(h[20:], packet.LinkEthernet)
 	b.Write(h)
 	for i, r := range recs {
 		rh := make([]byte, 16)
@@ -71,7 +73,7 @@ func TestPcapVariants(t *testing.T) {
 			if !nano {
 				want = want / 1000 * 1000
 			}
-			if pk[0].TS != want || !bytes.Equal(pk[1].Data, recs[1]) || pk[0].OrigLen != len(recs[0])+4 || pk[0].Link != LinkEthernet {
+			if pk[0].TS != want || !bytes.Equal(pk[1].Data, recs[1]) || pk[0].OrigLen != len(recs[0])+4 || pk[0].Link != packet.LinkEthernet {
 				t.Errorf("%v nano=%v: got ts %d (want %d) %+v", bo, nano, pk[0].TS, want, pk[0])
 			}
 		}
@@ -146,8 +148,8 @@ func TestPcapngSectionsInterfacesResolutions(t *testing.T) {
 	var f []byte
 	// Section 1, little endian: Ethernet at µs (default), raw IP at 2^-10 s.
 	f = append(f, shb(le)...)
-	f = append(f, idb(le, LinkEthernet, 0)...)
-	f = append(f, idb(le, LinkRaw, 0x80|10)...)
+	f = append(f, idb(le, packet.LinkEthernet, 0)...)
+	f = append(f, idb(le, packet.LinkRaw, 0x80|10)...)
 	f = append(f, ngBlock(le, 4, []byte{0, 0, 0, 0})...) // name resolution: skipped
 	f = append(f, epb(le, 0, 1_500_000_000_250_000, []byte("eth-frame"), "first")...)
 	f = append(f, epb(le, 1, 1024*3+512, []byte("raw"), "")...)
@@ -155,7 +157,7 @@ func TestPcapngSectionsInterfacesResolutions(t *testing.T) {
 	f = append(f, ngBlock(le, 3, append(le.AppendUint32(nil, 4), "spb!"...))...)
 	// Section 2, big endian: one SLL2 interface at ns; interface ids restart.
 	f = append(f, shb(be)...)
-	f = append(f, idb(be, LinkSLL2, 9)...)
+	f = append(f, idb(be, packet.LinkSLL2, 9)...)
 	f = append(f, epb(be, 0, 42, []byte("sll2"), "c2")...)
 	pk, err := readAll(t, f)
 	if err != nil {
@@ -167,13 +169,13 @@ func TestPcapngSectionsInterfacesResolutions(t *testing.T) {
 	if pk[0].TS != 1_500_000_000_250_000_000 || pk[0].Comment != "first" || string(pk[0].Data) != "eth-frame" {
 		t.Errorf("packet 1: %+v", pk[0])
 	}
-	if pk[1].Link != LinkRaw || pk[1].TS != 3_500_000_000 {
+	if pk[1].Link != packet.LinkRaw || pk[1].TS != 3_500_000_000 {
 		t.Errorf("packet 2: link %d ts %d", pk[1].Link, pk[1].TS)
 	}
-	if string(pk[2].Data) != "spb!" || pk[2].Link != LinkEthernet {
+	if string(pk[2].Data) != "spb!" || pk[2].Link != packet.LinkEthernet {
 		t.Errorf("packet 3 (SPB): %+v", pk[2])
 	}
-	if pk[3].Link != LinkSLL2 || pk[3].TS != 42 || pk[3].Comment != "c2" {
+	if pk[3].Link != packet.LinkSLL2 || pk[3].TS != 42 || pk[3].Comment != "c2" {
 		t.Errorf("packet 4: %+v", pk[3])
 	}
 }
@@ -184,7 +186,7 @@ func TestWriterRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	in := []Packet{{TS: 1e18 + 5, Data: []byte("abc"), Link: LinkEthernet}, {TS: 1e18 + 9, Data: []byte("defgh"), Link: LinkRaw}}
+	in := []Packet{{TS: 1e18 + 5, Data: []byte("abc"), Link: packet.LinkEthernet}, {TS: 1e18 + 9, Data: []byte("defgh"), Link: packet.LinkRaw}}
 	for i, p := range in {
 		if err := w.Write(p, []string{"note one", ""}[i]); err != nil {
 			t.Fatal(err)
@@ -197,7 +199,7 @@ func TestWriterRoundTrip(t *testing.T) {
 	if err != nil || len(pk) != 2 {
 		t.Fatalf("%d packets, %v", len(pk), err)
 	}
-	if pk[0].Comment != "note one" || pk[0].TS != in[0].TS || pk[1].Link != LinkRaw || string(pk[1].Data) != "defgh" {
+	if pk[0].Comment != "note one" || pk[0].TS != in[0].TS || pk[1].Link != packet.LinkRaw || string(pk[1].Data) != "defgh" {
 		t.Errorf("round trip: %+v", pk)
 	}
 }
@@ -240,7 +242,7 @@ func FuzzReader(f *testing.F) {
 	le := binary.LittleEndian
 	f.Add(pcapFile(le, false, [][]byte{[]byte("0123456789abcdef")}, []int64{1e9}))
 	f.Add(pcapFile(binary.BigEndian, true, [][]byte{[]byte("x")}, []int64{5}))
-	ng := append(shb(le), idb(le, LinkEthernet, 0x80|20)...)
+	ng := append(shb(le), idb(le, packet.LinkEthernet, 0x80|20)...)
 	ng = append(ng, epb(le, 0, 99, []byte("pkt"), "cmt")...)
 	f.Add(ng)
 	f.Fuzz(func(t *testing.T, data []byte) {

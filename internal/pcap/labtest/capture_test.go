@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/synscope/synscope/internal/netns"
+	"github.com/synscope/synscope/internal/packet"
 	"github.com/synscope/synscope/internal/pcap/capfile"
 )
 
@@ -83,7 +84,7 @@ func (s *sniffer) loop() {
 		}
 		ts := time.Now().Add(s.shift).UnixNano()
 		s.mu.Lock()
-		s.packets = append(s.packets, capfile.Packet{TS: ts, Data: append([]byte(nil), buf[:n]...), OrigLen: n, Link: capfile.LinkEthernet})
+		s.packets = append(s.packets, capfile.Packet{TS: ts, Data: append([]byte(nil), buf[:n]...), OrigLen: n, Link: packet.LinkEthernet})
 		s.mu.Unlock()
 	}
 }

@@ -11,7 +11,7 @@ import (
 	"io"
 	"net/netip"
 
-	"github.com/synscope/synscope/internal/pcap/checksum"
+	"github.com/synscope/synscope/internal/packet/checksum"
 )
 
 // TCP flags.

@@ -1,4 +1,6 @@
-// Package decode turns captured frames into the few header fields the
+// Package packet is synscope's one frame decoder, used by pcap (recorded
+// captures, DLT link types) and by capture (live AF_PACKET frames, whose
+// ARPHRD link types LinkFromARPHRD maps onto the same set). It turns frames into the few header fields the
 // handshake analysis needs (addresses, ports, sequence numbers, flags,
 // SYN options, ICMP errors) without allocating. It understands Ethernet,
 // 802.1Q/802.1ad (QinQ) tags, Linux cooked v1/v2, BSD null/loop, PPP, raw
@@ -10,16 +12,14 @@
 // what a Packet describes; Packet.Encaps says which encapsulations it came
 // through. Every offset is bounds-checked: malformed input yields an error
 // value, never a panic.
-package decode
+package packet
 
 import (
 	"encoding/binary"
 	"errors"
 	"net/netip"
 
-	"github.com/synscope/synscope/internal/pcap/checksum"
-
-	"github.com/synscope/synscope/internal/pcap/capfile"
+	"github.com/synscope/synscope/internal/packet/checksum"
 )
 
 // TCP flag bits.
@@ -50,14 +50,16 @@ var (
 	ErrEncrypted = errors.New("encrypted 802.11 frame")
 	ErrEncap     = errors.New("unsupported encapsulation")
 	ErrDepth     = errors.New("encapsulations nested too deep")
+	ErrESP       = errors.New("IPsec ESP (encrypted)")
+	ErrIPComp    = errors.New("IPComp (compressed)")
 )
 
 // Reasons an undecodable frame is counted under, indexed by ReasonIndex.
-var Reasons = [...]string{"truncated", "unsupported-link-type", "ip-fragment", "encrypted-802.11", "unsupported-encapsulation", "nested-too-deep", "other"}
+var Reasons = [...]string{"truncated", "unsupported-link-type", "ip-fragment", "encrypted-802.11", "unsupported-encapsulation", "nested-too-deep", "ipsec-esp-encrypted", "ipcomp-compressed", "other"}
 
 // ReasonIndex maps a Decode error onto an index of Reasons.
 func ReasonIndex(err error) int {
-	for i, e := range [...]error{ErrShort, ErrLink, ErrFragment, ErrEncrypted, ErrEncap, ErrDepth} {
+	for i, e := range [...]error{ErrShort, ErrLink, ErrFragment, ErrEncrypted, ErrEncap, ErrDepth, ErrESP, ErrIPComp} {
 		if errors.Is(err, e) {
 			return i
 		}
@@ -79,11 +81,12 @@ const (
 	EncapPPPoE
 	EncapMPLS
 	Encap80211
+	EncapAH // IPsec Authentication Header (the payload stays readable)
 	NumEncaps
 )
 
 // EncapNames names each Encap (the report's keys).
-var EncapNames = [NumEncaps]string{"gre", "erspan", "vxlan", "geneve", "gtp-u", "ip-in-ip", "pppoe", "mpls", "802.11"}
+var EncapNames = [NumEncaps]string{"gre", "erspan", "vxlan", "geneve", "gtp-u", "ip-in-ip", "pppoe", "mpls", "802.11", "ipsec-ah"}
 
 // maxDepth bounds nested encapsulations (a crafted frame could nest
 // tunnels without end).
@@ -148,6 +151,13 @@ type Packet struct {
 	// least 14 bytes of it (InnerHasFlags).
 	InnerFlags    uint8
 	InnerHasFlags bool
+	// SrcMAC is the outer Ethernet source address when HasMAC (link types
+	// with an Ethernet header only).
+	SrcMAC [6]byte
+	HasMAC bool
+	// VLAN is the VLAN ID (12 bits, priority bits removed) of the outer
+	// frame's first 802.1Q/802.1ad tag, 0 when the frame carries none.
+	VLAN uint16
 	// L3Off is the offset of the (innermost) IP header in the frame.
 	L3Off int
 	// Encaps has bit 1<<Encap set for each encapsulation the packet
@@ -195,11 +205,16 @@ func (p *Packet) enter(e Encap) error {
 
 // ether decodes what follows an EtherType at data[off:].
 func (d *Decoder) ether(data []byte, off int, etype uint16, p *Packet) error {
+	tagged := false
 	for {
 		switch etype {
 		case 0x8100, 0x88a8, 0x9100:
 			if len(data) < off+4 {
 				return ErrShort
+			}
+			if p.depth == 0 && !tagged {
+				p.VLAN = binary.BigEndian.Uint16(data[off:]) & 0x0fff
+				tagged = true
 			}
 			etype = binary.BigEndian.Uint16(data[off+2:])
 			off += 4
@@ -272,34 +287,28 @@ func (d *Decoder) mpls(data []byte, off int, p *Packet) error {
 	return ErrEncap
 }
 
-// Link types decoded here besides capfile's.
-const (
-	linkPPP      = 9
-	linkPPPHDLC  = 50
-	link80211    = 105
-	linkRadiotap = 127
-)
-
 // l2 returns the offset and EtherType of the network layer (EtherType 0
 // with no error: a frame with nothing to decode, e.g. 802.11 management).
 func l2(link uint16, data []byte, p *Packet) (int, uint16, error) {
 	switch link {
-	case capfile.LinkEthernet:
+	case LinkEthernet:
 		if len(data) < 14 {
 			return 0, 0, ErrShort
 		}
+		copy(p.SrcMAC[:], data[6:12])
+		p.HasMAC = true
 		return 14, binary.BigEndian.Uint16(data[12:]), nil
-	case capfile.LinkSLL:
+	case LinkSLL:
 		if len(data) < 16 {
 			return 0, 0, ErrShort
 		}
 		return 16, binary.BigEndian.Uint16(data[14:]), nil
-	case capfile.LinkSLL2:
+	case LinkSLL2:
 		if len(data) < 20 {
 			return 0, 0, ErrShort
 		}
 		return 20, binary.BigEndian.Uint16(data[0:]), nil
-	case capfile.LinkRaw:
+	case LinkRaw:
 		if len(data) < 1 {
 			return 0, 0, ErrShort
 		}
@@ -307,11 +316,11 @@ func l2(link uint16, data []byte, p *Packet) (int, uint16, error) {
 			return 0, 0x86dd, nil
 		}
 		return 0, 0x0800, nil
-	case capfile.LinkIPv4:
+	case LinkIPv4:
 		return 0, 0x0800, nil
-	case capfile.LinkIPv6:
+	case LinkIPv6:
 		return 0, 0x86dd, nil
-	case capfile.LinkNull, capfile.LinkLoop:
+	case LinkNull, LinkLoop:
 		if len(data) < 4 {
 			return 0, 0, ErrShort
 		}
@@ -321,7 +330,7 @@ func l2(link uint16, data []byte, p *Packet) (int, uint16, error) {
 			return 4, 0x86dd, nil
 		}
 		return 4, 0x0800, nil
-	case linkPPP, linkPPPHDLC:
+	case LinkPPP, LinkPPPHDLC:
 		off := 0
 		if len(data) >= 2 && data[0] == 0xff && data[1] == 0x03 {
 			off = 2
@@ -330,7 +339,7 @@ func l2(link uint16, data []byte, p *Packet) (int, uint16, error) {
 			return 0, 0, ErrShort
 		}
 		return off + 2, pppProto(binary.BigEndian.Uint16(data[off:])), nil
-	case linkRadiotap:
+	case LinkRadiotap:
 		if len(data) < 8 {
 			return 0, 0, ErrShort
 		}
@@ -341,7 +350,7 @@ func l2(link uint16, data []byte, p *Packet) (int, uint16, error) {
 		// A trailing FCS needs no stripping: IP lengths bound the payload.
 		off, et, err := wlan(data[n:], p)
 		return off + n, et, err
-	case link80211:
+	case Link80211:
 		return wlan(data, p)
 	}
 	return 0, 0, ErrLink
@@ -455,7 +464,10 @@ func (d *Decoder) ipv6(data []byte, off int, p *Packet) error {
 			}
 			next = h[pos]
 			pos += 8
-		case 51: // AH
+		case 51: // AH: its length field counts 32-bit words, minus 2
+			if err := p.enter(EncapAH); err != nil {
+				return err
+			}
 			if len(h) < pos+2 {
 				return ErrShort
 			}
@@ -475,7 +487,30 @@ func (d *Decoder) ipv6(data []byte, off int, p *Packet) error {
 // l4 decodes the transport header at ip[off:]; l4len is the transport
 // length the IP header announces.
 func (d *Decoder) l4(ip []byte, off, l4len int, proto uint8, p *Packet, v6 bool) error {
+	// IPsec AH (RFC 4302) authenticates but does not hide its payload:
+	// skip it (its length field counts 32-bit words, minus 2). Each one
+	// takes at least 8 bytes and counts as a level (maxDepth), so the
+	// loop is bounded.
+	for proto == 51 {
+		if err := p.enter(EncapAH); err != nil {
+			return err
+		}
+		if len(ip) < off+2 {
+			return ErrShort
+		}
+		n := (int(ip[off+1]) + 2) * 4
+		proto = ip[off]
+		off += n
+		l4len -= n
+		if len(ip) < off || l4len < 0 {
+			return ErrShort
+		}
+	}
 	switch proto {
+	case 50:
+		return ErrESP
+	case 108:
+		return ErrIPComp
 	case 6:
 		return d.tcp(ip, off, l4len, p, v6)
 	case 4, 41: // IPv4 / IPv6 in IP

@@ -1,11 +1,10 @@
-package decode
+package packet
 
 import (
 	"errors"
 	"net/netip"
 	"testing"
 
-	"github.com/synscope/synscope/internal/pcap/capfile"
 	"github.com/synscope/synscope/internal/pcap/synth"
 )
 
@@ -20,14 +19,14 @@ func TestDecodeLinkTypes(t *testing.T) {
 		link uint16
 		data []byte
 	}{
-		{"ethernet", capfile.LinkEthernet, synth.Ethernet(ip, nil)},
-		{"vlan", capfile.LinkEthernet, synth.Ethernet(ip, []uint16{5})},
-		{"qinq", capfile.LinkEthernet, synth.Ethernet(ip, []uint16{5, 6})},
-		{"sll", capfile.LinkSLL, append(sll, ip...)},
-		{"sll2", capfile.LinkSLL2, append(sll2, ip...)},
-		{"raw", capfile.LinkRaw, ip},
-		{"ipv4", capfile.LinkIPv4, ip},
-		{"null", capfile.LinkNull, append([]byte{2, 0, 0, 0}, ip...)},
+		{"ethernet", LinkEthernet, synth.Ethernet(ip, nil)},
+		{"vlan", LinkEthernet, synth.Ethernet(ip, []uint16{5})},
+		{"qinq", LinkEthernet, synth.Ethernet(ip, []uint16{5, 6})},
+		{"sll", LinkSLL, append(sll, ip...)},
+		{"sll2", LinkSLL2, append(sll2, ip...)},
+		{"raw", LinkRaw, ip},
+		{"ipv4", LinkIPv4, ip},
+		{"null", LinkNull, append([]byte{2, 0, 0, 0}, ip...)},
 	}
 	d := Decoder{VerifyChecksums: true}
 	for _, c := range cases {
@@ -44,11 +43,11 @@ func TestDecodeLinkTypes(t *testing.T) {
 	s6.Src, s6.Dst = netip.MustParseAddr("2001:db8::1"), netip.MustParseAddr("2001:db8::2")
 	s6.BadTCPChecksum = true
 	var p Packet
-	if err := d.Decode(capfile.LinkIPv6, s6.IP(), &p); err != nil || !p.V6 || !p.TCPChecksumBad {
+	if err := d.Decode(LinkIPv6, s6.IP(), &p); err != nil || !p.V6 || !p.TCPChecksumBad {
 		t.Errorf("ipv6 bad checksum: %+v %v", p, err)
 	}
 	icmp := synth.ICMPUnreachable(netip.MustParseAddr("192.0.2.254"), ip, 1)
-	if err := d.Decode(capfile.LinkRaw, icmp, &p); err != nil || p.Kind != KindICMPError || p.InnerSport != 1234 || p.InnerSeq != 7 || p.ICMPCode != 1 {
+	if err := d.Decode(LinkRaw, icmp, &p); err != nil || p.Kind != KindICMPError || p.InnerSport != 1234 || p.InnerSeq != 7 || p.ICMPCode != 1 {
 		t.Errorf("icmp: %+v %v", p, err)
 	}
 }
@@ -93,29 +92,29 @@ func TestEncapsulations(t *testing.T) {
 		v6     bool
 		encaps uint16
 	}{
-		{"gre ipv4", capfile.LinkEthernet, synth.Ethernet(synth.IPPacket(o1, o2, 47, synth.GRE(0, 0x0800, ip)), nil), false, bit(EncapGRE)},
-		{"gre key+seq+csum ipv6 over ipv6", capfile.LinkEthernet, synth.Ethernet(synth.IPPacket(o61, o62, 47, synth.GRE(0xb000, 0x86dd, ip6)), nil), true, bit(EncapGRE)},
-		{"gre teb", capfile.LinkEthernet, synth.Ethernet(synth.IPPacket(o1, o2, 47, synth.GRE(0x2000, 0x6558, eth)), nil), false, bit(EncapGRE)},
-		{"erspan I", capfile.LinkEthernet, synth.Ethernet(synth.IPPacket(o1, o2, 47, synth.GRE(0, 0x88be, eth)), nil), false, bit(EncapGRE, EncapERSPAN)},
-		{"erspan II", capfile.LinkEthernet, synth.Ethernet(synth.IPPacket(o1, o2, 47, synth.GRE(0x1000, 0x88be, synth.ERSPAN2(eth))), nil), false, bit(EncapGRE, EncapERSPAN)},
-		{"erspan III", capfile.LinkEthernet, synth.Ethernet(synth.IPPacket(o1, o2, 47, synth.GRE(0x1000, 0x22eb, synth.ERSPAN3(eth, false))), nil), false, bit(EncapGRE, EncapERSPAN)},
-		{"erspan III platform", capfile.LinkEthernet, synth.Ethernet(synth.IPPacket(o1, o2, 47, synth.GRE(0x1000, 0x22eb, synth.ERSPAN3(eth, true))), nil), false, bit(EncapGRE, EncapERSPAN)},
-		{"vxlan", capfile.LinkEthernet, synth.Ethernet(synth.UDPPacket(o1, o2, 50000, 4789, synth.VXLAN(eth)), nil), false, bit(EncapVXLAN)},
-		{"vxlan over ipv6", capfile.LinkEthernet, synth.Ethernet(synth.UDPPacket(o61, o62, 50000, 4789, synth.VXLAN(synth.Ethernet(ip6, nil))), nil), true, bit(EncapVXLAN)},
-		{"geneve ethernet", capfile.LinkEthernet, synth.Ethernet(synth.UDPPacket(o1, o2, 50000, 6081, synth.GENEVE(0x6558, 2, eth)), nil), false, bit(EncapGENEVE)},
-		{"geneve ip", capfile.LinkEthernet, synth.Ethernet(synth.UDPPacket(o1, o2, 50000, 6081, synth.GENEVE(0x86dd, 0, ip6)), nil), true, bit(EncapGENEVE)},
-		{"gtp-u", capfile.LinkEthernet, synth.Ethernet(synth.UDPPacket(o1, o2, 2152, 2152, synth.GTPU(ip, false)), nil), false, bit(EncapGTPU)},
-		{"gtp-u extension header", capfile.LinkEthernet, synth.Ethernet(synth.UDPPacket(o1, o2, 2152, 2152, synth.GTPU(ip6, true)), nil), true, bit(EncapGTPU)},
-		{"ipip", capfile.LinkEthernet, synth.Ethernet(synth.IPPacket(o1, o2, 4, ip), nil), false, bit(EncapIPinIP)},
-		{"6in4", capfile.LinkEthernet, synth.Ethernet(synth.IPPacket(o1, o2, 41, ip6), nil), true, bit(EncapIPinIP)},
-		{"4in6", capfile.LinkRaw, synth.IPPacket(o61, o62, 4, ip), false, bit(EncapIPinIP)},
-		{"pppoe", capfile.LinkEthernet, synth.PPPoE(ip), false, bit(EncapPPPoE)},
-		{"pppoe ipv6", capfile.LinkEthernet, synth.PPPoE(ip6), true, bit(EncapPPPoE)},
-		{"mpls 2 labels", capfile.LinkEthernet, synth.MPLS([]uint32{100, 200}, ip), false, bit(EncapMPLS)},
-		{"mpls pseudowire", capfile.LinkEthernet, synth.MPLS([]uint32{100}, append([]byte{0, 0, 0, 0}, eth...)), false, bit(EncapMPLS)},
+		{"gre ipv4", LinkEthernet, synth.Ethernet(synth.IPPacket(o1, o2, 47, synth.GRE(0, 0x0800, ip)), nil), false, bit(EncapGRE)},
+		{"gre key+seq+csum ipv6 over ipv6", LinkEthernet, synth.Ethernet(synth.IPPacket(o61, o62, 47, synth.GRE(0xb000, 0x86dd, ip6)), nil), true, bit(EncapGRE)},
+		{"gre teb", LinkEthernet, synth.Ethernet(synth.IPPacket(o1, o2, 47, synth.GRE(0x2000, 0x6558, eth)), nil), false, bit(EncapGRE)},
+		{"erspan I", LinkEthernet, synth.Ethernet(synth.IPPacket(o1, o2, 47, synth.GRE(0, 0x88be, eth)), nil), false, bit(EncapGRE, EncapERSPAN)},
+		{"erspan II", LinkEthernet, synth.Ethernet(synth.IPPacket(o1, o2, 47, synth.GRE(0x1000, 0x88be, synth.ERSPAN2(eth))), nil), false, bit(EncapGRE, EncapERSPAN)},
+		{"erspan III", LinkEthernet, synth.Ethernet(synth.IPPacket(o1, o2, 47, synth.GRE(0x1000, 0x22eb, synth.ERSPAN3(eth, false))), nil), false, bit(EncapGRE, EncapERSPAN)},
+		{"erspan III platform", LinkEthernet, synth.Ethernet(synth.IPPacket(o1, o2, 47, synth.GRE(0x1000, 0x22eb, synth.ERSPAN3(eth, true))), nil), false, bit(EncapGRE, EncapERSPAN)},
+		{"vxlan", LinkEthernet, synth.Ethernet(synth.UDPPacket(o1, o2, 50000, 4789, synth.VXLAN(eth)), nil), false, bit(EncapVXLAN)},
+		{"vxlan over ipv6", LinkEthernet, synth.Ethernet(synth.UDPPacket(o61, o62, 50000, 4789, synth.VXLAN(synth.Ethernet(ip6, nil))), nil), true, bit(EncapVXLAN)},
+		{"geneve ethernet", LinkEthernet, synth.Ethernet(synth.UDPPacket(o1, o2, 50000, 6081, synth.GENEVE(0x6558, 2, eth)), nil), false, bit(EncapGENEVE)},
+		{"geneve ip", LinkEthernet, synth.Ethernet(synth.UDPPacket(o1, o2, 50000, 6081, synth.GENEVE(0x86dd, 0, ip6)), nil), true, bit(EncapGENEVE)},
+		{"gtp-u", LinkEthernet, synth.Ethernet(synth.UDPPacket(o1, o2, 2152, 2152, synth.GTPU(ip, false)), nil), false, bit(EncapGTPU)},
+		{"gtp-u extension header", LinkEthernet, synth.Ethernet(synth.UDPPacket(o1, o2, 2152, 2152, synth.GTPU(ip6, true)), nil), true, bit(EncapGTPU)},
+		{"ipip", LinkEthernet, synth.Ethernet(synth.IPPacket(o1, o2, 4, ip), nil), false, bit(EncapIPinIP)},
+		{"6in4", LinkEthernet, synth.Ethernet(synth.IPPacket(o1, o2, 41, ip6), nil), true, bit(EncapIPinIP)},
+		{"4in6", LinkRaw, synth.IPPacket(o61, o62, 4, ip), false, bit(EncapIPinIP)},
+		{"pppoe", LinkEthernet, synth.PPPoE(ip), false, bit(EncapPPPoE)},
+		{"pppoe ipv6", LinkEthernet, synth.PPPoE(ip6), true, bit(EncapPPPoE)},
+		{"mpls 2 labels", LinkEthernet, synth.MPLS([]uint32{100, 200}, ip), false, bit(EncapMPLS)},
+		{"mpls pseudowire", LinkEthernet, synth.MPLS([]uint32{100}, append([]byte{0, 0, 0, 0}, eth...)), false, bit(EncapMPLS)},
 		{"radiotap 802.11", 127, synth.Radiotap80211(ip, false), false, bit(Encap80211)},
 		{"802.11", 105, synth.Radiotap80211(ip6, false)[12:], true, bit(Encap80211)},
-		{"vxlan in gre in vlan", capfile.LinkEthernet, synth.Ethernet(synth.IPPacket(o1, o2, 47, synth.GRE(0, 0x0800, synth.UDPPacket(o1, o2, 1, 4789, synth.VXLAN(eth)))), []uint16{3}), false, bit(EncapGRE, EncapVXLAN)},
+		{"vxlan in gre in vlan", LinkEthernet, synth.Ethernet(synth.IPPacket(o1, o2, 47, synth.GRE(0, 0x0800, synth.UDPPacket(o1, o2, 1, 4789, synth.VXLAN(eth)))), []uint16{3}), false, bit(EncapGRE, EncapVXLAN)},
 	}
 	d := Decoder{VerifyChecksums: true}
 	for _, c := range cases {
@@ -143,10 +142,10 @@ func TestEncapsulations(t *testing.T) {
 		err  error
 	}{
 		{"protected 802.11", 127, synth.Radiotap80211(ip, true), ErrEncrypted},
-		{"gre version 1", capfile.LinkEthernet, synth.Ethernet(synth.IPPacket(o1, o2, 47, synth.GRE(1, 0x880b, ip)), nil), ErrEncap},
-		{"gre unknown protocol", capfile.LinkEthernet, synth.Ethernet(synth.IPPacket(o1, o2, 47, synth.GRE(0, 0x1234, ip)), nil), ErrEncap},
+		{"gre version 1", LinkEthernet, synth.Ethernet(synth.IPPacket(o1, o2, 47, synth.GRE(1, 0x880b, ip)), nil), ErrEncap},
+		{"gre unknown protocol", LinkEthernet, synth.Ethernet(synth.IPPacket(o1, o2, 47, synth.GRE(0, 0x1234, ip)), nil), ErrEncap},
 		{"unknown link", 147, ip, ErrLink},
-		{"truncated vxlan", capfile.LinkEthernet, synth.Ethernet(synth.UDPPacket(o1, o2, 1, 4789, synth.VXLAN(eth[:20])), nil), ErrShort},
+		{"truncated vxlan", LinkEthernet, synth.Ethernet(synth.UDPPacket(o1, o2, 1, 4789, synth.VXLAN(eth[:20])), nil), ErrShort},
 	}
 	for _, c := range bad {
 		var p Packet
@@ -161,7 +160,7 @@ func TestEncapsulations(t *testing.T) {
 		deep = synth.IPPacket(o1, o2, 4, deep)
 	}
 	var p Packet
-	if err := d.Decode(capfile.LinkRaw, deep, &p); !errors.Is(err, ErrDepth) {
+	if err := d.Decode(LinkRaw, deep, &p); !errors.Is(err, ErrDepth) {
 		t.Errorf("deep nesting: %v", err)
 	}
 }

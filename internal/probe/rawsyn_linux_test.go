@@ -7,7 +7,7 @@ import (
 
 	"golang.org/x/net/bpf"
 
-	"github.com/synscope/synscope/internal/pcap/checksum"
+	"github.com/synscope/synscope/internal/packet/checksum"
 )
 
 // ipPacket builds an IPv4 or IPv6 header (no options) around payload.
