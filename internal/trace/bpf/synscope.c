@@ -4,9 +4,9 @@
  * Every program is loaded and attached on its own (loader.go): one whose
  * tracepoint a kernel lacks is left out and reported as a missing
  * capability, and where a tracepoint's arguments changed between kernels
- * there is one program per prototype (on_reset / on_reset_noreason,
- * on_consume / on_consume_noloc); the loader reads the prototype from the
- * kernel's BTF and loads the one that fits.
+ * there is one program per prototype (on_kfree / on_kfree_noreason,
+ * on_reset / on_reset_noreason, on_consume / on_consume_noloc); the loader
+ * reads the prototype from the kernel's BTF and loads the one that fits.
  *
  * Why this shape: drops decided inside tcp_conn_request (no route for the
  * SYN-ACK, accept queue full) end in consume_skb, so skb:kfree_skb never sees
