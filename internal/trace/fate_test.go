@@ -178,13 +178,20 @@ func TestEngineDropSites(t *testing.T) {
 		evidence []string
 	}{
 		{"netfilter", synEv(ms, 0, site("nf_hook_slow", 0x93)), Dropped, causes.FirewallDrop, []string{"SYN dropped in nf_hook_slow+0x93", "NF_DROP"}},
-		{"netfilter reject", synEv(ms, FlagRSTSent, site("nf_hook_slow", 0x93)), Refused, causes.FirewallDrop, []string{"RST sent"}},
+		{"netfilter reject", synEv(ms, FlagRSTSent, site("nf_hook_slow", 0x93)), Refused, causes.FirewallDrop, []string{netfilterRST}},
 		{"no socket", synEv(ms, FlagRSTSent, site("tcp_v4_rcv", 0x62)), Refused, causes.NoListener, []string{"no socket took the SYN"}},
 		{"no socket v6", synEv(ms, FlagRST|FlagRSTSent, site("tcp_v6_rcv", 0x40)), Refused, causes.NoListener, nil},
 		{"tcp_v4_rcv without RST", synEv(ms, 0, site("tcp_v4_rcv", 0x62)), Dropped, "", []string{"cannot tell apart", string(causes.TCPReject), string(causes.BPFDrop), string(causes.PAWSReject)}},
 		{"input route", synEv(ms, 0, site("ip_rcv_finish_core.constprop.0", 0x20e)), Dropped, "", []string{string(causes.RPFilterDrop)}},
 		{"unknown site", synEv(ms, 0, site("some_function", 1)), Dropped, "", []string{"not a drop site the catalog knows"}},
 		{"unresolved", synEv(ms, 0, nil), Dropped, "", []string{"could not be resolved"}},
+		{"SYN-ACK at netfilter", synEv(ms, FlagConsumed|FlagFib|FlagSynAckDrop, func(e *Event) {
+			e.SynAckDropFunc, e.SynAckDropSite = "nf_hook_slow", "nf_hook_slow+0x93"
+		}), Dropped, causes.FirewallDrop, []string{"SYN-ACK dropped on the way out in nf_hook_slow+0x93"}},
+		{"SYN-ACK elsewhere", synEv(ms, FlagConsumed|FlagFib|FlagSynAckDrop, func(e *Event) {
+			e.SynAckDropFunc, e.SynAckDropSite = "sch_direct_xmit", "sch_direct_xmit+0x10"
+		}), Dropped, causes.SynackEgressDrop, []string{"sch_direct_xmit+0x10"}},
+		{"SYN-ACK unresolved", synEv(ms, FlagConsumed|FlagFib|FlagSynAckDrop, nil), Dropped, causes.SynackEgressDrop, []string{"no drop reason"}},
 	} {
 		e := NewEngine(time.Second)
 		outs := e.Add(c.ev)
