@@ -296,7 +296,11 @@ func (e *Engine) addSYN(k flowKey, ev Event) []Outcome {
 				switch {
 				case st.AcceptQueue > st.Backlog || (st.Backlog > 0 && st.AcceptQueue >= st.Backlog):
 					cause = causes.AcceptQueueOverflow
-				case st.SynRecv > int(st.Backlog):
+				// The request queue is full at qlen >= backlog on
+				// 5.10 and qlen > backlog on 6.x
+				// (inet_csk_reqsk_queue_is_full); read after the
+				// drop, the count is at least the backlog on both.
+				case st.Backlog > 0 && st.SynRecv >= int(st.Backlog):
 					cause = causes.SynQueueOverflow
 				}
 			} else {

@@ -120,6 +120,17 @@ func TestEngineAdmissionWithListener(t *testing.T) {
 	if len(outs) != 1 || outs[0].Cause != causes.AcceptQueueOverflow {
 		t.Fatalf("got %+v, want accept-queue-overflow", outs)
 	}
+	// Request queue: full at qlen >= backlog on 5.10 (4 of 4 in SYN-RECV
+	// measured there), qlen > backlog on 6.x; below it, unexplained.
+	for recv, want := range map[int]causes.ID{4: causes.SynQueueOverflow, 5: causes.SynQueueOverflow, 3: causes.UnexplainedDrops} {
+		eng.Listener = func(ns uint32, s netip.AddrPort) (ListenerState, bool) {
+			return ListenerState{AcceptQueue: 0, Backlog: 4, SynRecv: recv}, true
+		}
+		outs := eng.Add(synEv(time.Millisecond, FlagConsumed, nil))
+		if len(outs) != 1 || outs[0].Cause != want {
+			t.Errorf("%d of 4 in SYN-RECV: got %+v, want %s", recv, outs, want)
+		}
+	}
 }
 
 func TestEngineLatency(t *testing.T) {
