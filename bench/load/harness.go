@@ -108,11 +108,13 @@ func run(o *options) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	unlock, err := lock(ctx, o.lockPath)
-	if err != nil {
-		return err
+	if o.lockPath != "" {
+		unlock, err := lock(ctx, o.lockPath)
+		if err != nil {
+			return err
+		}
+		defer unlock()
 	}
-	defer unlock()
 
 	res := &results{Schema: "synscope.bench.load/v1", Started: time.Now().UTC(), CPUs: runtime.NumCPU(), LoadAvgStart: loadavg()}
 	var un unix.Utsname
@@ -127,6 +129,7 @@ func run(o *options) error {
 	if err := setup(ctx); err != nil {
 		return fmt.Errorf("setup: %w", err)
 	}
+	var err error
 	if o.kubeServices > 0 {
 		if res.Params.KubeRules, err = loadKubeRules(ctx, o.kubeServices); err != nil {
 			return err
@@ -257,7 +260,7 @@ type server struct {
 }
 
 func startServer(ctx context.Context, self string) (*server, error) {
-	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", nsSrv, self, "-role", "server", "-life", "2h")
+	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", nsSrv, self, "-role", "server", "-addr", addrSrv, "-life", "2h")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	cmd.Stderr = os.Stderr
 	in, err := cmd.StdinPipe()

@@ -34,7 +34,7 @@ import (
 func main() {
 	var o options
 	role := flag.String("role", "", "internal: server, bulk or storm (the harness starts these in its namespaces)")
-	addr := flag.String("addr", "", "internal: server address for bulk and storm")
+	addr := flag.String("addr", "", "internal: the server's address (server: to listen on; bulk, storm: to connect to)")
 	n := flag.Int("n", 0, "internal: streams (bulk) or workers (storm)")
 	d := flag.Duration("d", 0, "internal: how long a client runs")
 	life := flag.Duration("life", time.Hour, "internal: the server's longest life")
@@ -48,13 +48,13 @@ func main() {
 	flag.StringVar(&o.window, "doctor-window", "2s", "doctor's --window in the doctor mode")
 	flag.IntVar(&o.kubeServices, "kube-services", 0, "load this many kube-proxy services (2 iptables-nft nat rules each) into the server namespace first")
 	flag.StringVar(&o.jsonOut, "json", "", "also write the results as JSON to this file")
-	flag.StringVar(&o.lockPath, "lock", "/tmp/synscope-ns.lock", "flock held while the benchmark runs")
+	flag.StringVar(&o.lockPath, "lock", "/tmp/synscope-ns.lock", "flock held while the benchmark runs (\"\": the caller holds it, e.g. around several runs)")
 	flag.Parse()
 
 	var err error
 	switch *role {
 	case "server":
-		err = runServer(*life)
+		err = runServer(*addr, *life)
 	case "bulk":
 		err = runBulk(*addr, *n, *d)
 	case "storm":

@@ -27,16 +27,16 @@ const (
 	bufSize = 128 << 10
 )
 
-// runServer listens for bulk streams (read everything, then answer with
+// runServer listens on host for bulk streams (read everything, then answer with
 // the byte count) and for the storm (accept and close), prints "ready",
 // and runs until stdin closes or life passes.
-func runServer(life time.Duration) error {
-	bulk, err := net.Listen("tcp", fmt.Sprintf(":%d", portBulk))
+func runServer(host string, life time.Duration) error {
+	bulk, err := net.Listen("tcp", net.JoinHostPort(host, fmt.Sprint(portBulk)))
 	if err != nil {
 		return err
 	}
 	// net.Listen takes somaxconn as the backlog (the harness raised it).
-	storm, err := net.Listen("tcp", fmt.Sprintf(":%d", portStorm))
+	storm, err := net.Listen("tcp", net.JoinHostPort(host, fmt.Sprint(portStorm)))
 	if err != nil {
 		return err
 	}
