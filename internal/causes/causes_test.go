@@ -88,3 +88,23 @@ func TestRouteTypeErrnos(t *testing.T) {
 		t.Error("ENETUNREACH names no route type")
 	}
 }
+
+// TestTracepoints: the tcp-reject tracepoints resolve to their own cause
+// and text; an unknown one to nothing.
+func TestTracepoints(t *testing.T) {
+	tps := Tracepoints(TCPReject)
+	if len(tps) != 7 || tps[0].Name != "tcp_bad_csum" {
+		t.Fatalf("tracepoints %v", tps)
+	}
+	for _, tp := range tps {
+		if id, text := TracepointText(tp.Name); id != TCPReject || text != tp.Text || text == tp.Name || text == "" {
+			t.Errorf("TracepointText(%s) = %s %q", tp.Name, id, text)
+		}
+	}
+	if id, text := TracepointText("tcp_bad_csum"); id != TCPReject || text != "TCP checksum wrong" {
+		t.Errorf("tcp_bad_csum: %s %q", id, text)
+	}
+	if id, text := TracepointText("kfree_skb"); id != "" || text != "" {
+		t.Errorf("kfree_skb: %s %q", id, text)
+	}
+}

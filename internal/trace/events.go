@@ -105,6 +105,10 @@ type Event struct {
 	DropReason string
 	// Location is the kernel address that freed the skb.
 	Location uint64
+	// DropSite is Location as function+offset ("tcp_v4_rcv+0x5a3") and
+	// DropFunc its function, for a drop on a kernel without drop reasons
+	// (DropReason empty); empty when it could not be resolved.
+	DropSite, DropFunc string
 	// RSTReason names tcp_send_reset's reason when FlagRST.
 	RSTReason string
 	// FibErr and FibTable are the last reply route lookup's result (FlagFib).
