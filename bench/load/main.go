@@ -48,6 +48,7 @@ func main() {
 	flag.StringVar(&o.window, "doctor-window", "2s", "doctor's --window in the doctor mode")
 	flag.IntVar(&o.kubeServices, "kube-services", 0, "load this many kube-proxy services (2 iptables-nft nat rules each) into the server namespace first")
 	flag.StringVar(&o.jsonOut, "json", "", "also write the results as JSON to this file")
+	report := flag.String("report", "", "print the table again from a -json file (no measurement)")
 	flag.StringVar(&o.lockPath, "lock", "/tmp/synscope-ns.lock", "flock held while the benchmark runs (\"\": the caller holds it, e.g. around several runs)")
 	flag.Parse()
 
@@ -60,6 +61,10 @@ func main() {
 	case "storm":
 		err = runStorm(*addr, *n, *d)
 	case "":
+		if *report != "" {
+			err = reprint(*report)
+			break
+		}
 		o.modes, err = parseModes(*modes)
 		if err == nil {
 			err = run(&o)

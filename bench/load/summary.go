@@ -1,8 +1,10 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -14,24 +16,29 @@ import (
 // summary is one mode's medians over the rounds, and the change against
 // the baseline's medians (percent; negative throughput = a loss).
 type summary struct {
-	Mode         string  `json:"mode"`
-	Rounds       int     `json:"rounds"`
-	BulkGbps     float64 `json:"bulk_gbit_per_s"`
-	BulkDelta    float64 `json:"bulk_change_pct"`
-	HSPerS       float64 `json:"handshakes_per_s"`
-	HSDelta      float64 `json:"handshakes_change_pct"`
-	P50ms        float64 `json:"connect_p50_ms"`
-	P50Delta     float64 `json:"connect_p50_change_pct"`
-	P99ms        float64 `json:"connect_p99_ms"`
-	P99Delta     float64 `json:"connect_p99_change_pct"`
-	Failures     int     `json:"storm_failures"`
-	IdleMCPU     float64 `json:"tool_idle_mcpu"`
-	BulkMCPU     float64 `json:"tool_bulk_mcpu"`
-	StormMCPU    float64 `json:"tool_storm_mcpu"`
-	RSSMiB       float64 `json:"tool_peak_rss_mib"`
-	AttachS      float64 `json:"attach_s,omitempty"`
-	DoctorWallS  float64 `json:"doctor_mean_wall_s,omitempty"`
-	DoctorRuns   int     `json:"doctor_runs,omitempty"`
+	Mode        string  `json:"mode"`
+	Rounds      int     `json:"rounds"`
+	BulkGbps    float64 `json:"bulk_gbit_per_s"`
+	BulkDelta   float64 `json:"bulk_change_pct"`
+	HSPerS      float64 `json:"handshakes_per_s"`
+	HSDelta     float64 `json:"handshakes_change_pct"`
+	P50ms       float64 `json:"connect_p50_ms"`
+	P50Delta    float64 `json:"connect_p50_change_pct"`
+	P99ms       float64 `json:"connect_p99_ms"`
+	P99Delta    float64 `json:"connect_p99_change_pct"`
+	Failures    int     `json:"storm_failures"`
+	IdleMCPU    float64 `json:"tool_idle_mcpu"`
+	BulkMCPU    float64 `json:"tool_bulk_mcpu"`
+	StormMCPU   float64 `json:"tool_storm_mcpu"`
+	RSSMiB      float64 `json:"tool_peak_rss_mib"`
+	AttachS     float64 `json:"attach_s,omitempty"`
+	DoctorWallS float64 `json:"doctor_mean_wall_s,omitempty"`
+	DoctorRuns  int     `json:"doctor_runs,omitempty"`
+	// Paired: the median over rounds of each round's change against the
+	// baseline of the same round (robust to drift between rounds).
+	PairedBulk   float64 `json:"paired_bulk_change_pct"`
+	PairedHS     float64 `json:"paired_handshakes_change_pct"`
+	PairedP99    float64 `json:"paired_p99_change_pct"`
 	NoiseBulk    float64 `json:"spread_bulk_pct"`
 	NoiseHS      float64 `json:"spread_handshakes_pct"`
 	NoiseP99     float64 `json:"spread_p99_pct"`
@@ -95,6 +102,25 @@ func summarize(modes []string, samples []sample) []summary {
 		s.NoiseBulk, s.NoiseHS, s.NoiseP99 = spread(bulk), spread(hs), spread(p99)
 		out = append(out, s)
 	}
+	base := map[int]sample{}
+	for _, x := range samples {
+		if x.Mode == "baseline" {
+			base[x.Round] = x
+		}
+	}
+	for i := range out {
+		var pb, ph, pp []float64
+		for _, x := range samples {
+			b, ok := base[x.Round]
+			if x.Mode != out[i].Mode || !ok {
+				continue
+			}
+			pb = append(pb, change(x.Bulk.Gbps, b.Bulk.Gbps))
+			ph = append(ph, change(x.Storm.PerSecond, b.Storm.PerSecond))
+			pp = append(pp, change(x.Storm.P99ms, b.Storm.P99ms))
+		}
+		out[i].PairedBulk, out[i].PairedHS, out[i].PairedP99 = median(pb), median(ph), median(pp)
+	}
 	if len(out) > 0 && out[0].Mode == "baseline" {
 		b := out[0]
 		for i := range out {
@@ -142,6 +168,10 @@ func writeTable(w io.Writer, r *results) {
 			fmt.Sprintf("%.0f/%.0f/%.0f", s.IdleMCPU, s.BulkMCPU, s.StormMCPU),
 			s.RSSMiB, att)
 	}
+	fmt.Fprintln(w, "\npaired: median over rounds of each round's change against that round's baseline")
+	for _, s := range r.Summary[min(1, len(r.Summary)):] {
+		fmt.Fprintf(w, "%-9s bulk %+.1f%%, handshakes/s %+.1f%%, p99 connect %+.1f%%\n", s.Mode, s.PairedBulk, s.PairedHS, s.PairedP99)
+	}
 	if len(r.Summary) > 0 {
 		b := r.Summary[0]
 		fmt.Fprintf(w, "\nnoise (baseline spread between rounds, max-min over median): bulk %.1f%%, handshakes/s %.1f%%, p99 %.1f%%\n", b.NoiseBulk, b.NoiseHS, b.NoiseP99)
@@ -154,4 +184,19 @@ func writeTable(w io.Writer, r *results) {
 	}
 	notes = append(notes, "tool CPU excludes BPF programs, which run in the kernel on the traffic's behalf: their cost is in the throughput, rate and latency columns")
 	fmt.Fprintln(w, strings.Join(notes, "\n"))
+}
+
+// reprint prints the table of a saved -json file, summarised again.
+func reprint(path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	var r results
+	if err := json.Unmarshal(b, &r); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	r.Summary = summarize(r.Params.Modes, r.Samples)
+	writeTable(os.Stdout, &r)
+	return nil
 }

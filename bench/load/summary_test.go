@@ -19,6 +19,9 @@ func TestSummarize(t *testing.T) {
 	if !near(out[1].BulkDelta, -10) || !near(out[1].HSDelta, -5) || !near(out[1].P99Delta, 10) || out[1].RSSMiB != 12 {
 		t.Errorf("trace: %+v", out[1])
 	}
+	if !near(out[1].PairedBulk, -10) || !near(out[1].PairedHS, -5) {
+		t.Errorf("paired: %+v", out[1])
+	}
 	if !near(out[0].NoiseBulk, 2.0/11*100) {
 		t.Errorf("baseline spread %v", out[0].NoiseBulk)
 	}
