@@ -160,14 +160,14 @@ func bulkStream(addr string, deadline time.Time) (uint64, error) {
 
 // stormResult is what the storm client prints.
 type stormResult struct {
-	Workers     int     `json:"workers"`
-	Handshakes  int     `json:"handshakes"`
-	Failures    int     `json:"failures"`
-	Seconds     float64 `json:"seconds"`
-	PerSecond   float64 `json:"handshakes_per_s"`
-	P50ms       float64 `json:"connect_p50_ms"`
-	P99ms       float64 `json:"connect_p99_ms"`
-	FirstErrors string  `json:"first_error,omitempty"`
+	Workers    int     `json:"workers"`
+	Handshakes int     `json:"handshakes"`
+	Failures   int     `json:"failures"`
+	Seconds    float64 `json:"seconds"`
+	PerSecond  float64 `json:"handshakes_per_s"`
+	P50ms      float64 `json:"connect_p50_ms"`
+	P99ms      float64 `json:"connect_p99_ms"`
+	FirstError string  `json:"first_error,omitempty"`
 }
 
 // runStorm opens and resets short connections from w workers for d and
@@ -213,7 +213,7 @@ func runStorm(addr string, w int, d time.Duration) error {
 		res.Failures += f
 	}
 	if firstErr != nil {
-		res.FirstErrors = firstErr.Error()
+		res.FirstError = firstErr.Error()
 	}
 	if len(all) > 0 {
 		res.P50ms = float64(all[len(all)/2]) / 1e6
