@@ -33,7 +33,7 @@ import (
 
 func main() {
 	var o options
-	role := flag.String("role", "", "internal: server, bulk or storm (the harness starts these in its namespaces)")
+	role := flag.String("role", "", "internal: server, bulk or storm (the harness starts these in its namespaces); kuberules prints -n services' iptables-restore input")
 	addr := flag.String("addr", "", "internal: the server's address (server: to listen on; bulk, storm: to connect to)")
 	n := flag.Int("n", 0, "internal: streams (bulk) or workers (storm)")
 	d := flag.Duration("d", 0, "internal: how long a client runs")
@@ -60,6 +60,8 @@ func main() {
 		err = runBulk(*addr, *n, *d)
 	case "storm":
 		err = runStorm(*addr, *n, *d)
+	case "kuberules":
+		_, err = fmt.Print(kubeRules(*n))
 	case "":
 		if *report != "" {
 			err = reprint(*report)
