@@ -351,6 +351,9 @@ func readXTables(_ context.Context, t *netns.Target, _ *Sample) (func(*Sample), 
 	if err != nil {
 		return nil, "", err
 	}
+	if rs == nil {
+		rs = []dataplane.XTRule{} // read, nothing there: not "not checked"
+	}
 	n := map[int]int{}
 	for _, r := range rs {
 		n[r.Family]++

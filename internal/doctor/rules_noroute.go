@@ -309,7 +309,14 @@ func (e *Evidence) noDefault(r Replay, all []Replay, tbl int, via *routes.Rule) 
 		fix.Run(e.sysctlCmd(sysctl.ConfName("ipv6", dev, "accept_ra"), 2))
 		fix.Note("the next router advertisement restores the route; to restore it now:")
 	}
-	fix.Run(ipc.Append("route", "add", "default", "via", gw, "dev", on).Append(tblArgs...))
+	// An expired route is still listed (route-loss.md 1.2): `route add`
+	// of a default route at its metric fails with "File exists", while
+	// `route replace` takes its place.
+	verb := "add"
+	if len(defaults) == 0 && len(expired) > 0 {
+		verb = "replace"
+	}
+	fix.Run(ipc.Append("route", verb, "default", "via", gw, "dev", on).Append(tblArgs...))
 	return explanation{key: fmt.Sprintf("default:%d:%d", fam, tbl), summary: summary, fix: fix, evidence: ev}
 }
 

@@ -228,3 +228,21 @@ func evidenceOf(f report.Finding) string {
 	}
 	return b.String()
 }
+
+// TestNoRouteExpiredInPlaceReplaces: the RA default route expired in
+// place is still listed, so `route add` of a default route would fail
+// with "File exists": the printed fix replaces it (TestNoRouteSeedCase is
+// the control: nothing listed, the fix adds).
+func TestNoRouteExpiredInPlaceReplaces(t *testing.T) {
+	e := server()
+	noRouteV6(e)
+	e.Routes.Routes = append(e.Routes.Routes, routes.Route{Family: unix.AF_INET6, Table: 254, Type: "unicast", Protocol: "ra",
+		Gateway: netip.MustParseAddr("fe80::1"), Dev: "s0", Ifindex: 2, HasExpiry: true, Expires: -7e9})
+	fs := Diagnose(e)
+	if len(fs) == 0 || fs[0].Cause != causes.NoRouteToPeer {
+		t.Fatalf("want no-route-to-peer first, got %+v", fs)
+	}
+	if want := "ip -n srv -6 route replace default via fd77:2::1 dev s0"; !strings.HasSuffix(fs[0].Fix, want) {
+		t.Fatalf("fix %q, want it to end with %q", fs[0].Fix, want)
+	}
+}

@@ -40,8 +40,6 @@ var KernelLimits = []KernelLimit{
 		Why: "without drop reasons (before 5.17) the SYN is freed in ip_rcv_finish_core, where every input route failure (rp_filter, martian source, no route) ends: trace reports the site and rp-filter-drop as a candidate but names no cause; doctor still names rp-filter-drop from TcpExtIPReversePathFilter"},
 	{Scenario: "ipv6-disabled", Mode: "trace", DropReason: "IPV6DISABLED",
 		Why: "without drop reasons (before 5.17) the SYN is freed in ip6_rcv_core, which also frees malformed and martian packets: trace reports the site and ipv6-disabled as a candidate but names no cause"},
-	{Scenario: "firewall-drop-synack", Mode: "trace", DropReason: "NETFILTER_DROP",
-		Why: "without drop reasons (before 5.17) a SYN-ACK dropped inside the SYN's processing is not located: trace reports it as synack-egress-drop (dropped on the way out) and cannot say a firewall rule did it; doctor names firewall-drop from the rule's counter"},
 	{Scenario: "tcp-minttl", Mode: "trace", DropReason: "TCP_MINTTL",
 		Why: "the kernel frees a SYN under the listener's IP_MINTTL with NOT_SPECIFIED (the TCP_MINTTL drop reason is missing in 6.1, present in 6.12), so trace sees a drop it cannot name; doctor still names tcp-reject from TcpExtTCPMinTTLDrop"},
 	{Scenario: "paws-reject", Mode: "doctor", Counter: "TcpExtPAWSTimewait",

@@ -247,7 +247,7 @@ func (e *Engine) addSYN(k flowKey, ev Event) []Outcome {
 		if ev.Flags&FlagRSTSent != 0 {
 			// The client gets a RST, but not from TCP: a firewall
 			// reject answered and then dropped the SYN.
-			f.evidence = append(f.evidence, "RST sent by a netfilter reject rule (nf_send_reset, no tcp_send_reset)")
+			f.evidence = append(f.evidence, netfilterRST)
 			return append(out, e.emit(f.outcome(Refused, cause))...)
 		}
 		return append(out, e.emit(f.outcome(Dropped, cause))...)
@@ -255,12 +255,23 @@ func (e *Engine) addSYN(k flowKey, ev Event) []Outcome {
 		f.evidence = append(f.evidence, "RST sent: "+ev.RSTReason)
 		return append(out, e.emit(f.outcome(Refused, causes.NoListener))...)
 	case ev.Flags&FlagSynAckDrop != 0:
-		if ev.SynAckDropReason == "" {
-			f.evidence = append(f.evidence, "SYN-ACK dropped on the way out (this kernel gives no drop reason)")
-		} else {
+		cause := synackDropCause(ev.SynAckDropReason)
+		switch {
+		case ev.SynAckDropReason != "":
 			f.evidence = append(f.evidence, fmt.Sprintf("SYN-ACK dropped on the way out: kfree_skb reason %s", ev.SynAckDropReason))
+		case ev.SynAckDropSite != "":
+			// No drop reasons (before 5.17): the site names the cause
+			// where it tells it apart; any other is still a SYN-ACK
+			// dropped on its way out.
+			f.evidence = append(f.evidence, fmt.Sprintf("SYN-ACK dropped on the way out in %s (kfree_skb location; this kernel gives no drop reason)", ev.SynAckDropSite))
+			if id, site, _ := causes.ForDropSite(ev.SynAckDropFunc, false); id != "" {
+				f.evidence = append(f.evidence, ev.SynAckDropFunc+": "+site.What)
+				cause = id
+			}
+		default:
+			f.evidence = append(f.evidence, "SYN-ACK dropped on the way out (this kernel gives no drop reason)")
 		}
-		return append(out, e.emit(f.outcome(Dropped, synackDropCause(ev.SynAckDropReason)))...)
+		return append(out, e.emit(f.outcome(Dropped, cause))...)
 	case ev.Flags&FlagFib != 0 && ev.FibErr != 0:
 		f.evidence = append(f.evidence, "SYN consumed without SYN-ACK (dropped in tcp_conn_request)")
 		return append(out, e.emit(f.outcome(Dropped, causes.NoRouteToPeer))...)
@@ -285,7 +296,11 @@ func (e *Engine) addSYN(k flowKey, ev Event) []Outcome {
 				switch {
 				case st.AcceptQueue > st.Backlog || (st.Backlog > 0 && st.AcceptQueue >= st.Backlog):
 					cause = causes.AcceptQueueOverflow
-				case st.SynRecv > int(st.Backlog):
+				// The request queue is full at qlen >= backlog on
+				// 5.10 and qlen > backlog on 6.x
+				// (inet_csk_reqsk_queue_is_full); read after the
+				// drop, the count is at least the backlog on both.
+				case st.Backlog > 0 && st.SynRecv >= int(st.Backlog):
 					cause = causes.SynQueueOverflow
 				}
 			} else {
@@ -295,6 +310,11 @@ func (e *Engine) addSYN(k flowKey, ev Event) []Outcome {
 		return append(out, e.emit(f.outcome(Dropped, cause))...)
 	}
 }
+
+// netfilterRST is the evidence of a RST a netfilter reject rule sent: it
+// leaves a device inside the SYN's window (FlagRSTSent) without TCP's
+// tcp_send_reset (FlagRST).
+const netfilterRST = "RST sent by a netfilter reject rule (nf_send_reset, no tcp_send_reset)"
 
 // siteOutcome decides a SYN dropped on a kernel without drop reasons
 // (before 5.17) by where it was freed: the catalog's drop sites name the
@@ -311,10 +331,13 @@ func (e *Engine) siteOutcome(f *flow, ev Event) Outcome {
 		return f.outcome(fate, "")
 	}
 	f.evidence = append(f.evidence, fmt.Sprintf("SYN dropped in %s (kfree_skb location; this kernel gives no drop reason)", ev.DropSite))
-	if rst {
+	cause, site, cands := causes.ForDropSite(ev.DropFunc, rst)
+	switch {
+	case rst && cause == causes.FirewallDrop && ev.Flags&FlagRST == 0:
+		f.evidence = append(f.evidence, netfilterRST)
+	case rst:
 		f.evidence = append(f.evidence, "RST sent answering the SYN")
 	}
-	cause, site, cands := causes.ForDropSite(ev.DropFunc, rst)
 	if cause != "" {
 		f.evidence = append(f.evidence, ev.DropFunc+": "+site.What)
 		if cause == causes.FirewallDrop {

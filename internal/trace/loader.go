@@ -309,6 +309,11 @@ func (t *Tracer) Read(deadline time.Time) (Event, error) {
 			ev.DropFunc, ev.DropSite = fn, fmt.Sprintf("%s+0x%x", fn, off)
 		}
 	}
+	if ev.SynAckDropReason == "" && ev.SynAckLocation != 0 {
+		if fn, off, ok := t.syms.Resolve(ev.SynAckLocation); ok {
+			ev.SynAckDropFunc, ev.SynAckDropSite = fn, fmt.Sprintf("%s+0x%x", fn, off)
+		}
+	}
 	return ev, nil
 }
 

@@ -40,15 +40,16 @@ type synscopeEvent struct {
 		Flags  uint8
 		Pad    [2]uint8
 	}
-	Reason       uint32
-	RstReason    uint32
-	FibErr       int32
-	FibTable     uint32
-	Flags        uint32
-	SynackReason uint32
-	SynackTs     uint64
-	TcpReject    uint32
-	Nfct         uint32
+	Reason         uint32
+	RstReason      uint32
+	FibErr         int32
+	FibTable       uint32
+	Flags          uint32
+	SynackReason   uint32
+	SynackTs       uint64
+	TcpReject      uint32
+	Nfct           uint32
+	SynackLocation uint64
 }
 
 type synscopeFlowkey struct {
@@ -84,6 +85,7 @@ type synscopeSynctx struct {
 	SynackReason uint32
 	TcpReject    uint32
 	Nfct         uint32
+	SynackLoc    uint64
 	T            struct {
 		_      structs.HostLayout
 		Saddr  [16]uint8

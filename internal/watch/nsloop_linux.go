@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"strconv"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -62,9 +64,11 @@ type nsLoop struct {
 	checks map[string]report.CheckStatus
 	// procCache maps netlink port ids to process names (bounded).
 	procCache map[uint32]procEntry
-	prev      *counters.Snapshot
-	repair    *repairer
-	expiry    *time.Timer
+	// procs names deleters that already exited (nil: not loaded).
+	procs  *procHistory
+	prev   *counters.Snapshot
+	repair *repairer
+	expiry *time.Timer
 }
 
 type riskKey struct {
@@ -642,6 +646,22 @@ func (l *nsLoop) processOf(pid uint32) string {
 		return c.name
 	}
 	name := l.lookupProcess(pid)
+	if name != "" {
+		// Live: name its parents too.
+		if i := strings.LastIndexByte(name, '['); i > 0 {
+			if p, err := strconv.ParseUint(strings.TrimSuffix(name[i+1:], "]"), 10, 32); err == nil {
+				if _, ppid, ok := procParent("/proc", uint32(p)); ok {
+					if chain := l.procs.parents(ppid, "", "/proc"); len(chain) > 0 {
+						name += " ← " + strings.Join(chain, " ← ")
+					}
+				}
+			}
+		}
+	} else if l.procs != nil {
+		// Exited before /proc could be read: the eBPF history knows it
+		// by its id, which netlink's autobind made the port id.
+		name = l.procs.exitedSender(pid, monotonic())
+	}
 	if len(l.procCache) >= 64 {
 		clear(l.procCache)
 	}

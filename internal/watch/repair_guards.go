@@ -144,7 +144,7 @@ func (g guardChain) run(ctx context.Context, k repairKernel) outcome {
 	case link.Name != r.Dev:
 		return final(RepairRefused, "the device with the route's ifindex has another name now")
 	}
-	// Guard 7: an RA route asks the network first.
+	// Guard 6: an RA route asks the network first.
 	if r.Family == 6 && r.Protocol == protoRA {
 		if g.dryRun {
 			g.logf("would-solicit", "would send a Router Solicitation and wait "+g.rsWait.String()+" for an RA")
@@ -176,7 +176,7 @@ func (g guardChain) run(ctx context.Context, k repairKernel) outcome {
 			return transient(fmt.Sprintf("no router advertisement answered the solicitation yet and the kernel accepts RAs (forwarding=%d accept_ra=%d): not guessing a route the network does not announce", conf.Forwarding, conf.AcceptRA))
 		}
 	}
-	// Guard 6: the gateway answers.
+	// Guard 7: the gateway answers.
 	if r.Gateway.IsValid() {
 		if g.dryRun {
 			g.logf("would-check-gateway", "would ask the kernel to resolve "+r.Gateway.String()+" and require a reachable entry")

@@ -1,6 +1,8 @@
 package integration
 
 import (
+	"context"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -153,4 +155,100 @@ func waitRADefault(t *testing.T, h *netlink.Handle, present bool) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// raShortConf advertises a router lifetime of 4 s, so that a route no
+// longer refreshed expires within seconds.
+const raShortConf = `interface rs0 {
+	AdvSendAdvert on;
+	MinRtrAdvInterval 3;
+	MaxRtrAdvInterval 4;
+	AdvDefaultLifetime 4;
+	prefix fd77:2::/64 { AdvOnLink on; AdvAutonomous off; };
+};
+`
+
+// TestDoctorRAExpiredInPlaceFix is issue 18's doctor acceptance line:
+// the RA default route expired in place (forwarding=1, accept_ra=1, the
+// route still listed with a negative expiry, lookups failing). doctor's
+// printed fix, every line run as printed, restores IPv6 connectivity at
+// once — `ip -6 route add` of that route would fail with "File exists",
+// so the route line must be a replace.
+func TestDoctorRAExpiredInPlaceFix(t *testing.T) {
+	needRoot(t)
+	t.Parallel()
+	env := labUp(t, "healthy-v6", "it-rx")
+	srv, err := netns.Open(env.Server)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	rtr, err := netns.Open(env.Router)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rtr.Close()
+	h := handleIn(t, srv)
+	for _, r := range v6Defaults(t, h) {
+		if err := h.RouteDel(&r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testnet.Sysctl(t, srv, "net/ipv6/conf/all/forwarding", "0")
+	testnet.Sysctl(t, srv, "net/ipv6/conf/s0/accept_ra", "1")
+	testnet.StartRadvd(t, rtr, raShortConf)
+	waitRADefault(t, h, true)
+	dialEventually(t, env, 6)
+	// Forwarding on without the purge (accept_ra=2 first), then accept_ra
+	// back to 1: later RAs are ignored and the route runs out in place.
+	testnet.Sysctl(t, srv, "net/ipv6/conf/s0/accept_ra", "2")
+	testnet.Sysctl(t, srv, "net/ipv6/conf/all/forwarding", "1")
+	testnet.Sysctl(t, srv, "net/ipv6/conf/s0/accept_ra", "1")
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		out, err := exec.Command("ip", "-n", env.Server, "-6", "route", "show", "default", "proto", "ra").CombinedOutput()
+		if err != nil {
+			t.Fatalf("ip -6 route: %v: %s", err, out)
+		}
+		if strings.Contains(string(out), "expires -") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the RA default route did not expire in place within 15s: %s", out)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	// The state of the report: the route listed, the lookup failing.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	if err := env.Dial(ctx, 6, 500*time.Millisecond); err == nil {
+		cancel()
+		t.Fatal("the client connects over IPv6 with the default route expired: the state was not built")
+	}
+	cancel()
+	rep, r := doctorJSON(t, "--netns", env.Server, "--window", "300ms", "--peer", "["+env.ClientV6.String()+"]:40000")
+	var top *report.Finding
+	for i := range rep.Findings {
+		if rep.Findings[i].Cause == causes.NoRouteToPeer {
+			top = &rep.Findings[i]
+			break
+		}
+	}
+	if top == nil || r.code != 1 {
+		dumpReport(t, rep)
+		t.Fatalf("exit %d; want a no-route-to-peer finding", r.code)
+	}
+	if !strings.Contains(top.Fix, "-6 route replace default via ") {
+		dumpReport(t, rep)
+		t.Fatalf("the fix does not replace the expired route in place:\n%s", top.Fix)
+	}
+	if n := len(v6Defaults(t, h)); n != 1 {
+		t.Fatalf("%d IPv6 default routes before the fix, want the expired one", n)
+	}
+	runFixInScratchShell(t, top.Fix)
+	ctx, cancel = context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := env.Dial(ctx, 6, time.Second); err != nil {
+		t.Fatalf("after the printed fix the client does not connect over IPv6 at once: %v\nfix:\n%s", err, top.Fix)
+	}
+	t.Logf("fix run as printed:\n%s", top.Fix)
 }

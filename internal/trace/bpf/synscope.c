@@ -4,9 +4,9 @@
  * Every program is loaded and attached on its own (loader.go): one whose
  * tracepoint a kernel lacks is left out and reported as a missing
  * capability, and where a tracepoint's arguments changed between kernels
- * there is one program per prototype (on_reset / on_reset_noreason,
- * on_consume / on_consume_noloc); the loader reads the prototype from the
- * kernel's BTF and loads the one that fits.
+ * there is one program per prototype (on_kfree / on_kfree_noreason,
+ * on_reset / on_reset_noreason, on_consume / on_consume_noloc); the loader
+ * reads the prototype from the kernel's BTF and loads the one that fits.
  *
  * Why this shape: drops decided inside tcp_conn_request (no route for the
  * SYN-ACK, accept queue full) end in consume_skb, so skb:kfree_skb never sees
@@ -137,6 +137,7 @@ struct event {
 	__u64 synack_ts;
 	__u32 tcp_reject; /* EV_SYN: R_* of the TCP tracepoint that rejected it */
 	__u32 nfct;       /* EV_SYN dropped: NFCT_* of skb->_nfct at the drop */
+	__u64 synack_location; /* EV_SYN: where the SYN-ACK was freed (F_SYNACK_DROP) */
 };
 
 struct synctx {
@@ -151,6 +152,7 @@ struct synctx {
 	__u32 synack_reason;
 	__u32 tcp_reject;
 	__u32 nfct;
+	__u64 synack_loc;
 	struct tuple t;
 };
 
@@ -752,6 +754,7 @@ static __always_inline void finish(struct synctx *c, bool dropped, __u32 reason,
 	e->synack_ts = c->synack_ts;
 	e->tcp_reject = c->tcp_reject;
 	e->nfct = c->nfct;
+	e->synack_location = c->synack_loc;
 	submit(e);
 	c->skb = 0;
 }
@@ -819,6 +822,7 @@ static __always_inline void on_free(struct sk_buff *skb, __u64 location, __u32 r
 		if (c && reply_of_ctx(c, &t)) {
 			c->flags |= F_SYNACK_DROP;
 			c->synack_reason = reason;
+			c->synack_loc = location;
 			count_drop(reason, true);
 			return;
 		}
