@@ -41,17 +41,20 @@ func labUp(t *testing.T, scenario, tag string) *lab.Env {
 	return env
 }
 
-// probeServer probes the lab server from the lab client with --server.
-func probeServer(t *testing.T, env *lab.Env, family int, server string) *Report {
+// labProbe probes the lab server (family 4 or 6) from the lab client with
+// the options mod sets, and logs the text report.
+func labProbe(t *testing.T, env *lab.Env, family int, mod func(*Options)) *Report {
 	t.Helper()
 	dst, err := env.ServerAddr(family)
 	if err != nil {
 		t.Fatal(err)
 	}
+	o := Options{Host: dst.String(), Port: env.Port, Count: 2, Interval: 100 * time.Millisecond,
+		Timeout: 1500 * time.Millisecond, Netns: env.Client}
+	mod(&o)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	rep, err := Run(ctx, Options{Host: dst.String(), Port: env.Port, Count: 2, Interval: 100 * time.Millisecond,
-		Timeout: 1500 * time.Millisecond, Netns: env.Client, Server: server})
+	rep, err := Run(ctx, o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,6 +62,12 @@ func probeServer(t *testing.T, env *lab.Env, family int, server string) *Report 
 	_ = Text(&b, rep)
 	t.Log(b.String())
 	return rep
+}
+
+// probeServer probes with --server.
+func probeServer(t *testing.T, env *lab.Env, family int, server string) *Report {
+	t.Helper()
+	return labProbe(t, env, family, func(o *Options) { o.Server = server })
 }
 
 // The seed case: the server lost its IPv6 default route; its kernel
@@ -135,17 +144,7 @@ func nftIn(t *testing.T, ns, script string) {
 
 func rawProbe(t *testing.T, env *lab.Env) *Report {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	rep, err := Run(ctx, Options{Host: env.ServerV4.String(), Port: env.Port, Count: 2, Interval: 100 * time.Millisecond,
-		Timeout: 1500 * time.Millisecond, Netns: env.Client, Raw: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var b strings.Builder
-	_ = Text(&b, rep)
-	t.Log(b.String())
-	return rep
+	return labProbe(t, env, 4, func(o *Options) { o.Raw = true })
 }
 
 // The router forges RSTs in the server's name (reject with tcp reset on
@@ -184,17 +183,7 @@ func ipIn(t *testing.T, ns string, args ...string) {
 
 func connectProbe(t *testing.T, env *lab.Env) *Report {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	rep, err := Run(ctx, Options{Host: env.ServerV4.String(), Port: env.Port, Count: 1,
-		Timeout: 1500 * time.Millisecond, Netns: env.Client})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var b strings.Builder
-	_ = Text(&b, rep)
-	t.Log(b.String())
-	return rep
+	return labProbe(t, env, 4, func(o *Options) { o.Count = 1 })
 }
 
 // The client's own policy routing prohibits the flow: the rule is named
