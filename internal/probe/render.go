@@ -181,9 +181,10 @@ func Text(w io.Writer, r *Report) error {
 			p("          by hand: %s\n", l.ByHand)
 		}
 		if b := l.Blocker; b != nil {
-			p("  blocked by %s: priority %d: %s", b.Kind, b.Priority, S(b.Rule))
 			if b.Route != "" {
-				p(" → %s", S(b.Route))
+				p("  blocked by route: %s (rule %s)", S(b.Route), S(b.Rule))
+			} else {
+				p("  blocked by rule: %s", S(b.Rule))
 			}
 			p("\n          remove: %s\n", b.Fix)
 		}

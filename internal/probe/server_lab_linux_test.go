@@ -152,7 +152,7 @@ func rawProbe(t *testing.T, env *lab.Env) *Report {
 // hop 1, the server at hop 2.
 func TestProbeRSTForgedByRouter(t *testing.T) {
 	env := labUp(t, "healthy", "rst")
-	nftIn(t, env.Router, "table inet synscope_forge {\n chain fwd {\n  type filter hook forward priority 0;\n  tcp dport 8080 reject with tcp reset\n }\n}\n")
+	nftIn(t, env.Router, "table inet synscope_forge {\n chain forge {\n  type filter hook forward priority 0;\n  tcp dport 8080 reject with tcp reset\n }\n}\n")
 	rep := rawProbe(t, env)
 	a := rep.Addresses[0]
 	if rep.Verdict != ForgedReset || a.ResetHop != 1 || a.ServerHop != 2 || rep.ExitCode() != 1 {
