@@ -363,7 +363,8 @@ func readXTables(_ context.Context, t *netns.Target, _ *Sample) (func(*Sample), 
 
 // readDataplane lists the XDP, tc, tcx and cgroup programs and the
 // listeners' socket filters, testing each with SYNs for the listeners
-// this sample (or the one it extends) read. The detail is the inventory.
+// this sample (or the one it extends) read. The detail counts them and
+// names what could not be read; the items are in Sample.Dataplane.
 func readDataplane(_ context.Context, t *netns.Target, in *Sample) (func(*Sample), string, error) {
 	di := dataplane.Input{Listeners: in.Listeners, Owners: in.Owners, Peers: in.Peers}
 	if in.Routes != nil {
@@ -381,8 +382,8 @@ func readDataplane(_ context.Context, t *netns.Target, in *Sample) (func(*Sample
 		return nil, "", err
 	}
 	detail := fmt.Sprintf("%d programs, %d socket filters", len(inv.Programs), len(inv.SocketFilters))
-	if ls := inv.Lines(); len(ls) > 0 {
-		detail += ": " + strings.Join(ls, "; ")
+	if len(inv.NotChecked) > 0 {
+		detail += "; not checked: " + strings.Join(inv.NotChecked, "; ")
 	}
 	return func(s *Sample) { s.Dataplane = inv }, detail, nil
 }

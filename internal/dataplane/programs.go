@@ -42,12 +42,15 @@ func Read(in Input) (*Inventory, error) {
 	for _, l := range links {
 		a := l.Attrs()
 		macs[a.Index] = a.HardwareAddr
-		if x := a.Xdp; x != nil && x.Attached && x.ProgId != 0 {
-			p := Program{Hook: HookXDP, Dev: a.Name, Ifindex: a.Index, Mode: xdpMode(x.AttachMode), ID: x.ProgId}
-			if x.AttachMode == 4 { // XDP_ATTACHED_MULTI
-				inv.NotChecked = append(inv.NotChecked, fmt.Sprintf("xdp on %s: several modes attached, only program %d read", a.Name, x.ProgId))
+		if x := a.Xdp; x != nil && x.Attached {
+			// With programs in several modes (XDP_ATTACHED_MULTI) the
+			// kernel sends per-mode ids that the netlink library does
+			// not decode: say so rather than list nothing.
+			if x.AttachMode == 4 || x.ProgId == 0 {
+				inv.NotChecked = append(inv.NotChecked, fmt.Sprintf("xdp on %s: programs attached in several modes, their ids not read", a.Name))
+				continue
 			}
-			inv.Programs = append(inv.Programs, p)
+			inv.Programs = append(inv.Programs, Program{Hook: HookXDP, Dev: a.Name, Ifindex: a.Index, Mode: xdpMode(x.AttachMode), ID: x.ProgId})
 		}
 	}
 	fs, err := firewall.TCFilters()
