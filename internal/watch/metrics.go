@@ -23,13 +23,14 @@ const (
 	RepairHeld          = "held"
 	RepairNotNeeded     = "not-needed"
 	RepairVerifyFailed  = "verify-failed"
-	repairResultsLength = 9
+	RepairLeftToOwner   = "left-to-owner"
+	repairResultsLength = 10
 )
 
 // RepairResults lists every repair result (series initialised to 0).
 var RepairResults = []string{
 	RepairRestoredByRA, RepairReadded, RepairDryRun, RepairRefused, RepairFailed,
-	RepairRateLimited, RepairHeld, RepairNotNeeded, RepairVerifyFailed,
+	RepairRateLimited, RepairHeld, RepairNotNeeded, RepairVerifyFailed, RepairLeftToOwner,
 }
 
 // Collector names (label "collector" of synscope_collector_errors_total).
