@@ -276,7 +276,8 @@ func exported(t *testing.T) map[string]bool {
 	// Vectors without series yet and the listener collector.
 	for _, n := range []string{"synscope_default_route_present", "synscope_default_route_losses_total",
 		"synscope_default_route_expiry_seconds", "synscope_default_route_at_risk", "synscope_syn_drops_total",
-		"synscope_route_repairs_total", "synscope_listener_accept_queue", "synscope_listener_backlog", "synscope_listener_drops_total", "synscope_listener_other_drops"} {
+		"synscope_route_repairs_total", "synscope_listener_accept_queue", "synscope_listener_backlog", "synscope_listener_drops_total", "synscope_listener_other_drops",
+		"synscope_collector_success", "synscope_collector_duration_seconds"} {
 		out[n] = true
 	}
 	return out

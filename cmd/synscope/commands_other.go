@@ -16,10 +16,6 @@ const (
 	exitError2  = 2
 )
 
-// linuxOnly are the modes that read Linux kernel state (netlink, BPF,
-// namespaces); on other systems they say so and exit 2.
-var linuxOnly = []string{"doctor", "lab", "trace", "pcap", "causes", "watch"}
-
 func maybeRunAgent() {}
 
 // addCommands gives the root probe and version; every Linux-only mode is a
@@ -27,7 +23,8 @@ func maybeRunAgent() {}
 func addCommands(root *cobra.Command) {
 	root.RunE = func(*cobra.Command, []string) error { return linuxOnlyErr("doctor") }
 	root.AddCommand(newProbeCmd(), newVersionCmd())
-	for _, name := range linuxOnly {
+	// The modes that read Linux kernel state (netlink, BPF, namespaces).
+	for _, name := range []string{"doctor", "lab", "trace", "pcap", "causes", "watch"} {
 		root.AddCommand(&cobra.Command{
 			Use:                name,
 			Short:              "(Linux only)",

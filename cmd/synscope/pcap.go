@@ -18,6 +18,7 @@ import (
 func newPcapCmd() *cobra.Command {
 	var (
 		asJSON, table, verify  bool
+		zeekRows               bool
 		filter, client, server string
 		htmlOut, annotateOut   string
 		ladder                 int
@@ -37,7 +38,7 @@ func newPcapCmd() *cobra.Command {
 			// rescan live records, ~10% throughput in summary mode and
 			// ~15% with --json in this one-shot process.
 			debug.SetGCPercent(400)
-			cfg := pcap.Config{VerifyChecksums: verify}
+			cfg := pcap.Config{VerifyChecksums: verify, ZeekRows: zeekRows}
 			if filter != "" {
 				f, err := pcap.ParseFilter(filter)
 				if err != nil {
@@ -143,6 +144,7 @@ func newPcapCmd() *cobra.Command {
 	f.BoolVar(&asJSON, "json", false, "print JSON")
 	f.BoolVar(&table, "table", false, "list every connection")
 	f.StringVar(&filter, "filter", "", `keep packets matching hosts/ports, e.g. "10.0.0.1", "port 443", "10.0.0.1:443", "10.0.0.0/8,22"`)
+	f.BoolVar(&zeekRows, "zeek-rows", false, "split connections where Zeek's timers do (an unanswered attempt ends 5 s after its first SYN; 5 min idle ends any connection): one row per Zeek conn.log row")
 	f.BoolVar(&verify, "verify-checksums", false, "drop bad-checksum packets as Zeek does without -C (off: endpoint captures carry offloaded checksums)")
 	f.IntVar(&ladder, "ladder", 0, "draw a ladder diagram of connection `N` (IDs from --table)")
 	f.StringVar(&htmlOut, "html", "", "write a self-contained HTML report to `FILE`: totals, timeline, failure patterns, connection table, ladders on demand (--ladder N preselects one)")

@@ -103,11 +103,11 @@ func runTrace(cmd *cobra.Command, f traceFlags) error {
 	if err != nil {
 		return err
 	}
-	tr, err := trace.Open(opts)
+	sess, err := trace.OpenSession(opts, f.pending)
 	if err != nil {
 		return err
 	}
-	defer tr.Close()
+	defer sess.Close()
 
 	ctx := cmd.Context()
 	if f.duration > 0 {
@@ -115,9 +115,6 @@ func runTrace(cmd *cobra.Command, f traceFlags) error {
 		ctx, cancel = context.WithTimeout(ctx, f.duration)
 		defer cancel()
 	}
-	eng := trace.NewEngine(f.pending)
-	eng.Listener = trace.NewListenerLookup().Func()
-	eng.Conntrack = trace.NewConntrackLookup().Func()
 	names := trace.NewNamespaceNames()
 	out := cmd.OutOrStdout()
 	enc := json.NewEncoder(out)
@@ -127,7 +124,7 @@ func runTrace(cmd *cobra.Command, f traceFlags) error {
 	enc.SetEscapeHTML(false)
 	if !f.json {
 		fmt.Fprintf(cmd.ErrOrStderr(), "tracing SYNs%s; Ctrl-C to stop\n", safetext.Show(describeFilter(f)))
-		for _, c := range trace.Missing(tr.Capabilities()) {
+		for _, c := range trace.Missing(sess.Capabilities()) {
 			fmt.Fprintf(cmd.ErrOrStderr(), "  this kernel: %s\n", safetext.Show(c.String()))
 		}
 	}
@@ -138,16 +135,13 @@ func runTrace(cmd *cobra.Command, f traceFlags) error {
 		}
 		fmt.Fprintln(text, formatOutcome(o, names))
 	}
-	if err := trace.Run(ctx, tr, eng, emit); err != nil {
+	if err := sess.Run(ctx, emit); err != nil {
 		return fmt.Errorf("trace: %w", err)
 	}
-	c, err := tr.Counters()
+	sum, err := sess.Summary()
 	if err != nil {
 		return err
 	}
-	sum := trace.Summarize(c, eng.Stats())
-	sum.Fexit = tr.Fexit()
-	sum.Capabilities = tr.Capabilities()
 	if f.json {
 		return writeTraceJSONSummary(cmd.ErrOrStderr(), sum)
 	}

@@ -74,6 +74,11 @@ type Cause struct {
 	DropReasons []string `json:"drop_reasons,omitempty"`
 	// SynackDropReasons: the same for the SYN-ACK.
 	SynackDropReasons []string `json:"synack_drop_reasons,omitempty"`
+	// DropSites are the kernel functions that free this cause's SYNs with
+	// kfree_skb, for kernels whose kfree_skb has no drop reason (before
+	// 5.17): there the free's location, resolved through /proc/kallsyms,
+	// is what names the drop (ForDropSite).
+	DropSites []DropSite `json:"drop_sites,omitempty"`
 	// ICMP lists the ICMP errors quoting the SYN that name this cause.
 	ICMP []ICMP `json:"icmp,omitempty"`
 	// RouteTypes lists the route types whose lookup fails, with the error
@@ -94,6 +99,25 @@ type DropCounter struct {
 	// What a rise means and what to do about it, for a finding.
 	What string `json:"what,omitempty"`
 	Fix  string `json:"fix,omitempty"`
+}
+
+// DropSite is a kernel function that frees a SYN with kfree_skb (its
+// location names the function on every kernel; before 5.17 it is all
+// kfree_skb says). Read from Linux 5.10's net/ (checked in Debian's
+// 5.10.0-32 by test/matrix): most sites free for one reason, some for
+// several that the site cannot tell apart.
+type DropSite struct {
+	// Func is the function as /proc/kallsyms names it, without the
+	// compiler's suffixes (.constprop.0, .isra.0, .cold).
+	Func string `json:"func"`
+	// WithRST: the function frees SYNs for several causes and only the
+	// ones TCP answered with a RST are this cause's.
+	WithRST bool `json:"with_rst,omitempty"`
+	// Candidate: the function frees SYNs for this cause among others the
+	// site cannot tell apart: the cause is listed, never named.
+	Candidate bool `json:"candidate,omitempty"`
+	// What a SYN freed there means for this cause.
+	What string `json:"what"`
 }
 
 // Tracepoint is a kernel tracepoint that names a cause, and what it means.
@@ -194,6 +218,9 @@ var catalog = []Cause{
 		Reference:         "2.C1, 2.E",
 		DropReasons:       []string{"NETFILTER_DROP"},
 		SynackDropReasons: []string{"NETFILTER_DROP"},
+		DropSites: []DropSite{
+			{Func: "nf_hook_slow", What: "a netfilter hook's verdict was NF_DROP (a drop or reject rule; conntrack refusing the packet ends here too)"},
+		},
 		// A closed TCP port answers with RST, never with ICMP: a port
 		// unreachable quoting a SYN comes from a REJECT rule (iptables'
 		// and ip6tables' default reject-with).
@@ -214,6 +241,9 @@ var catalog = []Cause{
 		Reference:    "2.E",
 		DropCounters: []DropCounter{{Name: "TcpExtIPReversePathFilter"}},
 		DropReasons:  []string{"IP_RPFILTER"},
+		DropSites: []DropSite{
+			{Func: "ip_rcv_finish_core", Candidate: true, What: "the input route lookup refused the SYN: strict rp_filter (TcpExtIPReversePathFilter rises), a martian source, or no route to forward it"},
+		},
 	},
 	{
 		ID:          NoListener,
@@ -224,6 +254,14 @@ var catalog = []Cause{
 		Fix:         "Start the service, or bind it to the address/device the clients use (0.0.0.0 / ::, or the right interface).",
 		Reference:   "2.G",
 		DropReasons: []string{"NO_SOCKET"},
+		// tcp_v4_rcv / tcp_v6_rcv free every SYN they refuse at one
+		// place (discard_it); the RST TCP sends from there is what only
+		// the no-socket path does (besides a SYN meeting a FIN-WAIT-2
+		// TIME-WAIT socket in its window, which is rare).
+		DropSites: []DropSite{
+			{Func: "tcp_v4_rcv", WithRST: true, What: "no socket took the SYN, and TCP answered it with a RST"},
+			{Func: "tcp_v6_rcv", WithRST: true, What: "no socket took the SYN, and TCP answered it with a RST"},
+		},
 	},
 	{
 		ID:          NeighborUnreachable,
@@ -272,6 +310,9 @@ var catalog = []Cause{
 		Reference:         "2.E, 2.C6",
 		DropReasons:       []string{"IPV6DISABLED"},
 		SynackDropReasons: []string{"IPV6DISABLED"},
+		DropSites: []DropSite{
+			{Func: "ip6_rcv_core", Candidate: true, What: "IPv6 input refused the packet: disable_ipv6 on the device, or a malformed or martian header"},
+		},
 	},
 	{
 		ID:        TCPReject,
@@ -295,6 +336,10 @@ var catalog = []Cause{
 			{Name: "TcpInCsumErrors", Shared: true, What: "TCP segments arrive with bad checksums", Fix: "check NIC checksum offload and the path for corruption"},
 		},
 		DropReasons: []string{"TCP_MINTTL", "TCP_CSUM", "TCP_MD5*", "TCP_AO*"},
+		DropSites: []DropSite{
+			{Func: "tcp_v4_rcv", Candidate: true, What: "TCP refused the SYN without a RST: a bad checksum, the listener's IP_MINTTL, or a TCP-MD5 check"},
+			{Func: "tcp_v6_rcv", Candidate: true, What: "TCP refused the SYN without a RST: a bad checksum, the listener's IPV6_MINHOPCOUNT, or a TCP-MD5 check"},
+		},
 		Tracepoints: []Tracepoint{
 			{"tcp_bad_csum", "TCP checksum wrong"},
 			{"tcp_hash_md5_required", "the listener requires a TCP-MD5 signature from this peer and the SYN has none"},
@@ -343,6 +388,10 @@ var catalog = []Cause{
 		Reference:    "2.H1",
 		DropCounters: []DropCounter{{Name: "TcpExtPAWSTimewait"}},
 		DropReasons:  []string{"TCP_RFC7323_TW_PAWS", "TCP_RFC7323_PAWS"},
+		DropSites: []DropSite{
+			{Func: "tcp_v4_rcv", Candidate: true, What: "a TIME-WAIT socket answered the SYN with an ACK and TCP freed it"},
+			{Func: "tcp_v6_rcv", Candidate: true, What: "a TIME-WAIT socket answered the SYN with an ACK and TCP freed it"},
+		},
 	},
 	{
 		ID:        DefaultRouteAtRisk,
@@ -372,6 +421,11 @@ var catalog = []Cause{
 		Fix:         "Remove the program from its hook (ip link set dev <dev> xdp off; tc filter del dev <dev> ingress pref <N>; bpftool cgroup detach <cgroup> ingress id <N>), or fix its rules/maps so it passes the listener's SYNs; a socket filter belongs to the application, which must be fixed or restarted without it.",
 		Reference:   "2.E, 2.F",
 		DropReasons: []string{"TC_INGRESS", "SOCKET_FILTER", "XDP"},
+		DropSites: []DropSite{
+			{Func: "tcp_v4_rcv", Candidate: true, What: "the listener's socket filter refused the SYN (tcp_filter)"},
+			{Func: "tcp_v6_rcv", Candidate: true, What: "the listener's socket filter refused the SYN (tcp_filter)"},
+			{Func: "__netif_receive_skb_core", Candidate: true, What: "a tc ingress filter returned TC_ACT_SHOT (or no protocol took the packet)"},
+		},
 	},
 }
 
@@ -479,6 +533,51 @@ func matchReason(reason string, list func(Cause) []string) ID {
 		}
 	}
 	return best
+}
+
+// DropSiteMatch is one catalog entry for a kernel function that freed a SYN.
+type DropSiteMatch struct {
+	Cause ID
+	Site  DropSite
+}
+
+// ForDropSite names the cause of a SYN freed (kfree_skb) in the kernel
+// function fn ("tcp_v4_rcv", or as kallsyms shows it,
+// "ip_rcv_finish_core.constprop.0"); rst says whether a RST answered the
+// SYN. named is "" when the site cannot tell its causes apart; candidates
+// are then the causes it frees SYNs for (empty: the catalog knows none).
+func ForDropSite(fn string, rst bool) (named ID, site DropSite, candidates []DropSiteMatch) {
+	fn, _, _ = strings.Cut(fn, ".")
+	for _, c := range catalog {
+		for _, s := range c.DropSites {
+			if s.Func != fn {
+				continue
+			}
+			switch {
+			case s.Candidate:
+				candidates = append(candidates, DropSiteMatch{c.ID, s})
+			case !s.WithRST || rst:
+				return c.ID, s, nil
+			}
+		}
+	}
+	return "", DropSite{}, candidates
+}
+
+// DropSiteFuncs lists every kernel function the catalog names a drop site.
+func DropSiteFuncs() []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, c := range catalog {
+		for _, s := range c.DropSites {
+			if !seen[s.Func] {
+				seen[s.Func] = true
+				out = append(out, s.Func)
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
 }
 
 // ForICMP names the cause of an ICMP error quoting a SYN, and how to show

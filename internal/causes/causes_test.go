@@ -1,7 +1,10 @@
 package causes
 
 import (
+	"fmt"
 	"regexp"
+	"sort"
+	"strings"
 	"syscall"
 	"testing"
 )
@@ -86,5 +89,71 @@ func TestRouteTypeErrnos(t *testing.T) {
 	}
 	if _, ok := ErrnoRouteType(syscall.ENETUNREACH); ok {
 		t.Error("ENETUNREACH names no route type")
+	}
+}
+
+// TestTracepoints: the tcp-reject tracepoints resolve to their own cause
+// and text; an unknown one to nothing.
+func TestTracepoints(t *testing.T) {
+	tps := Tracepoints(TCPReject)
+	if len(tps) != 7 || tps[0].Name != "tcp_bad_csum" {
+		t.Fatalf("tracepoints %v", tps)
+	}
+	for _, tp := range tps {
+		if id, text := TracepointText(tp.Name); id != TCPReject || text != tp.Text || text == tp.Name || text == "" {
+			t.Errorf("TracepointText(%s) = %s %q", tp.Name, id, text)
+		}
+	}
+	if id, text := TracepointText("tcp_bad_csum"); id != TCPReject || text != "TCP checksum wrong" {
+		t.Errorf("tcp_bad_csum: %s %q", id, text)
+	}
+	if id, text := TracepointText("kfree_skb"); id != "" || text != "" {
+		t.Errorf("kfree_skb: %s %q", id, text)
+	}
+}
+
+// TestDropSites pins how a free site (before 5.17, where kfree_skb has no
+// reason) names a cause: only where the site tells it apart, never a
+// candidate; each entry is complete and no site both names a cause
+// unconditionally and lists candidates.
+func TestDropSites(t *testing.T) {
+	for _, c := range catalog {
+		for _, s := range c.DropSites {
+			if s.Func == "" || s.What == "" || strings.Contains(s.Func, ".") || (s.WithRST && s.Candidate) {
+				t.Errorf("%s: drop site %+v", c.ID, s)
+			}
+		}
+	}
+	for _, c := range []struct {
+		fn    string
+		rst   bool
+		named ID
+		cands []ID
+	}{
+		{"nf_hook_slow", false, FirewallDrop, nil},
+		{"nf_hook_slow", true, FirewallDrop, nil},
+		{"tcp_v4_rcv", true, NoListener, nil},
+		{"tcp_v6_rcv.cold", true, NoListener, nil},
+		{"tcp_v4_rcv", false, "", []ID{TCPReject, PAWSReject, BPFDrop}},
+		{"ip_rcv_finish_core.constprop.0", false, "", []ID{RPFilterDrop}},
+		{"ip6_rcv_core", false, "", []ID{IPv6Disabled}},
+		{"__netif_receive_skb_core", false, "", []ID{BPFDrop}},
+		{"tcp_conn_request", false, "", nil},
+	} {
+		named, site, cands := ForDropSite(c.fn, c.rst)
+		var got []ID
+		for _, m := range cands {
+			got = append(got, m.Cause)
+		}
+		if named != c.named || fmt.Sprint(got) != fmt.Sprint(c.cands) {
+			t.Errorf("ForDropSite(%s, rst=%v) = %q %v, want %q %v", c.fn, c.rst, named, got, c.named, c.cands)
+		}
+		if named != "" && site.What == "" {
+			t.Errorf("%s: named %s without a text", c.fn, named)
+		}
+	}
+	funcs := DropSiteFuncs()
+	if len(funcs) != 6 || !sort.StringsAreSorted(funcs) {
+		t.Errorf("DropSiteFuncs: %v", funcs)
 	}
 }

@@ -340,7 +340,7 @@ func readNeighbours(_ context.Context, t *netns.Target, in *Sample) (func(*Sampl
 	return func(s *Sample) { s.Routes = &st }, fmt.Sprintf("%d neighbours", len(st.Neighbors)), nil
 }
 
-// readXTables reads the legacy (xtables) IPv4 rules with their counters.
+// readXTables reads the legacy (xtables) rules with their counters.
 func readXTables(_ context.Context, t *netns.Target, _ *Sample) (func(*Sample), string, error) {
 	var rs []dataplane.XTRule
 	err := t.Do(func() error {
@@ -351,7 +351,14 @@ func readXTables(_ context.Context, t *netns.Target, _ *Sample) (func(*Sample), 
 	if err != nil {
 		return nil, "", err
 	}
-	return func(s *Sample) { s.XTables = rs }, fmt.Sprintf("%d IPv4 rules and policies (ip6tables-legacy not read)", len(rs)), nil
+	if rs == nil {
+		rs = []dataplane.XTRule{} // read, nothing there: not "not checked"
+	}
+	n := map[int]int{}
+	for _, r := range rs {
+		n[r.Family]++
+	}
+	return func(s *Sample) { s.XTables = rs }, fmt.Sprintf("%d IPv4 and %d IPv6 rules and policies", n[4], n[6]), nil
 }
 
 // readDataplane lists the XDP, tc, tcx and cgroup programs and the

@@ -23,8 +23,10 @@ import (
 
 // XTRule is one legacy iptables rule, or a built-in chain's policy.
 type XTRule struct {
-	Table string `json:"table"`
-	Chain string `json:"chain"`
+	// Family is 4 (iptables-legacy) or 6 (ip6tables-legacy).
+	Family int    `json:"family"`
+	Table  string `json:"table"`
+	Chain  string `json:"chain"`
 	// Num is the rule's 1-based position in its chain (what
 	// `iptables -D CHAIN Num` deletes); 0 for a policy.
 	Num int `json:"num"`
@@ -45,11 +47,21 @@ func (r XTRule) Drops() bool { return r.Target == "DROP" || r.Target == "REJECT"
 
 // Key identifies the rule across two readings of the same ruleset.
 func (r XTRule) Key() string {
-	return r.Table + "|" + r.Chain + "|" + strconv.Itoa(r.Num) + "|" + r.Text
+	return strconv.Itoa(r.Family) + "|" + r.Table + "|" + r.Chain + "|" + strconv.Itoa(r.Num) + "|" + r.Text
+}
+
+// Tool is the command that manages the rule: iptables-legacy or
+// ip6tables-legacy.
+func (r XTRule) Tool() string {
+	if r.Family == 6 {
+		return "ip6tables-legacy"
+	}
+	return "iptables-legacy"
 }
 
 // xtMatch is what the rule's selectors say, as far as they were decoded.
 type xtMatch struct {
+	v6             bool
 	proto          uint16
 	invProto       bool
 	src, dst       netip.Prefix
@@ -71,7 +83,9 @@ type Packet struct {
 	Src, Dst     netip.Addr
 	Sport, Dport uint16
 	Flags        uint8 // TCP flags (0x02 SYN, 0x12 SYN+ACK)
-	// InIf and OutIf are the devices, "" when unknown.
+	// Src, Dst: invalid or unspecified when unknown (a rule selecting on
+	// them then only maybe matches). InIf and OutIf are the devices, ""
+	// when unknown.
 	InIf, OutIf string
 }
 
@@ -85,6 +99,9 @@ func (r XTRule) Match(p Packet) (yes, maybe bool) {
 	if m.proto != 0 && (m.proto == unix.IPPROTO_TCP) == m.invProto {
 		return false, false
 	}
+	if (m.v6 && p.Src.Is4()) || (!m.v6 && p.Src.Is6()) || (m.v6 && p.Dst.Is4()) || (!m.v6 && p.Dst.Is6()) {
+		return false, false // the other family's table
+	}
 	unsure := len(m.unknown) > 0
 	for _, a := range []struct {
 		sel  netip.Prefix
@@ -94,7 +111,7 @@ func (r XTRule) Match(p Packet) (yes, maybe bool) {
 		if a.sel.Bits() == 0 && !a.inv {
 			continue
 		}
-		if !a.addr.IsValid() {
+		if !a.addr.IsValid() || a.addr.IsUnspecified() {
 			unsure = true
 			continue
 		}
@@ -137,15 +154,16 @@ func ifMatch(rule, dev string) bool {
 	return rule == dev
 }
 
-// Constants of include/uapi/linux/netfilter_ipv4/ip_tables.h and x_tables.h.
+// Constants of include/uapi/linux/netfilter_ipv4/ip_tables.h,
+// netfilter_ipv6/ip6_tables.h and x_tables.h. The IPv6 getsockopts have
+// the same numbers (IP6T_SO_GET_INFO, IP6T_SO_GET_ENTRIES) on SOL_IPV6.
 const (
 	iptSoGetInfo    = 64 // IPT_SO_GET_INFO
 	iptSoGetEntries = 65 // IPT_SO_GET_ENTRIES
 	xtTableMaxName  = 32
-	getInfoSize     = 84  // struct ipt_getinfo
-	getEntriesHdr   = 40  // struct ipt_get_entries up to entrytable
-	iptEntrySize    = 112 // struct ipt_entry
-	xtMatchHdr      = 32  // struct xt_entry_match / xt_entry_target header
+	getInfoSize     = 84 // struct ipt_getinfo (= ip6t_getinfo)
+	getEntriesHdr   = 40 // struct ipt_get_entries up to entrytable
+	xtMatchHdr      = 32 // struct xt_entry_match / xt_entry_target header
 	nfHooks         = 5
 
 	iptInvViaIn  = 0x01
@@ -163,38 +181,67 @@ const (
 
 var hookChains = [nfHooks]string{"PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"}
 
-// ReadXTables reads every legacy IPv4 table the calling thread's
-// namespace has instantiated (call inside netns.Target.Do), as listed in
-// /proc/net/ip_tables_names: asking for a table by name would make the
-// kernel load and register it. No ip_tables module means no legacy rules:
-// an empty, non-nil result.
+// xtFamily is the layout of one family's entries: struct ipt_entry (ipt_ip
+// 84 bytes, then nfcache, target_offset, next_offset, comefrom, counters;
+// 112 bytes) or struct ip6t_entry (ip6t_ip6 136 bytes; 168).
+type xtFamily struct {
+	family        int
+	names         string
+	domain, level int
+	entry         int // sizeof the entry header
+	tOffAt        int // target_offset; next_offset follows
+	pcntAt        int // counters.pcnt; bcnt follows
+	gotoFlag      byte
+}
+
+func familyOf(v int) xtFamily {
+	if v == 6 {
+		return xtFamily{6, "ip6_tables_names", unix.AF_INET6, unix.SOL_IPV6, 168, 140, 152, 0x04}
+	}
+	return xtFamily{4, "ip_tables_names", unix.AF_INET, unix.SOL_IP, 112, 88, 96, 0x02}
+}
+
+// offsets of an entry at the start of e: target offset and next offset.
+func (f xtFamily) offsets(e []byte) (int, int) {
+	return int(binary.NativeEndian.Uint16(e[f.tOffAt:])), int(binary.NativeEndian.Uint16(e[f.tOffAt+2:]))
+}
+
+// ReadXTables reads every legacy IPv4 and IPv6 table the calling
+// thread's namespace has instantiated (call inside netns.Target.Do), as
+// listed in /proc/net/ip_tables_names and ip6_tables_names: asking for a
+// table by name would make the kernel load and register it. No
+// ip_tables / ip6_tables module means no legacy rules of that family: an
+// empty, non-nil result.
 func ReadXTables(procNet string) ([]XTRule, error) {
-	b, err := os.ReadFile(filepath.Join(procNet, "ip_tables_names"))
-	if errors.Is(err, os.ErrNotExist) {
-		return []XTRule{}, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("legacy iptables: %w", err)
-	}
 	out := []XTRule{}
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	for sc.Scan() {
-		name := strings.TrimSpace(sc.Text())
-		if name == "" {
+	for _, v := range []int{4, 6} {
+		f := familyOf(v)
+		b, err := os.ReadFile(filepath.Join(procNet, f.names))
+		if errors.Is(err, os.ErrNotExist) {
 			continue
 		}
-		rs, err := readTable(name)
 		if err != nil {
-			return nil, fmt.Errorf("legacy iptables table %s: %w", name, err)
+			return nil, fmt.Errorf("legacy xtables: %w", err)
 		}
-		out = append(out, rs...)
+		sc := bufio.NewScanner(bytes.NewReader(b))
+		for sc.Scan() {
+			name := strings.TrimSpace(sc.Text())
+			if name == "" {
+				continue
+			}
+			rs, err := f.readTable(name)
+			if err != nil {
+				return nil, fmt.Errorf("legacy xtables (IPv%d) table %s: %w", v, name, err)
+			}
+			out = append(out, rs...)
+		}
 	}
 	return out, nil
 }
 
-func getsockopt(fd, opt int, buf []byte) (int, error) {
+func getsockopt(fd, level, opt int, buf []byte) (int, error) {
 	l := uint32(len(buf))
-	_, _, e := unix.Syscall6(unix.SYS_GETSOCKOPT, uintptr(fd), unix.SOL_IP, uintptr(opt),
+	_, _, e := unix.Syscall6(unix.SYS_GETSOCKOPT, uintptr(fd), uintptr(level), uintptr(opt),
 		uintptr(unsafe.Pointer(&buf[0])), uintptr(unsafe.Pointer(&l)), 0)
 	if e != 0 {
 		return 0, e
@@ -202,11 +249,11 @@ func getsockopt(fd, opt int, buf []byte) (int, error) {
 	return int(l), nil
 }
 
-func readTable(name string) ([]XTRule, error) {
+func (f xtFamily) readTable(name string) ([]XTRule, error) {
 	if len(name) >= xtTableMaxName {
 		return nil, fmt.Errorf("table name too long")
 	}
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.IPPROTO_RAW)
+	fd, err := unix.Socket(f.domain, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.IPPROTO_RAW)
 	if err != nil {
 		return nil, fmt.Errorf("raw socket: %w", err)
 	}
@@ -215,7 +262,7 @@ func readTable(name string) ([]XTRule, error) {
 	for attempt := 0; ; attempt++ {
 		info := make([]byte, getInfoSize)
 		copy(info, name)
-		if _, err := getsockopt(fd, iptSoGetInfo, info); err != nil {
+		if _, err := getsockopt(fd, f.level, iptSoGetInfo, info); err != nil {
 			return nil, fmt.Errorf("IPT_SO_GET_INFO: %w", err)
 		}
 		ne := binary.NativeEndian
@@ -233,29 +280,29 @@ func readTable(name string) ([]XTRule, error) {
 		buf := make([]byte, getEntriesHdr+int(size))
 		copy(buf, name)
 		ne.PutUint32(buf[32:], size)
-		if _, err := getsockopt(fd, iptSoGetEntries, buf); err != nil {
+		if _, err := getsockopt(fd, f.level, iptSoGetEntries, buf); err != nil {
 			if errors.Is(err, unix.EAGAIN) && attempt < 3 {
 				continue
 			}
 			return nil, fmt.Errorf("IPT_SO_GET_ENTRIES: %w", err)
 		}
-		return parseEntries(name, buf[getEntriesHdr:], valid, hookEntry, underflow)
+		return f.parseEntries(name, buf[getEntriesHdr:], valid, hookEntry, underflow)
 	}
 }
 
-// parseEntries walks the ipt_entry blob of one table.
-func parseEntries(table string, b []byte, valid uint32, hookEntry, underflow [nfHooks]uint32) ([]XTRule, error) {
+// parseEntries walks the ipt_entry / ip6t_entry blob of one table.
+func (f xtFamily) parseEntries(table string, b []byte, valid uint32, hookEntry, underflow [nfHooks]uint32) ([]XTRule, error) {
 	ne := binary.NativeEndian
 	var out []XTRule
 	chain := ""
 	num := 0
 	for off := 0; off < len(b); {
-		if off+iptEntrySize > len(b) {
+		if off+f.entry > len(b) {
 			return nil, fmt.Errorf("truncated entry at %d", off)
 		}
 		e := b[off:]
-		tOff, next := int(ne.Uint16(e[88:])), int(ne.Uint16(e[90:]))
-		if next < iptEntrySize || off+next > len(b) || tOff < iptEntrySize || tOff+xtMatchHdr > next {
+		tOff, next := f.offsets(e)
+		if next < f.entry || off+next > len(b) || tOff < f.entry || tOff+xtMatchHdr > next {
 			return nil, fmt.Errorf("bad entry at %d", off)
 		}
 		e = e[:next]
@@ -271,7 +318,7 @@ func parseEntries(table string, b []byte, valid uint32, hookEntry, underflow [nf
 				isPolicy = true
 			}
 		}
-		r := XTRule{Table: table, Chain: chain, Packets: ne.Uint64(e[96:]), Bytes: ne.Uint64(e[104:])}
+		r := XTRule{Family: f.family, Table: table, Chain: chain, Packets: ne.Uint64(e[f.pcntAt:]), Bytes: ne.Uint64(e[f.pcntAt+8:])}
 		switch {
 		case tgtName == "ERROR":
 			// A user chain's head (or the table's end marker).
@@ -285,20 +332,21 @@ func parseEntries(table string, b []byte, valid uint32, hookEntry, underflow [nf
 			out = append(out, r)
 			off += next
 			continue
-		case chain != "" && !isBuiltin(chain) && nextIsError(b, off+next):
+		case chain != "" && !isBuiltin(chain) && f.nextIsError(b, off+next):
 			// The RETURN closing a user chain: not a rule of its own.
 			off += next
 			continue
 		}
 		num++
 		r.Num = num
-		r.m, r.Text = decodeRule(e, tOff)
+		var flags byte
+		r.m, r.Text, flags = f.decodeRule(e, tOff)
 		if tgtName == "" {
-			r.Target = standardTarget(tgtData, b, jumpName)
+			r.Target = standardTarget(tgtData, b, f.jumpName)
 		} else {
 			r.Target = tgtName
 		}
-		r.Text = "-A " + chain + r.Text + targetText(r.Target, tgtName, tgtData)
+		r.Text = "-A " + chain + r.Text + targetText(r.Target, tgtName, tgtData, flags&f.gotoFlag != 0, f.family == 6)
 		out = append(out, r)
 		off += next
 	}
@@ -316,12 +364,12 @@ func isBuiltin(chain string) bool {
 
 // nextIsError reports whether the entry at off is an ERROR entry (a user
 // chain's head or the table's end).
-func nextIsError(b []byte, off int) bool {
-	if off+iptEntrySize > len(b) {
+func (f xtFamily) nextIsError(b []byte, off int) bool {
+	if off+f.entry > len(b) {
 		return false
 	}
 	e := b[off:]
-	tOff, next := int(binary.NativeEndian.Uint16(e[88:])), int(binary.NativeEndian.Uint16(e[90:]))
+	tOff, next := f.offsets(e)
 	if tOff+xtMatchHdr > next || off+next > len(b) {
 		return false
 	}
@@ -369,16 +417,15 @@ func standardTarget(data, table []byte, resolve func([]byte, int) string) string
 
 // jumpName finds the user chain a jump lands in: the ERROR entry (chain
 // head) right before the target offset.
-func jumpName(b []byte, target int) string {
-	ne := binary.NativeEndian
+func (f xtFamily) jumpName(b []byte, target int) string {
 	name := ""
 	for off := 0; off < len(b) && off < target; {
 		e := b[off:]
-		if len(e) < iptEntrySize {
+		if len(e) < f.entry {
 			break
 		}
-		tOff, next := int(ne.Uint16(e[88:])), int(ne.Uint16(e[90:]))
-		if next < iptEntrySize || tOff+xtMatchHdr > next || off+next > len(b) {
+		tOff, next := f.offsets(e)
+		if next < f.entry || tOff+xtMatchHdr > next || off+next > len(b) {
 			break
 		}
 		if n, d := extName(e[tOff:next]); n == "ERROR" {
@@ -392,13 +439,26 @@ func jumpName(b []byte, target int) string {
 	return name
 }
 
-// decodeRule renders and decodes the ipt_ip part and the matches.
-func decodeRule(e []byte, tOff int) (xtMatch, string) {
-	var m xtMatch
+// decodeRule renders and decodes the ipt_ip / ip6t_ip6 part and the
+// matches; it also returns the entry's flags.
+func (f xtFamily) decodeRule(e []byte, tOff int) (xtMatch, string, byte) {
+	m := xtMatch{v6: f.family == 6}
 	var sb strings.Builder
-	src, smsk, dst, dmsk := e[0:4], e[8:12], e[4:8], e[12:16]
-	proto := binary.NativeEndian.Uint16(e[80:])
-	flags, inv := e[82], e[83]
+	// ipt_ip: src, dst, smsk, dmsk (4 bytes each), 4 interface fields
+	// (16 each), proto u16, flags, invflags. ip6t_ip6: the same with
+	// 16-byte addresses and a tos byte after proto.
+	al := 4
+	if m.v6 {
+		al = 16
+	}
+	src, dst, smsk, dmsk := e[0:al], e[al:2*al], e[2*al:3*al], e[3*al:4*al]
+	ifs := 4 * al
+	protoAt := ifs + 64
+	proto := binary.NativeEndian.Uint16(e[protoAt:])
+	flags, inv := e[protoAt+2], e[protoAt+3]
+	if m.v6 {
+		flags, inv = e[protoAt+3], e[protoAt+4]
+	}
 	m.proto, m.invProto = proto, inv&iptInvProto != 0
 	m.src, m.invSrc = prefixOf(src, smsk), inv&iptInvSrcIP != 0
 	m.dst, m.invDst = prefixOf(dst, dmsk), inv&iptInvDstIP != 0
@@ -414,8 +474,8 @@ func decodeRule(e []byte, tOff int) (xtMatch, string) {
 	if m.dst.Bits() > 0 || m.invDst {
 		fmt.Fprintf(&sb, "%s -d %s", not(m.invDst), m.dst)
 	}
-	m.inIf, m.invIn = ifName(e[16:32], e[48:64]), inv&iptInvViaIn != 0
-	m.outIf, m.invOut = ifName(e[32:48], e[64:80]), inv&iptInvViaOut != 0
+	m.inIf, m.invIn = ifName(e[ifs:ifs+16], e[ifs+32:ifs+48]), inv&iptInvViaIn != 0
+	m.outIf, m.invOut = ifName(e[ifs+16:ifs+32], e[ifs+48:ifs+64]), inv&iptInvViaOut != 0
 	if m.inIf != "" {
 		fmt.Fprintf(&sb, "%s -i %s", not(m.invIn), m.inIf)
 	}
@@ -425,11 +485,11 @@ func decodeRule(e []byte, tOff int) (xtMatch, string) {
 	if proto != 0 {
 		fmt.Fprintf(&sb, "%s -p %s", not(m.invProto), protoName(proto))
 	}
-	if flags&iptFFrag != 0 {
+	if !m.v6 && flags&iptFFrag != 0 {
 		sb.WriteString(" -f")
 		m.unknown = append(m.unknown, "-f")
 	}
-	for off := iptEntrySize; off+xtMatchHdr <= tOff; {
+	for off := f.entry; off+xtMatchHdr <= tOff; {
 		size := int(binary.NativeEndian.Uint16(e[off:]))
 		if size < xtMatchHdr || off+size > tOff {
 			m.unknown = append(m.unknown, "malformed match")
@@ -447,7 +507,7 @@ func decodeRule(e []byte, tOff int) (xtMatch, string) {
 		}
 		off += size
 	}
-	return m, sb.String()
+	return m, sb.String(), flags
 }
 
 // tcpMatch decodes struct xt_tcp: spts[2], dpts[2] (host order), option,
@@ -510,11 +570,18 @@ func tcpFlags(f uint8) string {
 	return strings.Join(out, ",")
 }
 
-func targetText(target, ext string, data []byte) string {
+func targetText(target, ext string, data []byte, isGoto, v6 bool) string {
 	s := " -j " + target
+	if isGoto {
+		s = " -g " + target
+	}
 	if ext == "REJECT" && len(data) >= 4 {
 		with := []string{"icmp-net-unreachable", "icmp-host-unreachable", "icmp-proto-unreachable", "icmp-port-unreachable",
 			"icmp-echo-reply", "icmp-net-prohibited", "icmp-host-prohibited", "tcp-reset", "icmp-admin-prohibited"}
+		if v6 {
+			with = []string{"icmp6-no-route", "icmp6-adm-prohibited", "icmp6-not-neighbour", "icmp6-addr-unreachable",
+				"icmp6-port-unreachable", "echo-reply", "tcp-reset", "icmp6-policy-fail", "icmp6-reject-route"}
+		}
 		if v := binary.NativeEndian.Uint32(data); int(v) < len(with) {
 			s += " --reject-with " + with[v]
 		}
@@ -523,7 +590,7 @@ func targetText(target, ext string, data []byte) string {
 }
 
 func prefixOf(addr, mask []byte) netip.Prefix {
-	a := netip.AddrFrom4([4]byte(addr))
+	a, _ := netip.AddrFromSlice(addr)
 	ones := 0
 	for _, c := range mask {
 		for i := 7; i >= 0; i-- {

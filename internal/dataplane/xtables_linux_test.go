@@ -48,22 +48,55 @@ func TestXTablesMatchesIptablesS(t *testing.T) {
 	for _, r := range rules {
 		testnet.MustExec(t, ns, "", "iptables-legacy", r...)
 	}
+	rules6 := [][]string{
+		{"-N", "svc6"},
+		{"-A", "INPUT", "-s", "fd77:1::/64", "-p", "tcp", "--dport", "8080", "--syn", "-j", "DROP"},
+		{"-A", "INPUT", "!", "-i", "lo", "-p", "tcp", "-g", "svc6"},
+		{"-A", "svc6", "-d", "2001:db8::1/128", "-p", "tcp", "-j", "REJECT", "--reject-with", "tcp-reset"},
+	}
+	for _, r := range rules6 {
+		testnet.MustExec(t, ns, "", "ip6tables-legacy", r...)
+	}
 	got := map[string][]string{}
 	for _, r := range readXT(t, ns) {
 		if r.Policy {
 			continue
 		}
-		got[r.Table] = append(got[r.Table], r.Text)
+		k := r.Tool() + " " + r.Table
+		got[k] = append(got[k], r.Text)
 	}
-	for _, table := range []string{"filter", "raw"} {
+	for _, c := range []struct{ tool, table string }{{"iptables-legacy", "filter"}, {"iptables-legacy", "raw"}, {"ip6tables-legacy", "filter"}} {
 		var want []string
-		for _, l := range strings.Split(testnet.MustExec(t, ns, "", "iptables-legacy", "-t", table, "-S"), "\n") {
+		for _, l := range strings.Split(testnet.MustExec(t, ns, "", c.tool, "-t", c.table, "-S"), "\n") {
 			if strings.HasPrefix(l, "-A ") {
 				want = append(want, l)
 			}
 		}
-		if strings.Join(got[table], "\n") != strings.Join(want, "\n") {
-			t.Errorf("table %s:\n got %q\nwant %q", table, got[table], want)
+		k := c.tool + " " + c.table
+		if len(want) == 0 || strings.Join(got[k], "\n") != strings.Join(want, "\n") {
+			t.Errorf("%s:\n got %q\nwant %q", k, got[k], want)
+		}
+	}
+	// The IPv6 SYN-drop rule matches a SYN from its prefix only, and no
+	// IPv4 packet.
+	for _, r := range readXT(t, ns) {
+		if r.Family != 6 || r.Chain != "INPUT" || r.Num != 1 {
+			continue
+		}
+		in := Packet{Src: netip.MustParseAddr("fd77:1::2"), Dst: netip.MustParseAddr("fd77:2::2"), Sport: 40000, Dport: 8080, Flags: 0x02}
+		if yes, _ := r.Match(in); !yes {
+			t.Errorf("%s does not match %+v", r.Text, in)
+		}
+		for _, p := range []Packet{
+			{Src: netip.MustParseAddr("fd77:3::2"), Dst: in.Dst, Dport: 8080, Flags: 0x02},
+			{Src: netip.MustParseAddr("10.77.1.2"), Dst: netip.MustParseAddr("10.77.2.2"), Dport: 8080, Flags: 0x02},
+		} {
+			if yes, maybe := r.Match(p); yes || maybe {
+				t.Errorf("%s matches %+v", r.Text, p)
+			}
+		}
+		if yes, maybe := r.Match(Packet{Dport: 8080, Flags: 0x02}); yes || !maybe {
+			t.Errorf("%s with the source unknown: want maybe", r.Text)
 		}
 	}
 }

@@ -191,3 +191,49 @@ func TestListenerForDualStack(t *testing.T) {
 		t.Fatalf("other port: %+v", l)
 	}
 }
+
+// TestDropsSplitOverFindings: when a cause gives several findings (two
+// full listeners, two routes failing), their drops add up to the
+// catalog's attribution, never more, never less.
+func TestDropsSplitOverFindings(t *testing.T) {
+	e := server()
+	second := e.Listeners[0]
+	second.Local, second.Inode = netip.MustParseAddrPort("[::]:9090"), 8
+	e.Listeners = append(e.Listeners, second)
+	e.ListenersStart = append(e.ListenersStart, second)
+	for i := range e.Listeners {
+		e.Listeners[i].RecvQ, e.Listeners[i].SendQ, e.Listeners[i].Drops = 3, 2, 1
+	}
+	e.CounterDeltas["TcpExtListenOverflows"], e.CounterDeltas["TcpExtListenDrops"] = 5, 5
+	fs := only(Diagnose(e), causes.AcceptQueueOverflow)
+	if len(fs) != 2 || fs[0].Drops+fs[1].Drops != 5 {
+		t.Fatalf("two full listeners, 5 overflows: %+v", fs)
+	}
+
+	e = server()
+	noRouteV6(e)
+	flow := capture.Flow{Dir: capture.Inbound, Client: netip.MustParseAddrPort("10.77.1.2:40000"), Server: netip.MustParseAddrPort("10.77.2.2:8080"), Ifindex: 2, SYNs: 2}
+	e.Capture.Flows = append(e.Capture.Flows, flow)
+	e.CounterDeltas["IpOutNoRoutes"] = 4
+	e.CounterDeltas["TcpExtListenDrops"] += 4
+	e.Replays = append(e.Replays, Replay{Peer: Peer{Addr: flow.Client.Addr(), Port: 40000, Source: FromCapture, Flow: &e.Capture.Flows[len(e.Capture.Flows)-1], Flows: 1, SYNs: 2},
+		Listener: &e.Listeners[0], Result: routes.Result{Query: routes.Query{Src: flow.Server.Addr(), Dst: flow.Client.Addr(), Sport: 8080, Dport: 40000},
+			Errno: unix.ENETUNREACH, Err: "network is unreachable"}})
+	fs = only(Diagnose(e), causes.NoRouteToPeer)
+	if len(fs) != 2 || fs[0].Drops+fs[1].Drops != 14 {
+		t.Fatalf("v4 and v6 default routes missing, 14 drops: %+v", fs)
+	}
+}
+
+// TestChecksumWording: TcpInCsumErrors counts every bad segment, so its
+// finding speaks of segments, not of SYNs.
+func TestChecksumWording(t *testing.T) {
+	for counter, want := range map[string]string{"TcpInCsumErrors": "3 TCP segments (SYNs among them)", "TcpExtTCPMD5Failure": "3 SYNs dropped by TCP"} {
+		e := server()
+		e.CounterDeltas[counter] = 3
+		fs := only(Diagnose(e), causes.TCPReject)
+		if len(fs) != 1 || !strings.HasPrefix(fs[0].Summary, want) {
+			t.Errorf("%s: want %q, got %+v", counter, want, fs)
+		}
+	}
+}

@@ -145,6 +145,10 @@ func (e *Evidence) checked(name string) bool {
 		return e.Conntrack != nil
 	case sourceTC:
 		return e.TC != nil
+	case sourceXTables:
+		return e.XTables != nil
+	case sourceDataplane:
+		return e.Dataplane != nil
 	}
 	return true
 }

@@ -73,14 +73,14 @@ func ruleXTables(e *Evidence) []report.Finding {
 		f := report.Finding{
 			Cause:    causes.FirewallDrop,
 			Severity: report.Critical,
-			Summary:  fmt.Sprintf("legacy iptables rule %q (table %s) drops %s", r.Text, r.Table, what),
+			Summary:  fmt.Sprintf("legacy %s rule %q (table %s) drops %s", strings.TrimSuffix(r.Tool(), "-legacy"), r.Text, r.Table, what),
 			Evidence: []report.Evidence{{Source: "xtables-legacy",
-				Text: fmt.Sprintf("iptables-legacy -t %s: %s — counter +%d packets in %s (total %d)", r.Table, r.Text, delta, e.Window, r.Packets),
+				Text: fmt.Sprintf("%s -t %s: %s — counter +%d packets in %s (total %d)", r.Tool(), r.Table, r.Text, delta, e.Window, r.Packets),
 				Data: map[string]any{"table": r.Table, "chain": r.Chain, "num": r.Num, "rule": r.Text, "target": r.Target,
 					"packets_delta": delta, "port": port}}},
 			Drops: int64(delta),
 		}
-		ipt := e.tool("iptables-legacy")
+		ipt := e.tool(r.Tool())
 		if r.Policy {
 			f.Fix = fixcmd.Of(ipt.Append("-t", r.Table, "-I", r.Chain, "-p", "tcp", "--dport", port, "-j", "ACCEPT")).
 				Note("the chain's policy drops; this accepts the port before it").String()
@@ -118,21 +118,33 @@ func (e *Evidence) xtDropsHandshake(r dataplane.XTRule) (port uint16, sure, ok b
 	}
 	if e.Capture != nil {
 		for _, f := range e.Capture.Flows {
-			if f.Dir == capture.Inbound && !f.Answered() && f.Client.Addr().Unmap().Is4() {
+			if f.Dir == capture.Inbound && !f.Answered() {
 				mk(f.Client.Addr().Unmap(), f.Server.Addr().Unmap(), f.Client.Port(), f.Server.Port(), e.linkName(f.Ifindex))
 			}
 		}
 	}
 	for _, l := range e.Listeners {
 		la := l.Local.Addr().Unmap()
-		if la.IsLoopback() || !(la.Is4() || (la.IsUnspecified() && l.Family == unix.AF_INET6)) {
+		if la.IsLoopback() {
 			continue
 		}
-		var server netip.Addr
-		if la.Is4() && !la.IsUnspecified() {
-			server = la
+		// The listener's families, with an unknown client (and server,
+		// for a wildcard) of that family.
+		unspec := map[int]netip.Addr{4: netip.IPv4Unspecified(), 6: netip.IPv6Unspecified()}
+		fams := []int{famOf(la)}
+		if l.Family == unix.AF_INET6 && la.IsUnspecified() {
+			fams = []int{4, 6}
 		}
-		mk(netip.Addr{}, server, 0, l.Local.Port(), "")
+		for _, fam := range fams {
+			if (r.Family == 6) != (fam == 6) {
+				continue
+			}
+			server := la
+			if la.IsUnspecified() {
+				server = unspec[fam]
+			}
+			mk(unspec[fam], server, 0, l.Local.Port(), "")
+		}
 	}
 	for _, p := range pkts {
 		yes, maybe := r.Match(p)
@@ -140,7 +152,7 @@ func (e *Evidence) xtDropsHandshake(r dataplane.XTRule) (port uint16, sure, ok b
 		if p.Flags == 0x12 {
 			lp = p.Sport
 		}
-		if yes && p.Src.IsValid() {
+		if yes {
 			return lp, true, true
 		}
 		if yes || maybe {
@@ -316,7 +328,7 @@ func summariseDataplane(e *Evidence) []string {
 			continue
 		}
 		if n++; n <= maxRules {
-			out = append(out, fmt.Sprintf("iptables-legacy -t %s: %s (%d packets)", r.Table, r.Text, r.Packets))
+			out = append(out, fmt.Sprintf("%s -t %s: %s (%d packets)", r.Tool(), r.Table, r.Text, r.Packets))
 		}
 	}
 	if n > maxRules {

@@ -180,7 +180,7 @@ func ruleUnanswered(e *Evidence, found []report.Finding) []report.Finding {
 		f.Evidence = append(f.Evidence, counterEv(e, names...)...)
 		seen = append(seen, "drop counters rose: "+strings.Join(names, ", "))
 	}
-	for _, n := range []string{sourceCounters, sourceListeners, sourceSynRecv, sourceRoutes, sourceReplay, sourceSysctls, sourceFirewall, sourceTC, sourceConntrack, sourceCapture} {
+	for _, n := range []string{sourceCounters, sourceListeners, sourceSynRecv, sourceRoutes, sourceReplay, sourceSysctls, sourceFirewall, sourceXTables, sourceDataplane, sourceTC, sourceConntrack, sourceCapture} {
 		if !e.checked(n) {
 			f.Evidence = append(f.Evidence, report.Evidence{Source: "doctor", Text: fmt.Sprintf("not checked: %s (%s)", n, e.whyUnchecked(n)),
 				Data: map[string]any{"source": n, "reason": e.whyUnchecked(n)}})

@@ -101,6 +101,9 @@ func TestUnreadSourcesClaimNothing(t *testing.T) {
 					if n == src && f.Confidence != report.Possible {
 						t.Errorf("%s, %s unread: %s is %s, want possible", c.name, src, f.Cause, f.Confidence)
 					}
+					if n == src && !hasNote(f, src) {
+						t.Errorf("%s, %s unread: %s does not say so: %s", c.name, src, f.Cause, text)
+					}
 				}
 				if f.Confidence != report.Possible && strings.Contains(text, "rests on part of the evidence") {
 					t.Errorf("%s, %s unread: %s is %s while saying a source was not checked", c.name, src, f.Cause, f.Confidence)
@@ -150,4 +153,45 @@ func evidenceText(f report.Finding) string {
 		b.WriteString(" | [" + ev.Source + "] " + ev.Text)
 	}
 	return b.String()
+}
+
+// TestUncheckedDominates: a source named unchecked is not read even if
+// recorded data is present (a run that failed half-way).
+func TestUncheckedDominates(t *testing.T) {
+	e := server()
+	e.CounterDeltas["TcpExtListenDrops"] = 7
+	e.unchecked(sourceCounters, "end read failed")
+	if v, ok := e.counter("TcpExtListenDrops"); ok || v != 0 {
+		t.Fatalf("counter() = %d, %v on unchecked counters", v, ok)
+	}
+}
+
+// TestInvariantOnCounters: drop counters rising with no finding that
+// explains them (ruleUnanswered called with none) give a warning naming
+// the counters.
+func TestInvariantOnCounters(t *testing.T) {
+	e := server()
+	e.CounterDeltas["TcpExtListenDrops"] = 5
+	fs := ruleUnanswered(e, nil)
+	if len(fs) != 1 || fs[0].Severity != report.Warning || !strings.Contains(fs[0].Summary, "drop counters rose: TcpExtListenDrops") {
+		t.Fatalf("got %+v", fs)
+	}
+	if fs := ruleUnanswered(server(), nil); len(fs) != 0 {
+		t.Fatalf("nothing seen, yet %+v", fs)
+	}
+}
+
+// hasNote: the finding says, in its why and as evidence, that src was not
+// checked and why.
+func hasNote(f report.Finding, src string) bool {
+	note := "not checked: " + src + " (forced unread by the test)"
+	if !strings.Contains(f.Why, note) {
+		return false
+	}
+	for _, ev := range f.Evidence {
+		if ev.Source == "doctor" && strings.Contains(ev.Text, note) {
+			return true
+		}
+	}
+	return false
 }

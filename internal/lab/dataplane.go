@@ -22,16 +22,19 @@ import (
 // (listenerSpec.DropFilter) a socket filter on the listener. Programs are
 // written in asm (tcprog.go); nothing needs clang.
 
-// setupIptablesLegacy adds `-A INPUT -p tcp --dport 8080 --syn -j DROP`
-// with iptables-legacy (xtables, not nf_tables) in the server namespace.
-func setupIptablesLegacy(l *lab) error {
-	return l.srv.Do(func() error {
-		out, err := exec.Command("iptables-legacy", "-w", "-A", "INPUT", "-p", "tcp", "--dport", fmt.Sprint(Port), "--syn", "-j", "DROP").CombinedOutput()
-		if err != nil {
-			return fmt.Errorf("iptables-legacy (Debian package iptables): %v: %s", err, out)
-		}
-		return nil
-	})
+// xtablesLegacyDrop returns a setup adding `-A INPUT -p tcp --dport 8080
+// --syn -j DROP` with iptables-legacy or ip6tables-legacy (xtables, not
+// nf_tables) in the server namespace.
+func xtablesLegacyDrop(tool string) func(*lab) error {
+	return func(l *lab) error {
+		return l.srv.Do(func() error {
+			out, err := exec.Command(tool, "-w", "-A", "INPUT", "-p", "tcp", "--dport", fmt.Sprint(Port), "--syn", "-j", "DROP").CombinedOutput()
+			if err != nil {
+				return fmt.Errorf("%s (Debian package iptables): %v: %s", tool, err, out)
+			}
+			return nil
+		})
+	}
 }
 
 // tcIngress attaches prog as a direct-action cls_bpf filter, pref 1, on

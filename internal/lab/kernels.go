@@ -28,8 +28,18 @@ type KernelLimit struct {
 }
 
 // KernelLimits lists every known limit. Measured with test/matrix on
-// Debian 6.1.0-57 and 6.12.117 and on 6.18.
+// Debian 5.10.0-32, 6.1.0-57 and 6.12.117 and on 6.18. Below 5.17 the
+// kernel has no drop reasons at all (no enum skb_drop_reason), so every
+// trace limit on a drop reason applies there: trace names those drops by
+// their kernel site (causes.DropSite), and these sites free SYNs for
+// several causes.
 var KernelLimits = []KernelLimit{
+	{Scenario: "tcp-md5-mismatch", Mode: "trace", DropReason: "TCP_MD5NOTFOUND",
+		Why: "without drop reasons (before 5.17) the SYN is freed in tcp_v4_rcv without a RST, where checksum errors, IP_MINTTL, TCP-MD5 and the listener's socket filter free SYNs alike: trace reports the drop site and those candidates but names no cause; doctor still names tcp-reject from TcpExtTCPMD5NotFound"},
+	{Scenario: "rp-filter-strict", Mode: "trace", DropReason: "IP_RPFILTER",
+		Why: "without drop reasons (before 5.17) the SYN is freed in ip_rcv_finish_core, where every input route failure (rp_filter, martian source, no route) ends: trace reports the site and rp-filter-drop as a candidate but names no cause; doctor still names rp-filter-drop from TcpExtIPReversePathFilter"},
+	{Scenario: "ipv6-disabled", Mode: "trace", DropReason: "IPV6DISABLED",
+		Why: "without drop reasons (before 5.17) the SYN is freed in ip6_rcv_core, which also frees malformed and martian packets: trace reports the site and ipv6-disabled as a candidate but names no cause"},
 	{Scenario: "tcp-minttl", Mode: "trace", DropReason: "TCP_MINTTL",
 		Why: "the kernel frees a SYN under the listener's IP_MINTTL with NOT_SPECIFIED (the TCP_MINTTL drop reason is missing in 6.1, present in 6.12), so trace sees a drop it cannot name; doctor still names tcp-reject from TcpExtTCPMinTTLDrop"},
 	{Scenario: "paws-reject", Mode: "doctor", Counter: "TcpExtPAWSTimewait",

@@ -448,12 +448,13 @@ var faultChecks = map[string]faultCheck{
 	"tcp-md5-mismatch": {positive: []string{"TcpExtTCPMD5NotFound"}},
 	// Beside nftables: the client cannot connect; the legacy rule's own
 	// counter proves it is the rule.
-	"iptables-legacy-drop-syn": {extra: checkXTCounter},
-	"tc-ingress-drop-syn":      {},
-	"xdp-drop-syn":             {},
-	"socket-filter-drop":       {},
-	"cgroup-skb-drop":          {},
-	"healthy-under-load":       {dialOK: true, zero: []string{"TcpExtListenDrops"}, extra: checkLoad},
+	"iptables-legacy-drop-syn":  {extra: checkXTCounter("iptables-legacy")},
+	"ip6tables-legacy-drop-syn": {extra: checkXTCounter("ip6tables-legacy")},
+	"tc-ingress-drop-syn":       {},
+	"xdp-drop-syn":              {},
+	"socket-filter-drop":        {},
+	"cgroup-skb-drop":           {},
+	"healthy-under-load":        {dialOK: true, zero: []string{"TcpExtListenDrops"}, extra: checkLoad},
 }
 
 // checkRAAtRisk: iproute2 sees what doctor must: an RA-learned IPv6
@@ -482,16 +483,18 @@ func TestEveryFaultScenarioIsChecked(t *testing.T) {
 	}
 }
 
-// checkXTCounter: the iptables-legacy rule counted packets.
-func checkXTCounter(env *Env) error {
-	out, err := exec.Command("ip", "netns", "exec", env.Server, "iptables-legacy", "-w", "-L", "INPUT", "1", "-v", "-x", "-n").CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("iptables-legacy: %v: %s", err, out)
+// checkXTCounter: the legacy rule counted packets.
+func checkXTCounter(tool string) func(*Env) error {
+	return func(env *Env) error {
+		out, err := exec.Command("ip", "netns", "exec", env.Server, tool, "-w", "-L", "INPUT", "1", "-v", "-x", "-n").CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("%s: %v: %s", tool, err, out)
+		}
+		if f := strings.Fields(string(out)); len(f) == 0 || f[0] == "0" {
+			return fmt.Errorf("%s rule 1 of INPUT counted nothing: %q", tool, out)
+		}
+		return nil
 	}
-	if f := strings.Fields(string(out)); len(f) == 0 || f[0] == "0" {
-		return fmt.Errorf("rule 1 of INPUT counted nothing: %q", out)
-	}
-	return nil
 }
 
 func checkSomaxconn(env *Env) error {

@@ -202,7 +202,10 @@ func scenarioTable() []Scenario {
 		// Beside nftables (issue 17): each names its rule or program.
 		{Name: "iptables-legacy-drop-syn", Family: 4, Expect: causes.FirewallDrop, listener: dual(),
 			Description: "server iptables-legacy (xtables, not nf_tables) rule -A INPUT -p tcp --dport 8080 --syn -j DROP (needs iptables-legacy)",
-			setup:       setupIptablesLegacy},
+			setup:       xtablesLegacyDrop("iptables-legacy")},
+		{Name: "ip6tables-legacy-drop-syn", Family: 6, Expect: causes.FirewallDrop, listener: dual(),
+			Description: "server ip6tables-legacy rule -A INPUT -p tcp --dport 8080 --syn -j DROP; the client connects over IPv6 (needs ip6tables-legacy)",
+			setup:       xtablesLegacyDrop("ip6tables-legacy")},
 		{Name: "tc-ingress-drop-syn", Family: 4, Expect: causes.BPFDrop, listener: dual(),
 			Description: "tc clsact ingress on the server's s0: cls_bpf direct-action program lab_syn_drop returns TC_ACT_SHOT for IPv4 SYNs to 8080",
 			setup:       setupTCIngressDrop},

@@ -103,6 +103,8 @@ type link interface {
 	// recv returns the messages of one datagram; their Data may alias a
 	// buffer reused by the next recv.
 	recv(deadline time.Time) ([]netlink.Message, error)
+	// poll is recv that does not wait (EAGAIN when nothing is queued).
+	poll() ([]netlink.Message, error)
 	close() error
 }
 
@@ -170,11 +172,13 @@ type Request struct {
 	Data  []byte
 }
 
-// Message is one answer: its type and flags and the payload after the
-// netlink header.
+// Message is one answer or notification: its type and flags, the sender's
+// port id (for a notification, the socket whose request caused the change;
+// 0 for the kernel's own) and the payload after the netlink header.
 type Message struct {
 	Type  uint16
 	Flags uint16
+	PID   uint32
 	Data  []byte
 }
 
@@ -266,7 +270,7 @@ func (c *Conn) exchange(req Request, dump bool, fn func(Message) error) (intr bo
 				continue
 			}
 			if fnErr == nil {
-				fnErr = fn(Message{Type: uint16(m.Header.Type), Flags: uint16(m.Header.Flags), Data: m.Data})
+				fnErr = fn(Message{Type: uint16(m.Header.Type), Flags: uint16(m.Header.Flags), PID: m.Header.PID, Data: m.Data})
 			}
 			if !dump && req.Flags&unix.NLM_F_ACK == 0 {
 				return intr, fnErr // a get answers with one message
@@ -292,10 +296,16 @@ func errnoIn(b []byte) unix.Errno {
 // ErrOverrun (wrapping ENOBUFS). The messages are the caller's.
 func (c *Conn) Receive() ([]Message, error) { return c.ReceiveWithin(c.timeout) }
 
-// ReceiveWithin is Receive with its own bound (a short one drains what is
-// queued without waiting long).
+// ReceiveWithin is Receive with its own bound.
 func (c *Conn) ReceiveWithin(d time.Duration) ([]Message, error) {
-	msgs, err := c.l.recv(time.Now().Add(d))
+	return c.received(c.l.recv(time.Now().Add(d)))
+}
+
+// TryReceive is Receive without waiting: what is queued now, ErrTimeout
+// when nothing is.
+func (c *Conn) TryReceive() ([]Message, error) { return c.received(c.l.poll()) }
+
+func (c *Conn) received(msgs []netlink.Message, err error) ([]Message, error) {
 	if err != nil {
 		switch {
 		case isTimeout(err):
@@ -307,7 +317,7 @@ func (c *Conn) ReceiveWithin(d time.Duration) ([]Message, error) {
 	}
 	out := make([]Message, 0, len(msgs))
 	for _, m := range msgs {
-		out = append(out, Message{Type: uint16(m.Header.Type), Flags: uint16(m.Header.Flags), Data: append([]byte(nil), m.Data...)})
+		out = append(out, Message{Type: uint16(m.Header.Type), Flags: uint16(m.Header.Flags), PID: m.Header.PID, Data: append([]byte(nil), m.Data...)})
 	}
 	return out, nil
 }
@@ -356,10 +366,31 @@ func (s *sock) recv(deadline time.Time) ([]netlink.Message, error) {
 	if err != nil {
 		return nil, err
 	}
+	return s.datagram(n, rerr)
+}
+
+// datagram splits what one recvfrom returned.
+func (s *sock) datagram(n int, rerr error) ([]netlink.Message, error) {
 	if rerr != nil {
 		return nil, os.NewSyscallError("recvfrom", rerr)
 	}
 	return split(s.buf[:n])
+}
+
+func (s *sock) poll() ([]netlink.Message, error) {
+	var n int
+	var rerr error
+	if err := s.rc.Control(func(fd uintptr) {
+		for {
+			n, _, rerr = unix.Recvfrom(int(fd), s.buf, unix.MSG_DONTWAIT)
+			if !errors.Is(rerr, unix.EINTR) {
+				return
+			}
+		}
+	}); err != nil {
+		return nil, err
+	}
+	return s.datagram(n, rerr)
 }
 
 func (s *sock) close() error { return s.c.Close() }
@@ -374,7 +405,7 @@ func Parse(b []byte) ([]Message, error) {
 	}
 	out := make([]Message, 0, len(ms))
 	for _, m := range ms {
-		out = append(out, Message{Type: uint16(m.Header.Type), Flags: uint16(m.Header.Flags), Data: m.Data})
+		out = append(out, Message{Type: uint16(m.Header.Type), Flags: uint16(m.Header.Flags), PID: m.Header.PID, Data: m.Data})
 	}
 	return out, nil
 }
@@ -433,7 +464,9 @@ func (f *fakeLink) send(m netlink.Message) (netlink.Header, error) {
 	f.seq++
 	m.Header.Sequence, m.Header.PID = f.seq, fakePID
 	m.Header.Length = uint32(unix.NLMSG_HDRLEN + len(m.Data))
-	f.queued, f.err = f.fn([]netlink.Message{m})
+	// Unread answers stay queued before the new ones, as on a socket.
+	q, err := f.fn([]netlink.Message{m})
+	f.queued, f.err = append(f.queued, q...), err
 	return m.Header, nil
 }
 
@@ -446,9 +479,18 @@ func (f *fakeLink) recv(time.Time) ([]netlink.Message, error) {
 	if len(f.queued) == 0 {
 		return f.fn(nil)
 	}
-	out := f.queued
-	f.queued = nil
+	// One datagram: a run of multi-part messages (a dump), or one message
+	// (the kernel sends an answer and its ACK in separate datagrams).
+	n := 1
+	for n <= len(f.queued) && f.queued[n-1].Header.Flags&netlink.Multi != 0 && f.queued[n-1].Header.Type != netlink.Done {
+		n++
+	}
+	n = min(n, len(f.queued))
+	out := f.queued[:n]
+	f.queued = f.queued[n:]
 	return out, nil
 }
+
+func (f *fakeLink) poll() ([]netlink.Message, error) { return f.recv(time.Time{}) }
 
 func (f *fakeLink) close() error { return nil }

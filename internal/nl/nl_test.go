@@ -227,3 +227,35 @@ func TestExecuteRealSocket(t *testing.T) {
 		t.Fatalf("err = %v, want ENODEV", err)
 	}
 }
+
+// TryReceive on a real, empty socket returns at once with ErrTimeout.
+func TestTryReceiveRealSocket(t *testing.T) {
+	c, err := Dial(unix.NETLINK_ROUTE, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	start := time.Now()
+	if _, err := c.TryReceive(); !errors.Is(err, ErrTimeout) {
+		t.Fatalf("err = %v, want ErrTimeout", err)
+	}
+	if d := time.Since(start); d > 50*time.Millisecond {
+		t.Errorf("TryReceive waited %s", d)
+	}
+}
+
+// A get with NLM_F_ACK is answered with the message and then the ACK: both
+// are read, so the next request on the Conn does not find a stale ACK.
+func TestGetWithAck(t *testing.T) {
+	c := fake(func(reqs []netlink.Message) ([]netlink.Message, error) {
+		data := netlink.Message{Header: netlink.Header{Type: unix.RTM_NEWROUTE, Sequence: reqs[0].Header.Sequence}, Data: []byte("r")}
+		ack, _ := nltest.Error(0, reqs)
+		return append([]netlink.Message{data}, ack...), nil
+	})
+	for i := 0; i < 2; i++ {
+		msgs, err := c.Execute("get", Request{Type: unix.RTM_GETROUTE, Flags: unix.NLM_F_ACK})
+		if err != nil || len(msgs) != 1 || string(msgs[0].Data) != "r" {
+			t.Fatalf("request %d: msgs %v err %v", i, msgs, err)
+		}
+	}
+}

@@ -50,14 +50,16 @@ var (
 	ErrEncrypted = errors.New("encrypted 802.11 frame")
 	ErrEncap     = errors.New("unsupported encapsulation")
 	ErrDepth     = errors.New("encapsulations nested too deep")
+	ErrESP       = errors.New("IPsec ESP (encrypted)")
+	ErrIPComp    = errors.New("IPComp (compressed)")
 )
 
 // Reasons an undecodable frame is counted under, indexed by ReasonIndex.
-var Reasons = [...]string{"truncated", "unsupported-link-type", "ip-fragment", "encrypted-802.11", "unsupported-encapsulation", "nested-too-deep", "other"}
+var Reasons = [...]string{"truncated", "unsupported-link-type", "ip-fragment", "encrypted-802.11", "unsupported-encapsulation", "nested-too-deep", "ipsec-esp-encrypted", "ipcomp-compressed", "other"}
 
 // ReasonIndex maps a Decode error onto an index of Reasons.
 func ReasonIndex(err error) int {
-	for i, e := range [...]error{ErrShort, ErrLink, ErrFragment, ErrEncrypted, ErrEncap, ErrDepth} {
+	for i, e := range [...]error{ErrShort, ErrLink, ErrFragment, ErrEncrypted, ErrEncap, ErrDepth, ErrESP, ErrIPComp} {
 		if errors.Is(err, e) {
 			return i
 		}
@@ -79,11 +81,12 @@ const (
 	EncapPPPoE
 	EncapMPLS
 	Encap80211
+	EncapAH // IPsec Authentication Header (the payload stays readable)
 	NumEncaps
 )
 
 // EncapNames names each Encap (the report's keys).
-var EncapNames = [NumEncaps]string{"gre", "erspan", "vxlan", "geneve", "gtp-u", "ip-in-ip", "pppoe", "mpls", "802.11"}
+var EncapNames = [NumEncaps]string{"gre", "erspan", "vxlan", "geneve", "gtp-u", "ip-in-ip", "pppoe", "mpls", "802.11", "ipsec-ah"}
 
 // maxDepth bounds nested encapsulations (a crafted frame could nest
 // tunnels without end).
@@ -461,7 +464,10 @@ func (d *Decoder) ipv6(data []byte, off int, p *Packet) error {
 			}
 			next = h[pos]
 			pos += 8
-		case 51: // AH
+		case 51: // AH: its length field counts 32-bit words, minus 2
+			if err := p.enter(EncapAH); err != nil {
+				return err
+			}
 			if len(h) < pos+2 {
 				return ErrShort
 			}
@@ -481,7 +487,30 @@ func (d *Decoder) ipv6(data []byte, off int, p *Packet) error {
 // l4 decodes the transport header at ip[off:]; l4len is the transport
 // length the IP header announces.
 func (d *Decoder) l4(ip []byte, off, l4len int, proto uint8, p *Packet, v6 bool) error {
+	// IPsec AH (RFC 4302) authenticates but does not hide its payload:
+	// skip it (its length field counts 32-bit words, minus 2). Each one
+	// takes at least 8 bytes and counts as a level (maxDepth), so the
+	// loop is bounded.
+	for proto == 51 {
+		if err := p.enter(EncapAH); err != nil {
+			return err
+		}
+		if len(ip) < off+2 {
+			return ErrShort
+		}
+		n := (int(ip[off+1]) + 2) * 4
+		proto = ip[off]
+		off += n
+		l4len -= n
+		if len(ip) < off || l4len < 0 {
+			return ErrShort
+		}
+	}
 	switch proto {
+	case 50:
+		return ErrESP
+	case 108:
+		return ErrIPComp
 	case 6:
 		return d.tcp(ip, off, l4len, p, v6)
 	case 4, 41: // IPv4 / IPv6 in IP

@@ -55,6 +55,18 @@ type Config struct {
 	// SYN flood costs constant memory. 0 means DefaultMaxAttempts; a
 	// negative value removes the cap.
 	MaxAttempts int
+	// ZeekRows splits connections into rows exactly where Zeek's timers
+	// do: an attempt nobody answered ends tcp_attempt_delay (5 s) after
+	// its first SYN, so a later retransmission starts a new row, and
+	// every connection ends once idle for the inactivity timeout (ended
+	// at, not after, the timeout, in every state). Off by default: one
+	// row per attempt keeps the whole SYN retransmission schedule (and
+	// the client's RTO pattern) together (ZEEK.md, difference 4).
+	ZeekRows bool
+	// Now is the analysis time: a packet stamped more than a day after
+	// it cannot have been captured yet (a corrupt timestamp) and is
+	// taken at the time of the packet before it. Zero means time.Now().
+	Now time.Time
 }
 
 // DefaultMaxAttempts is the default Config.MaxAttempts: about 100 MB of
@@ -199,6 +211,8 @@ type Conn struct {
 	// its SYN; icmpFrom sent the error.
 	icmpOnly bool
 	icmpFrom packet.Addr
+	// badTS: a note names a packet of it with an implausible timestamp.
+	badTS bool
 }
 
 // Stats counts what the analyzer saw.
@@ -228,6 +242,13 @@ type Stats struct {
 	// ICMPUnmatched counts ICMP errors quoting a TCP segment of no
 	// connection in the capture that was not a SYN.
 	ICMPUnmatched int `json:"icmp_unmatched,omitempty"`
+	// ImplausibleTS counts packets stamped after the analysis time (a
+	// corrupt timestamp), each analysed at the time of the packet before
+	// it; ImplausibleFrame and ImplausibleAt are the first one's frame
+	// number and timestamp (seconds since the epoch).
+	ImplausibleTS    int     `json:"implausible_timestamps,omitempty"`
+	ImplausibleFrame int     `json:"implausible_first_frame,omitempty"`
+	ImplausibleAt    float64 `json:"implausible_first_ts,omitempty"`
 	// MaxAttempts is the cap on attempts tracked one by one; Untracked
 	// sums what came beyond it, per server:port.
 	MaxAttempts   int         `json:"max_attempts"`
@@ -265,6 +286,10 @@ type Analyzer struct {
 	agg         aggregates
 	// srvRTT is the largest handshake RTT seen per server (bounded).
 	srvRTT map[srvAddr]int64
+	// latest is the latest plausible timestamp (Config.Now + a day).
+	latest int64
+	// zeekRows: Config.ZeekRows.
+	zeekRows bool
 }
 
 type srvAddr struct {
@@ -281,6 +306,11 @@ const (
 	closeDelay  = int64(5 * time.Second)
 	attemptIdle = int64(time.Minute)
 	dupWindow   = int64(200 * time.Millisecond)
+	// attemptDelay is Zeek's tcp_attempt_delay (Config.ZeekRows).
+	attemptDelay = int64(5 * time.Second)
+	// clockSlack is how far after the analysis time a timestamp may be
+	// (a capture host's clock running ahead) before it is implausible.
+	clockSlack = 24 * time.Hour
 )
 
 // The idle sweep is incremental: every sweepEvery packets it examines
@@ -308,6 +338,12 @@ func NewAnalyzer(cfg Config) *Analyzer {
 	if a.likely == nil {
 		a.likely = DefaultLikelyServerPorts
 	}
+	now := cfg.Now
+	if now.IsZero() {
+		now = time.Now()
+	}
+	a.latest = now.Add(clockSlack).UnixNano()
+	a.zeekRows = cfg.ZeekRows
 	a.idle = int64(cfg.IdleTimeout)
 	if a.idle <= 0 {
 		a.idle = int64(5 * time.Minute)
@@ -347,6 +383,18 @@ func (a *Analyzer) Stats() Stats {
 // Add feeds one captured packet; index is its 1-based frame number.
 func (a *Analyzer) Add(cp capfile.Packet, index int) {
 	a.stats.Packets++
+	badTS, rawTS := false, cp.TS
+	if cp.TS > a.latest && a.stats.Packets > 1 {
+		// A corrupt timestamp: taking it would end every open
+		// connection as idle and split the one it belongs to. Its
+		// sequence numbers still pair it; its time is the previous
+		// packet's.
+		if a.stats.ImplausibleTS == 0 {
+			a.stats.ImplausibleFrame, a.stats.ImplausibleAt = index, float64(cp.TS)/1e9
+		}
+		a.stats.ImplausibleTS++
+		cp.TS, badTS = a.now, true
+	}
 	switch {
 	case a.stats.Packets == 1:
 		a.now, a.first = cp.TS, cp.TS
@@ -397,7 +445,9 @@ func (a *Analyzer) Add(cp capfile.Packet, index int) {
 	if c != nil {
 		switch {
 		case c.z.removeAt != 0 && cp.TS >= c.z.removeAt,
-			cp.TS-c.lastTS > c.idleLimit(a.idle),
+			a.zeekRows && c.z.attemptExpired(cp.TS),
+			a.zeekRows && cp.TS-c.lastTS >= a.idle,
+			!a.zeekRows && cp.TS-c.lastTS > c.idleLimit(a.idle),
 			bothInactive(&c.z) && cp.TS-c.z.lastTime > closeDelay,
 			c.z.isReuse(p):
 			a.finish(si)
@@ -434,6 +484,9 @@ func (a *Analyzer) Add(cp capfile.Packet, index int) {
 		a.flows.insert(si, h, c)
 		a.stats.Flows++
 		a.stats.MaxOpen = max(a.stats.MaxOpen, a.flows.n)
+		if a.zeekRows {
+			c.z.attemptDelay = attemptDelay
+		}
 		if bareSYN {
 			c.attempt = true
 			a.attempts++
@@ -452,6 +505,10 @@ func (a *Analyzer) Add(cp capfile.Packet, index int) {
 		isOrig = true
 	}
 	c.lastTS = cp.TS
+	if badTS && !c.badTS {
+		c.badTS = true
+		c.Notes = append(c.Notes, fmt.Sprintf("frame %d carries an implausible timestamp (%s, after the analysis time): it was taken at the time of the packet before it", index, time.Unix(0, rawTS).UTC().Format(time.RFC3339)))
+	}
 	if p.TCPChecksumBad {
 		a.stats.BadTCPCsum++
 		c.z.checksumError(isOrig)
@@ -513,6 +570,13 @@ func (a *Analyzer) newConn() *Conn {
 // exceeded, as Add does).
 func (c *Conn) deadline(idle int64) int64 {
 	d := c.lastTS + c.idleLimit(idle) + 1
+	if c.z.attemptDelay != 0 {
+		// Zeek's timers (Config.ZeekRows).
+		d = c.lastTS + idle
+		if c.z.attemptAt != 0 && c.z.attemptAt < d && c.z.attempting() {
+			d = c.z.attemptAt
+		}
+	}
 	if c.z.removeAt != 0 && c.z.removeAt < d {
 		d = c.z.removeAt
 	}

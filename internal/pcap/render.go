@@ -177,6 +177,9 @@ func (r *Report) warn() {
 	if st.OutOfOrder > 0 {
 		w = append(w, fmt.Sprintf("%d packets are timestamped before an earlier packet (largest step back %s): the capture is not in time order (merged files, or several capture queues); verdicts follow file order — sort it (reordercap) to be sure", st.OutOfOrder, fmtDur(st.MaxBackstep)))
 	}
+	if st.ImplausibleTS > 0 {
+		w = append(w, fmt.Sprintf("%d packets carry an implausible timestamp, later than the analysis time (the first: frame %d, %s): each was analysed at the time of the packet before it, and paired with its connection by sequence numbers", st.ImplausibleTS, st.ImplausibleFrame, time.Unix(int64(st.ImplausibleAt), 0).UTC().Format(time.RFC3339)))
+	}
 	if st.Undecoded > 0 {
 		w = append(w, fmt.Sprintf("%d frames could not be decoded (%s)", st.Undecoded, countList(st.UndecodedBy)))
 	}

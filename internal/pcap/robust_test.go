@@ -208,3 +208,90 @@ func TestFloodCapped(t *testing.T) {
 		}
 	}
 }
+
+// IPsec: TCP behind an Authentication Header is readable and analysed;
+// what stays unreadable (ESP, IPComp, also behind AH) is counted as
+// undecoded with its reason and warned about, never a silent "0 TCP".
+func TestIPsecAH(t *testing.T) {
+	var c capture
+	ms := time.Millisecond
+	ah := func(s synth.Seg) []byte {
+		ip := s.IP()
+		hl := 20
+		if s.Src.Is6() {
+			hl = 40
+		}
+		return synth.Ethernet(synth.IPPacket(s.Src, s.Dst, 51, synth.AH(6, 0x1000, ip[hl:])), nil)
+	}
+	for i, pair := range [][2]netip.Addr{{cli4, srv4}, {cli6, srv6}} {
+		a := syn(pair[0], pair[1], uint16(49401+i), 100, 1)
+		c.add(time.Duration(10*i)*ms, ah(a))
+		c.add(time.Duration(10*i+1)*ms, ah(synack(a, 5)))
+		c.add(time.Duration(10*i+2)*ms, ah(ack(a, 5)))
+	}
+	comp := []byte{4, 0, 0x12, 0x34, 0xde, 0xad, 0xbe, 0xef} // IPComp header, then deflated data
+	c.add(30*ms, synth.Ethernet(synth.IPPacket(cli4, srv4, 51, synth.AH(108, 0x1000, comp)), nil))
+	c.add(31*ms, synth.Ethernet(synth.IPPacket(cli4, srv4, 108, comp), nil))
+	c.add(32*ms, synth.Ethernet(synth.IPPacket(cli4, srv4, 50, []byte{0, 0, 0x10, 0, 0, 0, 0, 1, 9, 9, 9, 9}), nil))
+	r := c.report(t, Config{})
+	m := byClientPort(r)
+	for _, p := range []uint16{49401, 49402} {
+		if m[p] == nil || m[p].Verdict != VerdictEstablished || m[p].History != "ShA" {
+			t.Errorf("port %d behind AH: %+v", p, m[p])
+		}
+	}
+	if r.Stats.TCP != 6 || r.Stats.Encapsulations["ipsec-ah"] != 6 {
+		t.Errorf("tcp %d, encapsulations %v: want 6 TCP segments, all through ipsec-ah", r.Stats.TCP, r.Stats.Encapsulations)
+	}
+	want := map[string]int{"ipcomp-compressed": 2, "ipsec-esp-encrypted": 1}
+	if r.Stats.Undecoded != 3 || len(r.Stats.UndecodedBy) != 2 || r.Stats.UndecodedBy["ipcomp-compressed"] != 2 || r.Stats.UndecodedBy["ipsec-esp-encrypted"] != 1 {
+		t.Errorf("undecoded %d %v, want %v", r.Stats.Undecoded, r.Stats.UndecodedBy, want)
+	}
+	if !hasWarning(r, "ipcomp-compressed 2") || !hasWarning(r, "ipsec-esp-encrypted 1") {
+		t.Errorf("warnings %q", r.Warnings)
+	}
+}
+
+// A complete session whose SYN-ACK carries a corrupt timestamp (year
+// 2061, as in a public MySQL capture) stays one established connection,
+// paired by sequence numbers; the timestamp is reported as implausible.
+func TestImplausibleTimestamp(t *testing.T) {
+	var c capture
+	ms := time.Millisecond
+	a := syn(cli4, srv4, 49501, 100, 1)
+	sa := synack(a, 5)
+	c.add(0, fr(a))
+	c.frames = append(c.frames, fr(sa))
+	c.ts = append(c.ts, time.Date(2061, 3, 1, 0, 0, 0, 0, time.UTC).UnixNano())
+	c.add(1*ms, fr(ack(a, 5)))
+	c.add(2*ms, fr(*dataSeg(a, 101, 6, 100)))
+	for i := range 70 { // enough packets for the sweep to run
+		b := syn(cli4, srv4, uint16(50000+i), 1000, 1)
+		c.add(time.Duration(3+i)*ms, fr(b))
+		c.add(time.Duration(3+i)*ms+100*time.Microsecond, fr(synack(b, 7)))
+		c.add(time.Duration(3+i)*ms+200*time.Microsecond, fr(ack(b, 7)))
+	}
+	r := c.report(t, Config{})
+	var rows []*Conn
+	for _, cn := range r.Conns {
+		if _, p := cn.ClientEnd(); p == 49501 {
+			rows = append(rows, cn)
+		}
+	}
+	if len(rows) != 1 || rows[0].Verdict != VerdictEstablished || rows[0].History != "ShAD" || rows[0].SynackCount != 1 {
+		for _, cn := range rows {
+			t.Errorf("row %s %s %s: %s", cn.ConnState, cn.History, cn.Verdict, cn.Detail)
+		}
+		t.Fatalf("%d rows for the session, want one established ShAD", len(rows))
+	}
+	if rtt := rows[0].HandshakeRTT; rtt == nil || *rtt > 0.002 {
+		t.Errorf("handshake RTT %v, want at most 2 ms", rtt)
+	}
+	if !hasNote(rows[0], "implausible") {
+		t.Errorf("notes %q: want the implausible timestamp named", rows[0].Notes)
+	}
+	if r.Stats.ImplausibleTS != 1 || !hasWarning(r, "implausible timestamp") || r.Stats.LastTS > 1_800_000_000 || r.Stats.OutOfOrder != 0 {
+		t.Errorf("implausible %d, last ts %v, out of order %d, warnings %q", r.Stats.ImplausibleTS, r.Stats.LastTS, r.Stats.OutOfOrder, r.Warnings)
+	}
+	noneFailed(t, r, "implausible timestamp")
+}

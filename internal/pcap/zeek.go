@@ -101,8 +101,13 @@ type zconn struct {
 	histSeen    uint32
 	flipped     bool
 	established bool // left the handshake states at least once
-	orig, resp  zendpoint
-	hist        []byte
+	// attemptDelay, when set (Config.ZeekRows), arms Zeek's attempt
+	// timer: attemptAt is when it fires, tcp_attempt_delay after the
+	// originator's first SYN.
+	attemptDelay int64
+	attemptAt    int64
+	orig, resp   zendpoint
+	hist         []byte
 }
 
 func (z *zconn) init(flip bool) {
@@ -192,6 +197,18 @@ func (z *zconn) isReuse(p *packet.Packet) bool {
 		}
 	}
 	return true
+}
+
+// attempting is the state Zeek's attempt timer ends: the originator sent
+// a SYN (or SYN-ACK) and the responder nothing.
+func (z *zconn) attempting() bool {
+	return (z.orig.state == stSynSent || z.orig.state == stSynAckSent) && z.resp.state == stInactive
+}
+
+// attemptExpired reports whether Zeek's attempt timer (armed only under
+// Config.ZeekRows) ended the connection before a packet at ts.
+func (z *zconn) attemptExpired(ts int64) bool {
+	return z.attemptAt != 0 && ts >= z.attemptAt && z.attempting()
 }
 
 // checksumError is what Zeek does with a bad TCP checksum: a scaled c/C
@@ -391,6 +408,9 @@ func (z *zconn) inactive(ep, peer *zendpoint, p *packet.Packet, isOrig bool) boo
 				ep.setState(stSynAckSent, z)
 			} else {
 				ep.setState(stSynSent, z)
+			}
+			if z.attemptDelay != 0 {
+				z.attemptAt = z.lastTime + z.attemptDelay
 			}
 		} else {
 			if !ack && peer.state == stSynAckSent && p.Seq == ep.startSeq {

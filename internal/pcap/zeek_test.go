@@ -90,7 +90,14 @@ func rowKey(r map[string]any) string {
 
 // TestZeekConformance checks conn_state and history against Zeek on the
 // vendored captures.
-func TestZeekConformance(t *testing.T) { zeekConformance(t, zeekDir(t)) }
+func TestZeekConformance(t *testing.T) { zeekConformanceModes(t, zeekDir(t)) }
+
+// zeekConformanceModes checks both row modes: the default and
+// Config.ZeekRows (Zeek's own timers) agree with Zeek on these captures.
+func zeekConformanceModes(t *testing.T, dir string) {
+	t.Run("default", func(t *testing.T) { zeekConformance(t, dir, false) })
+	t.Run("zeek-rows", func(t *testing.T) { zeekConformance(t, dir, true) })
+}
 
 // TestZeekConformanceFull runs the same check on the full set of captures
 // when it sits next to the repository (the vendored subset above always
@@ -100,10 +107,10 @@ func TestZeekConformanceFull(t *testing.T) {
 	if dir == "" {
 		t.Skip("the full Zeek capture set (../shared/captures/zeek) is not next to the repository; TestZeekConformance ran the vendored subset")
 	}
-	zeekConformance(t, dir)
+	zeekConformanceModes(t, dir)
 }
 
-func zeekConformance(t *testing.T, dir string) {
+func zeekConformance(t *testing.T, dir string, zeekRows bool) {
 	raw, err := os.ReadFile(filepath.Join(dir, "expected.json"))
 	if err != nil {
 		t.Fatal(err)
@@ -120,7 +127,7 @@ func zeekConformance(t *testing.T, dir string) {
 				t.Fatal(err)
 			}
 			defer f.Close()
-			cfg := Config{VerifyChecksums: !zc.IgnoreChecksums}
+			cfg := Config{VerifyChecksums: !zc.IgnoreChecksums, ZeekRows: zeekRows}
 			if zc.ZeekMode == "bare" {
 				cfg.LikelyServerPorts = bareLikelyPorts(zc.Scripts)
 			}

@@ -127,6 +127,7 @@ func scopeMatches(domain, host string) bool {
 
 // macResolver is one /etc/resolver/NAME file (resolver(5)).
 type macResolver struct {
+	File    string // set by the caller
 	Domain  string
 	Servers []netip.AddrPort
 	Search  []string
@@ -228,5 +229,34 @@ func parseForwardRow2(b []byte) (forwardRow, error) {
 		return fr, err
 	}
 	fr.Metric = binary.LittleEndian.Uint32(b[84:])
+	return fr, nil
+}
+
+// sizeofForwardRow is sizeof(MIB_IPFORWARDROW): fourteen DWORDs.
+const sizeofForwardRow = 56
+
+// parseForwardRow decodes the IPv4-only MIB_IPFORWARDROW GetBestRoute
+// fills: destination, mask and next hop in network byte order at 0, 4 and
+// 12, the interface index at 16, metric 1 at 36.
+func parseForwardRow(b []byte) (forwardRow, error) {
+	var fr forwardRow
+	if len(b) < sizeofForwardRow {
+		return fr, fmt.Errorf("MIB_IPFORWARDROW: %d bytes", len(b))
+	}
+	dst := netip.AddrFrom4([4]byte(b[0:4]))
+	mask := netip.AddrFrom4([4]byte(b[4:8]))
+	bits := 0
+	for _, c := range mask.As4() {
+		for i := 7; i >= 0 && c&(1<<i) != 0; i-- {
+			bits++
+		}
+	}
+	var err error
+	if fr.Prefix, err = dst.Prefix(bits); err != nil {
+		return fr, err
+	}
+	fr.NextHop = netip.AddrFrom4([4]byte(b[12:16]))
+	fr.IfIndex = binary.LittleEndian.Uint32(b[16:])
+	fr.Metric = binary.LittleEndian.Uint32(b[36:])
 	return fr, nil
 }

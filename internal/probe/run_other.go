@@ -10,11 +10,8 @@ import (
 	"net/netip"
 	"os"
 	"runtime"
-	"slices"
 	"sync"
 	"time"
-
-	"golang.org/x/net/dns/dnsmessage"
 )
 
 // Run probes from Windows or macOS: the system resolver's answer and each
@@ -72,15 +69,18 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			Detail: fmt.Sprintf("%d addresses; probing the first %d", len(addrs), MaxAddrs)})
 		addrs = addrs[:MaxAddrs]
 	}
-	routeCheck := Check{Name: "route", Status: "ok", Detail: osRouteHow}
+	routeCheck := Check{Name: "route", Status: "ok", Detail: "the OS route lookup (" + osRouteHow + ")"}
 	for _, a := range addrs {
 		ap := &AddrProbe{Addr: a.String(), Family: "ipv4", Attempts: []Attempt{}}
 		if a.Is6() {
 			ap.Family = "ipv6"
 		}
 		ap.Local = osRoute(a, o.Source)
-		if !ap.Local.RouteOK && ap.Local.RouteError != "" {
-			routeCheck = Check{Name: "route", Status: "failed", Detail: osRouteHow + ": " + ap.Local.RouteError}
+		switch {
+		case ap.Local.RouteOK && ap.Local.RouteError != "":
+			routeCheck = Check{Name: "route", Status: "skipped", Detail: ap.Local.RouteError}
+		case !ap.Local.RouteOK:
+			routeCheck = Check{Name: "route", Status: "failed", Detail: ap.Local.RouteError}
 		}
 		rep.Addresses = append(rep.Addresses, ap)
 	}
@@ -160,107 +160,4 @@ func connectOnce(ctx context.Context, dst netip.AddrPort, src netip.Addr, timeou
 		at.RTTms = ms(rtt)
 	}
 	return at, fw
-}
-
-// osDNS is the OS's resolver configuration.
-type osDNS struct {
-	// Desc names where the servers came from (DNSReport.ResolvConf).
-	Desc      string
-	HostsFile string
-	Scopes    []DNSScope
-	Err       error
-}
-
-// resolveSystem asks the system resolver (what applications get) and then
-// every configured server directly, and reads the hosts file.
-func resolveSystem(ctx context.Context, host string, family int, conf osDNS, checks *[]Check) (*DNSReport, []netip.Addr) {
-	rep := &DNSReport{Name: host, Addresses: []string{}}
-	if a, err := netip.ParseAddr(host); err == nil {
-		rep.Literal = true
-		a = a.Unmap()
-		rep.Addresses = []string{a.String()}
-		*checks = append(*checks, Check{Name: "dns", Status: "skipped", Detail: "the host is an IP address"})
-		return rep, []netip.Addr{a}
-	}
-	rep.System = true
-	rep.ResolvConf, rep.HostsFile = conf.Desc, conf.HostsFile
-	if f, err := os.Open(conf.HostsFile); err == nil {
-		for _, e := range LookupHosts(f, host) {
-			if wantFamily(e.Addr, family) {
-				rep.Hosts = append(rep.Hosts, e.Addr.String())
-			}
-		}
-		f.Close()
-	}
-	// Direct questions: every server of every scope that serves the name.
-	r := &resolver{do: func(fn func() error) error { return fn() }, maxWait: 2 * time.Second}
-	var servers []netip.AddrPort
-	for i := range conf.Scopes {
-		s := &conf.Scopes[i]
-		s.Matches = scopeMatches(s.Domain, host)
-		for _, a := range s.Servers {
-			ap, err := netip.ParseAddrPort(a)
-			if err != nil {
-				if ad, err2 := netip.ParseAddr(a); err2 == nil {
-					ap = netip.AddrPortFrom(ad, 53)
-				} else {
-					continue
-				}
-			}
-			if s.Matches && !slices.Contains(servers, ap) && len(servers) < 2*maxNS {
-				servers = append(servers, ap)
-				rep.Servers = append(rep.Servers, ap.String())
-			}
-		}
-	}
-	rep.Scopes = conf.Scopes
-	name := host
-	if name[len(name)-1] != '.' {
-		name += "."
-	}
-	for _, s := range servers {
-		for _, qt := range familyTypes(family) {
-			rep.Queries = append(rep.Queries, r.query(ctx, s, name, qt))
-		}
-	}
-	// The system resolver: hosts file, NRPT / scoped resolvers, suffixes.
-	network := map[int]string{0: "ip", 4: "ip4", 6: "ip6"}[family]
-	lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	got, err := net.DefaultResolver.LookupNetIP(lctx, network, host)
-	var use []netip.Addr
-	for _, a := range got {
-		a = a.Unmap()
-		if wantFamily(a, family) && !slices.Contains(use, a) {
-			use = append(use, a)
-			rep.Addresses = append(rep.Addresses, a.String())
-		}
-	}
-	rep.HostsOverride = len(rep.Hosts) > 0 && len(use) > 0 && rep.Hosts[0] == use[0].String()
-	detail := fmt.Sprintf("system resolver: %d address(es); %d server(s) asked directly", len(use), len(servers))
-	if conf.Err != nil {
-		detail += "; resolver configuration not fully read: " + conf.Err.Error()
-	}
-	switch {
-	case err != nil:
-		rep.Error = "system resolver: " + err.Error()
-		*checks = append(*checks, Check{Name: "dns", Status: "failed", Detail: rep.Error})
-	case len(use) == 0:
-		rep.Error = "system resolver: no address"
-		*checks = append(*checks, Check{Name: "dns", Status: "failed", Detail: rep.Error})
-	default:
-		*checks = append(*checks, Check{Name: "dns", Status: "ok", Detail: detail})
-	}
-	return rep, use
-}
-
-// familyTypes are the questions for --family: AAAA and A, or one.
-func familyTypes(family int) []dnsmessage.Type {
-	switch family {
-	case 4:
-		return []dnsmessage.Type{dnsmessage.TypeA}
-	case 6:
-		return []dnsmessage.Type{dnsmessage.TypeAAAA}
-	}
-	return []dnsmessage.Type{dnsmessage.TypeAAAA, dnsmessage.TypeA}
 }

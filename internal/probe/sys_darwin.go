@@ -52,13 +52,15 @@ func readOSDNS() osDNS {
 			errs = append(errs, err)
 			continue
 		}
-		scoped = append(scoped, parseMacResolver(e.Name(), f))
+		m := parseMacResolver(e.Name(), f)
+		m.File = filepath.Join(resolverDir, e.Name())
+		scoped = append(scoped, m)
 		f.Close()
 	}
 	sort.SliceStable(scoped, func(i, j int) bool { return scoped[i].Order < scoped[j].Order })
 	var out []DNSScope
 	for _, m := range scoped {
-		sc := DNSScope{Source: filepath.Join(resolverDir, m.Domain), Domain: m.Domain, Servers: []string{}}
+		sc := DNSScope{Source: m.File, Domain: m.Domain, Servers: []string{}}
 		for _, s := range m.Servers {
 			sc.Servers = append(sc.Servers, s.String())
 		}
@@ -172,5 +174,5 @@ func fillDarwinRoute(lp *LocalPath, rm *route.RouteMessage, dst netip.Addr) {
 	if d := addrOf(at(unix.RTAX_DST)); d.IsValid() && !d.IsUnspecified() {
 		dest = d.String()
 	}
-	lp.Route = fmt.Sprintf("%s: %s via %s dev %s", dst, dest, orDash(lp.Gateway), orDash(lp.Dev))
+	lp.Route = fmt.Sprintf("%s: %s via %s dev %s src %s", dst, dest, orDash(lp.Gateway), orDash(lp.Dev), orDash(lp.Source))
 }

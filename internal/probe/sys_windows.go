@@ -17,7 +17,7 @@ import (
 // Windows names for the report.
 const (
 	osFirewallName = "Windows Filtering Platform"
-	osRouteHow     = "GetBestRoute2 (iphlpapi)"
+	osRouteHow     = "GetBestRoute2, or GetBestRoute for IPv4 where it is missing"
 )
 
 // readOSDNS reads every up adapter's DNS servers (GetAdaptersAddresses)
@@ -172,13 +172,50 @@ func readOSProxy(host string) ([]SystemProxy, Check) {
 	return out, chk
 }
 
-// osRoute asks GetBestRoute2 for the route and source the OS would use.
+// osRoute asks GetBestRoute2 for the route and source the OS would use;
+// where it is missing (Wine) IPv4 asks GetBestRoute, with the source the OS
+// picks for a UDP socket connected to the destination.
 func osRoute(dst, src netip.Addr) LocalPath {
-	lp := LocalPath{}
-	proc := windows.NewLazySystemDLL("iphlpapi.dll").NewProc("GetBestRoute2")
-	if err := proc.Find(); err != nil {
-		lp.RouteError = "not checked: " + err.Error()
+	lp := LocalPath{ByHand: "Find-NetRoute -RemoteIPAddress " + dst.String()}
+	iphlp := windows.NewLazySystemDLL("iphlpapi.dll")
+	fr, source, how, err := bestRoute2(iphlp, dst, src)
+	if errors.Is(err, windows.ERROR_NOT_SUPPORTED) && dst.Is4() {
+		fr, how, err = bestRoute(iphlp, dst, src)
+		source = udpSource(dst, src)
+	}
+	switch {
+	case errors.Is(err, windows.ERROR_NETWORK_UNREACHABLE) || errors.Is(err, windows.ERROR_HOST_UNREACHABLE):
+		lp.RouteError = fmt.Sprintf("%s: no route (%v)", how, err)
+		lp.Route = lp.RouteError
 		return lp
+	case err != nil:
+		// Unknown is not "no route": the handshakes decide.
+		lp.RouteOK, lp.RouteError = true, fmt.Sprintf("not checked: %s: %v", how, err)
+		lp.Route = lp.RouteError
+		return lp
+	}
+	lp.RouteOK = true
+	if source.IsValid() {
+		lp.Source = source.String()
+	}
+	if fr.NextHop.IsValid() && !fr.NextHop.IsUnspecified() {
+		lp.Gateway = fr.NextHop.String()
+	}
+	if ifc, err := net.InterfaceByIndex(int(fr.IfIndex)); err == nil {
+		lp.Dev = ifc.Name
+	} else {
+		lp.Dev = fmt.Sprintf("ifindex %d", fr.IfIndex)
+	}
+	lp.Route = fmt.Sprintf("%s via %s dev %s src %s metric %d (%s)", fr.Prefix, orDash(lp.Gateway), lp.Dev, orDash(lp.Source), fr.Metric, how)
+	return lp
+}
+
+// bestRoute2 calls GetBestRoute2 (IPv4 and IPv6).
+func bestRoute2(dll *windows.LazyDLL, dst, src netip.Addr) (forwardRow, netip.Addr, string, error) {
+	const how = "GetBestRoute2"
+	proc := dll.NewProc(how)
+	if err := proc.Find(); err != nil {
+		return forwardRow{}, netip.Addr{}, how, windows.ERROR_NOT_SUPPORTED
 	}
 	var dsa, ssa, best [sizeofSockaddrInet]byte
 	var row [sizeofForwardRow2]byte
@@ -191,38 +228,78 @@ func osRoute(dst, src netip.Addr) LocalPath {
 	rc, _, _ := proc.Call(0, 0, srcp, uintptr(unsafe.Pointer(&dsa[0])), 0,
 		uintptr(unsafe.Pointer(&row[0])), uintptr(unsafe.Pointer(&best[0])))
 	if rc != 0 {
-		e := windows.Errno(rc)
-		lp.RouteError = fmt.Sprintf("GetBestRoute2: %v (%d)", e, rc)
-		if rc == uintptr(windows.ERROR_NOT_SUPPORTED) {
-			lp.RouteError = "not checked: GetBestRoute2 is not supported here"
-		}
-		lp.Route = lp.RouteError
-		if rc == uintptr(windows.ERROR_NETWORK_UNREACHABLE) {
-			return lp
-		}
-		lp.RouteOK = true // unknown is not "no route": the handshakes decide
-		return lp
+		return forwardRow{}, netip.Addr{}, how, windows.Errno(rc)
 	}
 	fr, err := parseForwardRow2(row[:])
 	if err != nil {
-		lp.RouteOK, lp.RouteError = true, "not checked: "+err.Error()
-		return lp
+		return fr, netip.Addr{}, how, err
 	}
-	lp.RouteOK = true
-	if s, err := parseSockaddrInet(best[:]); err == nil && s.IsValid() {
-		lp.Source = s.String()
+	s, _ := parseSockaddrInet(best[:])
+	return fr, s, how, nil
+}
+
+// bestRoute calls the IPv4-only GetBestRoute.
+func bestRoute(dll *windows.LazyDLL, dst, src netip.Addr) (forwardRow, string, error) {
+	const how = "GetBestRoute"
+	proc := dll.NewProc(how)
+	if err := proc.Find(); err != nil {
+		return forwardRow{}, how, err
 	}
-	if fr.NextHop.IsValid() && !fr.NextHop.IsUnspecified() {
-		lp.Gateway = fr.NextHop.String()
+	var row [sizeofForwardRow]byte
+	d4 := dst.As4()
+	var s4 [4]byte
+	if src.Is4() {
+		s4 = src.As4()
 	}
-	if ifc, err := net.InterfaceByIndex(int(fr.IfIndex)); err == nil {
-		lp.Dev = ifc.Name
-	} else {
-		lp.Dev = fmt.Sprintf("ifindex %d", fr.IfIndex)
+	// The addresses are DWORDs holding network-order bytes.
+	rc, _, _ := proc.Call(uintptr(*(*uint32)(unsafe.Pointer(&d4[0]))), uintptr(*(*uint32)(unsafe.Pointer(&s4[0]))),
+		uintptr(unsafe.Pointer(&row[0])))
+	if rc != 0 {
+		return forwardRow{}, how, windows.Errno(rc)
 	}
-	lp.Route = fmt.Sprintf("%s via %s dev %s metric %d", fr.Prefix, orDash(lp.Gateway), lp.Dev, fr.Metric)
-	lp.ByHand = "Find-NetRoute -RemoteIPAddress " + dst.String()
-	return lp
+	fr, err := parseForwardRow(row[:])
+	return fr, how, err
+}
+
+// udpSource is the source address the OS picks for dst: the local
+// address of a UDP socket connected to it (no packet is sent). Raw
+// Winsock calls: Go's net package adds an ioctl Wine does not implement.
+func udpSource(dst, src netip.Addr) netip.Addr {
+	af := windows.AF_INET
+	if dst.Is6() {
+		af = windows.AF_INET6
+	}
+	s, err := windows.Socket(af, windows.SOCK_DGRAM, windows.IPPROTO_UDP)
+	if err != nil {
+		return netip.Addr{}
+	}
+	defer windows.Closesocket(s)
+	if src.IsValid() {
+		if err := windows.Bind(s, winSockaddr(src, 0)); err != nil {
+			return netip.Addr{}
+		}
+	}
+	if err := windows.Connect(s, winSockaddr(dst, 9)); err != nil {
+		return netip.Addr{}
+	}
+	sa, err := windows.Getsockname(s)
+	if err != nil {
+		return netip.Addr{}
+	}
+	switch v := sa.(type) {
+	case *windows.SockaddrInet4:
+		return netip.AddrFrom4(v.Addr)
+	case *windows.SockaddrInet6:
+		return netip.AddrFrom16(v.Addr)
+	}
+	return netip.Addr{}
+}
+
+func winSockaddr(a netip.Addr, port int) windows.Sockaddr {
+	if a.Is4() {
+		return &windows.SockaddrInet4{Port: port, Addr: a.As4()}
+	}
+	return &windows.SockaddrInet6{Port: port, Addr: a.As16()}
 }
 
 // putSockaddrInet writes a into a SOCKADDR_INET.

@@ -142,6 +142,13 @@ func proxyOne(p ProxyReport) string {
 		return "https: " + p.HTTPS
 	case p.HTTP != "":
 		return "http: " + p.HTTP
+	case p.ALL != "":
+		return "all: " + p.ALL
+	}
+	for _, s := range p.System {
+		if s.Applies {
+			return s.Source + ": " + s.Proxy
+		}
 	}
 	return "all: " + p.ALL
 }

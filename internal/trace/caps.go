@@ -79,24 +79,29 @@ func (c Capability) String() string {
 	return s
 }
 
-// MinKernel is the oldest kernel trace starts on: kfree_skb's drop reason
-// (5.17) is how most causes are named; tp_btf programs (5.5), ring buffers
-// (5.8) and kernel BTF are needed too.
-const MinKernel = "5.17"
+// MinKernel is the oldest kernel trace starts on: BPF ring buffers (5.8),
+// tp_btf programs (5.5) and kernel BTF are needed. Below 5.17 kfree_skb has
+// no drop reason and drops are named by their kernel site instead
+// (capDropReason); tested from 5.10 on.
+const MinKernel = "5.8"
+
+// DropReasonKernel is the first kernel whose kfree_skb carries a drop reason.
+const DropReasonKernel = "5.17"
 
 // Capability names, as shown in the summary and --json.
 const (
-	capFate      = "SYN fate"
-	capRoute4    = "IPv4 reply route lookup"
-	capRoute6    = "IPv6 reply route lookup"
-	capRetrans   = "SYN-ACK retransmits"
-	capNeigh     = "neighbour resolution wait"
-	capRST       = "TCP RST"
-	capRSTReason = "RST reason names"
-	capCsum      = "TCP checksum reject name"
-	capHash      = "TCP-AO/MD5 reject names"
-	capConntrack = "conntrack state at drop"
-	capFreeLoc   = "free location of answered SYNs"
+	capFate       = "SYN fate"
+	capDropReason = "SYN drop reasons"
+	capRoute4     = "IPv4 reply route lookup"
+	capRoute6     = "IPv6 reply route lookup"
+	capRetrans    = "SYN-ACK retransmits"
+	capNeigh      = "neighbour resolution wait"
+	capRST        = "TCP RST"
+	capRSTReason  = "RST reason names"
+	capCsum       = "TCP checksum reject name"
+	capHash       = "TCP-AO/MD5 reject names"
+	capConntrack  = "conntrack state at drop"
+	capFreeLoc    = "free location of answered SYNs"
 )
 
 // variant is one BPF program for a tracepoint: it reads args arguments,
@@ -117,7 +122,7 @@ type slot struct {
 var slots = []slot{
 	{"netif_receive_skb", []variant{{"on_rx", 1}}, capFate},
 	{"net_dev_queue", []variant{{"on_tx", 1}}, capFate},
-	{"kfree_skb", []variant{{"on_kfree", 3}}, capFate},
+	{"kfree_skb", []variant{{"on_kfree", 3}, {"on_kfree_noreason", 2}}, capFate},
 	{"consume_skb", []variant{{"on_consume", 2}, {"on_consume_noloc", 1}}, capFate},
 	{"fib_table_lookup", []variant{{"on_fib4", 4}}, capRoute4},
 	{"fib6_table_lookup", []variant{{"on_fib6", 4}}, capRoute6},
@@ -167,21 +172,22 @@ func ids(list ...causes.ID) string {
 
 // capInfo is what each capability gives and since when the kernel has it.
 var capInfo = map[string]struct{ gives, needs string }{
-	capFate:      {"every SYN's fate; drop reasons name " + ids(causes.FirewallDrop, causes.NoListener, causes.RPFilterDrop, causes.IPv6Disabled) + ", …", ""},
-	capRoute4:    {ids(causes.NoRouteToPeer) + " and " + ids(causes.SynQueueOverflow) + " ('last quarter') per IPv4 SYN", ""},
-	capRoute6:    {ids(causes.NoRouteToPeer) + " and " + ids(causes.SynQueueOverflow) + " ('last quarter') per IPv6 SYN", ""},
-	capRetrans:   {ids(causes.SynackUnanswered), ""},
-	capNeigh:     {ids(causes.NeighborUnreachable), ""},
-	capRST:       {"RSTs sent by TCP (" + ids(causes.NoListener) + "); without it RSTs are still seen leaving", ""},
-	capRSTReason: {"why TCP sent a RST (sk_rst_reason)", "6.10"},
-	capCsum:      {ids(causes.TCPReject) + " evidence: bad checksum", ""},
-	capHash:      {ids(causes.TCPReject) + " evidence: which TCP-MD5/TCP-AO check refused the SYN", "6.7"},
-	capConntrack: {ids(causes.ConntrackInvalid) + " vs " + ids(causes.FirewallDrop) + " (skb->_nfct, CONFIG_NF_CONNTRACK)", ""},
-	capFreeLoc:   {"the kernel address that consumed a SYN", "6.3"},
+	capFate:       {"every SYN's fate; drop reasons name " + ids(causes.FirewallDrop, causes.NoListener, causes.RPFilterDrop, causes.IPv6Disabled) + ", …", ""},
+	capDropReason: {"the kernel's reason for each dropped SYN (" + ids(causes.FirewallDrop, causes.NoListener, causes.RPFilterDrop, causes.IPv6Disabled, causes.TCPReject, causes.BPFDrop) + ", …); without it the drop's kernel site (kfree_skb location through /proc/kallsyms) names what a site tells apart", DropReasonKernel},
+	capRoute4:     {ids(causes.NoRouteToPeer) + " and " + ids(causes.SynQueueOverflow) + " ('last quarter') per IPv4 SYN", ""},
+	capRoute6:     {ids(causes.NoRouteToPeer) + " and " + ids(causes.SynQueueOverflow) + " ('last quarter') per IPv6 SYN", ""},
+	capRetrans:    {ids(causes.SynackUnanswered), ""},
+	capNeigh:      {ids(causes.NeighborUnreachable), ""},
+	capRST:        {"RSTs sent by TCP (" + ids(causes.NoListener) + "); without it RSTs are still seen leaving", ""},
+	capRSTReason:  {"why TCP sent a RST (sk_rst_reason)", "6.10"},
+	capCsum:       {ids(causes.TCPReject) + " evidence: bad checksum", "5.12"},
+	capHash:       {ids(causes.TCPReject) + " evidence: which TCP-MD5/TCP-AO check refused the SYN", "6.7"},
+	capConntrack:  {ids(causes.ConntrackInvalid) + " vs " + ids(causes.FirewallDrop) + " (skb->_nfct, CONFIG_NF_CONNTRACK)", ""},
+	capFreeLoc:    {"the kernel address that consumed a SYN", "6.3"},
 }
 
 // capOrder is the order capabilities are reported in.
-var capOrder = []string{capFate, capRoute4, capRoute6, capRetrans, capNeigh, capRST, capRSTReason, capCsum, capHash, capConntrack, capFreeLoc}
+var capOrder = []string{capFate, capDropReason, capRoute4, capRoute6, capRetrans, capNeigh, capRST, capRSTReason, capCsum, capHash, capConntrack, capFreeLoc}
 
 // KernelHooks answers what the running kernel's BTF says about hooks.
 type KernelHooks interface {
@@ -308,6 +314,15 @@ func capabilities(h KernelHooks, cs []choice) []Capability {
 	default:
 		rst.State, rst.Detail = NotSupported, "RSTs are reported without a reason"
 	}
+	dr := byName[capDropReason]
+	dr.Via = "kfree_skb reason argument, enum skb_drop_reason"
+	switch kf := findChoice(cs, "kfree_skb"); {
+	case kf.prog == "on_kfree" && kf.state == Available && h.HasType("skb_drop_reason"):
+	case kf.state != Available:
+		dr.State, dr.Detail = kf.state, kf.detail
+	default:
+		dr.State, dr.Detail = NotSupported, "drops are named by their kernel site (kfree_skb location, /proc/kallsyms): "+ids(causes.FirewallDrop)+" at nf_hook_slow, "+ids(causes.NoListener)+" at tcp_v4_rcv/tcp_v6_rcv with a RST; other sites are reported with the causes they cannot tell apart"
+	}
 	loc := byName[capFreeLoc]
 	loc.Via = "consume_skb location argument"
 	if cons := findChoice(cs, "consume_skb"); cons.prog != "on_consume" || cons.state != Available {
@@ -326,6 +341,9 @@ func capabilities(h KernelHooks, cs []choice) []Capability {
 	}
 	if c := byName[capHash]; c.State == NotSupported {
 		c.Detail = "TCP-MD5/AO rejects are still dropped with their drop reason, named " + ids(causes.TCPReject)
+		if dr.State != Available {
+			c.Detail = "without drop reasons TCP-MD5/AO rejects are reported by their drop site (tcp_v4_rcv), not named"
+		}
 	}
 	if c := byName[capRST]; c.State == Available && findChoice(cs, "tcp_send_reset").prog == "on_reset_noreason" {
 		c.Detail = "without reasons (tcp_send_reset before 6.10)"
@@ -354,9 +372,6 @@ func requiredMissing(cs []choice) string {
 			continue
 		}
 		what := c.detail
-		if c.tp == "kfree_skb" && c.state == NotSupported {
-			what = "the kfree_skb tracepoint has no drop reason (Linux " + MinKernel + "+)"
-		}
 		switch c.state {
 		case NotPermitted:
 			return fmt.Sprintf("tracepoint %s: not permitted (%s)", c.tp, what)

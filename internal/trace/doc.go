@@ -23,11 +23,18 @@
 // tcp-reject; without them the SYN's drop reason still names tcp-reject.
 //
 // Every program is optional except the four that give a SYN its fate
-// (netif_receive_skb, net_dev_queue, consume_skb, kfree_skb with its drop
-// reason: Linux 5.17, MinKernel). Open reads each tracepoint's prototype
-// from the kernel's BTF, loads the program variant that fits (tcp_send_reset
-// without its reason before 6.10, consume_skb without its location before
-// 6.3), then loads and attaches every program on its own. What could not be
+// (netif_receive_skb, net_dev_queue, consume_skb, kfree_skb). Open reads
+// each tracepoint's prototype from the kernel's BTF, loads the program
+// variant that fits (kfree_skb without its drop reason before 5.17,
+// tcp_send_reset without its reason before 6.10, consume_skb without its
+// location before 6.3), then loads and attaches every program on its own.
+//
+// Without drop reasons (before 5.17) a dropped SYN is named by where it was
+// freed: kfree_skb's location, resolved once per kernel through
+// /proc/kallsyms (Kallsyms) to function+offset, and the catalog's drop
+// sites (causes.ForDropSite) name the cause only where the site, with the
+// RST evidence, tells it apart; otherwise the SYN is dropped with no cause
+// and the site and its candidate causes as evidence. What could not be
 // hooked is a Capability that is not available, with cilium/ebpf's answer
 // (not supported, not permitted, inconclusive) and the kernel that has it;
 // the tracer runs with the rest. Below the minimum Open fails with

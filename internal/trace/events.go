@@ -105,6 +105,10 @@ type Event struct {
 	DropReason string
 	// Location is the kernel address that freed the skb.
 	Location uint64
+	// DropSite is Location as function+offset ("tcp_v4_rcv+0x5a3") and
+	// DropFunc its function, for a drop on a kernel without drop reasons
+	// (DropReason empty); empty when it could not be resolved.
+	DropSite, DropFunc string
 	// RSTReason names tcp_send_reset's reason when FlagRST.
 	RSTReason string
 	// FibErr and FibTable are the last reply route lookup's result (FlagFib).
@@ -113,6 +117,11 @@ type Event struct {
 	// SynAckDropReason names the kfree_skb reason of the SYN-ACK
 	// (FlagSynAckDrop).
 	SynAckDropReason string
+	// SynAckLocation is the kernel address that freed the SYN-ACK
+	// (FlagSynAckDrop); SynAckDropSite and SynAckDropFunc resolve it on a
+	// kernel without drop reasons, as DropSite does for the SYN.
+	SynAckLocation                 uint64
+	SynAckDropSite, SynAckDropFunc string
 	// SynAckMono is when the SYN-ACK was queued (FlagSynAck).
 	SynAckMono time.Duration
 	// TCPReject names the TCP tracepoint that rejected the SYN
@@ -201,6 +210,7 @@ func decode(r *synscopeEvent, n *Names, clk clockOffset) Event {
 		}
 		if e.Flags&FlagSynAckDrop != 0 {
 			e.SynAckDropReason = n.DropReason(r.SynackReason)
+			e.SynAckLocation = r.SynackLocation
 		}
 		if e.Flags&FlagSynAck != 0 {
 			e.SynAckMono = time.Duration(r.SynackTs)

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"sort"
+	"strings"
 	"syscall"
 	"time"
 
@@ -159,7 +160,19 @@ func (e *Engine) Add(ev Event) []Outcome {
 			what = "final ACK"
 			cause = dropCause(ev.DropReason)
 		}
-		f.evidence = append(f.evidence, fmt.Sprintf("%s dropped: kfree_skb reason %s", what, ev.DropReason))
+		switch {
+		case ev.DropReason != "":
+			f.evidence = append(f.evidence, fmt.Sprintf("%s dropped: kfree_skb reason %s", what, ev.DropReason))
+		case ev.DropSite != "":
+			// No drop reasons (before 5.17): the site names the cause
+			// where it tells it apart.
+			f.evidence = append(f.evidence, fmt.Sprintf("%s dropped in %s (kfree_skb location; this kernel gives no drop reason)", what, ev.DropSite))
+			if id, _, _ := causes.ForDropSite(ev.DropFunc, false); id != "" {
+				cause = id
+			}
+		default:
+			f.evidence = append(f.evidence, what+" dropped (this kernel gives no drop reason)")
+		}
 		return e.emit(f.outcome(Dropped, cause))
 	}
 	return nil
@@ -211,6 +224,8 @@ func (e *Engine) addSYN(k flowKey, ev Event) []Outcome {
 		// in either case without a route lookup of its own.
 		e.flows[k] = f
 		return out
+	case ev.Flags&FlagConsumed == 0 && ev.DropReason == "":
+		return append(out, e.emit(e.siteOutcome(f, ev))...)
 	case ev.Flags&FlagConsumed == 0:
 		f.evidence = append(f.evidence, fmt.Sprintf("SYN dropped: kfree_skb reason %s", ev.DropReason))
 		if ev.TCPReject != "" {
@@ -232,7 +247,7 @@ func (e *Engine) addSYN(k flowKey, ev Event) []Outcome {
 		if ev.Flags&FlagRSTSent != 0 {
 			// The client gets a RST, but not from TCP: a firewall
 			// reject answered and then dropped the SYN.
-			f.evidence = append(f.evidence, "RST sent by a netfilter reject rule (nf_send_reset, no tcp_send_reset)")
+			f.evidence = append(f.evidence, netfilterRST)
 			return append(out, e.emit(f.outcome(Refused, cause))...)
 		}
 		return append(out, e.emit(f.outcome(Dropped, cause))...)
@@ -240,8 +255,23 @@ func (e *Engine) addSYN(k flowKey, ev Event) []Outcome {
 		f.evidence = append(f.evidence, "RST sent: "+ev.RSTReason)
 		return append(out, e.emit(f.outcome(Refused, causes.NoListener))...)
 	case ev.Flags&FlagSynAckDrop != 0:
-		f.evidence = append(f.evidence, fmt.Sprintf("SYN-ACK dropped on the way out: kfree_skb reason %s", ev.SynAckDropReason))
-		return append(out, e.emit(f.outcome(Dropped, synackDropCause(ev.SynAckDropReason)))...)
+		cause := synackDropCause(ev.SynAckDropReason)
+		switch {
+		case ev.SynAckDropReason != "":
+			f.evidence = append(f.evidence, fmt.Sprintf("SYN-ACK dropped on the way out: kfree_skb reason %s", ev.SynAckDropReason))
+		case ev.SynAckDropSite != "":
+			// No drop reasons (before 5.17): the site names the cause
+			// where it tells it apart; any other is still a SYN-ACK
+			// dropped on its way out.
+			f.evidence = append(f.evidence, fmt.Sprintf("SYN-ACK dropped on the way out in %s (kfree_skb location; this kernel gives no drop reason)", ev.SynAckDropSite))
+			if id, site, _ := causes.ForDropSite(ev.SynAckDropFunc, false); id != "" {
+				f.evidence = append(f.evidence, ev.SynAckDropFunc+": "+site.What)
+				cause = id
+			}
+		default:
+			f.evidence = append(f.evidence, "SYN-ACK dropped on the way out (this kernel gives no drop reason)")
+		}
+		return append(out, e.emit(f.outcome(Dropped, cause))...)
 	case ev.Flags&FlagFib != 0 && ev.FibErr != 0:
 		f.evidence = append(f.evidence, "SYN consumed without SYN-ACK (dropped in tcp_conn_request)")
 		return append(out, e.emit(f.outcome(Dropped, causes.NoRouteToPeer))...)
@@ -266,7 +296,11 @@ func (e *Engine) addSYN(k flowKey, ev Event) []Outcome {
 				switch {
 				case st.AcceptQueue > st.Backlog || (st.Backlog > 0 && st.AcceptQueue >= st.Backlog):
 					cause = causes.AcceptQueueOverflow
-				case st.SynRecv > int(st.Backlog):
+				// The request queue is full at qlen >= backlog on
+				// 5.10 and qlen > backlog on 6.x
+				// (inet_csk_reqsk_queue_is_full); read after the
+				// drop, the count is at least the backlog on both.
+				case st.Backlog > 0 && st.SynRecv >= int(st.Backlog):
 					cause = causes.SynQueueOverflow
 				}
 			} else {
@@ -275,6 +309,52 @@ func (e *Engine) addSYN(k flowKey, ev Event) []Outcome {
 		}
 		return append(out, e.emit(f.outcome(Dropped, cause))...)
 	}
+}
+
+// netfilterRST is the evidence of a RST a netfilter reject rule sent: it
+// leaves a device inside the SYN's window (FlagRSTSent) without TCP's
+// tcp_send_reset (FlagRST).
+const netfilterRST = "RST sent by a netfilter reject rule (nf_send_reset, no tcp_send_reset)"
+
+// siteOutcome decides a SYN dropped on a kernel without drop reasons
+// (before 5.17) by where it was freed: the catalog's drop sites name the
+// cause where the site (with the RST evidence) tells it, and otherwise
+// list what the site cannot tell apart, naming nothing.
+func (e *Engine) siteOutcome(f *flow, ev Event) Outcome {
+	rst := ev.Flags&(FlagRST|FlagRSTSent) != 0
+	fate := Dropped
+	if rst {
+		fate = Refused
+	}
+	if ev.DropSite == "" {
+		f.evidence = append(f.evidence, "SYN dropped: this kernel's kfree_skb gives no drop reason and the drop site could not be resolved (/proc/kallsyms)")
+		return f.outcome(fate, "")
+	}
+	f.evidence = append(f.evidence, fmt.Sprintf("SYN dropped in %s (kfree_skb location; this kernel gives no drop reason)", ev.DropSite))
+	cause, site, cands := causes.ForDropSite(ev.DropFunc, rst)
+	switch {
+	case rst && cause == causes.FirewallDrop && ev.Flags&FlagRST == 0:
+		f.evidence = append(f.evidence, netfilterRST)
+	case rst:
+		f.evidence = append(f.evidence, "RST sent answering the SYN")
+	}
+	if cause != "" {
+		f.evidence = append(f.evidence, ev.DropFunc+": "+site.What)
+		if cause == causes.FirewallDrop {
+			cause = e.firewallCause(f, ev)
+		}
+		return f.outcome(fate, cause)
+	}
+	if len(cands) == 0 {
+		f.evidence = append(f.evidence, ev.DropFunc+" is not a drop site the catalog knows")
+		return f.outcome(fate, "")
+	}
+	parts := make([]string, len(cands))
+	for i, c := range cands {
+		parts[i] = fmt.Sprintf("%s (%s)", c.Cause, c.Site.What)
+	}
+	f.evidence = append(f.evidence, fmt.Sprintf("%s frees SYNs for causes its site cannot tell apart: %s", ev.DropFunc, strings.Join(parts, "; ")))
+	return f.outcome(fate, "")
 }
 
 // firewallCause tells a SYN that netfilter dropped because conntrack found

@@ -89,6 +89,7 @@ var labCases = []labCase{
 	{scenario: "healthy-under-load", fate: Established, noEvidence: "syncookie"},
 	{scenario: "conntrack-invalid", fate: Dropped, evidence: "INVALID"},
 	{scenario: "iptables-legacy-drop-syn", fate: Dropped, evidence: "NETFILTER_DROP"},
+	{scenario: "ip6tables-legacy-drop-syn", fate: Dropped, evidence: "NETFILTER_DROP"},
 	{scenario: "tc-ingress-drop-syn", fate: Dropped, evidence: "TC_INGRESS"},
 	{scenario: "socket-filter-drop", fate: Dropped, evidence: "SOCKET_FILTER"},
 	{scenario: "cgroup-skb-drop", fate: Dropped, evidence: "SOCKET_FILTER"},

@@ -59,6 +59,8 @@ type Tracer struct {
 	names *Names
 	clock clockOffset
 	fexit FexitStatus
+	// syms resolves drop locations where kfree_skb has no reason.
+	syms *Kallsyms
 }
 
 func (o Options) config() (synscopeConfig, error) {
@@ -212,6 +214,17 @@ func Open(opts Options) (*Tracer, error) {
 		return nil, fmt.Errorf("%w: %s", ErrKernelUnsupported, why)
 	}
 	t.caps = capabilities(hooks, choices)
+	if findChoice(choices, "kfree_skb").prog == "on_kfree_noreason" {
+		// No drop reasons: drops are named by the function that freed
+		// them, resolved once per kernel.
+		if t.syms, err = LoadKallsyms(); err != nil {
+			for i := range t.caps {
+				if t.caps[i].Name == capDropReason {
+					t.caps[i].Detail = "drop sites cannot be resolved either: " + err.Error()
+				}
+			}
+		}
+	}
 	t.rd, err = ringbuf.NewReader(t.maps.Maps["events"])
 	if err != nil {
 		t.Close()
@@ -290,7 +303,18 @@ func (t *Tracer) Read(deadline time.Time) (Event, error) {
 	if err := binary.Read(bytes.NewReader(rec.RawSample), binary.NativeEndian, &raw); err != nil {
 		return Event{}, fmt.Errorf("decode event: %w", err)
 	}
-	return decode(&raw, t.names, t.clock), nil
+	ev := decode(&raw, t.names, t.clock)
+	if ev.DropReason == "" && ev.Location != 0 && (ev.Kind == KindDrop || ev.Kind == KindSYN && ev.Flags&FlagConsumed == 0) {
+		if fn, off, ok := t.syms.Resolve(ev.Location); ok {
+			ev.DropFunc, ev.DropSite = fn, fmt.Sprintf("%s+0x%x", fn, off)
+		}
+	}
+	if ev.SynAckDropReason == "" && ev.SynAckLocation != 0 {
+		if fn, off, ok := t.syms.Resolve(ev.SynAckLocation); ok {
+			ev.SynAckDropFunc, ev.SynAckDropSite = fn, fmt.Sprintf("%s+0x%x", fn, off)
+		}
+	}
+	return ev, nil
 }
 
 // Counters sums the per-CPU counters the BPF side keeps for every SYN,
@@ -333,10 +357,14 @@ func (t *Tracer) Counters() (Counters, error) {
 		if n == 0 {
 			continue
 		}
+		name := t.names.DropReason(i % (dropSlots / 2))
+		if !t.names.HasDropReasons() {
+			name = noDropReason
+		}
 		if i < dropSlots/2 {
-			c.SYNDropReasons[t.names.DropReason(i)] += n
+			c.SYNDropReasons[name] += n
 		} else {
-			c.SynackDropReasons[t.names.DropReason(i-dropSlots/2)] += n
+			c.SynackDropReasons[name] += n
 		}
 	}
 	return c, nil
@@ -378,9 +406,9 @@ func LoadNames() (*Names, error) {
 		return nil, fmt.Errorf("load kernel BTF: %w", err)
 	}
 	n := &Names{}
-	if n.drop, err = enumNames(spec, "skb_drop_reason", "SKB_DROP_REASON_"); err != nil {
-		return nil, err
-	}
+	// Before 5.17 there is no enum skb_drop_reason: drops are named by
+	// their site (Event.DropSite).
+	n.drop, _ = enumNames(spec, "skb_drop_reason", "SKB_DROP_REASON_")
 	// sk_rst_reason exists since 6.10; older kernels simply get numbers.
 	n.rst, _ = enumNames(spec, "sk_rst_reason", "SK_RST_REASON_")
 	return n, nil
@@ -406,9 +434,20 @@ func enumNames(spec *btf.Spec, name, prefix string) (map[uint32]string, error) {
 // fixtures).
 func NewNames(drop, rst map[uint32]string) *Names { return &Names{drop: drop, rst: rst} }
 
-// DropReason names a skb_drop_reason value ("NO_SOCKET"), or "reason-N" when
-// the kernel does not know it.
+// noDropReason is the counters' key for drops on a kernel without drop
+// reasons.
+const noDropReason = "(no drop reason before Linux " + DropReasonKernel + ")"
+
+// HasDropReasons reports whether the kernel names drops (enum
+// skb_drop_reason, 5.17+).
+func (n *Names) HasDropReasons() bool { return n.drop != nil }
+
+// DropReason names a skb_drop_reason value ("NO_SOCKET"), "reason-N" when
+// the kernel does not know it, and "" on a kernel without drop reasons.
 func (n *Names) DropReason(v uint32) string {
+	if n.drop == nil {
+		return ""
+	}
 	if s, ok := n.drop[v]; ok {
 		return s
 	}

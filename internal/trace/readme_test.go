@@ -77,8 +77,10 @@ func checkColumn(t *testing.T, kernel string, caps []Capability) {
 }
 
 // TestReadmeKernelTable holds README's table to the tracer's plan for the
-// 6.1 and 6.12 kernels whose tracepoint prototypes caps_test.go records.
+// 5.10, 6.1 and 6.12 kernels whose tracepoint prototypes caps_test.go
+// records.
 func TestReadmeKernelTable(t *testing.T) {
+	checkColumn(t, "5.10", capabilities(kernel510, plan(kernel510)))
 	checkColumn(t, "6.1", capabilities(kernel61, plan(kernel61)))
 	checkColumn(t, "6.12", capabilities(kernel612, plan(kernel612)))
 }

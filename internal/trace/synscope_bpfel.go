@@ -40,15 +40,16 @@ type synscopeEvent struct {
 		Flags  uint8
 		Pad    [2]uint8
 	}
-	Reason       uint32
-	RstReason    uint32
-	FibErr       int32
-	FibTable     uint32
-	Flags        uint32
-	SynackReason uint32
-	SynackTs     uint64
-	TcpReject    uint32
-	Nfct         uint32
+	Reason         uint32
+	RstReason      uint32
+	FibErr         int32
+	FibTable       uint32
+	Flags          uint32
+	SynackReason   uint32
+	SynackTs       uint64
+	TcpReject      uint32
+	Nfct           uint32
+	SynackLocation uint64
 }
 
 type synscopeFlowkey struct {
@@ -84,6 +85,7 @@ type synscopeSynctx struct {
 	SynackReason uint32
 	TcpReject    uint32
 	Nfct         uint32
+	SynackLoc    uint64
 	T            struct {
 		_      structs.HostLayout
 		Saddr  [16]uint8
@@ -115,6 +117,7 @@ const (
 	synscopeProgOnFib6          = "on_fib6"
 	synscopeProgOnHashBadHeader = "on_hash_bad_header"
 	synscopeProgOnKfree         = "on_kfree"
+	synscopeProgOnKfreeNoreason = "on_kfree_noreason"
 	synscopeProgOnMd5Mismatch   = "on_md5_mismatch"
 	synscopeProgOnMd5Required   = "on_md5_required"
 	synscopeProgOnMd5Unexpected = "on_md5_unexpected"
@@ -179,6 +182,7 @@ type synscopeProgramSpecs struct {
 	OnFib6          *ebpf.ProgramSpec `ebpf:"on_fib6"`
 	OnHashBadHeader *ebpf.ProgramSpec `ebpf:"on_hash_bad_header"`
 	OnKfree         *ebpf.ProgramSpec `ebpf:"on_kfree"`
+	OnKfreeNoreason *ebpf.ProgramSpec `ebpf:"on_kfree_noreason"`
 	OnMd5Mismatch   *ebpf.ProgramSpec `ebpf:"on_md5_mismatch"`
 	OnMd5Required   *ebpf.ProgramSpec `ebpf:"on_md5_required"`
 	OnMd5Unexpected *ebpf.ProgramSpec `ebpf:"on_md5_unexpected"`
@@ -270,6 +274,7 @@ type synscopePrograms struct {
 	OnFib6          *ebpf.Program `ebpf:"on_fib6"`
 	OnHashBadHeader *ebpf.Program `ebpf:"on_hash_bad_header"`
 	OnKfree         *ebpf.Program `ebpf:"on_kfree"`
+	OnKfreeNoreason *ebpf.Program `ebpf:"on_kfree_noreason"`
 	OnMd5Mismatch   *ebpf.Program `ebpf:"on_md5_mismatch"`
 	OnMd5Required   *ebpf.Program `ebpf:"on_md5_required"`
 	OnMd5Unexpected *ebpf.Program `ebpf:"on_md5_unexpected"`
@@ -292,6 +297,7 @@ func (p *synscopePrograms) Close() error {
 		p.OnFib6,
 		p.OnHashBadHeader,
 		p.OnKfree,
+		p.OnKfreeNoreason,
 		p.OnMd5Mismatch,
 		p.OnMd5Required,
 		p.OnMd5Unexpected,

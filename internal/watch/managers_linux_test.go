@@ -244,7 +244,9 @@ func TestLabIfupdown(t *testing.T) {
 		}
 	}
 	ifupdown(t, env.Server, "ifup", file, state)
-	t.Cleanup(func() { _ = exec.Command("ip", "netns", "exec", env.Server, "ifdown", "-i", file, "--state-dir", state, "--no-scripts", "s0").Run() })
+	t.Cleanup(func() {
+		_ = exec.Command("ip", "netns", "exec", env.Server, "ifdown", "-i", file, "--state-dir", state, "--no-scripts", "s0").Run()
+	})
 	waitDefaults(t, h, unix.RTPROT_BOOT, 5*time.Second)
 
 	opts := repairOpts(env.Server, t.TempDir())

@@ -10,6 +10,8 @@ import (
 
 	"github.com/synscope/synscope/internal/buildinfo"
 	"github.com/synscope/synscope/internal/causes"
+	"github.com/synscope/synscope/internal/counters"
+	"github.com/synscope/synscope/internal/report"
 )
 
 // Repair results (label "result" of synscope_route_repairs_total).
@@ -33,9 +35,6 @@ var RepairResults = []string{
 	RepairRateLimited, RepairHeld, RepairNotNeeded, RepairVerifyFailed, RepairLeftToOwner,
 }
 
-// Collector names (label "collector" of synscope_collector_errors_total).
-var collectorNames = []string{"routes", "netlink", "counters", "listeners", "sysctl", "neighbours", "repair"}
-
 // MaxListeners caps the listener series per namespace: the top ones by
 // drops, then one "other" aggregate.
 const MaxListeners = 50
@@ -56,7 +55,8 @@ type Metrics struct {
 	repairs      *prometheus.CounterVec
 	up           prometheus.Gauge
 	lastCheck    prometheus.Gauge
-	collectorErr *prometheus.CounterVec
+	collectorOK  *prometheus.GaugeVec
+	collectorDur *prometheus.GaugeVec
 
 	mu        sync.Mutex
 	listeners map[string][]listenerSample // netns → capped samples
@@ -109,10 +109,14 @@ func NewMetrics() *Metrics {
 			Name: "synscope_last_check_timestamp_seconds",
 			Help: "Unix time of the last completed interval check.",
 		}),
-		collectorErr: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "synscope_collector_errors_total",
-			Help: "Errors by collector (routes, netlink, counters, listeners, sysctl, neighbours, repair).",
-		}, []string{"collector"}),
+		collectorOK: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "synscope_collector_success",
+			Help: "1 when the collector's last read in the namespace succeeded, 0 when it failed or was skipped (the log says why): internal/collect's sources counters, listeners, sysctls, and watch's own reads routes, neighbours, links, monitor.",
+		}, []string{"netns", "collector"}),
+		collectorDur: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "synscope_collector_duration_seconds",
+			Help: "How long the collector's last read in the namespace took.",
+		}, []string{"netns", "collector"}),
 		listeners: map[string][]listenerSample{},
 	}
 	bi := buildinfo.Get()
@@ -123,11 +127,8 @@ func NewMetrics() *Metrics {
 	})
 	build.Set(1)
 	m.Registry.MustRegister(m.present, m.losses, m.expiry, m.atRisk, m.synDrops, m.synTraceUp, m.repairs,
-		m.up, m.lastCheck, m.collectorErr, listenerCollector{m}, build,
+		m.up, m.lastCheck, m.collectorOK, m.collectorDur, listenerCollector{m}, build,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	for _, c := range collectorNames {
-		m.collectorErr.WithLabelValues(c)
-	}
 	return m
 }
 
@@ -159,6 +160,8 @@ func (m *Metrics) dropNetns(ns string) {
 	m.atRisk.DeletePartialMatch(l)
 	m.synDrops.DeletePartialMatch(l)
 	m.repairs.DeletePartialMatch(l)
+	m.collectorOK.DeletePartialMatch(l)
+	m.collectorDur.DeletePartialMatch(l)
 	m.mu.Lock()
 	delete(m.listeners, ns)
 	m.mu.Unlock()
@@ -196,7 +199,15 @@ func (m *Metrics) setRisk(ns string, fam int, risk string, on bool) {
 	m.atRisk.WithLabelValues(ns, FamilyName(fam), risk).Set(x)
 }
 
-func (m *Metrics) collectorError(name string) { m.collectorErr.WithLabelValues(name).Inc() }
+// check exports one collector's last read.
+func (m *Metrics) check(ns string, c report.Check) {
+	ok := 0.0
+	if c.Status == report.Ran {
+		ok = 1
+	}
+	m.collectorOK.WithLabelValues(ns, c.Name).Set(ok)
+	m.collectorDur.WithLabelValues(ns, c.Name).Set(c.DurationMS / 1000)
+}
 
 func (m *Metrics) addSynDrops(ns string, by map[causes.ID]uint64) {
 	for id, n := range by {
@@ -279,4 +290,11 @@ func (c listenerCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(descLDrops, prometheus.CounterValue, l.drops, ns, l.name)
 		}
 	}
+}
+
+// attributeDrops splits the SYN drops of one interval's counter deltas
+// into catalog causes (causes.AttributeDrops: the catalog owns which
+// counter counts which drop).
+func attributeDrops(d counters.Delta) map[causes.ID]uint64 {
+	return causes.AttributeDrops(d.Get)
 }

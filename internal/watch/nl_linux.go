@@ -1,34 +1,21 @@
 package watch
 
 import (
-	"encoding/binary"
-	"errors"
-	"fmt"
 	"net/netip"
-	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/synscope/synscope/internal/nl"
+	"github.com/synscope/synscope/internal/nl/rtnl"
 )
 
-// netconf attributes (linux/netconf.h); x/sys/unix does not carry them.
-const (
-	netconfaIfindex        = 1
-	netconfaForwarding     = 2
-	netconfaIgnoreLinkdown = 6
-	netconfIfindexAll      = -1
-	netconfIfindexDefault  = -2
-)
-
-// rtaCacheinfoExpires is the offset of rta_expires (s32, clock ticks) in
-// struct rta_cacheinfo.
-const rtaCacheinfoExpires = 8
+// netconfIfindexAll is the Ifindex of the "all" configuration in netconf
+// news.
+const netconfIfindexAll = rtnl.NetconfIfindexAll
 
 // userHZ is the clock-tick rate of rta_expires (jiffies_to_clock_t).
-const userHZ = 100
-
-// rtaNHID is RTA_NH_ID (a nexthop object id), absent from x/sys/unix.
-const rtaNHID = 30
+const userHZ = rtnl.UserHZ
 
 // monitorGroups are the rtnetlink groups a namespace's monitor socket joins.
 var monitorGroups = []int{
@@ -42,240 +29,46 @@ var monitorGroups = []int{
 	unix.RTNLGRP_IPV6_NETCONF,
 }
 
-// nlSock is a raw NETLINK_ROUTE socket. It belongs to the namespace of the
-// thread that opened it, for its whole life.
+// nlSock is watch's rtnetlink socket (internal/nl). It belongs to the
+// namespace of the thread that opened it, for its whole life.
 type nlSock struct {
-	fd  int
-	seq atomic.Uint32
+	c *nl.Conn
 }
 
-// nlMsg is one netlink message; Data is the payload after the header.
-type nlMsg struct {
-	Type  uint16
-	Flags uint16
-	Seq   uint32
-	PID   uint32
-	Data  []byte
-}
+// nlMsg is one netlink message; Data is the payload after the header and
+// PID the sender's port id.
+type nlMsg = nl.Message
 
 // openSock opens a NETLINK_ROUTE socket; with groups it is a monitor that
-// receives those multicast groups. recvTimeout bounds a blocking receive so
-// the reader can notice cancellation.
+// receives those multicast groups. recvTimeout bounds every receive so the
+// reader can notice cancellation.
 func openSock(groups []int, rcvbuf int, recvTimeout time.Duration) (*nlSock, error) {
-	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_ROUTE)
+	gs := make([]uint32, len(groups))
+	for i, g := range groups {
+		gs[i] = uint32(g)
+	}
+	c, err := rtnl.Dial(nl.Config{Groups: gs, ReceiveBuffer: rcvbuf, ReceiveTimeout: recvTimeout})
 	if err != nil {
-		return nil, fmt.Errorf("rtnetlink socket: %w", err)
+		return nil, err
 	}
-	s := &nlSock{fd: fd}
-	if err := unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
-		unix.Close(fd)
-		return nil, fmt.Errorf("rtnetlink bind: %w", err)
-	}
-	for _, g := range groups {
-		if err := unix.SetsockoptInt(fd, unix.SOL_NETLINK, unix.NETLINK_ADD_MEMBERSHIP, g); err != nil {
-			unix.Close(fd)
-			return nil, fmt.Errorf("rtnetlink join group %d: %w", g, err)
-		}
-	}
-	if rcvbuf > 0 {
-		// FORCE needs CAP_NET_ADMIN; fall back to the capped size.
-		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, rcvbuf); err != nil {
-			_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, rcvbuf)
-		}
-	}
-	if recvTimeout > 0 {
-		tv := unix.NsecToTimeval(recvTimeout.Nanoseconds())
-		if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
-			unix.Close(fd)
-			return nil, fmt.Errorf("rtnetlink receive timeout: %w", err)
-		}
-	}
-	return s, nil
+	return &nlSock{c: c}, nil
 }
 
-func (s *nlSock) close() error { return unix.Close(s.fd) }
+func (s *nlSock) close() error { return s.c.Close() }
 
-// errRecvTimeout is a blocking receive that saw nothing within the timeout.
-var errRecvTimeout = errors.New("netlink receive timeout")
+// errRecvTimeout is a receive that saw nothing within the timeout (or, not
+// waiting, nothing queued).
+var errRecvTimeout = nl.ErrTimeout
 
-// recv reads one datagram (blocking, or not with dontwait) and splits it.
-// ENOBUFS (the socket overran and messages were lost) is returned as is.
-func (s *nlSock) recv(buf []byte, dontwait bool) ([]nlMsg, error) {
-	flags := 0
+// recv reads one datagram of notifications, waiting up to the receive
+// timeout, or not at all with dontwait. An overrun (ENOBUFS: messages were
+// lost) is an error that errors.Is(err, unix.ENOBUFS) recognises. buf is
+// not used (the socket has its own).
+func (s *nlSock) recv(_ []byte, dontwait bool) ([]nlMsg, error) {
 	if dontwait {
-		flags = unix.MSG_DONTWAIT
+		return s.c.TryReceive()
 	}
-	for {
-		n, _, err := unix.Recvfrom(s.fd, buf, flags)
-		if err != nil {
-			if errors.Is(err, unix.EINTR) {
-				continue
-			}
-			if errors.Is(err, unix.EAGAIN) {
-				return nil, errRecvTimeout
-			}
-			return nil, err
-		}
-		return splitMsgs(buf[:n])
-	}
-}
-
-// splitMsgs splits a datagram into messages, copying payloads.
-func splitMsgs(b []byte) ([]nlMsg, error) {
-	var out []nlMsg
-	for len(b) >= unix.NLMSG_HDRLEN {
-		l := int(binary.NativeEndian.Uint32(b[0:4]))
-		if l < unix.NLMSG_HDRLEN || l > len(b) {
-			return out, fmt.Errorf("netlink: message length %d of %d bytes", l, len(b))
-		}
-		m := nlMsg{
-			Type:  binary.NativeEndian.Uint16(b[4:6]),
-			Flags: binary.NativeEndian.Uint16(b[6:8]),
-			Seq:   binary.NativeEndian.Uint32(b[8:12]),
-			PID:   binary.NativeEndian.Uint32(b[12:16]),
-			Data:  append([]byte(nil), b[unix.NLMSG_HDRLEN:l]...),
-		}
-		out = append(out, m)
-		al := nlAlign(l)
-		if al > len(b) {
-			break
-		}
-		b = b[al:]
-	}
-	return out, nil
-}
-
-func nlAlign(n int) int { return (n + unix.NLMSG_ALIGNTO - 1) &^ (unix.NLMSG_ALIGNTO - 1) }
-
-// attr is one netlink attribute to encode.
-type attr struct {
-	typ  uint16
-	data []byte
-}
-
-func buildMsg(typ, flags uint16, seq uint32, hdr []byte, attrs []attr) []byte {
-	b := make([]byte, unix.NLMSG_HDRLEN, 256)
-	b = append(b, hdr...)
-	for len(b)%4 != 0 {
-		b = append(b, 0)
-	}
-	for _, a := range attrs {
-		l := 4 + len(a.data)
-		var h [4]byte
-		binary.NativeEndian.PutUint16(h[0:2], uint16(l))
-		binary.NativeEndian.PutUint16(h[2:4], a.typ)
-		b = append(b, h[:]...)
-		b = append(b, a.data...)
-		for len(b)%4 != 0 {
-			b = append(b, 0)
-		}
-	}
-	binary.NativeEndian.PutUint32(b[0:4], uint32(len(b)))
-	binary.NativeEndian.PutUint16(b[4:6], typ)
-	binary.NativeEndian.PutUint16(b[6:8], flags)
-	binary.NativeEndian.PutUint32(b[8:12], seq)
-	return b
-}
-
-// do sends a request and collects the answer: every message of a dump, or
-// the ACK (nil, error from the kernel's NLMSG_ERROR) of a change.
-func (s *nlSock) do(op string, typ, flags uint16, hdr []byte, attrs []attr) ([]nlMsg, error) {
-	for try := 0; try < 3; try++ {
-		seq := s.seq.Add(1)
-		req := buildMsg(typ, flags|unix.NLM_F_REQUEST, seq, hdr, attrs)
-		if err := unix.Sendto(s.fd, req, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
-			return nil, fmt.Errorf("%s: send: %w", op, err)
-		}
-		out, intr, err := s.collect(op, seq, flags&unix.NLM_F_DUMP != 0)
-		if err != nil {
-			return nil, err
-		}
-		if !intr {
-			return out, nil
-		}
-	}
-	return nil, fmt.Errorf("%s: dump interrupted three times (state changing fast)", op)
-}
-
-func (s *nlSock) collect(op string, seq uint32, dump bool) (out []nlMsg, intr bool, err error) {
-	buf := make([]byte, 1<<16)
-	// A dump answers within milliseconds; the deadline bounds the loop.
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
-		msgs, err := s.recv(buf, false)
-		if errors.Is(err, errRecvTimeout) {
-			continue
-		}
-		if err != nil {
-			return nil, false, fmt.Errorf("%s: receive: %w", op, err)
-		}
-		for _, m := range msgs {
-			if m.Seq != seq {
-				continue
-			}
-			if m.Flags&unix.NLM_F_DUMP_INTR != 0 {
-				intr = true
-			}
-			switch m.Type {
-			case unix.NLMSG_DONE:
-				return out, intr, nil
-			case unix.NLMSG_ERROR:
-				if len(m.Data) < 4 {
-					return nil, false, fmt.Errorf("%s: short error message", op)
-				}
-				code := int32(binary.NativeEndian.Uint32(m.Data[0:4]))
-				if code != 0 {
-					return nil, false, fmt.Errorf("%s: %w", op, unix.Errno(-code))
-				}
-				return out, intr, nil
-			default:
-				out = append(out, m)
-			}
-			if !dump {
-				// A non-dump request without ACK answers with one message.
-				return out, intr, nil
-			}
-		}
-	}
-	return nil, false, fmt.Errorf("%s: no answer within 5s", op)
-}
-
-// forAttrs walks netlink attributes.
-func forAttrs(b []byte, fn func(typ uint16, data []byte)) {
-	for len(b) >= 4 {
-		l := int(binary.NativeEndian.Uint16(b[0:2]))
-		t := binary.NativeEndian.Uint16(b[2:4]) &^ (unix.NLA_F_NESTED | unix.NLA_F_NET_BYTEORDER)
-		if l < 4 || l > len(b) {
-			return
-		}
-		fn(t, b[4:l])
-		al := nlAlign(l)
-		if al > len(b) {
-			return
-		}
-		b = b[al:]
-	}
-}
-
-func u32(b []byte) uint32 {
-	if len(b) < 4 {
-		return 0
-	}
-	return binary.NativeEndian.Uint32(b)
-}
-
-func u32b(v uint32) []byte {
-	b := make([]byte, 4)
-	binary.NativeEndian.PutUint32(b, v)
-	return b
-}
-
-func addrFrom(b []byte) netip.Addr {
-	a, ok := netip.AddrFromSlice(b)
-	if !ok {
-		return netip.Addr{}
-	}
-	return a.Unmap()
+	return s.c.Receive()
 }
 
 // famOf maps AF_INET/AF_INET6 to 4/6 (0 otherwise).
@@ -297,73 +90,53 @@ func afOf(fam int) uint8 {
 }
 
 // parseRoute decodes an RTM_NEWROUTE/RTM_DELROUTE payload. ok is false for
-// anything that is not a default route (dst_len 0) of IPv4 or IPv6.
-func parseRoute(p []byte, now time.Time) (r Route, ok bool) {
-	if len(p) < unix.SizeofRtMsg {
-		return r, false
+// anything that is not a default route (dst_len 0, src_len 0) of IPv4 or
+// IPv6, and for a message the decoder refuses.
+func parseRoute(p []byte, now time.Time) (Route, bool) {
+	m, err := rtnl.DecodeRoute(p)
+	if err != nil {
+		return Route{}, false
 	}
-	fam := famOf(p[0])
-	if fam == 0 || p[1] != 0 || p[2] != 0 { // dst_len, src_len
+	return routeOf(m, now)
+}
+
+// routeOf is watch's view of a decoded default route.
+func routeOf(m rtnl.Route, now time.Time) (r Route, ok bool) {
+	fam := famOf(m.Family)
+	if fam == 0 || m.DstLen != 0 || m.SrcLen != 0 {
 		return r, false
 	}
 	r = Route{
 		Family:   fam,
-		Tos:      p[3],
-		Table:    int(p[4]),
-		Protocol: p[5],
-		Scope:    p[6],
-		Type:     p[7],
-		Flags:    binary.NativeEndian.Uint32(p[8:12]),
+		Tos:      m.Tos,
+		Table:    m.Table,
+		Protocol: m.Protocol,
+		Scope:    m.Scope,
+		Type:     m.Type,
+		Flags:    m.Flags,
+		Gateway:  m.Gateway.Unmap(),
+		Ifindex:  m.Oif,
+		Metric:   m.Priority,
+		PrefSrc:  m.PrefSrc.Unmap(),
+		Pref:     m.Pref,
+		NHID:     m.NHID,
 	}
-	forAttrs(p[unix.SizeofRtMsg:], func(t uint16, d []byte) {
-		switch t {
-		case unix.RTA_TABLE:
-			r.Table = int(u32(d))
-		case unix.RTA_GATEWAY:
-			r.Gateway = addrFrom(d)
-		case unix.RTA_VIA:
-			if len(d) > 2 {
-				r.Gateway = addrFrom(d[2:])
-			}
-		case unix.RTA_OIF:
-			r.Ifindex = int(u32(d))
-		case unix.RTA_PRIORITY:
-			r.Metric = u32(d)
-		case unix.RTA_PREFSRC:
-			r.PrefSrc = addrFrom(d)
-		case unix.RTA_PREF:
-			if len(d) > 0 {
-				r.Pref = d[0]
-			}
-		case rtaNHID:
-			r.NHID = u32(d)
-		case unix.RTA_CACHEINFO:
-			if len(d) >= rtaCacheinfoExpires+4 {
-				ex := int32(binary.NativeEndian.Uint32(d[rtaCacheinfoExpires:]))
-				if ex != 0 {
-					r.HasExpiry = true
-					r.ExpiresAt = now.Add(time.Duration(ex) * time.Second / userHZ)
-				}
-			}
-		case unix.RTA_MULTIPATH:
-			// rtnexthop: len u16, flags u8, hops u8, ifindex s32, then attrs.
-			if len(d) >= 8 {
-				r.Multipath = true
-				r.Flags |= uint32(d[2])
-				if r.Ifindex == 0 {
-					r.Ifindex = int(int32(binary.NativeEndian.Uint32(d[4:8])))
-				}
-				l := int(binary.NativeEndian.Uint16(d[0:2]))
-				if l > 8 && l <= len(d) {
-					forAttrs(d[8:l], func(t uint16, d []byte) {
-						if t == unix.RTA_GATEWAY && !r.Gateway.IsValid() {
-							r.Gateway = addrFrom(d)
-						}
-					})
-				}
-			}
+	if m.HasExpiry {
+		r.HasExpiry = true
+		r.ExpiresAt = now.Add(m.Expires)
+	}
+	if len(m.Hops) > 0 {
+		// Gateway/Ifindex and the hop flags are the first hop's.
+		h := m.Hops[0]
+		r.Multipath = true
+		r.Flags |= uint32(h.Flags)
+		if r.Ifindex == 0 {
+			r.Ifindex = h.Ifindex
 		}
-	})
+		if !r.Gateway.IsValid() {
+			r.Gateway = h.Gateway.Unmap()
+		}
+	}
 	return r, true
 }
 
@@ -377,25 +150,16 @@ type Link struct {
 	CarrierChanges uint32
 }
 
+func linkOf(l rtnl.Link) Link {
+	return Link{Index: l.Index, Name: l.Name, Up: l.Up(), Carrier: l.Carrier(), CarrierChanges: l.CarrierChanges}
+}
+
 func parseLink(p []byte) (Link, bool) {
-	if len(p) < unix.SizeofIfInfomsg {
+	l, err := rtnl.DecodeLink(p)
+	if err != nil {
 		return Link{}, false
 	}
-	flags := binary.NativeEndian.Uint32(p[8:12])
-	l := Link{
-		Index:   int(int32(binary.NativeEndian.Uint32(p[4:8]))),
-		Up:      flags&unix.IFF_UP != 0,
-		Carrier: flags&unix.IFF_LOWER_UP != 0,
-	}
-	forAttrs(p[unix.SizeofIfInfomsg:], func(t uint16, d []byte) {
-		switch t {
-		case unix.IFLA_IFNAME:
-			l.Name = cString(d)
-		case unix.IFLA_CARRIER_CHANGES:
-			l.CarrierChanges = u32(d)
-		}
-	})
-	return l, true
+	return linkOf(l), true
 }
 
 // addrMsg is an address notification.
@@ -406,18 +170,14 @@ type addrMsg struct {
 }
 
 func parseAddr(p []byte) (addrMsg, bool) {
-	if len(p) < unix.SizeofIfAddrmsg {
+	m, err := rtnl.DecodeAddr(p)
+	if err != nil {
 		return addrMsg{}, false
 	}
-	a := addrMsg{Family: famOf(p[0]), Ifindex: int(binary.NativeEndian.Uint32(p[4:8]))}
-	bits := int(p[1])
-	forAttrs(p[unix.SizeofIfAddrmsg:], func(t uint16, d []byte) {
-		if t == unix.IFA_LOCAL || (t == unix.IFA_ADDRESS && !a.Addr.IsValid()) {
-			if ip := addrFrom(d); ip.IsValid() {
-				a.Addr = netip.PrefixFrom(ip, bits)
-			}
-		}
-	})
+	a := addrMsg{Family: famOf(m.Family), Ifindex: m.Ifindex}
+	if pf := m.Prefix(); pf.IsValid() {
+		a.Addr = netip.PrefixFrom(pf.Addr().Unmap(), pf.Bits())
+	}
 	return a, a.Family != 0
 }
 
@@ -430,20 +190,11 @@ type netconfMsg struct {
 }
 
 func parseNetconf(p []byte) (netconfMsg, bool) {
-	if len(p) < 4 {
+	m, err := rtnl.DecodeNetconf(p)
+	if err != nil {
 		return netconfMsg{}, false
 	}
-	n := netconfMsg{Family: famOf(p[0]), Forwarding: -1, IgnoreLinkdown: -1}
-	forAttrs(p[4:], func(t uint16, d []byte) {
-		switch t {
-		case netconfaIfindex:
-			n.Ifindex = int(int32(u32(d)))
-		case netconfaForwarding:
-			n.Forwarding = int(int32(u32(d)))
-		case netconfaIgnoreLinkdown:
-			n.IgnoreLinkdown = int(int32(u32(d)))
-		}
-	})
+	n := netconfMsg{Family: famOf(m.Family), Ifindex: m.Ifindex, Forwarding: m.Forwarding, IgnoreLinkdown: m.IgnoreLinkdown}
 	return n, n.Family != 0
 }
 
@@ -454,81 +205,54 @@ type Neighbor struct {
 	State   uint16
 }
 
-func parseNeigh(p []byte) (Neighbor, bool) {
-	if len(p) < unix.SizeofNdMsg {
-		return Neighbor{}, false
-	}
-	n := Neighbor{
-		Ifindex: int(int32(binary.NativeEndian.Uint32(p[4:8]))),
-		State:   binary.NativeEndian.Uint16(p[8:10]),
-	}
-	forAttrs(p[unix.SizeofNdMsg:], func(t uint16, d []byte) {
-		if t == unix.NDA_DST {
-			n.Addr = addrFrom(d)
-		}
-	})
+func neighOf(m rtnl.Neigh) (Neighbor, bool) {
+	n := Neighbor{Ifindex: m.Ifindex, Addr: m.IP.Unmap(), State: m.State}
 	return n, n.Addr.IsValid()
 }
 
-func cString(d []byte) string {
-	for i, c := range d {
-		if c == 0 {
-			return string(d[:i])
-		}
+func parseNeigh(p []byte) (Neighbor, bool) {
+	m, err := rtnl.DecodeNeigh(p)
+	if err != nil {
+		return Neighbor{}, false
 	}
-	return string(d)
+	return neighOf(m)
 }
 
 // dumpRoutes lists the default routes of both families, all tables.
 func (s *nlSock) dumpRoutes(now time.Time) ([]Route, error) {
-	hdr := make([]byte, unix.SizeofRtMsg) // AF_UNSPEC: both families
-	msgs, err := s.do("dump routes", unix.RTM_GETROUTE, unix.NLM_F_DUMP, hdr, nil)
-	if err != nil {
-		return nil, err
-	}
 	var out []Route
-	for _, m := range msgs {
-		if m.Type != unix.RTM_NEWROUTE {
-			continue
-		}
-		if r, ok := parseRoute(m.Data, now); ok {
+	err := rtnl.WalkRoutes(s.c, unix.AF_UNSPEC, func() { out = out[:0] }, func(m rtnl.Route) error {
+		if r, ok := routeOf(m, now); ok {
 			out = append(out, r)
 		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
 }
 
 func (s *nlSock) dumpLinks() (map[int]Link, error) {
-	hdr := make([]byte, unix.SizeofIfInfomsg)
-	msgs, err := s.do("dump links", unix.RTM_GETLINK, unix.NLM_F_DUMP, hdr, nil)
+	ls, err := rtnl.Links(s.c)
 	if err != nil {
 		return nil, err
 	}
-	out := map[int]Link{}
-	for _, m := range msgs {
-		if m.Type != unix.RTM_NEWLINK {
-			continue
-		}
-		if l, ok := parseLink(m.Data); ok {
-			out[l.Index] = l
-		}
+	out := make(map[int]Link, len(ls))
+	for _, l := range ls {
+		out[l.Index] = linkOf(l)
 	}
 	return out, nil
 }
 
 func (s *nlSock) dumpNeighbors(fam int) ([]Neighbor, error) {
-	hdr := make([]byte, unix.SizeofNdMsg)
-	hdr[0] = afOf(fam)
-	msgs, err := s.do("dump neighbours", unix.RTM_GETNEIGH, unix.NLM_F_DUMP, hdr, nil)
+	ns, err := rtnl.Neighbors(s.c, afOf(fam))
 	if err != nil {
 		return nil, err
 	}
 	var out []Neighbor
-	for _, m := range msgs {
-		if m.Type != unix.RTM_NEWNEIGH {
-			continue
-		}
-		if n, ok := parseNeigh(m.Data); ok {
+	for _, m := range ns {
+		if n, ok := neighOf(m); ok {
 			out = append(out, n)
 		}
 	}

@@ -6,12 +6,16 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"strconv"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/synscope/synscope/internal/collect"
 	"github.com/synscope/synscope/internal/counters"
 	"github.com/synscope/synscope/internal/netns"
+	"github.com/synscope/synscope/internal/report"
 )
 
 // batch is what the receiver hands the loop: the messages drained from the
@@ -57,11 +61,18 @@ type nsLoop struct {
 	// fastRecheckFor after it while a family/table has none.
 	lostAt time.Time
 	risks  map[riskKey]bool
+	// conf is IPv6 forwarding / accept_ra of the route devices (-1:
+	// not read), from the last sysctls read.
+	conf map[int]devConf
+	// checks is each collector's last status, to log changes.
+	checks map[string]report.CheckStatus
 	// procCache maps netlink port ids to process names (bounded).
 	procCache map[uint32]procEntry
-	prev      *counters.Snapshot
-	repair    *repairer
-	expiry    *time.Timer
+	// procs names deleters that already exited (nil: not loaded).
+	procs  *procHistory
+	prev   *counters.Snapshot
+	repair *repairer
+	expiry *time.Timer
 }
 
 type riskKey struct {
@@ -76,6 +87,7 @@ func newNSLoop(opts *Options, m *Metrics, t *netns.Target, name string) (*nsLoop
 		links: map[int]Link{}, routes: routeSet{}, judged: judged{},
 		neigh: map[neighKey]uint16{}, known: map[famTable]bool{}, ignDev: map[[2]int]bool{},
 		lastErr: map[famTable]Route{}, unnamed: map[key]unnamedRestore{}, risks: map[riskKey]bool{}, procCache: map[uint32]procEntry{},
+		conf: map[int]devConf{}, checks: map[string]report.CheckStatus{},
 	}
 	err := t.Do(func() error {
 		var err error
@@ -95,6 +107,7 @@ func newNSLoop(opts *Options, m *Metrics, t *netns.Target, name string) (*nsLoop
 		l.known[famTable{fam, unix.RT_TABLE_MAIN}] = true
 	}
 	m.initNetns(l.name)
+	l.record(report.Check{Name: checkMonitor, Status: report.Ran})
 	if opts.Repair {
 		l.repair = newRepairer(l)
 	}
@@ -103,14 +116,16 @@ func newNSLoop(opts *Options, m *Metrics, t *netns.Target, name string) (*nsLoop
 		l.close()
 		return nil, err
 	}
-	l.readIgnoreLinkdown()
 	if err := l.resync(now, false); err != nil {
 		l.close()
 		return nil, err
 	}
+	l.readSysctls(context.Background())
 	l.judged.reconcile(l.routes, now, l.ignore)
 	l.publish(now)
-	l.prev, _ = readCounters(t)
+	if s := l.collectSources(context.Background(), collect.Counters); s.Counters != nil {
+		l.prev = s.Counters
+	}
 	return l, nil
 }
 
@@ -126,29 +141,12 @@ func (l *nsLoop) ignore(fam, ifindex int) bool {
 	return l.ignLD[fi] || l.ignDev[[2]int{fi, ifindex}]
 }
 
-// readIgnoreLinkdown reads the all and per-device values for the devices
-// of default routes.
-func (l *nsLoop) readIgnoreLinkdown() {
-	l.ignLD[0], l.ignLD[1] = readIgnoreLinkdown(l.t)
-	devs := map[int]string{}
-	for _, r := range l.routes {
-		if n := l.links[r.Ifindex].Name; n != "" {
-			devs[r.Ifindex] = n
-		}
-	}
-	clear(l.ignDev)
-	for k, v := range readDevIgnoreLinkdown(l.t, devs) {
-		if v {
-			l.ignDev[k] = true
-		}
-	}
-}
-
 // refreshLinks re-reads the link table.
 func (l *nsLoop) refreshLinks() error {
+	began := time.Now()
 	links, err := l.dump.dumpLinks()
+	l.recordRead(checkLinks, began, err)
 	if err != nil {
-		l.m.collectorError("netlink")
 		return fmt.Errorf("watch %s: %w", l.name, err)
 	}
 	l.links = links
@@ -158,9 +156,10 @@ func (l *nsLoop) refreshLinks() error {
 // resync replaces the route set with a fresh dump; log says whether to
 // announce it (after ENOBUFS).
 func (l *nsLoop) resync(now time.Time, announce bool) error {
+	began := time.Now()
 	rs, err := l.dump.dumpRoutes(now)
+	l.recordRead(checkRoutes, began, err)
 	if err != nil {
-		l.m.collectorError("routes")
 		return fmt.Errorf("watch %s: %w", l.name, err)
 	}
 	set := routeSet{}
@@ -215,6 +214,7 @@ func (l *nsLoop) run(ctx context.Context) error {
 			return nil
 		case b := <-ch:
 			if b.err != nil {
+				l.record(report.Check{Name: checkMonitor, Status: report.Failed, Detail: b.err.Error()})
 				return b.err
 			}
 			l.handle(ctx, b)
@@ -308,7 +308,6 @@ func (l *nsLoop) receive(ctx context.Context, ch chan<- batch) {
 			continue
 		}
 		if err != nil {
-			l.m.collectorError("netlink")
 			send(batch{err: fmt.Errorf("watch %s: monitor: %w", l.name, err)})
 			return
 		}
@@ -471,6 +470,7 @@ func (l *nsLoop) handle(ctx context.Context, b batch) {
 	if carrierChanged {
 		// A carrier change flags routes link-down in place (no route
 		// news): with link-down routes in use it is a risk, said now.
+		l.readSysctls(ctx)
 		l.checkRisks(ctx, now)
 	}
 	if l.repair != nil {
@@ -713,6 +713,22 @@ func (l *nsLoop) processOf(pid uint32) string {
 		return c.name
 	}
 	name := l.lookupProcess(pid)
+	if name != "" {
+		// Live: name its parents too.
+		if i := strings.LastIndexByte(name, '['); i > 0 {
+			if p, err := strconv.ParseUint(strings.TrimSuffix(name[i+1:], "]"), 10, 32); err == nil {
+				if _, ppid, ok := procParent("/proc", uint32(p)); ok {
+					if chain := l.procs.parents(ppid, "", "/proc"); len(chain) > 0 {
+						name += " ← " + strings.Join(chain, " ← ")
+					}
+				}
+			}
+		}
+	} else if l.procs != nil {
+		// Exited before /proc could be read: the eBPF history knows it
+		// by its id, which netlink's autobind made the port id.
+		name = l.procs.exitedSender(pid, monotonic())
+	}
 	if len(l.procCache) >= 64 {
 		clear(l.procCache)
 	}
@@ -745,26 +761,14 @@ func (l *nsLoop) interval(ctx context.Context) bool {
 		return true
 	}
 	now := time.Now()
-	l.readIgnoreLinkdown()
+	l.readSysctls(ctx)
 	if err := l.refreshLinks(); err == nil {
 		if err := l.resync(now, false); err == nil {
 			l.settle(ctx, now, nil)
 		}
 	}
 	l.checkRisks(ctx, now)
-	if s, err := readCounters(l.t); err != nil {
-		l.m.collectorError("counters")
-	} else {
-		if l.prev != nil {
-			l.m.addSynDrops(l.name, attributeDrops(counters.Diff(l.prev, s)))
-		}
-		l.prev = s
-	}
-	if ls, err := readListeners(l.t); err != nil {
-		l.m.collectorError("listeners")
-	} else {
-		l.m.setListeners(l.name, ls)
-	}
+	l.readCountersListeners(ctx)
 	if l.repair != nil {
 		l.repair.tick(ctx, time.Now())
 	}
@@ -788,26 +792,19 @@ func (l *nsLoop) stillThere() bool {
 // checkRisks evaluates route-at-risk and logs each risk when it starts.
 func (l *nsLoop) checkRisks(ctx context.Context, now time.Time) {
 	var rs []Route
-	devs := map[int]string{}
 	gwFams := map[int]bool{}
 	for _, r := range l.routes {
 		rs = append(rs, r)
-		if r.Family == 6 && r.Protocol == protoRA {
-			devs[r.Ifindex] = l.links[r.Ifindex].Name
-		}
 		if r.Gateway.IsValid() {
 			gwFams[r.Family] = true
 		}
 	}
 	sortRoutes(rs)
-	conf, err := readDevConf(l.t, devs)
-	if err != nil {
-		l.m.collectorError("sysctl")
-	}
 	for fam := range gwFams {
+		began := time.Now()
 		ns, err := l.dump.dumpNeighbors(fam)
+		l.recordRead(checkNeighbours, began, err)
 		if err != nil {
-			l.m.collectorError("neighbours")
 			continue
 		}
 		for _, n := range ns {
@@ -817,7 +814,7 @@ func (l *nsLoop) checkRisks(ctx context.Context, now time.Time) {
 			}
 		}
 	}
-	found := assessRisks(rs, now, l.opts.RiskLifetime, conf, l.neigh, l.ignore)
+	found := assessRisks(rs, now, l.opts.RiskLifetime, l.conf, l.neigh, l.ignore)
 	cur := map[riskKey]bool{}
 	on := map[[2]string]bool{}
 	for _, x := range found {

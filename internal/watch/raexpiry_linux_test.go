@@ -96,9 +96,10 @@ func TestLabRAExpired(t *testing.T) {
 	testnet.Sysctl(t, p.srv, "net/ipv6/conf/s0/accept_ra", "2")
 	testnet.Sysctl(t, p.srv, "net/ipv6/conf/all/forwarding", "1")
 	d := startWatch(t, Options{Netns: []string{ns}, Interval: 200 * time.Millisecond, RiskLifetime: 4 * time.Second})
-	d.log.wait(t, 0, 15*time.Second, "RA-learned route", func(f map[string]any) bool {
-		return f["event"] == EventRouteAdded && f["family"] == "ipv6" && field(f, "route", "protocol") == "ra"
-	})
+	// The RA-learned route (the only IPv6 default route of the pair): it
+	// may have come before watch started (then it is in the initial
+	// state, with no route-added line), so wait for the gauge.
+	d.waitValue(t, 15*time.Second, "synscope_default_route_present", presentLabels(ns, "ipv6"), 1)
 	if v, _ := d.value("synscope_default_route_at_risk", riskLabels(ns, "ipv6", RiskForwardingAcceptRA)); v != 0 {
 		t.Fatal("at risk with accept_ra=2, which accepts RAs with forwarding on")
 	}

@@ -147,7 +147,7 @@ func (g guardChain) run(ctx context.Context, k repairKernel) outcome {
 	case link.Name != r.Dev:
 		return final(RepairRefused, "the device with the route's ifindex has another name now")
 	}
-	// Guard 7: an RA route asks the network first.
+	// Guard 6: an RA route asks the network first.
 	if r.Family == 6 && r.Protocol == protoRA {
 		if g.dryRun {
 			g.logf("would-solicit", "would send a Router Solicitation and wait "+g.rsWait.String()+" for an RA")
@@ -179,7 +179,7 @@ func (g guardChain) run(ctx context.Context, k repairKernel) outcome {
 			return transient(fmt.Sprintf("no router advertisement answered the solicitation yet and the kernel accepts RAs (forwarding=%d accept_ra=%d): not guessing a route the network does not announce", conf.Forwarding, conf.AcceptRA))
 		}
 	}
-	// Guard 7b: a network manager that runs and configures the device
+	// Owner guard: a network manager that runs and configures the device
 	// owns the route: it re-adds its routes when the link comes back (and
 	// a route watch added is foreign to it). After the hold-down watch
 	// adds nothing and says how to ask the owner.
@@ -197,7 +197,7 @@ func (g guardChain) run(ctx context.Context, k repairKernel) outcome {
 	if owner.Name != "" {
 		g.logf("owner", owner.How+"; it does not configure the device: watch repairs")
 	}
-	// Guard 6: the gateway answers.
+	// Guard 7: the gateway answers.
 	if r.Gateway.IsValid() {
 		if g.dryRun {
 			g.logf("would-check-gateway", "would ask the kernel to resolve "+r.Gateway.String()+" and require a reachable entry")

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/synscope/synscope/internal/netns"
+	"github.com/synscope/synscope/internal/nl/rtnl"
 	"github.com/synscope/synscope/internal/routeloss"
 )
 
@@ -131,38 +132,8 @@ func (k *nlKernel) WaitRoute(ctx context.Context, r Route, d time.Duration) (boo
 	return false, nil
 }
 
-// NUD states.
-const (
-	nudIncomplete = 0x01
-	nudReachable  = 0x02
-	nudStale      = 0x04
-	nudDelay      = 0x08
-	nudProbe      = 0x10
-	nudNoARP      = 0x40
-	nudPermanent  = 0x80
-)
-
-func nudName(st uint16) string {
-	switch {
-	case st&nudReachable != 0:
-		return "REACHABLE"
-	case st&nudStale != 0:
-		return "STALE"
-	case st&nudDelay != 0:
-		return "DELAY"
-	case st&nudProbe != 0:
-		return "PROBE"
-	case st&nudPermanent != 0:
-		return "PERMANENT"
-	case st&nudNoARP != 0:
-		return "NOARP"
-	case st&nudIncomplete != 0:
-		return "INCOMPLETE"
-	case st&nudFailed != 0:
-		return "FAILED"
-	}
-	return fmt.Sprintf("0x%x", st)
-}
+// nudName names a neighbour state as `ip neigh` does.
+func nudName(st uint16) string { return rtnl.NeighStateText(st) }
 
 // Resolve checks that the gateway answers: a REACHABLE (or permanent,
 // noarp) neighbour entry counts; otherwise watch asks the gateway itself
@@ -173,7 +144,7 @@ func (k *nlKernel) Resolve(ctx context.Context, r Route) (string, error) {
 		return "", err
 	}
 	for _, n := range ns {
-		if n.Ifindex == r.Ifindex && n.Addr == r.Gateway && n.State&(nudReachable|nudPermanent|nudNoARP) != 0 {
+		if n.Ifindex == r.Ifindex && n.Addr == r.Gateway && n.State&(unix.NUD_REACHABLE|unix.NUD_PERMANENT|unix.NUD_NOARP) != 0 {
 			return "neighbour entry " + nudName(n.State), nil
 		}
 	}
@@ -190,59 +161,32 @@ func (k *nlKernel) Resolve(ctx context.Context, r Route) (string, error) {
 
 // sourceFor asks the kernel which source it would use towards the gateway.
 func sourceFor(s *nlSock, r Route) netip.Addr {
-	hdr := make([]byte, unix.SizeofRtMsg)
-	hdr[0] = afOf(r.Family)
-	hdr[1] = uint8(r.Gateway.BitLen())
-	msgs, err := s.do("route lookup", unix.RTM_GETROUTE, 0, hdr, []attr{{unix.RTA_DST, r.Gateway.AsSlice()}, {unix.RTA_OIF, u32b(uint32(r.Ifindex))}})
+	m, err := rtnl.GetRoute(s.c, rtnl.Lookup{Dst: r.Gateway, Oif: r.Ifindex})
 	if err != nil {
 		return netip.Addr{}
 	}
-	var src netip.Addr
-	for _, m := range msgs {
-		if m.Type == unix.RTM_NEWROUTE && len(m.Data) >= unix.SizeofRtMsg {
-			forAttrs(m.Data[unix.SizeofRtMsg:], func(t uint16, d []byte) {
-				if t == unix.RTA_PREFSRC {
-					src = addrFrom(d)
-				}
-			})
-		}
-	}
-	return src
-}
-
-func putU32(b []byte, v uint32) {
-	copy(b, u32b(v))
+	return m.PrefSrc.Unmap()
 }
 
 // addRoute adds r with protocol ProtoSynscope, never replacing anything.
 func addRoute(s *nlSock, r Route) error {
-	hdr := make([]byte, unix.SizeofRtMsg)
-	hdr[0] = afOf(r.Family)
-	hdr[3] = r.Tos
-	if r.Table < 256 {
-		hdr[4] = uint8(r.Table)
-	} else {
-		hdr[4] = unix.RT_TABLE_UNSPEC
+	m := rtnl.Route{
+		Family:   afOf(r.Family),
+		Tos:      r.Tos,
+		Table:    r.Table,
+		Protocol: ProtoSynscope,
+		Scope:    unix.RT_SCOPE_UNIVERSE,
+		Type:     unix.RTN_UNICAST,
+		Flags:    r.Flags & unix.RTNH_F_ONLINK,
+		Gateway:  r.Gateway,
+		Oif:      r.Ifindex,
+		Priority: r.Metric,
+		PrefSrc:  r.PrefSrc,
 	}
-	hdr[5] = ProtoSynscope
-	hdr[6] = unix.RT_SCOPE_UNIVERSE
-	hdr[7] = rtnUnicast
-	putU32(hdr[8:12], r.Flags&unix.RTNH_F_ONLINK)
-	attrs := []attr{{unix.RTA_TABLE, u32b(uint32(r.Table))}, {unix.RTA_OIF, u32b(uint32(r.Ifindex))}}
-	if r.Gateway.IsValid() {
-		attrs = append(attrs, attr{unix.RTA_GATEWAY, r.Gateway.AsSlice()})
+	if r.Family == 6 {
+		m.Pref = r.Pref
 	}
-	if r.Metric != 0 {
-		attrs = append(attrs, attr{unix.RTA_PRIORITY, u32b(r.Metric)})
-	}
-	if r.PrefSrc.IsValid() {
-		attrs = append(attrs, attr{unix.RTA_PREFSRC, r.PrefSrc.AsSlice()})
-	}
-	if r.Family == 6 && r.Pref != 0 {
-		attrs = append(attrs, attr{unix.RTA_PREF, []byte{r.Pref}})
-	}
-	_, err := s.do("add route", unix.RTM_NEWROUTE, unix.NLM_F_CREATE|unix.NLM_F_EXCL|unix.NLM_F_ACK, hdr, attrs)
-	return err
+	return rtnl.AddRoute(s.c, m)
 }
 
 // lookupProbe is where verifyLookup asks the kernel to route (a
@@ -252,32 +196,13 @@ var lookupProbe = map[int]netip.Addr{4: netip.MustParseAddr("192.0.2.1"), 6: net
 // verifyLookup checks that a lookup to an off-link address now leaves
 // through the route's device and gateway (RTM_GETROUTE, like `ip route get`).
 func verifyLookup(s *nlSock, r Route) error {
-	hdr := make([]byte, unix.SizeofRtMsg)
-	hdr[0] = afOf(r.Family)
 	dst := lookupProbe[r.Family]
-	hdr[1] = uint8(dst.BitLen())
-	msgs, err := s.do("route lookup", unix.RTM_GETROUTE, 0, hdr, []attr{{unix.RTA_DST, dst.AsSlice()}})
+	m, err := rtnl.GetRoute(s.c, rtnl.Lookup{Dst: dst})
 	if err != nil {
 		return fmt.Errorf("route lookup to %s after the repair: %w", dst, err)
 	}
-	for _, m := range msgs {
-		if m.Type != unix.RTM_NEWROUTE || len(m.Data) < unix.SizeofRtMsg {
-			continue
-		}
-		var oif int
-		var gw netip.Addr
-		forAttrs(m.Data[unix.SizeofRtMsg:], func(t uint16, d []byte) {
-			switch t {
-			case unix.RTA_OIF:
-				oif = int(u32(d))
-			case unix.RTA_GATEWAY:
-				gw = addrFrom(d)
-			}
-		})
-		if oif != r.Ifindex || (r.Gateway.IsValid() && gw != r.Gateway) {
-			return fmt.Errorf("route lookup to %s leaves via %s dev #%d, not through the re-added route", dst, gw, oif)
-		}
-		return nil
+	if gw := m.Gateway.Unmap(); m.Oif != r.Ifindex || (r.Gateway.IsValid() && gw != r.Gateway) {
+		return fmt.Errorf("route lookup to %s leaves via %s dev #%d, not through the re-added route", dst, gw, m.Oif)
 	}
-	return fmt.Errorf("route lookup to %s: no answer", dst)
+	return nil
 }

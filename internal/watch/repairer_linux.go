@@ -11,30 +11,36 @@ import (
 	"time"
 )
 
-// Repair guards, in the order they are checked (README "watch"):
+// Repair guards, in the order they are checked (README "watch"). 1-4 run
+// here, on the loop; 5-10 are repair_guards.go's guardChain, off the loop.
 //  1. only a default route watch saw usable before (it comes from the
 //     judged set) and only in the family and table it was lost from;
 //  2. an operator hold file <HoldDir>/<netns>-<family> means the removal is
 //     on purpose: never repaired while it exists;
 //  3. hold-down: RA, DHCP or the network manager get HoldDown first, and
-//     the hold-down doubles each time a route watch restored is deleted
-//     again (a fight); after maxFights watch stops repairing that family
-//     for an hour and says so;
+//     the hold-down doubles each time a process deletes a route watch
+//     restored (a fight; countsAsFight); after maxFights watch stops
+//     repairing that family for an hour and says so;
 //  4. rate limit: RepairLimit per hour per namespace and family;
-//  5. the device is there, admin up, with carrier;
-//  6. the gateway answers ARP / neighbour discovery (the kernel is asked to
-//     resolve it and the entry must become reachable);
-//  7. an RA route: a Router Solicitation first; an RA restores it the normal
+//  5. the device is there, admin up, with carrier (else the repair waits
+//     for it);
+//  6. an RA route: a Router Solicitation first; an RA restores it the normal
 //     way. The route is re-added only if none comes and the kernel would
 //     not accept RAs anyway (forwarding on with accept_ra=1, or accept_ra=0);
+//     a configuration that cannot be read refuses;
+//  7. the gateway answers ARP / neighbour discovery (a reachable entry, or
+//     watch's own request answered);
 //  8. right before writing, links and routes are re-read: if the device
 //     changed or a default route is back, nothing is written;
 //  9. the route is re-added through netlink with its exact attributes,
 //     protocol ProtoSynscope (0x53), NLM_F_EXCL (never replaces anything);
 //  10. verified by a route lookup through the new route.
 //
-// Dry-run walks every guard and logs what it would do, sending nothing
-// (no solicitation, no neighbour probe) and writing nothing.
+// An attempt that fails for a transient reason (a tentative address, a
+// gateway not answering yet, ...) is retried with back-off (retryDelay, at
+// most maxTransientTries), each try logged. Dry-run walks every guard and
+// logs what it would do, sending nothing (no solicitation, no neighbour
+// probe) and writing nothing.
 
 // maxFights is how many re-deletions of a restored route watch accepts
 // before it stops repairing the family for fightPause.

@@ -3,6 +3,8 @@ package watch
 import (
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/synscope/synscope/internal/routeloss"
 )
 
@@ -21,7 +23,7 @@ var riskKinds = routeloss.RiskKinds
 type devConf = routeloss.Conf
 
 // nudFailed is NUD_FAILED.
-const nudFailed = 0x20
+const nudFailed = unix.NUD_FAILED
 
 // risk is one route at risk.
 type risk struct {

@@ -4,14 +4,17 @@ import (
 	"fmt"
 	"net/netip"
 	"sort"
-	"strconv"
 	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/synscope/synscope/internal/nl/rtnl"
 )
 
 // ProtoSynscope is the route protocol (rtm_protocol) of routes the repair
 // adds, so `ip route` shows them as "proto 83" (0x53, 'S') and an operator
 // can tell them apart and delete them with `ip route flush proto 83`.
-const ProtoSynscope = 0x53
+const ProtoSynscope = rtnl.ProtoSynscope
 
 // Route is one default route as the kernel announced it.
 type Route struct {
@@ -67,64 +70,26 @@ func FamilyName(fam int) string {
 }
 
 // TableName is the name `ip route` shows ("main" or the number).
-func TableName(t int) string {
-	switch t {
-	case 0:
-		return "unspec"
-	case 252:
-		return "compat"
-	case 253:
-		return "default"
-	case 254:
-		return "main"
-	case 255:
-		return "local"
-	}
-	return strconv.Itoa(t)
-}
-
-var protoNames = map[uint8]string{
-	0: "unspec", 1: "redirect", 2: "kernel", 3: "boot", 4: "static",
-	9: "ra", 11: "zebra", 12: "bird", 15: "dhcp", 16: "mrouted",
-	17: "keepalived", 18: "babel", 42: "openr", 186: "bgp", 187: "isis", 188: "ospf", 189: "rip", 192: "eigrp",
-	ProtoSynscope: "synscope",
-}
+func TableName(t int) string { return rtnl.TableName(t) }
 
 // ProtoName names a route protocol as iproute2 does (the number otherwise);
 // ProtoSynscope is "synscope".
-func ProtoName(p uint8) string {
-	if n, ok := protoNames[p]; ok {
-		return n
-	}
-	return strconv.Itoa(int(p))
-}
+func ProtoName(p uint8) string { return rtnl.ProtocolName(p) }
 
 // unicast route types that carry traffic.
-const rtnUnicast = 1
+const rtnUnicast = unix.RTN_UNICAST
 
 // rtnh flags that make the kernel skip a hop.
 const (
-	rtnhDead     = 1
-	rtnhLinkdown = 16
+	rtnhDead     = unix.RTNH_F_DEAD
+	rtnhLinkdown = unix.RTNH_F_LINKDOWN
 )
 
 // Usable reports whether the kernel would use the route now: a unicast
 // route, not expired, its hop not dead, and not link-down where the
 // namespace ignores link-down routes.
 func (r Route) Usable(now time.Time, ignoreLinkdown bool) bool {
-	if r.Type != rtnUnicast {
-		return false
-	}
-	if r.HasExpiry && !now.Before(r.ExpiresAt) {
-		return false
-	}
-	if r.Flags&rtnhDead != 0 {
-		return false
-	}
-	if ignoreLinkdown && r.Flags&rtnhLinkdown != 0 {
-		return false
-	}
-	return true
+	return rtnl.Usable(r.Type, r.HasExpiry && !now.Before(r.ExpiresAt), r.Flags, ignoreLinkdown)
 }
 
 // Remaining is the lifetime left (0 when the route has no expiry).

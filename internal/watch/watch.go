@@ -35,6 +35,13 @@ func Run(ctx context.Context, opts Options) error {
 	w := &watcher{opts: &opts, m: m, loops: map[string]*running{}, failed: map[string]bool{}, inodes: map[uint32]string{}}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	if h, err := openProcHistory(); err != nil {
+		opts.Logger.Warn("a deleting process that exits at once cannot be named (its name is read from /proc only)",
+			slog.String("event", EventError), slog.String("collector", "process-history"), slog.String("error", safetext.Show(err.Error())))
+	} else {
+		w.procs = h
+		defer h.close() // after the loops stopped (every return stops them first)
+	}
 
 	specs := opts.Netns
 	if len(specs) == 0 {
@@ -153,6 +160,9 @@ type watcher struct {
 	failed map[string]bool
 	// inodes names the watched namespaces by inode, for the SYN tracer.
 	inodes map[uint32]string
+	// procs is the eBPF process history (nil where it does not load):
+	// names deleters that exited before /proc could be read.
+	procs *procHistory
 }
 
 // runNetnsPrefix marks a spec found in /run/netns by --all-netns: opened
@@ -242,6 +252,7 @@ func (w *watcher) start(ctx context.Context, spec string) error {
 		t.Close()
 		return err
 	}
+	l.procs = w.procs
 	lctx, cancel := context.WithCancel(ctx)
 	r := &running{cancel: cancel, done: make(chan struct{})}
 	w.mu.Lock()

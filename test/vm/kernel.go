@@ -54,7 +54,11 @@ func Prepare(cache, series string) (*Kernel, error) {
 	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
 		return nil, fmt.Errorf("lock cache: %w", err)
 	}
-	pkg, perr := newestPackage(series)
+	src, perr := sourceFor(cache, series)
+	pkg := ""
+	if perr == nil {
+		pkg, perr = newestPackage(src, series)
+	}
 	if perr != nil {
 		if k := newestPrepared(sdir); k != nil {
 			return k, nil
@@ -65,7 +69,7 @@ func Prepare(cache, series string) (*Kernel, error) {
 	if k, err := readKernel(dir); err == nil {
 		return k, ensureInitrd(k)
 	}
-	k, err := prepare(dir, series, pkg)
+	k, err := prepare(src, dir, series, pkg)
 	if err != nil {
 		return nil, err
 	}
@@ -103,8 +107,8 @@ func newestPrepared(sdir string) *Kernel {
 
 // newestPackage picks the generic -amd64 unsigned image of series with the
 // highest Debian version in the apt index (exact ABI names come and go).
-func newestPackage(series string) (string, error) {
-	out, err := exec.Command("apt-cache", "pkgnames", "linux-image-").Output()
+func newestPackage(src aptSource, series string) (string, error) {
+	out, err := src.command("apt-cache", "pkgnames", "linux-image-").Output()
 	if err != nil {
 		return "", fmt.Errorf("apt-cache pkgnames: %w", err)
 	}
@@ -118,10 +122,10 @@ func newestPackage(series string) (string, error) {
 		names = append(names, n)
 	}
 	if len(names) == 0 {
-		return "", fmt.Errorf("no linux-image-%s*-amd64-unsigned package in the apt index (apt-get update? Debian bookworm carries 6.1 and 6.12)", series)
+		return "", fmt.Errorf("no linux-image-%s*-amd64-unsigned package in the %s (apt-get update? Debian bookworm carries 6.1 and 6.12, bullseye 5.10)", series, src)
 	}
 	args := append([]string{"show", "--no-all-versions"}, names...)
-	out, err = exec.Command("apt-cache", args...).Output()
+	out, err = src.command("apt-cache", args...).Output()
 	if err != nil {
 		return "", fmt.Errorf("apt-cache show: %w", err)
 	}
@@ -156,6 +160,12 @@ func newestPackage(series string) (string, error) {
 func run(dir string, name string, args ...string) error {
 	cmd := exec.Command(name, args...)
 	cmd.Dir = dir
+	return runCmd(cmd)
+}
+
+// runCmd runs cmd, with the tail of its stderr in the error.
+func runCmd(cmd *exec.Cmd) error {
+	name, args := cmd.Args[0], cmd.Args[1:]
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Run(); err != nil {
@@ -164,7 +174,7 @@ func run(dir string, name string, args ...string) error {
 	return nil
 }
 
-func prepare(dir, series, pkg string) (*Kernel, error) {
+func prepare(src aptSource, dir, series, pkg string) (*Kernel, error) {
 	_ = os.RemoveAll(dir)
 	dl := filepath.Join(dir, "deb")
 	root := filepath.Join(dir, "root")
@@ -172,7 +182,9 @@ func prepare(dir, series, pkg string) (*Kernel, error) {
 		return nil, fmt.Errorf("create %s: %w", dl, err)
 	}
 	fmt.Fprintf(os.Stderr, "vm: preparing %s in %s\n", pkg, dir)
-	if err := run(dl, "apt-get", "download", "-q", pkg); err != nil {
+	dlCmd := src.command("apt-get", "download", "-q", pkg)
+	dlCmd.Dir = dl
+	if err := runCmd(dlCmd); err != nil {
 		return nil, err
 	}
 	debs, _ := filepath.Glob(filepath.Join(dl, "*.deb"))

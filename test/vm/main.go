@@ -6,11 +6,15 @@
 //	go build -o /tmp/vm ./test/vm
 //	go test -exec '/tmp/vm -kernel 6.1' ./internal/trace
 //
-// Kernels are selected by series ("6.1", "6.12"): the newest Debian
+// Kernels are selected by series ("5.10", "6.1", "6.12"): the newest Debian
 // linux-image-*-amd64-unsigned package of that series in the apt index is
 // downloaded (apt-get download), unpacked (dpkg-deb -x) and prepared once
-// into -cache (default /var/cache/synscope-vm). "-kernel host" runs the
-// program directly, without a VM.
+// into -cache (default /var/cache/synscope-vm). The host's index (Debian
+// bookworm) carries 6.1 and 6.12; a series from an older release (5.10:
+// Debian 11, bullseye) is read from that suite's index through a private
+// apt configuration (APT_CONFIG) kept in -cache/apt-SUITE, so the host's
+// /etc/apt is left alone (apt.go). "-kernel host" runs the program
+// directly, without a VM.
 //
 // This is test tooling: it shells out to apt-get, dpkg-deb, xz, cpio and
 // qemu-system-x86_64 (see .ci/run for the packages). The measured recipe and
@@ -44,7 +48,7 @@ const exitVMFailed = 125
 
 func main() {
 	fs := flag.NewFlagSet("vm", flag.ContinueOnError)
-	kernel := fs.String("kernel", envOr("SYNSCOPE_VM_KERNEL", "6.12"), "kernel series to boot (6.1, 6.12, …) or 'host' to run without a VM")
+	kernel := fs.String("kernel", envOr("SYNSCOPE_VM_KERNEL", "6.12"), "kernel series to boot (5.10, 6.1, 6.12, …) or 'host' to run without a VM")
 	cache := fs.String("cache", envOr("SYNSCOPE_VM_CACHE", "/var/cache/synscope-vm"), "where kernels and initramfs images are kept")
 	timeout := fs.Duration("timeout", envDur("SYNSCOPE_VM_TIMEOUT", 30*time.Minute), "kill the VM after this long")
 	mem := fs.Int("mem", 2048, "guest memory in MiB")

@@ -218,3 +218,82 @@ func TestNames(t *testing.T) {
 		t.Error("type/action/scope names")
 	}
 }
+
+// Without RTA_TABLE the header's table stands; rtm_flags keeps every bit
+// (RTM_F_* live above the low byte).
+func TestRouteHeaderTableAndFlags(t *testing.T) {
+	flags := uint32(unix.RTNH_F_ONLINK | unix.RTM_F_LOOKUP_TABLE | unix.RTM_F_CLONED)
+	p := rtmsg(t, unix.AF_INET, 0, 0, unix.RT_TABLE_DEFAULT, unix.RTPROT_BOOT, unix.RTN_UNICAST, flags, nil)
+	r, err := DecodeRoute(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Table != unix.RT_TABLE_DEFAULT || r.Flags != flags {
+		t.Errorf("table %d flags %#x, want %d and %#x", r.Table, r.Flags, unix.RT_TABLE_DEFAULT, flags)
+	}
+}
+
+// On a point-to-point link IFA_ADDRESS is the peer: the prefix is ours.
+func TestAddrPointToPoint(t *testing.T) {
+	hdr := []byte{unix.AF_INET, 32, 0, unix.RT_SCOPE_UNIVERSE, 7, 0, 0, 0}
+	p, err := nl.Payload(hdr, func(ae *netlink.AttributeEncoder) {
+		ae.Bytes(unix.IFA_ADDRESS, addr("10.0.0.2").AsSlice())
+		ae.Bytes(unix.IFA_LOCAL, addr("10.0.0.1").AsSlice())
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := DecodeAddr(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Prefix() != pfx("10.0.0.1/32") || a.Ifindex != 7 {
+		t.Errorf("ptp address %+v prefix %s, want 10.0.0.1/32 on 7", a, a.Prefix())
+	}
+}
+
+// A neighbour's state is the u16 at offset 8; the flags byte after it is
+// separate (NTF_ROUTER).
+func TestNeighStateAndFlags(t *testing.T) {
+	hdr := make([]byte, unix.SizeofNdMsg)
+	hdr[0] = unix.AF_INET6
+	binary.NativeEndian.PutUint32(hdr[4:], 9)
+	binary.NativeEndian.PutUint16(hdr[8:], unix.NUD_REACHABLE)
+	hdr[10] = unix.NTF_ROUTER
+	p, err := nl.Payload(hdr, func(ae *netlink.AttributeEncoder) { ae.Bytes(unix.NDA_DST, addr("fe80::1").AsSlice()) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := DecodeNeigh(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n.State != unix.NUD_REACHABLE || !n.Router() || n.Ifindex != 9 || n.IP != addr("fe80::1") {
+		t.Errorf("neighbour %+v", n)
+	}
+}
+
+// Attribute types lose NLA_F_NESTED (IFLA_LINKINFO may carry it), and a
+// u32 attribute of any other length than 4 is refused, as mdlayher's
+// decoder does.
+func TestAttributeFlagsAndLengths(t *testing.T) {
+	info, err := nl.Payload(nil, func(ae *netlink.AttributeEncoder) { ae.String(unix.IFLA_INFO_KIND, "vrf") })
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := nl.Payload(make([]byte, unix.SizeofIfInfomsg), func(ae *netlink.AttributeEncoder) {
+		ae.Bytes(unix.IFLA_LINKINFO|unix.NLA_F_NESTED, info)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l, err := DecodeLink(p); err != nil || l.Kind != "vrf" {
+		t.Errorf("nested-flagged IFLA_LINKINFO: kind %q err %v", l.Kind, err)
+	}
+	p = rtmsg(t, unix.AF_INET, 0, 0, unix.RT_TABLE_MAIN, 0, unix.RTN_UNICAST, 0, func(ae *netlink.AttributeEncoder) {
+		ae.Uint64(unix.RTA_OIF, 2)
+	})
+	if _, err := DecodeRoute(p); err == nil {
+		t.Error("8-byte RTA_OIF decoded")
+	}
+}

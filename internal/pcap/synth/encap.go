@@ -153,3 +153,13 @@ func Radiotap80211(ip []byte, protected bool) []byte {
 	w = append(w, 0xde, 0xad, 0xbe, 0xef) // FCS
 	return append(rt, w...)
 }
+
+// AH wraps payload in an IPsec Authentication Header (RFC 4302) with a
+// 96-bit ICV; next is the payload's protocol number.
+func AH(next uint8, spi uint32, payload []byte) []byte {
+	h := make([]byte, 24, 24+len(payload))
+	h[0], h[1] = next, 24/4-2
+	binary.BigEndian.PutUint32(h[4:], spi)
+	binary.BigEndian.PutUint32(h[8:], 1)
+	return append(h, payload...)
+}

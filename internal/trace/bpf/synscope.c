@@ -4,9 +4,9 @@
  * Every program is loaded and attached on its own (loader.go): one whose
  * tracepoint a kernel lacks is left out and reported as a missing
  * capability, and where a tracepoint's arguments changed between kernels
- * there is one program per prototype (on_reset / on_reset_noreason,
- * on_consume / on_consume_noloc); the loader reads the prototype from the
- * kernel's BTF and loads the one that fits.
+ * there is one program per prototype (on_kfree / on_kfree_noreason,
+ * on_reset / on_reset_noreason, on_consume / on_consume_noloc); the loader
+ * reads the prototype from the kernel's BTF and loads the one that fits.
  *
  * Why this shape: drops decided inside tcp_conn_request (no route for the
  * SYN-ACK, accept queue full) end in consume_skb, so skb:kfree_skb never sees
@@ -137,6 +137,7 @@ struct event {
 	__u64 synack_ts;
 	__u32 tcp_reject; /* EV_SYN: R_* of the TCP tracepoint that rejected it */
 	__u32 nfct;       /* EV_SYN dropped: NFCT_* of skb->_nfct at the drop */
+	__u64 synack_location; /* EV_SYN: where the SYN-ACK was freed (F_SYNACK_DROP) */
 };
 
 struct synctx {
@@ -151,6 +152,7 @@ struct synctx {
 	__u32 synack_reason;
 	__u32 tcp_reject;
 	__u32 nfct;
+	__u64 synack_loc;
 	struct tuple t;
 };
 
@@ -752,6 +754,7 @@ static __always_inline void finish(struct synctx *c, bool dropped, __u32 reason,
 	e->synack_ts = c->synack_ts;
 	e->tcp_reject = c->tcp_reject;
 	e->nfct = c->nfct;
+	e->synack_location = c->synack_loc;
 	submit(e);
 	c->skb = 0;
 }
@@ -793,10 +796,11 @@ int BPF_PROG(on_consume_noloc, struct sk_buff *skb)
 	return 0;
 }
 
-/* kfree_skb's reason exists since 5.17 (the tracer's minimum); 6.11 added
- * rx_sk, which is not read, so one program serves every kernel. */
-SEC("tp_btf/kfree_skb")
-int BPF_PROG(on_kfree, struct sk_buff *skb, void *location, int reason)
+/* kfree_skb of a SYN in its window ends it; a SYN-ACK or final ACK of a
+ * followed flow becomes an EV_DROP. reason is 0 on kernels without drop
+ * reasons (before 5.17), where location (kfree_skb's caller) is what user
+ * space names the drop by. */
+static __always_inline void on_free(struct sk_buff *skb, __u64 location, __u32 reason)
 {
 	struct synctx *c = ctx_of(skb);
 	if (c) {
@@ -806,30 +810,31 @@ int BPF_PROG(on_kfree, struct sk_buff *skb, void *location, int reason)
 			if (nfct & ~7UL)
 				c->nfct |= NFCT_CT;
 		}
-		finish(c, true, reason, (__u64)location);
-		return 0;
+		finish(c, true, reason, location);
+		return;
 	}
 	c = getctx();
 	struct tuple t = {};
 	if (parse(skb, false, &t))
-		return 0;
+		return;
 	__u8 fl = t.flags & (TH_SYN | TH_ACK | TH_RST);
 	if (fl == (TH_SYN | TH_ACK)) {
 		if (c && reply_of_ctx(c, &t)) {
 			c->flags |= F_SYNACK_DROP;
 			c->synack_reason = reason;
+			c->synack_loc = location;
 			count_drop(reason, true);
-			return 0;
+			return;
 		}
 		__u32 netns = netns_of_skb(skb);
 		if (!match(t.daddr, t.sport, netns))
-			return 0;
+			return;
 		count_drop(reason, true);
 		struct flowkey k = {};
 		flowkey_from(&k, t.daddr, t.dport, t.saddr, t.sport, netns);
 		if (bpf_map_lookup_elem(&flows, &k))
-			emit_pkt(EV_DROP, netns, &t, reason, (__u64)location);
-		return 0;
+			emit_pkt(EV_DROP, netns, &t, reason, location);
+		return;
 	}
 	if (fl == TH_ACK) {
 		/* A final ACK dropped (e.g. TCP_LISTEN_OVERFLOW, 6.15+). */
@@ -837,8 +842,24 @@ int BPF_PROG(on_kfree, struct sk_buff *skb, void *location, int reason)
 		struct flowkey k = {};
 		flowkey_from(&k, t.saddr, t.sport, t.daddr, t.dport, netns);
 		if (bpf_map_lookup_elem(&flows, &k))
-			emit_pkt(EV_DROP, netns, &t, reason, (__u64)location);
+			emit_pkt(EV_DROP, netns, &t, reason, location);
 	}
+}
+
+/* kfree_skb's reason exists since 5.17; 6.11 added rx_sk, which is not
+ * read, so one program serves every kernel from 5.17 on. */
+SEC("tp_btf/kfree_skb")
+int BPF_PROG(on_kfree, struct sk_buff *skb, void *location, int reason)
+{
+	on_free(skb, (__u64)location, reason);
+	return 0;
+}
+
+/* Before 5.17: (skb, location) only. */
+SEC("tp_btf/kfree_skb")
+int BPF_PROG(on_kfree_noreason, struct sk_buff *skb, void *location)
+{
+	on_free(skb, (__u64)location, 0);
 	return 0;
 }
 

@@ -1,0 +1,99 @@
+// Command load measures what synscope's live modes cost a busy server.
+//
+// It builds two network namespaces joined by a veth pair (benchmark
+// addresses 198.18.0.1 and .2, RFC 2544), runs a TCP server in one and two
+// workloads from the other — bulk throughput on parallel streams and a
+// handshake storm of short connections — and repeats both without
+// synscope, under `synscope trace`, under `synscope watch --syn-trace on`
+// and with `synscope doctor` running back to back, all aimed at the
+// server's namespace. Modes are interleaved round by round (the order
+// rotates), so drift on a shared machine hits every mode alike, and the
+// table gives each mode's median and its change against the baseline
+// measured in the same run, with the baseline's own spread as the noise.
+//
+// The tool's CPU comes from /proc/PID/stat (utime+stime; for doctor, the
+// rusage of each finished run), its memory from /proc/PID/status (VmHWM;
+// doctor: ru_maxrss). BPF programs run in the kernel on behalf of the
+// traffic and are not in the tool's CPU: their cost shows as lost
+// throughput, handshakes or latency.
+//
+// Run as root from the repository root (bench/load/run.sh builds synscope
+// and this command). It takes the flock /tmp/synscope-ns.lock for its whole
+// run, deletes its namespaces on exit (and stale ones from a killed run on
+// start), and every process it starts is bounded in time.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+)
+
+func main() {
+	var o options
+	role := flag.String("role", "", "internal: server, bulk or storm (the harness starts these in its namespaces); kuberules prints -n services' iptables-restore input")
+	addr := flag.String("addr", "", "internal: the server's address (server: to listen on; bulk, storm: to connect to)")
+	n := flag.Int("n", 0, "internal: streams (bulk) or workers (storm)")
+	d := flag.Duration("d", 0, "internal: how long a client runs")
+	life := flag.Duration("life", time.Hour, "internal: the server's longest life")
+	flag.StringVar(&o.bin, "bin", "", "synscope binary to measure (required)")
+	flag.DurationVar(&o.duration, "duration", 5*time.Second, "length of each workload phase")
+	flag.DurationVar(&o.idle, "idle", 3*time.Second, "idle phase before the workloads (the tool's idle CPU)")
+	flag.IntVar(&o.rounds, "rounds", 3, "rounds; each runs every mode once, in rotated order")
+	flag.IntVar(&o.streams, "streams", 50, "parallel bulk streams")
+	flag.IntVar(&o.workers, "workers", 16, "handshake-storm client workers")
+	modes := flag.String("modes", modeList, "modes to measure (baseline is always included)")
+	flag.StringVar(&o.window, "doctor-window", "2s", "doctor's --window in the doctor mode")
+	flag.IntVar(&o.kubeServices, "kube-services", 0, "load this many kube-proxy services (2 iptables-nft nat rules each) into the server namespace first")
+	flag.StringVar(&o.jsonOut, "json", "", "also write the results as JSON to this file")
+	report := flag.String("report", "", "print the table again from a -json file (no measurement)")
+	flag.StringVar(&o.lockPath, "lock", "/tmp/synscope-ns.lock", "flock held while the benchmark runs (\"\": the caller holds it, e.g. around several runs)")
+	flag.Parse()
+
+	var err error
+	switch *role {
+	case "server":
+		err = runServer(*addr, *life)
+	case "bulk":
+		err = runBulk(*addr, *n, *d)
+	case "storm":
+		err = runStorm(*addr, *n, *d)
+	case "kuberules":
+		_, err = fmt.Print(kubeRules(*n))
+	case "":
+		if *report != "" {
+			err = reprint(*report)
+			break
+		}
+		o.modes, err = parseModes(*modes)
+		if err == nil {
+			err = run(&o)
+		}
+	default:
+		err = fmt.Errorf("unknown role %q", *role)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "load:", err)
+		os.Exit(2)
+	}
+}
+
+func parseModes(s string) ([]string, error) {
+	out := []string{"baseline"}
+	for _, m := range strings.Split(s, ",") {
+		m = strings.TrimSpace(m)
+		switch m {
+		case "", "baseline":
+		case "trace", "watch", "doctor":
+			out = append(out, m)
+		default:
+			return nil, fmt.Errorf("unknown mode %q (want %s)", m, modeList)
+		}
+	}
+	return out, nil
+}
+
+// modeList is every mode beside the baseline.
+const modeList = "trace,watch,doctor"
