@@ -35,6 +35,9 @@ type dialResult struct {
 	icmpCode   int
 	quote      string
 	err        string
+	// ttl is the answer's IP TTL / hop limit as received (raw mode; 0 =
+	// not read).
+	ttl int
 }
 
 // dialOnce makes one non-blocking connect() from a socket created in the

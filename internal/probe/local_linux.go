@@ -3,6 +3,8 @@ package probe
 import (
 	"net/netip"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/synscope/synscope/internal/firewall"
 	"github.com/synscope/synscope/internal/netns"
 	"github.com/synscope/synscope/internal/routes"
@@ -29,7 +31,34 @@ func routeFor(t *netns.Target, dst netip.AddrPort, src netip.Addr, mark, uid uin
 		lp.Source = r.Prefsrc.String()
 	}
 	lp.ByHand = q.Command(t.Command("ip")).String()
+	if !r.OK {
+		lp.Blocker = blockerFor(t, flowTuple{src: src, dst: dst.Addr(), dport: dst.Port(), mark: mark, uid: uid})
+	}
 	return lp, r
+}
+
+// blockerFor reads the namespace's rules and routes and names the rule or
+// route that fails the lookup (nil when they cannot be read or do not
+// tell).
+func blockerFor(t *netns.Target, f flowTuple) *Blocker {
+	var st *routes.State
+	if err := t.Do(func() error {
+		var e error
+		st, e = routes.Collect()
+		return e
+	}); err != nil || st == nil {
+		return nil
+	}
+	fam := unix.AF_INET
+	if f.dst.Is6() && !f.dst.Is4In6() {
+		fam = unix.AF_INET6
+	}
+	b, ok := findBlocker(st, fam, f)
+	if !ok {
+		return nil
+	}
+	b.Fix = b.fix(t.Command("ip"), fam == unix.AF_INET6).String()
+	return &b
 }
 
 // neighborFor reads the next hop's neighbour entry (the gateway, or the

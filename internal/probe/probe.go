@@ -44,6 +44,10 @@ type Options struct {
 	Source netip.Addr // bind address, optional
 	Mark   uint32
 	Netns  string
+	// Server is the server's network namespace on this host (name, path
+	// or pid:N): the trace engine runs there for the probe's own flows
+	// and each attempt gets the server kernel's fate (Linux, root).
+	Server string
 	// Env is the environment whose proxy variables are checked (os.Environ).
 	Env []string
 	// Etc is the configuration root ("/etc" when empty).

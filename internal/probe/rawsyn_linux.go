@@ -183,7 +183,7 @@ func synOnce(ctx context.Context, s rawSpec) dialResult {
 			if ans.outcome == "" {
 				continue // not an answer to this SYN (e.g. an old ACK)
 			}
-			res.outcome, res.rtt = ans.outcome, now.Sub(start)
+			res.outcome, res.rtt, res.ttl = ans.outcome, now.Sub(start), ans.ttl
 			if ans.outcome == OutUnreachable || ans.outcome == OutTTLExceeded {
 				res.icmpFrom, res.icmpType, res.icmpCode, res.quote = ans.from, ans.icmpType, ans.icmpCode, ans.quote
 				res.err = "ICMP error quoting the SYN"
@@ -209,6 +209,7 @@ type rawAnswer struct {
 	icmpType int
 	icmpCode int
 	quote    string
+	ttl      int // IP TTL / hop limit of the answer as received
 }
 
 // parseAnswer reads a packet the answer filter passed (IP header first).
@@ -219,6 +220,7 @@ func parseAnswer(p []byte, isn uint32) rawAnswer {
 	var l4 []byte
 	var proto byte
 	var from netip.Addr
+	var ttl int
 	switch p[0] >> 4 {
 	case 4:
 		if len(p) < 20 {
@@ -228,12 +230,12 @@ func parseAnswer(p []byte, isn uint32) rawAnswer {
 		if ihl < 20 || len(p) < ihl {
 			return rawAnswer{}
 		}
-		proto, from, l4 = p[9], netip.AddrFrom4([4]byte(p[12:16])), p[ihl:]
+		proto, from, l4, ttl = p[9], netip.AddrFrom4([4]byte(p[12:16])), p[ihl:], int(p[8])
 	case 6:
 		if len(p) < 40 {
 			return rawAnswer{}
 		}
-		proto, from, l4 = p[6], netip.AddrFrom16([16]byte(p[8:24])), p[40:]
+		proto, from, l4, ttl = p[6], netip.AddrFrom16([16]byte(p[8:24])), p[40:], int(p[7])
 	default:
 		return rawAnswer{}
 	}
@@ -246,16 +248,16 @@ func parseAnswer(p []byte, isn uint32) rawAnswer {
 		ack := binary.BigEndian.Uint32(l4[8:])
 		switch {
 		case flags&(tcpFlagSYN|tcpFlagACK|tcpFlagRST) == tcpFlagSYN|tcpFlagACK && ack == isn+1:
-			return rawAnswer{outcome: OutConnected, from: from}
+			return rawAnswer{outcome: OutConnected, from: from, ttl: ttl}
 		case flags&tcpFlagRST != 0 && (flags&tcpFlagACK == 0 || ack == isn+1):
-			return rawAnswer{outcome: OutRefused, from: from}
+			return rawAnswer{outcome: OutRefused, from: from, ttl: ttl}
 		}
 		return rawAnswer{}
 	case unix.IPPROTO_ICMP, unix.IPPROTO_ICMPV6:
 		if len(l4) < 8 {
 			return rawAnswer{}
 		}
-		a := rawAnswer{from: from, icmpType: int(l4[0]), icmpCode: int(l4[1])}
+		a := rawAnswer{from: from, icmpType: int(l4[0]), icmpCode: int(l4[1]), ttl: ttl}
 		v6 := proto == unix.IPPROTO_ICMPV6
 		if (!v6 && a.icmpType == 11) || (v6 && a.icmpType == 3) {
 			a.outcome = OutTTLExceeded

@@ -158,6 +158,17 @@ func Text(w io.Writer, r *Report) error {
 		p("\n")
 	}
 
+	if sv := r.Server; sv != nil {
+		p("\nserver: netns %s: %s", S(sv.Netns), sv.Status)
+		if sv.Reason != "" {
+			p(" (%s)", S(sv.Reason))
+		}
+		p("\n")
+		for _, m := range sv.Missing {
+			p("  this kernel: %s\n", S(m))
+		}
+	}
+
 	for _, a := range r.Addresses {
 		p("\n%s (%s): %s", S(hostPort(a.Addr, r.Target.Port)), a.Family, a.Verdict)
 		if a.Cause != "" {
@@ -168,6 +179,14 @@ func Text(w io.Writer, r *Report) error {
 		p("  route:  %s\n", S(l.Route))
 		if l.ByHand != "" {
 			p("          by hand: %s\n", l.ByHand)
+		}
+		if b := l.Blocker; b != nil {
+			if b.Route != "" {
+				p("  blocked by route: %s (rule %s)", S(b.Route), S(b.Rule))
+			} else {
+				p("  blocked by rule: %s", S(b.Rule))
+			}
+			p("\n          remove: %s\n", b.Fix)
 		}
 		if n := l.Neighbor; n != nil {
 			p("  next hop: %s dev %s %s", S(n.Addr), S(n.Dev), S(n.State))
@@ -200,8 +219,32 @@ func Text(w io.Writer, r *Report) error {
 			if at.ICMPFrom != "" {
 				p("  from %s %s", S(at.ICMPFrom), icmpText(a.Family == "ipv6", at.ICMPType, at.ICMPCode))
 			}
+			if at.TTL > 0 {
+				p("  ttl %d (sent from hop %d)", at.TTL, at.FromHop)
+			}
 			if at.Error != "" && at.Outcome != OutRefused {
 				p("  %s", S(at.Error))
+			}
+			p("\n")
+			if sv := at.Server; sv != nil {
+				p("        sent → server: %s", S(sv.Text))
+				if len(sv.Evidence) > 0 {
+					p(" [%s]", S(strings.Join(sv.Evidence, "; ")))
+				}
+				back := "no SYN-ACK back at the client"
+				switch at.Outcome {
+				case OutConnected:
+					back = "SYN-ACK back at the client"
+				case OutRefused:
+					back = "reset back at the client"
+				}
+				p(" → %s\n", back)
+			}
+		}
+		if a.ServerHop > 0 {
+			p("  server at hop %d (%s)", a.ServerHop, a.ServerHopBy)
+			if a.ResetHop > 0 {
+				p("; resets from hop %d", a.ResetHop)
 			}
 			p("\n")
 		}

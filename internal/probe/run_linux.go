@@ -100,6 +100,19 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		}
 	}
 
+	// The server's kernel, traced for the probe's own flows.
+	srcs := make([]netip.Addr, len(addrs))
+	for i := range addrs {
+		srcs[i] = o.Source
+		if !srcs[i].IsValid() {
+			srcs[i] = routeRes[i].Prefsrc
+		}
+	}
+	var sw *serverWatch
+	if o.Server != "" {
+		sw = startServerWatch(ctx, o.Server, o.Port, srcs)
+	}
+
 	// Handshakes: every address in parallel, Count attempts each.
 	var mu sync.Mutex
 	var wg sync.WaitGroup
@@ -128,7 +141,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 				if ctx.Err() != nil && r.outcome == OutTimeout {
 					break // interrupted, not lost
 				}
-				at := Attempt{Seq: n + 1, Outcome: r.outcome, LocalPort: r.lport, SynRetrans: r.synRetrans, Error: r.err}
+				at := Attempt{Seq: n + 1, Outcome: r.outcome, LocalPort: r.lport, SynRetrans: r.synRetrans, Error: r.err, TTL: r.ttl}
 				if r.outcome == OutConnected || r.outcome == OutRefused {
 					at.RTTms = ms(r.rtt)
 				}
@@ -148,6 +161,9 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		}()
 	}
 	wg.Wait()
+	if sw != nil {
+		sw.stop(rep, srcs)
+	}
 	for _, ap := range rep.Addresses {
 		ap.Stats = Summarize(ap.Attempts)
 	}
@@ -212,6 +228,28 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	} else {
 		rep.Checks = append(rep.Checks, Check{Name: "path", Status: "skipped", Detail: "not asked (--path)"})
 	}
+
+	// Who answered: every RST placed on the path against the server's own
+	// hop (ICMP echo when neither a SYN-ACK nor --path told it).
+	hopCheck := Check{Name: "answer-hops", Status: "skipped", Detail: "needs --raw: connect() does not show an answer's TTL"}
+	if raw {
+		hopCheck = Check{Name: "answer-hops", Status: "ok", Detail: "answers' TTLs against the initial TTLs 64, 128, 255 and the server's hop"}
+		for i, ap := range rep.Addresses {
+			placeAnswers(ap)
+			if ap.ResetHop == 0 || ap.ServerHop != 0 {
+				continue
+			}
+			ttl, why := pingReach(bg, t, addrs[i], PathMaxTTL, time.Second)
+			if ap.PingTTL == 0 {
+				ap.PingTTL = ttl
+			}
+			if why != "" {
+				hopCheck.Detail += "; " + ap.Addr + ": the server's hop not known (ICMP echo: " + why + ")"
+			}
+			placeAnswers(ap)
+		}
+	}
+	rep.Checks = append(rep.Checks, hopCheck)
 
 	// Local state after the attempts: counters moved, neighbours resolved
 	// (or failed).

@@ -33,6 +33,8 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		return nil, errors.New("--raw is Linux-only")
 	case o.Path:
 		return nil, errors.New("--path is Linux-only")
+	case o.Server != "":
+		return nil, errors.New("--server is Linux-only")
 	}
 	start := time.Now()
 	rep := &Report{

@@ -41,6 +41,12 @@ const (
 	TimedOut Verdict = "timed-out"
 	// LocalError: the local stack refused the connect for another reason.
 	LocalError Verdict = "local-error"
+	// ForgedReset: the RSTs come from a device nearer than the server
+	// (their TTL), not from the server.
+	ForgedReset Verdict = "forged-reset"
+	// Confirmed: the server's kernel (--server, traced while the probe
+	// ran) says what became of the SYNs; Cause is the server's.
+	Confirmed Verdict = "confirmed"
 )
 
 // Outcome is what one handshake attempt got.
@@ -74,6 +80,48 @@ type Report struct {
 	Addresses []*AddrProbe   `json:"addresses"`
 	Checks    []Check        `json:"checks"`
 	Elapsed   float64        `json:"elapsed_ms"`
+	// Server is the server's side (--server), absent without --server.
+	Server *ServerReport `json:"server,omitempty"`
+}
+
+// ServerReport says whether the server's kernel was watched (--server).
+type ServerReport struct {
+	// Netns is the server's namespace as given (or its label).
+	Netns string `json:"netns"`
+	// Status is ServerChecked or ServerNotChecked; Reason says why not.
+	Status string `json:"status"`
+	Reason string `json:"reason,omitempty"`
+	// Missing are the trace hooks this kernel lacks (what may go unseen).
+	Missing []string `json:"missing_hooks,omitempty"`
+}
+
+// ServerReport statuses.
+const (
+	ServerChecked    = "checked"
+	ServerNotChecked = "not-checked"
+)
+
+// ServerView is the server kernel's view of one attempt.
+type ServerView struct {
+	// Checked is false when the server's side of this attempt was not
+	// looked at (Text says why); Seen is then meaningless.
+	Checked bool `json:"checked"`
+	// Seen: the server's kernel saw the attempt's SYN arrive.
+	Seen bool `json:"seen"`
+	// Fate is trace's fate (established, refused, dropped,
+	// synack-retransmitted, unknown), Cause the catalog cause.
+	Fate     string    `json:"fate,omitempty"`
+	Cause    causes.ID `json:"cause,omitempty"`
+	Evidence []string  `json:"evidence,omitempty"`
+	// SYNs and SynAcks count the attempt's SYNs the server saw and the
+	// SYN-ACKs it sent.
+	SYNs    int `json:"syns,omitempty"`
+	SynAcks int `json:"synacks,omitempty"`
+	// Incomplete: tracing stopped while the handshake was under way.
+	Incomplete bool `json:"incomplete,omitempty"`
+	// Text is the server side in words ("arrived, consumed: no route
+	// back to the client for the SYN-ACK", "never seen at the server").
+	Text string `json:"text"`
 }
 
 // Target is what was probed and from where.
@@ -223,6 +271,17 @@ type AddrProbe struct {
 	// (0: not checked or not reached).
 	PingTTL  int    `json:"ping_ttl,omitempty"`
 	PathNote string `json:"path_note,omitempty"`
+	// ServerHop is the destination's hop distance from its own answers,
+	// and ServerHopBy what told it: "syn-ack" (the TTL of a SYN-ACK), "path"
+	// (the TTL at which a SYN got a SYN-ACK), "icmp-echo" (the TTL at which
+	// ping reached it). 0: not known.
+	ServerHop   int    `json:"server_hop,omitempty"`
+	ServerHopBy string `json:"server_hop_by,omitempty"`
+	// ForgedResets counts RSTs whose sender sits nearer than ServerHop: a
+	// device on the path answered in the server's name.
+	ForgedResets int `json:"forged_resets,omitempty"`
+	// ResetHop is the hop of the nearest RST sender (raw mode, 0: none).
+	ResetHop int `json:"reset_hop,omitempty"`
 }
 
 // LocalPath is this host's decision for the flow.
@@ -235,11 +294,36 @@ type LocalPath struct {
 	Gateway    string `json:"gateway,omitempty"`
 	Table      int    `json:"table,omitempty"`
 	ByHand     string `json:"by_hand,omitempty"`
+	// Blocker is the local policy rule or route that ended the lookup
+	// with an error, named (when the route failed and the rules tell).
+	Blocker *Blocker `json:"blocker,omitempty"`
 	// Neighbor is the next hop's ARP/NDP entry after the attempts.
 	Neighbor *Neighbor `json:"neighbor,omitempty"`
 	// Firewall are the local nftables output/postrouting rules that may
 	// drop the SYN, with counters before and after the attempts.
 	Firewall []FWRule `json:"firewall,omitempty"`
+}
+
+// Blocker is what in this host's policy routing blocks the flow.
+type Blocker struct {
+	// Kind is "rule" (a rule whose action is prohibit, blackhole or
+	// unreachable) or "route" (a route of such a type in the table a rule
+	// looked up).
+	Kind string `json:"kind"`
+	// Priority, Rule and Action are the rule that matched: its priority,
+	// its text as `ip rule` prints it (selector and action), its action.
+	Priority int    `json:"priority"`
+	Rule     string `json:"rule"`
+	Action   string `json:"action"`
+	// Table, Route and RouteType are set for Kind "route".
+	Table     int    `json:"table,omitempty"`
+	TableName string `json:"table_name,omitempty"`
+	Route     string `json:"route,omitempty"`
+	RouteType string `json:"route_type,omitempty"`
+	// Fix is the command that removes it (quoted by fixcmd).
+	Fix string `json:"fix"`
+
+	routeDst string // the route's destination as ip takes it ("default")
 }
 
 // Neighbor is a next hop's neighbour cache entry.
@@ -275,6 +359,13 @@ type Attempt struct {
 	ICMPType   int    `json:"icmp_type,omitempty"`
 	ICMPCode   int    `json:"icmp_code,omitempty"`
 	Error      string `json:"error,omitempty"`
+	// TTL is the answer's IP TTL (IPv6 hop limit) as received, and FromHop
+	// the hop its sender sits at, counted from the usual initial TTLs 64,
+	// 128 and 255 (1 = the next hop); raw mode only.
+	TTL     int `json:"ttl,omitempty"`
+	FromHop int `json:"from_hop,omitempty"`
+	// Server is the server kernel's view of this attempt (--server).
+	Server *ServerView `json:"server,omitempty"`
 }
 
 // Stats summarises the attempts of one address.

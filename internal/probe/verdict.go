@@ -18,10 +18,16 @@ func addrVerdict(a *AddrProbe) (Verdict, causes.ID) {
 	if st.Connected > 0 {
 		return Connected, ""
 	}
+	if id := serverCause(a); id != "" {
+		return Confirmed, id
+	}
 	for _, r := range a.Local.Firewall {
 		if r.Delta > 0 && st.Refused == 0 {
 			return LocalFirewall, causes.FirewallDrop
 		}
+	}
+	if a.ForgedResets > 0 && a.ForgedResets == st.Refused {
+		return ForgedReset, ""
 	}
 	if st.Refused > 0 {
 		return Refused, causes.NoListener
@@ -54,6 +60,76 @@ func addrVerdict(a *AddrProbe) (Verdict, causes.ID) {
 		}
 	}
 	return TimedOut, ""
+}
+
+// serverCause is the cause the server's kernel gave most of the failed
+// attempts' SYNs ("" when it gave none).
+func serverCause(a *AddrProbe) causes.ID {
+	n := map[causes.ID]int{}
+	var best causes.ID
+	for _, at := range a.Attempts {
+		if at.Outcome == OutConnected || at.Server == nil || !at.Server.Seen || at.Server.Cause == "" {
+			continue
+		}
+		id := at.Server.Cause
+		n[id]++
+		if best == "" || n[id] > n[best] {
+			best = id
+		}
+	}
+	return best
+}
+
+// serverPhrase sums up the server's view of an address's failed attempts:
+// "3/3 arrived, consumed: no route back to the client for the SYN-ACK"
+// ("" when the server was not checked).
+func serverPhrase(a *AddrProbe) string {
+	counts := map[string]int{}
+	var order []string
+	failed := 0
+	for _, at := range a.Attempts {
+		if at.Outcome == OutConnected || at.Server == nil {
+			continue
+		}
+		failed++
+		if counts[at.Server.Text] == 0 {
+			order = append(order, at.Server.Text)
+		}
+		counts[at.Server.Text]++
+	}
+	parts := make([]string, len(order))
+	for i, t := range order {
+		parts[i] = fmt.Sprintf("%d/%d %s", counts[t], failed, t)
+	}
+	return strings.Join(parts, ", ")
+}
+
+func hops(n int) string {
+	if n == 1 {
+		return "1 hop"
+	}
+	return fmt.Sprintf("%d hops", n)
+}
+
+func hopBy(by string) string {
+	switch by {
+	case "syn-ack":
+		return "the hop its SYN-ACKs come from"
+	case "path":
+		return "where --path's SYNs got its SYN-ACK"
+	case "icmp-echo":
+		return "where ICMP echo reaches it"
+	}
+	return by
+}
+
+// causeTitle is the catalog's title of id in lower case, for a sentence.
+func causeTitle(id causes.ID) string {
+	c, ok := causes.Lookup(id)
+	if !ok || c.Title == "" {
+		return string(id)
+	}
+	return strings.ToLower(c.Title[:1]) + c.Title[1:]
 }
 
 func icmpCause(a *AddrProbe, h Hop) causes.ID {
@@ -113,6 +189,9 @@ func decide(r *Report) {
 		b := bad[0]
 		r.Verdict, r.Cause = b.Verdict, b.Cause
 		r.Summary = fmt.Sprintf("%s: %s", hostPort(b.Addr, r.Target.Port), detailPhrase(b))
+		if sp := serverPhrase(b); sp != "" && b.Verdict != Confirmed {
+			r.Summary += "; at the server: " + sp
+		}
 		if len(ok) > 0 {
 			r.Summary += fmt.Sprintf(" (%s connects)", hostPort(ok[0].Addr, r.Target.Port))
 		}
@@ -197,6 +276,10 @@ func verdictPhrase(a *AddrProbe) string {
 		return "has no route"
 	case LocalFirewall:
 		return "is dropped by a local firewall rule"
+	case Confirmed:
+		return "dies on the server (" + string(a.Cause) + ")"
+	case ForgedReset:
+		return "is reset by a device on the path"
 	}
 	return "fails"
 }
@@ -225,7 +308,22 @@ func attemptsPhrase(a *AddrProbe) string {
 // detailPhrase explains a failing address in one clause.
 func detailPhrase(a *AddrProbe) string {
 	switch a.Verdict {
+	case ForgedReset:
+		return fmt.Sprintf("refused (RST) %d/%d, but the reset came from a device %s away, not from the server at hop %d (%s): %s",
+			a.Stats.Refused, a.Stats.Sent, hops(a.ResetHop), a.ServerHop, hopBy(a.ServerHopBy), "a middlebox answers in the server's name")
+	case Confirmed:
+		back := "no SYN-ACK came back to the client"
+		if a.Stats.Refused > 0 {
+			back = fmt.Sprintf("the client got a reset %d/%d", a.Stats.Refused, a.Stats.Sent)
+		}
+		return fmt.Sprintf("%s; confirmed by the server's kernel: %s; %s", attemptsPhrase(a), serverPhrase(a), back)
 	case LocalNoRoute:
+		if b := a.Local.Blocker; b != nil && b.Kind == "rule" {
+			return fmt.Sprintf("this host has no route: %s; policy rule %d (%s) %ss the flow", a.Local.Route, b.Priority, b.Rule, b.Action)
+		}
+		if b := a.Local.Blocker; b != nil {
+			return fmt.Sprintf("this host has no route: %s; policy rule %d (%s) looks up table %s, where the route %s ends it", a.Local.Route, b.Priority, b.Rule, b.TableName, b.Route)
+		}
 		return "this host has no route: " + a.Local.Route
 	case LocalFirewall:
 		for _, r := range a.Local.Firewall {
@@ -301,6 +399,13 @@ func nextStep(r *Report, bad []*AddrProbe) {
 	case LocalNoRoute:
 		r.Next = "add a route for the destination on this host; confirm with the lookup below"
 		r.NextCmd = b.Local.ByHand
+		if bl := b.Local.Blocker; bl != nil {
+			r.Next = fmt.Sprintf("this host's policy routing blocks the flow (%s %d): remove or narrow it; the command below removes it", bl.Kind, bl.Priority)
+			if bl.Kind == "route" {
+				r.Next = fmt.Sprintf("a %s route in table %s blocks the flow: remove or narrow it; the command below removes it", bl.RouteType, bl.TableName)
+			}
+			r.NextCmd = bl.Fix
+		}
 	case LocalFirewall:
 		r.Next = "a rule in this host's own nftables output path drops the SYN; remove or narrow it"
 	case Refused:
@@ -320,6 +425,23 @@ func nextStep(r *Report, bad []*AddrProbe) {
 		r.Next = "the rejecting hop's firewall or routes decide this; it named itself in the ICMP error"
 	case LocalError:
 		r.Next = "the local stack refused the connect: see the error"
+	case ForgedReset:
+		r.Next = fmt.Sprintf("the reset is forged by the device at hop %d: check that hop's firewall (a reject-with-tcp-reset rule for this port); --path names the hops", b.ResetHop)
+	case Confirmed:
+		ns := ""
+		if r.Server != nil {
+			ns = r.Server.Netns
+		}
+		fix := "see the cause"
+		if c, ok := causes.Lookup(b.Cause); ok {
+			fix = c.Fix
+		}
+		r.Next = fmt.Sprintf("the fix is on the server (%s): %s The command below names the server's concrete fix", ns, fix)
+		cmd := fixcmd.New("synscope", "doctor", "--netns", ns, "--port", r.Target.Port)
+		if b.Local.Source != "" {
+			cmd = cmd.Append("--peer", b.Local.Source)
+		}
+		r.NextCmd = cmd.String()
 	}
 }
 

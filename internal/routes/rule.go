@@ -28,7 +28,12 @@ func ruleFrom(m rtnl.Rule) Rule {
 	}
 	if m.HasUIDRange {
 		r.UIDRange = fmt.Sprintf("%d-%d", m.UIDStart, m.UIDEnd)
+		r.UIDStart, r.UIDEnd, r.HasUID = m.UIDStart, m.UIDEnd, true
 	}
+	if m.HasIPProto {
+		r.IPProto = int(m.IPProto)
+	}
+	r.Sport, r.HasSport, r.Dport, r.HasDport, r.Tos = m.Sport, m.HasSport, m.Dport, m.HasDport, m.Tos
 	var x ruleExtras
 	if m.Tos != 0 {
 		x.tos = fmt.Sprintf("0x%02x", m.Tos)

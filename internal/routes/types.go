@@ -205,6 +205,15 @@ type Rule struct {
 	Invert     bool   // "not": the selector is negated
 	Goto       int    // target priority of a goto rule
 	Text       string // like `ip rule` prints it, without the tab after the priority
+	// Selectors Text shows that the fields above do not: ipproto, port
+	// ranges (inclusive), uid range and tos, for a caller replaying a
+	// lookup with a full tuple (probe).
+	IPProto            int // 0 = any
+	Sport, Dport       [2]uint16
+	HasSport, HasDport bool
+	UIDStart, UIDEnd   uint32
+	HasUID             bool
+	Tos                uint8
 }
 
 // ruleExtras are selectors `ip rule` shows that Rule has no field for.
