@@ -25,13 +25,14 @@ const (
 	RepairHeld          = "held"
 	RepairNotNeeded     = "not-needed"
 	RepairVerifyFailed  = "verify-failed"
-	repairResultsLength = 9
+	RepairLeftToOwner   = "left-to-owner"
+	repairResultsLength = 10
 )
 
 // RepairResults lists every repair result (series initialised to 0).
 var RepairResults = []string{
 	RepairRestoredByRA, RepairReadded, RepairDryRun, RepairRefused, RepairFailed,
-	RepairRateLimited, RepairHeld, RepairNotNeeded, RepairVerifyFailed,
+	RepairRateLimited, RepairHeld, RepairNotNeeded, RepairVerifyFailed, RepairLeftToOwner,
 }
 
 // MaxListeners caps the listener series per namespace: the top ones by

@@ -53,6 +53,10 @@ type nsLoop struct {
 	ignDev  map[[2]int]bool
 	known   map[famTable]bool
 	lastErr map[famTable]Route // last lost route per family/table
+	// unnamed holds routes a dump showed back before their RTM_NEWROUTE
+	// (which names the sender) was read: their route-restored line waits
+	// for it, at most unnamedWait.
+	unnamed map[key]unnamedRestore
 	// lostAt is when the last route was lost: fast re-checks run for
 	// fastRecheckFor after it while a family/table has none.
 	lostAt time.Time
@@ -82,7 +86,7 @@ func newNSLoop(opts *Options, m *Metrics, t *netns.Target, name string) (*nsLoop
 		opts: opts, m: m, lg: opts.Logger, t: t, name: name,
 		links: map[int]Link{}, routes: routeSet{}, judged: judged{},
 		neigh: map[neighKey]uint16{}, known: map[famTable]bool{}, ignDev: map[[2]int]bool{},
-		lastErr: map[famTable]Route{}, risks: map[riskKey]bool{}, procCache: map[uint32]procEntry{},
+		lastErr: map[famTable]Route{}, unnamed: map[key]unnamedRestore{}, risks: map[riskKey]bool{}, procCache: map[uint32]procEntry{},
 		conf: map[int]devConf{}, checks: map[string]report.CheckStatus{},
 	}
 	err := t.Do(func() error {
@@ -197,6 +201,7 @@ func (l *nsLoop) run(ctx context.Context) error {
 	defer fast.Stop()
 	l.expiry = time.NewTimer(time.Hour)
 	defer l.expiry.Stop()
+	defer func() { l.flushUnnamed(ctx, time.Now(), true) }()
 	l.armExpiry(time.Now())
 	var repairCh <-chan repairMsg
 	if l.repair != nil {
@@ -223,6 +228,7 @@ func (l *nsLoop) run(ctx context.Context) error {
 				return errNetnsGone
 			}
 		case <-fast.C:
+			l.flushUnnamed(ctx, time.Now(), false)
 			if now := time.Now(); l.awaitingReturn(now) {
 				if err := l.resync(now, false); err == nil {
 					l.settle(ctx, now, nil)
@@ -441,7 +447,11 @@ func (l *nsLoop) handle(ctx context.Context, b batch) {
 			l.keepExpiry(&r, now)
 			l.routes[r.key()] = r
 			l.known[famTable{r.Family, r.Table}] = true
-			l.settle(ctx, now, nil)
+			if u, ok := l.unnamed[r.key()]; ok {
+				delete(l.unnamed, r.key())
+				l.logRestored(ctx, u.route, u.sameAsLost, u.at, m.PID)
+			}
+			l.settle(ctx, now, map[key]uint32{r.key(): m.PID})
 		case unix.RTM_DELROUTE:
 			r, ok := parseRoute(m.Data, now)
 			if !ok {
@@ -530,8 +540,11 @@ func (l *nsLoop) isGateway(k neighKey) bool {
 }
 
 // settle reconciles the route set with what was judged usable, logs and
-// counts losses and returns, and republishes the gauges.
-func (l *nsLoop) settle(ctx context.Context, now time.Time, dels map[key]uint32) {
+// counts losses and returns, and republishes the gauges. senders holds the
+// netlink port id of the message being settled, by route: who deleted a
+// lost route, who added a restored one.
+func (l *nsLoop) settle(ctx context.Context, now time.Time, senders map[key]uint32) {
+	dels := senders
 	lost, added := l.judged.reconcile(l.routes, now, l.ignore)
 	linksFresh := false
 	for _, r := range lost {
@@ -570,11 +583,17 @@ func (l *nsLoop) settle(ctx context.Context, now time.Time, dels map[key]uint32)
 		ft := famTable{r.Family, r.Table}
 		if prev, ok := l.lastErr[ft]; ok {
 			delete(l.lastErr, ft)
+			pid, sent := senders[r.key()]
 			who := ProtoName(r.Protocol)
-			logRoute(ctx, l.lg, slog.LevelInfo, EventRouteRestored, "default route restored", l.name, r, now,
-				slog.String("restored_by", who), slog.Bool("same_as_lost", prev.key() == r.key()))
+			if !sent && sentByProcess(r.Protocol) {
+				// Found by a dump: the route news naming its sender is
+				// still on its way.
+				l.unnamed[r.key()] = unnamedRestore{route: r, sameAsLost: prev.key() == r.key(), at: now}
+			} else {
+				who = l.logRestored(ctx, r, prev.key() == r.key(), now, pid)
+			}
 			if l.repair != nil {
-				l.repair.restored(r)
+				l.repair.restored(r, who)
 			}
 		} else {
 			logRoute(ctx, l.lg, slog.LevelInfo, EventRouteAdded, "default route added", l.name, r, now)
@@ -584,6 +603,54 @@ func (l *nsLoop) settle(ctx context.Context, now time.Time, dels map[key]uint32)
 		l.publish(now)
 	}
 	l.armExpiry(now)
+}
+
+// unnamedRestore is a route-restored line waiting for its sender.
+type unnamedRestore struct {
+	route      Route
+	sameAsLost bool
+	at         time.Time
+}
+
+// unnamedWait bounds the wait of a route-restored line for its sender.
+const unnamedWait = 500 * time.Millisecond
+
+// sentByProcess reports whether routes of proto reach the kernel from a
+// process through netlink (RA, kernel and redirect routes are the
+// kernel's own: port id 0).
+func sentByProcess(proto uint8) bool {
+	switch proto {
+	case protoRA, unix.RTPROT_KERNEL, unix.RTPROT_REDIRECT:
+		return false
+	}
+	return true
+}
+
+// logRestored logs a route-restored line naming who sent the route (pid:
+// its netlink port id, 0 when unknown) and returns that name.
+func (l *nsLoop) logRestored(ctx context.Context, r Route, sameAsLost bool, at time.Time, pid uint32) string {
+	var process string
+	if pid != 0 && r.Protocol != ProtoSynscope {
+		process = l.processOf(pid)
+	}
+	who := restorerName(r.Protocol, process)
+	args := []any{slog.String("restored_by", who), slog.Bool("same_as_lost", sameAsLost)}
+	if process != "" {
+		args = append(args, slog.String("process", process))
+	}
+	logRoute(ctx, l.lg, slog.LevelInfo, EventRouteRestored, "default route restored", l.name, r, at, args...)
+	return who
+}
+
+// flushUnnamed logs the route-restored lines whose sender did not show
+// within unnamedWait (or all of them: the loop ends), without a process.
+func (l *nsLoop) flushUnnamed(ctx context.Context, now time.Time, all bool) {
+	for k, u := range l.unnamed {
+		if all || now.Sub(u.at) >= unnamedWait {
+			delete(l.unnamed, k)
+			l.logRestored(ctx, u.route, u.sameAsLost, u.at, 0)
+		}
+	}
 }
 
 // presentNow reports whether (family, table) has a usable route.

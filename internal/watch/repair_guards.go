@@ -34,6 +34,9 @@ type repairKernel interface {
 	AddRoute(r Route) error
 	// VerifyLookup checks that a lookup goes through the route.
 	VerifyLookup(r Route) error
+	// Owner finds the network manager that owns the device (findOwner);
+	// an error when it could not be looked for.
+	Owner(link Link) (Owner, error)
 }
 
 // outcomeKind says what the loop does with an attempt's outcome.
@@ -175,6 +178,24 @@ func (g guardChain) run(ctx context.Context, k repairKernel) outcome {
 		if conf.AcceptsRAs() && !g.dryRun {
 			return transient(fmt.Sprintf("no router advertisement answered the solicitation yet and the kernel accepts RAs (forwarding=%d accept_ra=%d): not guessing a route the network does not announce", conf.Forwarding, conf.AcceptRA))
 		}
+	}
+	// Owner guard: a network manager that runs and configures the device
+	// owns the route: it re-adds its routes when the link comes back (and
+	// a route watch added is foreign to it). After the hold-down watch
+	// adds nothing and says how to ask the owner.
+	owner, err := k.Owner(link)
+	if err != nil {
+		return final(RepairRefused, "cannot tell whether a network manager owns the device: "+err.Error())
+	}
+	if owner.Acts() {
+		detail := fmt.Sprintf("owned by %s (%s): watch adds no route of its own", owner.Name, owner.How)
+		if c := owner.FixCmd(link.Name); c != "" {
+			detail += "; if the route does not come back run `" + c + "`"
+		}
+		return final(RepairLeftToOwner, detail)
+	}
+	if owner.Name != "" {
+		g.logf("owner", owner.How+"; it does not configure the device: watch repairs")
 	}
 	// Guard 7: the gateway answers.
 	if r.Gateway.IsValid() {

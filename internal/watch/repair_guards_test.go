@@ -29,6 +29,8 @@ type fakeKernel struct {
 	resolve   error
 	addErr    error
 	verify    error
+	owner     Owner
+	ownerErr  error
 
 	solicited, resolved bool
 	added               []Route
@@ -63,7 +65,13 @@ func (k *fakeKernel) AddRoute(r Route) error {
 	k.added = append(k.added, r)
 	return nil
 }
-func (k *fakeKernel) VerifyLookup(Route) error { return k.verify }
+func (k *fakeKernel) VerifyLookup(Route) error  { return k.verify }
+func (k *fakeKernel) Owner(Link) (Owner, error) { return k.owner, k.ownerErr }
+
+var (
+	networkdActs = Owner{Name: MgrNetworkd, Running: true, Manages: true, How: "systemd-networkd runs in the namespace as pid 7"}
+	networkdIdle = Owner{Name: MgrNetworkd, Running: true, How: "systemd-networkd runs in the namespace as pid 7; it keeps no state of the device"}
+)
 
 var (
 	gwRoute4 = Route{Family: 4, Table: 254, Type: rtnUnicast, Protocol: 3, Ifindex: 2, Dev: "s0",
@@ -157,6 +165,24 @@ func TestGuardChain(t *testing.T) {
 			kind: outcomeTransient},
 		{name: "write refused by the kernel: failed", route: gwRoute4, k: fakeKernel{links: links, addErr: syscall.EINVAL},
 			kind: outcomeFinal, result: RepairFailed},
+		{name: "networkd runs and configures the device: left to it, nothing written, its command named", route: gwRoute4,
+			k:    fakeKernel{links: links, owner: networkdActs},
+			kind: outcomeFinal, result: RepairLeftToOwner, detail: "owned by systemd-networkd (systemd-networkd runs in the namespace as pid 7): watch adds no route of its own; if the route does not come back run `networkctl reconfigure s0`"},
+		{name: "networkd owns an RA route: the solicitation first, then left to it", route: raRoute6,
+			k:    fakeKernel{links: links, owner: networkdActs, conf: routeloss.Conf{Forwarding: 0, AcceptRA: 0}},
+			kind: outcomeFinal, result: RepairLeftToOwner, detail: "networkctl reconfigure s0"},
+		{name: "networkd's RA client answered the solicitation: restored by RA", route: raRoute6,
+			k:    fakeKernel{links: links, owner: networkdActs, raBack: true},
+			kind: outcomeFinal, result: RepairRestoredByRA},
+		{name: "networkd runs but does not configure the device: repaired", route: gwRoute4,
+			k:    fakeKernel{links: links, owner: networkdIdle},
+			kind: outcomeFinal, result: RepairReadded, writes: true},
+		{name: "owner not readable: refused, nothing written", route: gwRoute4,
+			k:    fakeKernel{links: links, ownerErr: errors.New("reading /proc: permission denied")},
+			kind: outcomeFinal, result: RepairRefused, detail: "network manager"},
+		{name: "dry run under networkd: left to it too", route: gwRoute4, dryRun: true,
+			k:    fakeKernel{links: links, owner: networkdActs},
+			kind: outcomeFinal, result: RepairLeftToOwner},
 		{name: "lookup not through the route: verify-failed", route: gwRoute4, k: fakeKernel{links: links, verify: errors.New("leaves elsewhere")},
 			kind: outcomeFinal, result: RepairVerifyFailed, writes: true},
 	} {
@@ -210,5 +236,46 @@ func TestRepairPolicy(t *testing.T) {
 		if _, got := transientCause(tc.err); got != tc.want {
 			t.Errorf("transientCause(%v) = %v, want %v", tc.err, got, tc.want)
 		}
+	}
+}
+
+// TestOwnerNames pins who is named for a restored route and an owner: the
+// manager in the sending process's chain (networkd's comm is cut to 15
+// bytes), the sender otherwise, the protocol when the kernel sent it.
+func TestOwnerNames(t *testing.T) {
+	for _, tc := range []struct {
+		proto   uint8
+		process string
+		want    string
+	}{
+		{4, "systemd-network[412]", MgrNetworkd},
+		{4, "ip[812] ← ifup[805] ← sh[800]", MgrIfupdown},
+		{4, "ip[812] ← sh[805]", "ip"},
+		{4, "", "static"},
+		{protoRA, "", "ra"},
+		{ProtoSynscope, "synscope[1]", "synscope"},
+		{16, "NetworkManager[9]", MgrNetworkManager},
+	} {
+		if got := restorerName(tc.proto, tc.process); got != tc.want {
+			t.Errorf("restorerName(%d, %q) = %q, want %q", tc.proto, tc.process, got, tc.want)
+		}
+	}
+	admin, file := parseNetworkdLink([]byte("# This is private data. Do not parse.\nADMIN_STATE=configured\nOPER_STATE=routable\nNETWORK_FILE=/etc/systemd/network/10-s0.network\n"))
+	if admin != "configured" || file != "/etc/systemd/network/10-s0.network" || !networkdManages(admin, file) {
+		t.Errorf("networkd state: %q %q", admin, file)
+	}
+	for _, a := range []string{"unmanaged", "linger", "failed", ""} {
+		if networkdManages(a, "/x.network") {
+			t.Errorf("ADMIN_STATE=%s read as managed", a)
+		}
+	}
+	if networkdManages("configured", "") {
+		t.Error("a link without a .network file read as managed")
+	}
+	if got := (Owner{Name: MgrNetworkd}).FixCmd("s0;reboot"); got != "networkctl reconfigure 's0;reboot'" {
+		t.Errorf("FixCmd of a hostile name: %s", got)
+	}
+	if (Owner{Name: MgrNetworkd, Running: false, Manages: true}).Acts() {
+		t.Error("a stopped networkd acts")
 	}
 }

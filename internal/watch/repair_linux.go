@@ -47,6 +47,14 @@ func (k *nlKernel) Routes(now time.Time) ([]Route, error) { return k.s.dumpRoute
 func (k *nlKernel) AddRoute(r Route) error                { return addRoute(k.s, r) }
 func (k *nlKernel) VerifyLookup(r Route) error            { return verifyLookup(k.s, r) }
 
+func (k *nlKernel) Owner(link Link) (Owner, error) {
+	ino, err := netnsInode(k.t.FD())
+	if err != nil {
+		return Owner{}, err
+	}
+	return findOwner("/proc", ino, link.Index)
+}
+
 // DevConf reads net.ipv6.conf.<dev>.{forwarding,accept_ra} inside the
 // namespace. Device names come from the kernel's link table, which forbids
 // "/" and "." / "..", checked again here.

@@ -203,13 +203,13 @@ func (p *repairer) lost(ctx context.Context, r Route, reason Reason, now time.Ti
 }
 
 // restored is called when a default route of a family/table is back.
-func (p *repairer) restored(r Route) {
+func (p *repairer) restored(r Route, who string) {
 	ft := famTable{r.Family, r.Table}
 	if pr := p.pending[ft]; pr != nil && !p.inFlight[ft] {
 		pr.timer.Stop()
 		delete(p.pending, ft)
 		p.l.m.repair(p.l.name, r.Family, RepairNotNeeded)
-		p.log(context.Background(), slog.LevelInfo, "repair not needed: the route came back", r, "cancelled", RepairNotNeeded, "restored by "+ProtoName(r.Protocol))
+		p.log(context.Background(), slog.LevelInfo, "repair not needed: the route came back", r, "cancelled", RepairNotNeeded, "restored by "+who)
 	}
 }
 
