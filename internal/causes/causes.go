@@ -34,6 +34,7 @@ const (
 	UnexplainedDrops    ID = "unexplained-listen-drops"
 	DefaultRouteAtRisk  ID = "default-route-at-risk"
 	BPFDrop             ID = "bpf-drop"
+	PortScan            ID = "port-scan"
 )
 
 // Cause describes one way a handshake dies.
@@ -262,6 +263,15 @@ var catalog = []Cause{
 			{Func: "tcp_v4_rcv", WithRST: true, What: "no socket took the SYN, and TCP answered it with a RST"},
 			{Func: "tcp_v6_rcv", WithRST: true, What: "no socket took the SYN, and TCP answered it with a RST"},
 		},
+	},
+	{
+		ID:        PortScan,
+		Title:     "A source is scanning ports: closed ones are refused with RST, as they should be",
+		Mechanism: "A scanner sends one SYN to each of many ports, often without TCP options, and resets the SYN-ACK of an open port instead of completing it (a half-open scan). The kernel answers closed ports with RST; nothing is wrong on the host.",
+		Counters:  []string{"TcpOutRsts", "TcpExtEmbryonicRsts"},
+		Confirm:   "The capture shows one source sending a single, never retransmitted SYN to each of several ports; no client retries a closed port.",
+		Fix:       "Nothing on this host; filter the source upstream if it should not reach the host.",
+		Reference: "2.G",
 	},
 	{
 		ID:          NeighborUnreachable,

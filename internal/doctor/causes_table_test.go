@@ -134,6 +134,7 @@ var causeCases = []struct {
 		e.Dataplane = &dataplane.Inventory{Programs: []dataplane.Program{tcProg(dataplane.Drop)}}
 		unanswered(e, "10.77.1.2:40000")
 	}, causes.BPFDrop, report.Critical},
+	{"port scan", func(e *Evidence) { halfOpenScan(e, "10.77.1.9") }, causes.PortScan, report.Info},
 	{"RA default route at risk", func(e *Evidence) {
 		e.Routes.Routes = append(e.Routes.Routes, routes.Route{Family: unix.AF_INET6, Table: 254, Type: "unicast", Protocol: "ra",
 			Gateway: netip.MustParseAddr("fe80::1"), Dev: "s0", Ifindex: 2, HasExpiry: true, Expires: 25e9})

@@ -58,6 +58,7 @@ var rules = []check{
 	{ruleFirewall, []string{sourceFirewall}},
 	{ruleRPFilter, []string{sourceCounters}},
 	{ruleNoListener, []string{sourceCapture}},
+	{rulePortScan, []string{sourceCapture}},
 	{ruleNeighbor, []string{sourceRoutes, sourceReplay, sourceNeighbours}},
 	{ruleConntrack, []string{sourceConntrack}},
 	{ruleIPv6Disabled, []string{sourceRoutes, sourceSysctls}},

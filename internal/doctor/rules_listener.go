@@ -24,9 +24,13 @@ func ruleNoListener(e *Evidence) []report.Finding {
 	}
 	refused := map[key][]capture.Flow{}
 	var order []key
+	scans := e.portScans()
 	for _, f := range e.Capture.Flows {
 		if f.Dir != capture.Inbound || !f.Refused() {
 			continue
+		}
+		if scans[f.Client.Addr().Unmap()] != nil {
+			continue // a scanner's probe, refused as it should be: rulePortScan
 		}
 		k := key{f.Server.Addr().Unmap(), f.Server.Port()}
 		if refused[k] == nil {
