@@ -23,6 +23,7 @@ type doctorFlags struct {
 	ports     []uint
 	json      bool
 	noCapture bool
+	noTrace   bool
 }
 
 func newDoctorCmd() *cobra.Command {
@@ -69,6 +70,7 @@ func newDoctorCmd() *cobra.Command {
 	fl.UintSliceVar(&f.ports, "port", nil, "only these listening ports; repeatable")
 	fl.BoolVar(&f.json, "json", false, "print one JSON object (schema synscope.doctor/v1, see README)")
 	fl.BoolVar(&f.noCapture, "no-capture", false, "do not capture handshake packets")
+	fl.BoolVar(&f.noTrace, "no-trace", false, "do not run the trace engine (the kernel's own fate of each SYN) through the window")
 	return cmd
 }
 
@@ -77,7 +79,7 @@ func (f doctorFlags) options() (doctor.Options, error) {
 	if err != nil {
 		return doctor.Options{}, err
 	}
-	opts := doctor.Options{Netns: f.netns, Window: w, NoCapture: f.noCapture}
+	opts := doctor.Options{Netns: f.netns, Window: w, NoCapture: f.noCapture, NoTrace: f.noTrace}
 	for _, p := range f.peers {
 		ap, err := parsePeer(p)
 		if err != nil {

@@ -40,6 +40,8 @@ type Options struct {
 	Ports []uint16
 	// NoCapture skips the packet capture.
 	NoCapture bool
+	// NoTrace skips the trace engine (the kernel's own fate of each SYN).
+	NoTrace bool
 
 	// disabled names collect sources not to run (a test seam: a fault
 	// whose evidence source is off must still not read as healthy).
@@ -107,6 +109,7 @@ type run struct {
 	wg     sync.WaitGroup
 	cap    *capture.Session
 	capErr error
+	trace  *kernelTrace
 }
 
 // add records a sample's checks (renamed with suffix) and marks what did
@@ -157,6 +160,7 @@ func (r *run) start(ctx context.Context) {
 	r.ev.Counters, r.ev.ListenersStart = first.Counters, first.Listeners
 	r.ev.FirewallStart, r.ev.ConntrackStart = first.Firewall, first.Conntrack
 
+	r.startTrace(ctx)
 	if r.opts.NoCapture {
 		r.skip("capture", "disabled by --no-capture")
 	} else if err := t.Do(func() error {
@@ -182,6 +186,11 @@ func (r *run) start(ctx context.Context) {
 }
 
 func (r *run) abort() {
+	if r.trace != nil {
+		r.trace.cancel()
+		<-r.trace.open
+		<-r.trace.done
+	}
 	if r.cap != nil {
 		_, _ = r.cap.Stop()
 	}
@@ -197,6 +206,7 @@ func (r *run) finish(ctx context.Context) {
 		capRes, r.capErr = r.cap.Stop()
 	}
 	capDur := time.Since(capBegan)
+	r.stopTrace()
 
 	r.wg.Wait()
 	end := &collect.Sample{Routes: r.window.Routes, Owners: r.window.Owners, Peers: r.dataplanePeers(capRes)}

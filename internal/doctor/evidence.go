@@ -12,6 +12,7 @@ import (
 	"github.com/synscope/synscope/internal/netns"
 	"github.com/synscope/synscope/internal/routes"
 	"github.com/synscope/synscope/internal/sockets"
+	"github.com/synscope/synscope/internal/trace"
 )
 
 // Evidence is everything the collectors saw. Diagnose is a pure function of
@@ -33,6 +34,9 @@ type Evidence struct {
 	Owners                    map[uint32][]sockets.Proc
 
 	Capture *capture.Result
+	// Trace is the kernel's fate of each handshake in the window (the
+	// trace engine), nil when it did not run.
+	Trace []trace.Outcome
 
 	Routes *routes.State
 	// Replays of the SYN-ACK route lookup, one per (peer, local address).

@@ -36,6 +36,7 @@ const (
 	sourceDataplane  = collect.Dataplane
 	sourceCapture    = "capture"
 	sourceReplay     = "route-replay"
+	sourceTrace      = "trace"
 )
 
 // check is one rule and the evidence sources its findings rest on: when
@@ -84,6 +85,7 @@ func Diagnose(e *Evidence) []report.Finding {
 	}
 	out = append(out, e.honest(ruleUnexplained(e, out), needsOfUnexplained)...)
 	out = append(out, ruleUnanswered(e, out)...)
+	confirmByKernel(e, out)
 	for i := range out {
 		if c, ok := causes.Lookup(out[i].Cause); ok && out[i].Title == "" {
 			out[i].Title = c.Title

@@ -180,11 +180,15 @@ func ruleUnanswered(e *Evidence, found []report.Finding) []report.Finding {
 		f.Evidence = append(f.Evidence, counterEv(e, names...)...)
 		seen = append(seen, "drop counters rose: "+strings.Join(names, ", "))
 	}
-	for _, n := range []string{sourceCounters, sourceListeners, sourceSynRecv, sourceRoutes, sourceReplay, sourceSysctls, sourceFirewall, sourceXTables, sourceDataplane, sourceTC, sourceConntrack, sourceCapture} {
+	for _, n := range []string{sourceCounters, sourceListeners, sourceSynRecv, sourceRoutes, sourceReplay, sourceSysctls, sourceFirewall, sourceXTables, sourceDataplane, sourceTC, sourceConntrack, sourceCapture, sourceTrace} {
 		if !e.checked(n) {
 			f.Evidence = append(f.Evidence, report.Evidence{Source: "doctor", Text: fmt.Sprintf("not checked: %s (%s)", n, e.whyUnchecked(n)),
 				Data: map[string]any{"source": n, "reason": e.whyUnchecked(n)}})
 		}
+	}
+	if fates := unexplainedFates(e, found); len(fates) > 0 {
+		f.Evidence = append(f.Evidence, fates...)
+		seen = append(seen, "the kernel's own fates: "+fates[0].Text)
 	}
 	f.Summary = strings.Join(seen, "; ") + "; no check confirmed a cause"
 	f.Why = "the evidence shows handshakes failing, and no rule found why in what was read"
