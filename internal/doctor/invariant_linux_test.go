@@ -24,6 +24,24 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
+// labUp brings up a lab scenario for a root test under a prefix unique to
+// the process and tag, torn down when the test ends; it skips without root.
+func labUp(t *testing.T, scenario, tag string) (context.Context, *lab.Env) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: builds a lab in network namespaces")
+	}
+	prefix := fmt.Sprintf("d%d%s", os.Getpid()%100000, tag)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	env, err := lab.Up(ctx, scenario, lab.Options{Prefix: prefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = lab.Down(prefix) })
+	return ctx, env
+}
+
 // dropSYNs adds, in the server's namespace, an nftables input rule that
 // drops TCP to port 8080 (table inet synscope-invariant).
 func dropSYNs(t *testing.T, srv *netns.Target) {
@@ -48,17 +66,7 @@ func dropSYNs(t *testing.T, srv *netns.Target) {
 // checked. Controls: the same lab without the rule is healthy with the
 // same source off, and with the source on the rule is named.
 func TestInvariantLab(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: builds a lab in network namespaces")
-	}
-	prefix := fmt.Sprintf("d%dinv", os.Getpid()%100000)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	env, err := lab.Up(ctx, "healthy", lab.Options{Prefix: prefix})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = lab.Down(prefix) })
+	ctx, env := labUp(t, "healthy", "inv")
 	off := []string{collect.Firewall}
 	diagnose := func(disabled []string) *report.Report {
 		t.Helper()

@@ -1,12 +1,10 @@
 package doctor
 
 import (
-	"context"
 	"encoding/binary"
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -15,7 +13,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/synscope/synscope/internal/causes"
-	"github.com/synscope/synscope/internal/lab"
 	"github.com/synscope/synscope/internal/netns"
 	"github.com/synscope/synscope/internal/report"
 )
@@ -91,17 +88,7 @@ func dialFrom(cli *netns.Target, addr netip.AddrPort, n int) error {
 // scanner and the closed ports. Control: the client retrying one closed
 // port with real connects is no-listener, critical.
 func TestPortScanLab(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: builds a lab in network namespaces")
-	}
-	prefix := fmt.Sprintf("d%dscan", os.Getpid()%100000)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	env, err := lab.Up(ctx, "healthy", lab.Options{Prefix: prefix})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = lab.Down(prefix) })
+	ctx, env := labUp(t, "healthy", "scan")
 	cli, err := netns.Open(env.Client)
 	if err != nil {
 		t.Fatal(err)

@@ -1,15 +1,11 @@
 package doctor
 
 import (
-	"context"
-	"fmt"
-	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/synscope/synscope/internal/causes"
-	"github.com/synscope/synscope/internal/lab"
 	"github.com/synscope/synscope/internal/report"
 )
 
@@ -19,17 +15,7 @@ import (
 // (--no-trace) the trace check is listed as not checked and the finding
 // has no kernel line.
 func TestKernelVerdictLab(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: builds a lab in network namespaces")
-	}
-	prefix := fmt.Sprintf("d%dktr", os.Getpid()%100000)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	env, err := lab.Up(ctx, "firewall-drop-syn", lab.Options{Prefix: prefix})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = lab.Down(prefix) })
+	ctx, env := labUp(t, "firewall-drop-syn", "ktr")
 	diagnose := func(noTrace bool) *report.Report {
 		t.Helper()
 		rep, err := Run(ctx, Options{Netns: env.Server, Window: 4 * time.Second, Ports: []uint16{env.Port}, NoTrace: noTrace})
