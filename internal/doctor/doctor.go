@@ -206,7 +206,11 @@ func (r *run) finish(ctx context.Context) {
 		capRes, r.capErr = r.cap.Stop()
 	}
 	capDur := time.Since(capBegan)
-	r.stopTrace()
+	if r.trace != nil {
+		// The engine drains what the kernel produced (up to ~0.15 s)
+		// while the end sample is read; stopTrace joins it after.
+		r.trace.cancel()
+	}
 
 	r.wg.Wait()
 	end := &collect.Sample{Routes: r.window.Routes, Owners: r.window.Owners, Peers: r.dataplanePeers(capRes)}
@@ -223,6 +227,7 @@ func (r *run) finish(ctx context.Context) {
 	}
 	r.add(r.window.Checks, "")
 	r.add(end.Checks, "")
+	r.stopTrace()
 
 	ev := r.ev
 	if end.Counters != nil && ev.Counters != nil {
