@@ -138,8 +138,15 @@ func cgroupPrograms(in Input, inv *Inventory) []Program {
 		return nil
 	}
 	paths := map[string]bool{}
+	// One read of /proc/PID/cgroup per owner, not per listener: one
+	// process can hold thousands of listeners.
+	seen := map[int]bool{}
 	for _, l := range in.Listeners {
 		for _, pr := range in.Owners[l.Inode] {
+			if seen[pr.PID] {
+				continue
+			}
+			seen[pr.PID] = true
 			cg, err := cgroupOf(in.ProcRoot, pr.PID)
 			if err != nil {
 				inv.NotChecked = append(inv.NotChecked, fmt.Sprintf("cgroup of pid %d: %v", pr.PID, err))

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"unsafe"
 
 	"golang.org/x/net/bpf"
@@ -82,12 +83,16 @@ func socketFDs(procRoot string, pid int) map[uint32]int {
 		if err != nil {
 			continue
 		}
-		var inode uint32
-		if _, err := fmt.Sscanf(t, "socket:[%d]", &inode); err != nil {
+		num, ok := strings.CutPrefix(t, "socket:[")
+		if num, ok = strings.CutSuffix(num, "]"); !ok {
+			continue
+		}
+		inode, err := strconv.ParseUint(num, 10, 32)
+		if err != nil {
 			continue
 		}
 		if n, err := strconv.Atoi(e.Name()); err == nil {
-			out[inode] = n
+			out[uint32(inode)] = n
 		}
 	}
 	return out
