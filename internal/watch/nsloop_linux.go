@@ -14,6 +14,7 @@ import (
 
 	"github.com/synscope/synscope/internal/collect"
 	"github.com/synscope/synscope/internal/counters"
+	"github.com/synscope/synscope/internal/netmgr"
 	"github.com/synscope/synscope/internal/netns"
 	"github.com/synscope/synscope/internal/report"
 )
@@ -571,6 +572,7 @@ func (l *nsLoop) settle(ctx context.Context, now time.Time, senders map[key]uint
 		if pid != 0 {
 			args = append(args, slog.Uint64("portid", uint64(pid)))
 		}
+		args = append(args, l.ownerArgs(r)...)
 		if !l.presentNow(ft, now) {
 			args = append(args, slog.Bool("family_table_empty", true))
 		}
@@ -832,4 +834,23 @@ func (l *nsLoop) checkRisks(ctx context.Context, now time.Time) {
 			l.m.setRisk(l.name, fam, k, on[[2]string{FamilyName(fam), k}])
 		}
 	}
+}
+
+// ownerArgs names the network manager that owns a lost route's device,
+// for the route-lost line: owner and owner_detail (what was read), or
+// owner "not checked" with the reason when /proc could not be read; no
+// field when no manager runs in the namespace.
+func (l *nsLoop) ownerArgs(r Route) []any {
+	ino, err := netmgr.NetnsInode(l.t.FD())
+	var o Owner
+	if err == nil {
+		o, err = netmgr.Find("/proc", ino, r.Ifindex)
+	}
+	switch {
+	case err != nil:
+		return []any{slog.String("owner", "not checked"), slog.String("owner_detail", err.Error())}
+	case o.Name == "":
+		return nil
+	}
+	return []any{slog.String("owner", o.Name), slog.String("owner_detail", o.How)}
 }

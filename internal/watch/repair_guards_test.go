@@ -260,21 +260,6 @@ func TestOwnerNames(t *testing.T) {
 			t.Errorf("restorerName(%d, %q) = %q, want %q", tc.proto, tc.process, got, tc.want)
 		}
 	}
-	admin, file := parseNetworkdLink([]byte("# This is private data. Do not parse.\nADMIN_STATE=configured\nOPER_STATE=routable\nNETWORK_FILE=/etc/systemd/network/10-s0.network\n"))
-	if admin != "configured" || file != "/etc/systemd/network/10-s0.network" || !networkdManages(admin, file) {
-		t.Errorf("networkd state: %q %q", admin, file)
-	}
-	for _, a := range []string{"unmanaged", "linger", "failed", ""} {
-		if networkdManages(a, "/x.network") {
-			t.Errorf("ADMIN_STATE=%s read as managed", a)
-		}
-	}
-	if networkdManages("configured", "") {
-		t.Error("a link without a .network file read as managed")
-	}
-	if got := (Owner{Name: MgrNetworkd}).FixCmd("s0;reboot"); got != "networkctl reconfigure 's0;reboot'" {
-		t.Errorf("FixCmd of a hostile name: %s", got)
-	}
 	if (Owner{Name: MgrNetworkd, Running: false, Manages: true}).Acts() {
 		t.Error("a stopped networkd acts")
 	}
