@@ -325,10 +325,19 @@ func (e *Evidence) noDefault(r Replay, all []Replay, tbl int, via *routes.Rule) 
 		verb = "replace"
 	}
 	ipFix := ipc.Append("route", verb, "default", "via", gw, "dev", on).Append(tblArgs...)
-	if c, ok := owner.FixCmd(dev); ok && owner.Acts() && tbl == unix.RT_TABLE_MAIN {
+	// The owner's own command is preferred where it reaches the owner: in
+	// the caller's own namespace. From outside, networkctl and nmcli would
+	// ask the caller's manager (its bus) about an ifindex of another
+	// namespace, so there it is named, not run.
+	c, ok := owner.FixCmd(dev)
+	switch {
+	case !ok || !owner.Acts() || tbl != unix.RT_TABLE_MAIN:
+		fix.Run(ipFix)
+	case e.Target == nil || e.Target.Current:
 		fix.Notef("%s: ask it to put its configuration back; the ip command runs if it cannot be asked", owner.Describe(dev))
 		fix.RunOr(c, ipFix)
-	} else {
+	default:
+		fix.Alt(owner.Describe(dev)+"; where "+owner.Name+" can be asked (inside that system), prefer", c)
 		fix.Run(ipFix)
 	}
 	return explanation{key: fmt.Sprintf("default:%d:%d", fam, tbl), summary: summary, fix: fix, evidence: ev}
@@ -382,3 +391,4 @@ func (e *Evidence) ownerOf(dev string) (netmgr.Owner, bool) {
 	}
 	return netmgr.Owner{}, true
 }
+

@@ -259,10 +259,16 @@ func TestNoRouteNamesOwner(t *testing.T) {
 	noRouteV6(e)
 	e.Managers = map[int]netmgr.Owner{2: nd}
 	f := Diagnose(e)[0]
-	want := "# s0 is managed by systemd-networkd (configured): ask it to put its configuration back; the ip command runs if it cannot be asked\n" +
-		"networkctl reconfigure s0 || ip -n srv -6 route add default via fd77:2::1 dev s0"
+	want := "# s0 is managed by systemd-networkd (configured); where systemd-networkd can be asked (inside that system), prefer: networkctl reconfigure s0\n" +
+		"ip -n srv -6 route add default via fd77:2::1 dev s0"
 	if f.Fix != want {
-		t.Errorf("fix:\n%s\nwant:\n%s", f.Fix, want)
+		t.Errorf("fix in a named namespace:\n%s\nwant:\n%s", f.Fix, want)
+	}
+	e.Target = &netns.Target{Current: true}
+	want = "# s0 is managed by systemd-networkd (configured): ask it to put its configuration back; the ip command runs if it cannot be asked\n" +
+		"networkctl reconfigure s0 || ip -6 route add default via fd77:2::1 dev s0"
+	if f := Diagnose(e)[0]; f.Fix != want {
+		t.Errorf("fix in the caller's namespace:\n%s\nwant:\n%s", f.Fix, want)
 	}
 	found := false
 	for _, x := range f.Evidence {
