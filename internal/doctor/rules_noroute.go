@@ -391,4 +391,3 @@ func (e *Evidence) ownerOf(dev string) (netmgr.Owner, bool) {
 	}
 	return netmgr.Owner{}, true
 }
-
