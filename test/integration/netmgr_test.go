@@ -2,7 +2,6 @@ package integration
 
 import (
 	"context"
-	"fmt"
 	"os/exec"
 	"strings"
 	"testing"
@@ -17,20 +16,6 @@ import (
 	"github.com/synscope/synscope/internal/report"
 	"github.com/synscope/synscope/internal/testnet"
 )
-
-// networkdServer is the lab server's configuration as a systemd-networkd
-// .network file: its addresses and both static default routes.
-var networkdServer = fmt.Sprintf(`[Match]
-Name=s0
-
-[Network]
-Address=%s/24
-Address=%s/64
-Gateway=%s
-Gateway=%s
-IPv6AcceptRA=no
-LinkLocalAddressing=ipv6
-`, lab.ServerV4, lab.ServerV6, lab.RouterS4, lab.RouterS6)
 
 // defaultsOf lists a family's default routes in the main table.
 func defaultsOf(t *testing.T, h *netlink.Handle, fam int) []netlink.Route {
@@ -75,7 +60,7 @@ func TestDoctorNetworkdOwner(t *testing.T) {
 			}
 		}
 	}
-	nd := testnet.StartNetworkd(t, srv, map[string]string{"10-s0.network": networkdServer})
+	nd := testnet.StartNetworkd(t, srv, map[string]string{"10-s0.network": testnet.LabServerNetwork})
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		v4, v6 := defaultsOf(t, h, unix.AF_INET), defaultsOf(t, h, unix.AF_INET6)
