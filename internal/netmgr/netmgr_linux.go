@@ -23,6 +23,15 @@ type Proc struct {
 	Name string // the manager
 	PID  int
 	Dir  string // its /proc/PID
+	// NsIno is the network namespace it was found in.
+	NsIno uint64
+}
+
+// alive reports whether the process still runs in the namespace it was
+// found in (a list kept between scans).
+func (p Proc) alive() bool {
+	var st syscall.Stat_t
+	return syscall.Stat(filepath.Join(p.Dir, "ns", "net"), &st) == nil && st.Ino == p.NsIno
 }
 
 // Running lists the network manager daemons running in the network
@@ -54,7 +63,7 @@ func Running(procRoot string, nsIno uint64) ([]Proc, error) {
 		if err := syscall.Stat(filepath.Join(dir, "ns", "net"), &st); err != nil || st.Ino != nsIno {
 			continue
 		}
-		out = append(out, Proc{Name: mgr, PID: pid, Dir: dir})
+		out = append(out, Proc{Name: mgr, PID: pid, Dir: dir, NsIno: nsIno})
 	}
 	return out, nil
 }
@@ -64,10 +73,13 @@ func Running(procRoot string, nsIno uint64) ([]Proc, error) {
 // through the process's own view of the file system (/proc/PID/root:
 // networkd may run in a mount namespace of its own). NetworkManager and
 // dhcpcd configure every device they run for unless told otherwise: taken
-// as managing it.
+// as managing it. A process gone since the scan is skipped.
 func OwnerOf(procs []Proc, ifindex int) Owner {
 	var found Owner
 	for _, p := range procs {
+		if !p.alive() {
+			continue
+		}
 		o := Owner{Name: p.Name, Running: true, How: fmt.Sprintf("%s runs in the namespace as pid %d", p.Name, p.PID)}
 		if p.Name == Networkd {
 			state := filepath.Join(p.Dir, "root", "run", "systemd", "netif", "links", strconv.Itoa(ifindex))

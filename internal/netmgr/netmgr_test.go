@@ -3,6 +3,7 @@ package netmgr
 import (
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 )
 
@@ -72,12 +73,27 @@ func TestOwnerOf(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(links, "2"), []byte("ADMIN_STATE=configured\nNETWORK_FILE=/etc/systemd/network/10-s0.network\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	procs := []Proc{{Name: Networkd, PID: 7, Dir: filepath.Join(dir, "7")}}
+	ns := filepath.Join(dir, "7", "ns")
+	if err := os.MkdirAll(ns, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(ns, "net"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var st syscall.Stat_t
+	if err := syscall.Stat(filepath.Join(ns, "net"), &st); err != nil {
+		t.Fatal(err)
+	}
+	procs := []Proc{{Name: Networkd, PID: 7, Dir: filepath.Join(dir, "7"), NsIno: st.Ino}}
 	if o := OwnerOf(procs, 2); !o.Acts() || o.State != "configured" {
 		t.Errorf("device 2: %+v, want networkd acting, configured", o)
 	}
 	if o := OwnerOf(procs, 3); o.Name != Networkd || o.Manages {
 		t.Errorf("device 3 (no state): %+v, want networkd running, not managing", o)
+	}
+	gone := []Proc{{Name: Networkd, PID: 7, Dir: filepath.Join(dir, "7"), NsIno: st.Ino + 1}}
+	if o := OwnerOf(gone, 2); o.Name != "" {
+		t.Errorf("a process no longer in the namespace: %+v", o)
 	}
 	if o := OwnerOf(nil, 2); o.Name != "" {
 		t.Errorf("no manager running: %+v", o)

@@ -74,6 +74,13 @@ type nsLoop struct {
 	prev   *counters.Snapshot
 	repair *repairer
 	expiry *time.Timer
+	// mgrs are the network managers running in the namespace, from the
+	// process scan at mgrsAt (each interval; zero: not scanned yet), or
+	// why the scan failed: route-lost names the owner without a /proc
+	// scan on the loss's path.
+	mgrs    []netmgr.Proc
+	mgrsErr error
+	mgrsAt  time.Time
 }
 
 type riskKey struct {
@@ -763,6 +770,7 @@ func (l *nsLoop) interval(ctx context.Context) bool {
 		return true
 	}
 	now := time.Now()
+	l.scanManagers(now)
 	l.readSysctls(ctx)
 	if err := l.refreshLinks(); err == nil {
 		if err := l.resync(now, false); err == nil {
@@ -836,21 +844,27 @@ func (l *nsLoop) checkRisks(ctx context.Context, now time.Time) {
 	}
 }
 
+// scanManagers lists the network managers running in the namespace.
+func (l *nsLoop) scanManagers(now time.Time) {
+	l.mgrs, l.mgrsErr = netmgr.Running("/proc", l.t.Inode)
+	l.mgrsAt = now
+}
+
 // ownerArgs names the network manager that owns a lost route's device,
-// for the route-lost line: owner and owner_detail (what was read), or
-// owner "not checked" with the reason when /proc could not be read; no
-// field when no manager runs in the namespace.
+// for the route-lost line: owner and owner_detail (what was read, and the
+// time of the process scan it comes from), or owner "not checked" with
+// the reason when /proc could not be read; no field when no manager runs
+// in the namespace.
 func (l *nsLoop) ownerArgs(r Route) []any {
-	ino, err := netmgr.NetnsInode(l.t.FD())
-	var o Owner
-	if err == nil {
-		o, err = netmgr.Find("/proc", ino, r.Ifindex)
+	if l.mgrsAt.IsZero() {
+		l.scanManagers(time.Now())
 	}
-	switch {
-	case err != nil:
-		return []any{slog.String("owner", "not checked"), slog.String("owner_detail", err.Error())}
-	case o.Name == "":
+	if l.mgrsErr != nil {
+		return []any{slog.String("owner", "not checked"), slog.String("owner_detail", l.mgrsErr.Error())}
+	}
+	o := netmgr.OwnerOf(l.mgrs, r.Ifindex)
+	if o.Name == "" {
 		return nil
 	}
-	return []any{slog.String("owner", o.Name), slog.String("owner_detail", o.How)}
+	return []any{slog.String("owner", o.Name), slog.String("owner_detail", o.How+" (process scan at "+l.mgrsAt.UTC().Format("15:04:05")+")")}
 }
