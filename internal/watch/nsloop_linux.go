@@ -594,7 +594,11 @@ func (l *nsLoop) settle(ctx context.Context, now time.Time, senders map[key]uint
 			delete(l.lastErr, ft)
 			pid, sent := senders[r.key()]
 			who := ProtoName(r.Protocol)
-			if !sent && sentByProcess(r.Protocol) {
+			conf, read := l.conf[r.Ifindex]
+			if !read {
+				conf = devConf{Forwarding: -1, AcceptRA: -1}
+			}
+			if !sent && sentByProcess(r.Protocol, conf) {
 				// Found by a dump: the route news naming its sender is
 				// still on its way.
 				l.unnamed[r.key()] = unnamedRestore{route: r, sameAsLost: prev.key() == r.key(), at: now}
@@ -625,11 +629,16 @@ type unnamedRestore struct {
 const unnamedWait = 500 * time.Millisecond
 
 // sentByProcess reports whether routes of proto reach the kernel from a
-// process through netlink (RA, kernel and redirect routes are the
-// kernel's own: port id 0).
-func sentByProcess(proto uint8) bool {
+// process through netlink (kernel and redirect routes are the kernel's
+// own, port id 0; RA routes too, unless the device's accept_ra is 0).
+func sentByProcess(proto uint8, conf devConf) bool {
 	switch proto {
-	case protoRA, unix.RTPROT_KERNEL, unix.RTPROT_REDIRECT:
+	case protoRA:
+		// The kernel learns RA routes itself only on a device that takes
+		// RAs; with accept_ra=0 (read, not unknown) a network manager's
+		// own RA client (systemd-networkd, NetworkManager) installed it.
+		return conf.AcceptRA == 0
+	case unix.RTPROT_KERNEL, unix.RTPROT_REDIRECT:
 		return false
 	}
 	return true

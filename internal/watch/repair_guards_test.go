@@ -1,6 +1,8 @@
 package watch
 
 import (
+	"golang.org/x/sys/unix"
+
 	"context"
 	"errors"
 	"fmt"
@@ -262,5 +264,23 @@ func TestOwnerNames(t *testing.T) {
 	}
 	if (Owner{Name: MgrNetworkd, Running: false, Manages: true}).Acts() {
 		t.Error("a stopped networkd acts")
+	}
+}
+
+// TestSentByProcess: an RA route on a device with accept_ra=0 came from a
+// network manager's own RA client (its route-restored line waits for the
+// sender); with accept_ra read as 1 or 2, or not read, it is the kernel's.
+func TestSentByProcess(t *testing.T) {
+	for _, tc := range []struct {
+		proto    uint8
+		acceptRA int
+		want     bool
+	}{
+		{protoRA, 0, true}, {protoRA, 1, false}, {protoRA, 2, false}, {protoRA, -1, false},
+		{unix.RTPROT_KERNEL, 0, false}, {unix.RTPROT_STATIC, 1, true}, {ProtoSynscope, -1, true},
+	} {
+		if got := sentByProcess(tc.proto, devConf{Forwarding: -1, AcceptRA: tc.acceptRA}); got != tc.want {
+			t.Errorf("sentByProcess(%d, accept_ra=%d) = %v, want %v", tc.proto, tc.acceptRA, got, tc.want)
+		}
 	}
 }
