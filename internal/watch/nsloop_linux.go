@@ -653,6 +653,21 @@ func (l *nsLoop) logRestored(ctx context.Context, r Route, sameAsLost bool, at t
 	}
 	who := restorerName(r.Protocol, process)
 	args := []any{slog.String("restored_by", who), slog.Bool("same_as_lost", sameAsLost)}
+	if process == "" && r.Protocol == protoRA {
+		// A refresh of a listed route sends no news naming its sender;
+		// on a device whose kernel takes no RAs, the RA client is the
+		// network manager running for it.
+		if c, read := l.conf[r.Ifindex]; read && c.AcceptRA == 0 {
+			if l.mgrsAt.IsZero() {
+				l.scanManagers(time.Now())
+			}
+			if o := netmgr.OwnerOf(l.mgrs, r.Ifindex); o.Acts() {
+				who = o.Name
+				args[0] = slog.String("restored_by", who)
+				args = append(args, slog.String("restored_by_detail", "the device's accept_ra is 0, so the kernel learns no RA routes there; its RA client is "+o.Name+": "+o.How))
+			}
+		}
+	}
 	if process != "" {
 		args = append(args, slog.String("process", process))
 	}
