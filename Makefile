@@ -15,7 +15,7 @@ generate:
 test:
 	bash test/run
 
-# The kernel matrix (README "Supported kernels"): doctor, trace, watch and
+# The kernel matrix (docs/kernels.md): doctor, trace, watch and
 # probe lab tests on the host kernel and on Debian's 5.10, 6.1 and 6.12
 # kernels under QEMU (test/vm). MATRIX_KERNELS="6.1" picks kernels,
 # MATRIX_FULL=1 runs every lab scenario instead of the CI subset. See

@@ -67,7 +67,7 @@ func newDoctorCmd() *cobra.Command {
 	fl.StringVar(&f.window, "window", "2s", "sampling window (e.g. 2s, 500ms, 3)")
 	fl.StringSliceVar(&f.peers, "peer", nil, "client address to check the SYN-ACK route to (ADDR, ADDR:PORT or [ADDR]:PORT); repeatable")
 	fl.UintSliceVar(&f.ports, "port", nil, "only these listening ports; repeatable")
-	fl.BoolVar(&f.json, "json", false, "print one JSON object (schema synscope.doctor/v1, see README)")
+	fl.BoolVar(&f.json, "json", false, "print one JSON object (schema synscope.doctor/v1, see docs/doctor.md)")
 	fl.BoolVar(&f.noCapture, "no-capture", false, "do not capture handshake packets")
 	return cmd
 }

@@ -83,7 +83,7 @@ func newProbeCmd() *cobra.Command {
 	fl.Uint32Var(&f.mark, "mark", 0, "SO_MARK for the probe's sockets and route lookup (needs CAP_NET_ADMIN)")
 	fl.StringVar(&f.netns, "netns", "", "network namespace: a name (as `ip netns add` makes), a path, or pid:N")
 	fl.StringVar(&f.server, "server", "", "the server's network namespace on this host (name, path, or pid:N): trace each SYN's fate there, for the probe's own flows (root, eBPF)")
-	fl.BoolVar(&f.json, "json", false, "print one JSON object (schema synscope.probe/v1, see README)")
+	fl.BoolVar(&f.json, "json", false, "print one JSON object (schema synscope.probe/v1, see docs/probe.md)")
 	return cmd
 }
 

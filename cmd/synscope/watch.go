@@ -24,7 +24,7 @@ func newWatchCmd() *cobra.Command {
 			"the moment a default route is lost, with the reason; it warns about routes at risk,\n" +
 			"serves Prometheus metrics on --listen and, with --repair, restores a lost route under\n" +
 			"guards (hold-down, carrier, router solicitation first, neighbour and lookup checks,\n" +
-			"rate limit, operator hold files). See README \"watch\".",
+			"rate limit, operator hold files). See docs/watch.md.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := checkListen(o.Listen, o.WebConfigFile, insecure); err != nil {

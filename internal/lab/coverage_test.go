@@ -14,7 +14,7 @@ import (
 	"github.com/synscope/synscope/internal/causes"
 )
 
-var updateReadme = flag.Bool("update-readme", false, "rewrite the README's drop-reason coverage table")
+var updateReadme = flag.Bool("update-readme", false, "rewrite the drop-reason coverage table in docs/lab.md")
 
 // reasonRow is one skb drop reason a SYN (or its SYN-ACK) can meet on its
 // way, from the listener path of the SYN-drop reference: the scenario
@@ -63,7 +63,7 @@ var synReasons = []reasonRow{
 	{reason: "IPV6DISABLED", synack: true, gap: "the SYN is dropped first in the lab (ipv6-disabled)"},
 }
 
-// TestDropReasonCoverage checks the README's coverage table of the drop
+// TestDropReasonCoverage checks docs/lab.md's coverage table of the drop
 // reasons a SYN or SYN-ACK can meet against the running kernel's BTF
 // (enum skb_drop_reason), the catalog (which cause each reason names) and
 // the lab (the scenario expects that cause). -update-readme rewrites it.
@@ -124,7 +124,7 @@ func TestDropReasonCoverage(t *testing.T) {
 		fmt.Fprintf(&b, "| `%s` | %s | %s | %s | %s |\n", r.reason, pkt, c, s, r.gap)
 	}
 	table := b.String()
-	path := filepath.Join("..", "..", "README.md")
+	path := filepath.Join("..", "..", "docs", "lab.md")
 	readme, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
@@ -132,7 +132,7 @@ func TestDropReasonCoverage(t *testing.T) {
 	const begin, end = "<!-- drop-reason-coverage -->\n", "<!-- /drop-reason-coverage -->"
 	i, j := strings.Index(string(readme), begin), strings.Index(string(readme), end)
 	if i < 0 || j < i {
-		t.Fatalf("README lacks the %q ... %q block", begin, end)
+		t.Fatalf("docs/lab.md lacks the %q ... %q block", begin, end)
 	}
 	cur := string(readme[i+len(begin) : j])
 	if cur == table {
@@ -145,5 +145,5 @@ func TestDropReasonCoverage(t *testing.T) {
 		}
 		return
 	}
-	t.Errorf("README drop-reason table is stale: go test ./internal/lab -run TestDropReasonCoverage -update-readme")
+	t.Errorf("docs/lab.md drop-reason table is stale: go test ./internal/lab -run TestDropReasonCoverage -update-readme")
 }

@@ -9,7 +9,7 @@ import (
 )
 
 // KernelLimit marks a scenario that a mode cannot diagnose on some kernels:
-// the one place that says so, with the reason (README "Supported kernels",
+// the one place that says so, with the reason (docs/kernels.md,
 // issue 10). A test meeting a limit on the running kernel reports the
 // scenario as "not applicable on <kernel>: <why>"; it never skips it
 // silently, and where the kernel has what the limit needs the scenario runs.

@@ -14,7 +14,7 @@ import (
 	"github.com/synscope/synscope/internal/safetext"
 )
 
-// ReportSchema names the JSON layout of Report (README "pcap JSON").
+// ReportSchema names the JSON layout of Report (docs/pcap.md, "pcap JSON").
 const ReportSchema = "synscope.pcap/v1"
 
 // Report is the result of analysing one capture.

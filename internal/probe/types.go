@@ -63,7 +63,7 @@ const (
 )
 
 // Report is everything one probe observed. Fields are documented in the
-// README ("probe", JSON schema).
+// docs/probe.md (JSON schema).
 type Report struct {
 	Schema string `json:"schema"`
 	// Version is the synscope that wrote the report (`synscope version --json`).

@@ -136,7 +136,7 @@ func runLabCase(t *testing.T, prefix string, c labCase) {
 		t.Fatal(err)
 	}
 	// Kernel limits live in one place (lab.KernelLimits), shared with
-	// doctor's tests and the README's kernel table.
+	// doctor's tests and docs/kernels.md's kernel table.
 	why, err := lab.NotApplicable(c.scenario, "trace")
 	if err != nil {
 		t.Fatal(err)

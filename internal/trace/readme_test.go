@@ -8,11 +8,11 @@ import (
 	"testing"
 )
 
-// readmeCaps reads README's "trace capabilities by kernel" table: for each
+// readmeCaps reads docs/kernels.md's "trace capabilities by kernel" table: for each
 // capability, the cell of every kernel column ("yes" or "no (…)").
 func readmeCaps(t *testing.T) (cols []string, rows map[string]map[string]string) {
 	t.Helper()
-	f, err := os.Open("../../README.md")
+	f, err := os.Open("../../docs/kernels.md")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,12 +46,12 @@ func readmeCaps(t *testing.T) (cols []string, rows map[string]map[string]string)
 		}
 	}
 	if len(rows) == 0 {
-		t.Fatal(`README has no "trace capabilities by kernel" table`)
+		t.Fatal(`docs/kernels.md has no "trace capabilities by kernel" table`)
 	}
 	return cols, rows
 }
 
-// checkColumn compares one README column with capabilities found on (or
+// checkColumn compares one docs/kernels.md column with capabilities found on (or
 // planned for) that kernel: "yes" exactly where available.
 func checkColumn(t *testing.T, kernel string, caps []Capability) {
 	t.Helper()
@@ -59,24 +59,24 @@ func checkColumn(t *testing.T, kernel string, caps []Capability) {
 	for _, c := range caps {
 		r, ok := rows[c.Name]
 		if !ok {
-			t.Errorf("README kernel table has no row %q", c.Name)
+			t.Errorf("docs/kernels.md kernel table has no row %q", c.Name)
 			continue
 		}
 		cell, ok := r[kernel]
 		if !ok {
-			t.Errorf("README kernel table has no column %q", kernel)
+			t.Errorf("docs/kernels.md kernel table has no column %q", kernel)
 			return
 		}
 		if yes := strings.HasPrefix(cell, "yes"); yes != (c.State == Available) {
-			t.Errorf("README says %q for %s on %s; the kernel says %s", cell, c.Name, kernel, c)
+			t.Errorf("docs/kernels.md says %q for %s on %s; the kernel says %s", cell, c.Name, kernel, c)
 		}
 	}
 	if len(rows) != len(caps) {
-		t.Errorf("README kernel table has %d rows, the tracer %d capabilities", len(rows), len(caps))
+		t.Errorf("docs/kernels.md kernel table has %d rows, the tracer %d capabilities", len(rows), len(caps))
 	}
 }
 
-// TestReadmeKernelTable holds README's table to the tracer's plan for the
+// TestReadmeKernelTable holds docs/kernels.md's table to the tracer's plan for the
 // 5.10, 6.1 and 6.12 kernels whose tracepoint prototypes caps_test.go
 // records.
 func TestReadmeKernelTable(t *testing.T) {
@@ -85,7 +85,7 @@ func TestReadmeKernelTable(t *testing.T) {
 	checkColumn(t, "6.12", capabilities(kernel612, plan(kernel612)))
 }
 
-// TestMatrixCapabilities checks README's column for a kernel against what
+// TestMatrixCapabilities checks docs/kernels.md's column for a kernel against what
 // `synscope trace --json` reported on it; test/matrix runs it for every
 // kernel of the matrix (SYNSCOPE_MATRIX_CAPS: that output,
 // SYNSCOPE_MATRIX_KERNEL: the column, e.g. 6.1).

@@ -11,7 +11,7 @@ import (
 	"time"
 )
 
-// Repair guards, in the order they are checked (README "watch"). 1-4 run
+// Repair guards, in the order they are checked (docs/watch.md). 1-4 run
 // here, on the loop; 5-10 are repair_guards.go's guardChain, off the loop.
 //  1. only a default route watch saw usable before (it comes from the
 //     judged set) and only in the family and table it was lost from;

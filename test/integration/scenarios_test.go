@@ -144,7 +144,7 @@ func TestEveryCauseHasAScenario(t *testing.T) {
 		covered[sc.Expect] = true
 	}
 	// Not reproducible inside a namespace on this kernel, or not a
-	// doctor-level cause: documented in the README.
+	// doctor-level cause: documented in docs/lab.md.
 	exempt := map[causes.ID]string{
 		causes.ConntrackFull:    "nf_conntrack_max is global: filling it would affect the host",
 		causes.UnexplainedDrops: "the remainder when nothing else explains ListenDrops",
