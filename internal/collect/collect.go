@@ -22,6 +22,7 @@ import (
 	"github.com/synscope/synscope/internal/counters"
 	"github.com/synscope/synscope/internal/dataplane"
 	"github.com/synscope/synscope/internal/firewall"
+	"github.com/synscope/synscope/internal/netmgr"
 	"github.com/synscope/synscope/internal/netns"
 	"github.com/synscope/synscope/internal/report"
 	"github.com/synscope/synscope/internal/routes"
@@ -38,6 +39,9 @@ type Sample struct {
 	SynRecv   []sockets.Socket
 	Owners    map[uint32][]sockets.Proc
 	Routes    *routes.State
+	// Managers: the network manager owning each device, by ifindex (no
+	// entry: no manager runs for it).
+	Managers  map[int]netmgr.Owner
 	Sysctl    map[string]string
 	TC        []firewall.TCFilter
 	Firewall  *firewall.Ruleset
@@ -78,6 +82,7 @@ const (
 	SynRecv    = "syn-recv"
 	Owners     = "owners"
 	Routes     = "routes"
+	Managers   = "network-managers"
 	Sysctls    = "sysctls"
 	TC         = "tc"
 	Firewall   = "firewall"
@@ -100,6 +105,7 @@ func Sources() []Source {
 		{SynRecv, readSynRecv},
 		{Owners, readOwners},
 		{Routes, readRoutes},
+		{Managers, readManagers},
 		{Sysctls, readSysctls},
 		{TC, readTC},
 		{Firewall, readFirewall},
@@ -263,6 +269,43 @@ func readRoutes(_ context.Context, t *netns.Target, _ *Sample) (func(*Sample), s
 	}
 	return func(s *Sample) { s.Routes = st },
 		fmt.Sprintf("%d routes, %d rules, %d neighbours", len(st.Routes), len(st.Rules), len(st.Neighbors)), nil
+}
+
+// readManagers finds the network managers running in the namespace
+// (netmgr, the detector watch uses) and the owner of every device the
+// routes source saw.
+func readManagers(_ context.Context, t *netns.Target, in *Sample) (func(*Sample), string, error) {
+	if in.Routes == nil {
+		return nil, "", errors.New("needs the devices, and the routes source did not read them")
+	}
+	procs, err := netmgr.Running("/proc", t.Inode)
+	if err != nil {
+		return nil, "", err
+	}
+	owners := map[int]netmgr.Owner{}
+	managed := 0
+	for _, l := range in.Routes.Links {
+		if o := netmgr.OwnerOf(procs, l.Index); o.Name != "" {
+			owners[l.Index] = o
+			managed += btoi(o.Manages)
+		}
+	}
+	var names []string
+	for _, p := range procs {
+		names = append(names, fmt.Sprintf("%s[%d]", p.Name, p.PID))
+	}
+	detail := "no network manager runs in the namespace"
+	if len(names) > 0 {
+		detail = fmt.Sprintf("%s; %d devices managed", strings.Join(names, ", "), managed)
+	}
+	return func(s *Sample) { s.Managers = owners }, detail, nil
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // readSysctls reads the global settings and those of every device the

@@ -174,7 +174,7 @@ func (r *run) start(ctx context.Context) {
 	// The window's sources run beside it; owners are those of the
 	// listeners present now.
 	r.window = &collect.Sample{Listeners: first.Listeners}
-	names := r.sources(collect.Routes, collect.Sysctls, collect.TC, collect.Owners)
+	names := r.sources(collect.Routes, collect.Managers, collect.Sysctls, collect.TC, collect.Owners)
 	if len(names) == 0 {
 		return
 	}
@@ -238,6 +238,7 @@ func (r *run) finish(ctx context.Context) {
 	}
 	ev.Listeners, ev.SynRecv = end.Listeners, end.SynRecv
 	ev.Routes, ev.Sysctl, ev.TC, ev.Owners = end.Routes, r.window.Sysctl, r.window.TC, r.window.Owners
+	ev.Managers = r.window.Managers
 	if ev.FirewallStart != nil && end.Firewall != nil {
 		ev.Firewall = end.Firewall
 		ev.FirewallDeltas = firewall.Diff(ev.FirewallStart, end.Firewall)

@@ -9,6 +9,7 @@ import (
 	"github.com/synscope/synscope/internal/counters"
 	"github.com/synscope/synscope/internal/dataplane"
 	"github.com/synscope/synscope/internal/firewall"
+	"github.com/synscope/synscope/internal/netmgr"
 	"github.com/synscope/synscope/internal/netns"
 	"github.com/synscope/synscope/internal/routes"
 	"github.com/synscope/synscope/internal/sockets"
@@ -39,6 +40,9 @@ type Evidence struct {
 	Trace []trace.Outcome
 
 	Routes *routes.State
+	// Managers: the network manager owning each device, by ifindex (nil:
+	// not checked).
+	Managers map[int]netmgr.Owner
 	// Replays of the SYN-ACK route lookup, one per (peer, local address).
 	Replays []Replay
 

@@ -27,6 +27,7 @@ const (
 	sourceListeners  = collect.Listeners
 	sourceSynRecv    = collect.SynRecv
 	sourceRoutes     = collect.Routes
+	sourceManagers   = collect.Managers
 	sourceSysctls    = collect.Sysctls
 	sourceTC         = collect.TC
 	sourceFirewall   = collect.Firewall

@@ -10,6 +10,7 @@ import (
 
 	"github.com/synscope/synscope/internal/causes"
 	"github.com/synscope/synscope/internal/fixcmd"
+	"github.com/synscope/synscope/internal/netmgr"
 	"github.com/synscope/synscope/internal/report"
 	"github.com/synscope/synscope/internal/routes"
 	"github.com/synscope/synscope/internal/sysctl"
@@ -304,6 +305,13 @@ func (e *Evidence) noDefault(r Replay, all []Replay, tbl int, via *routes.Rule) 
 	if dev != "" {
 		on = dev
 	}
+	owner, ownerKnown := e.ownerOf(dev)
+	if d := owner.Describe(dev); d != "" {
+		ev = append(ev, report.Evidence{Source: sourceManagers, Text: d + ": " + owner.How,
+			Data: map[string]any{"manager": owner.Name, "manages": owner.Manages, "state": owner.State}})
+	} else if ownerKnown && dev != "" {
+		ev = append(ev, report.Evidence{Source: sourceManagers, Text: "no network manager runs for " + dev})
+	}
 	fix := &fixcmd.Script{}
 	if acceptRA2 {
 		fix.Run(e.sysctlCmd(sysctl.ConfName("ipv6", dev, "accept_ra"), 2))
@@ -316,7 +324,22 @@ func (e *Evidence) noDefault(r Replay, all []Replay, tbl int, via *routes.Rule) 
 	if len(defaults) == 0 && len(expired) > 0 {
 		verb = "replace"
 	}
-	fix.Run(ipc.Append("route", verb, "default", "via", gw, "dev", on).Append(tblArgs...))
+	ipFix := ipc.Append("route", verb, "default", "via", gw, "dev", on).Append(tblArgs...)
+	// The owner's own command is preferred where it reaches the owner: in
+	// the caller's own namespace. From outside, networkctl and nmcli would
+	// ask the caller's manager (its bus) about an ifindex of another
+	// namespace, so there it is named, not run.
+	c, ok := owner.FixCmd(dev)
+	switch {
+	case !ok || !owner.Acts() || tbl != unix.RT_TABLE_MAIN:
+		fix.Run(ipFix)
+	case e.Target == nil || e.Target.Current:
+		fix.Notef("%s: ask it to put its configuration back; the ip command runs if it cannot be asked", owner.Describe(dev))
+		fix.RunOr(c, ipFix)
+	default:
+		fix.Alt(owner.Describe(dev)+"; where "+owner.Name+" can be asked (inside that system), prefer", c)
+		fix.Run(ipFix)
+	}
 	return explanation{key: fmt.Sprintf("default:%d:%d", fam, tbl), summary: summary, fix: fix, evidence: ev}
 }
 
@@ -353,4 +376,18 @@ func ruleSpec(ru routes.Rule) []any {
 		words = append(words, "fwmark", fmt.Sprintf("%#x", ru.Mark))
 	}
 	return words
+}
+
+// ownerOf is the network manager owning dev, and whether the managers
+// were read at all.
+func (e *Evidence) ownerOf(dev string) (netmgr.Owner, bool) {
+	if e.Managers == nil || e.Routes == nil || dev == "" {
+		return netmgr.Owner{}, e.Managers != nil
+	}
+	for _, l := range e.Routes.Links {
+		if l.Name == dev {
+			return e.Managers[l.Index], true
+		}
+	}
+	return netmgr.Owner{}, true
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/synscope/synscope/internal/capture"
 	"github.com/synscope/synscope/internal/causes"
 	"github.com/synscope/synscope/internal/counters"
+	"github.com/synscope/synscope/internal/netmgr"
 	"github.com/synscope/synscope/internal/netns"
 	"github.com/synscope/synscope/internal/report"
 	"github.com/synscope/synscope/internal/routes"
@@ -244,5 +245,52 @@ func TestNoRouteExpiredInPlaceReplaces(t *testing.T) {
 	}
 	if want := "ip -n srv -6 route replace default via fd77:2::1 dev s0"; !strings.HasSuffix(fs[0].Fix, want) {
 		t.Fatalf("fix %q, want it to end with %q", fs[0].Fix, want)
+	}
+}
+
+// TestNoRouteNamesOwner: a device owned by a running systemd-networkd is
+// named in the evidence and in the report's default routes, and the fix
+// asks networkd first with the ip command as the fallback; networkd that
+// does not manage the device, or managers not read, leave the plain fix.
+func TestNoRouteNamesOwner(t *testing.T) {
+	nd := netmgr.Owner{Name: netmgr.Networkd, Running: true, Manages: true, State: "configured",
+		How: "systemd-networkd runs in the namespace as pid 7; its state of the device: ADMIN_STATE=configured NETWORK_FILE=/x"}
+	e := server()
+	noRouteV6(e)
+	e.Managers = map[int]netmgr.Owner{2: nd}
+	f := Diagnose(e)[0]
+	want := "# s0 is managed by systemd-networkd (configured); where systemd-networkd can be asked (inside that system), prefer: networkctl reconfigure s0\n" +
+		"ip -n srv -6 route add default via fd77:2::1 dev s0"
+	if f.Fix != want {
+		t.Errorf("fix in a named namespace:\n%s\nwant:\n%s", f.Fix, want)
+	}
+	e.Target = &netns.Target{Current: true}
+	want = "# s0 is managed by systemd-networkd (configured): ask it to put its configuration back; the ip command runs if it cannot be asked\n" +
+		"networkctl reconfigure s0 || ip -6 route add default via fd77:2::1 dev s0"
+	if f := Diagnose(e)[0]; f.Fix != want {
+		t.Errorf("fix in the caller's namespace:\n%s\nwant:\n%s", f.Fix, want)
+	}
+	found := false
+	for _, x := range f.Evidence {
+		found = found || (x.Source == sourceManagers && strings.HasPrefix(x.Text, "s0 is managed by systemd-networkd (configured): "))
+	}
+	if !found {
+		t.Errorf("no evidence naming networkd: %+v", f.Evidence)
+	}
+	e.Routes.Routes = append(e.Routes.Routes, routes.Route{Family: unix.AF_INET, Table: 254, Type: "unicast", Dev: "s0", Ifindex: 2,
+		Gateway: netip.MustParseAddr("10.77.2.1")})
+	if ds := summariseDefaults(e); len(ds) != 1 || ds[0].Manager != "s0 is managed by systemd-networkd (configured)" {
+		t.Errorf("report default routes: %+v", ds)
+	}
+
+	idle := nd
+	idle.Manages, idle.State = false, "unmanaged"
+	for name, m := range map[string]map[int]netmgr.Owner{"not managing": {2: idle}, "none": {}, "not read": nil} {
+		e := server()
+		noRouteV6(e)
+		e.Managers = m
+		if f := Diagnose(e)[0]; f.Fix != "ip -n srv -6 route add default via fd77:2::1 dev s0" {
+			t.Errorf("%s: fix %q, want the ip command alone", name, f.Fix)
+		}
 	}
 }

@@ -86,6 +86,7 @@ func summariseDefaults(e *Evidence) []report.DefaultRoute {
 		if rt.Gateway.IsValid() {
 			d.Via = rt.Gateway.String()
 		}
+		d.Manager = e.Managers[rt.Ifindex].Describe(rt.Dev)
 		out = append(out, d)
 	}
 	return out

@@ -31,6 +31,8 @@ func forget(e *Evidence, source string) {
 		e.Conntrack, e.ConntrackStart = nil, nil
 	case sourceTC:
 		e.TC = nil
+	case sourceManagers:
+		e.Managers = nil
 	case sourceCapture:
 		// Peers the capture found are not known either.
 		e.Capture = nil
@@ -56,6 +58,7 @@ var claims = map[string]struct {
 	sourceSynRecv:   {nil, []string{"SYN-RECV request sockets"}},
 	sourceRoutes:    {[]string{"routes", "route-replay", "neighbours"}, []string{"succeed", "absent"}},
 	sourceReplay:    {[]string{"route-replay"}, []string{"succeed", "lookup fails"}},
+	sourceManagers:  {[]string{"network-managers"}, []string{"is managed by", "no network manager runs"}},
 	sourceSysctls:   {[]string{"sysctl"}, []string{"syncookies are off (", "= 1 (strict)"}},
 	sourceFirewall:  {[]string{"firewall"}, nil},
 	sourceConntrack: {[]string{"conntrack"}, nil},

@@ -231,6 +231,13 @@ func (s *Script) Run(c Cmd) *Script {
 	return s
 }
 
+// RunOr adds "c || d": d runs only when c fails (the owner's own command
+// first, the direct one when the owner cannot be asked).
+func (s *Script) RunOr(c, d Cmd) *Script {
+	s.lines = append(s.lines, c.String()+" || "+d.String())
+	return s
+}
+
 // Note adds a comment line; text may hold values from the inspected system
 // and is shown safely, on one line.
 func (s *Script) Note(text string) *Script {

@@ -143,6 +143,10 @@ type DefaultRoute struct {
 	Type   string `json:"type"`
 	Via    string `json:"via,omitempty"`
 	Dev    string `json:"dev,omitempty"`
+	// Manager says which network manager owns the device, e.g. "s0 is
+	// managed by systemd-networkd (configured)"; empty when none runs or
+	// the network-managers source was not read.
+	Manager string `json:"manager,omitempty"`
 }
 
 // Listener summarises one listening socket.

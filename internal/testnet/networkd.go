@@ -2,6 +2,7 @@ package testnet
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,8 +11,24 @@ import (
 	"testing"
 	"time"
 
+	"github.com/synscope/synscope/internal/lab"
 	"github.com/synscope/synscope/internal/netns"
 )
+
+// LabServerNetwork is the lab server's configuration (s0) as a
+// systemd-networkd .network file: its addresses and both static default
+// routes, RAs off.
+var LabServerNetwork = fmt.Sprintf(`[Match]
+Name=s0
+
+[Network]
+Address=%s/24
+Address=%s/64
+Gateway=%s
+Gateway=%s
+IPv6AcceptRA=no
+LinkLocalAddressing=ipv6
+`, lab.ServerV4, lab.ServerV6, lab.RouterS4, lab.RouterS6)
 
 // networkdBin is Debian's systemd-networkd (package systemd).
 const networkdBin = "/lib/systemd/systemd-networkd"

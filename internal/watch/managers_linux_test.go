@@ -17,20 +17,6 @@ import (
 	"github.com/synscope/synscope/internal/testnet"
 )
 
-// serverNetwork is the lab server's configuration as a systemd-networkd
-// .network file: its addresses and both static default routes.
-var serverNetwork = fmt.Sprintf(`[Match]
-Name=s0
-
-[Network]
-Address=%s/24
-Address=%s/64
-Gateway=%s
-Gateway=%s
-IPv6AcceptRA=no
-LinkLocalAddressing=ipv6
-`, lab.ServerV4, lab.ServerV6, lab.RouterS4, lab.RouterS6)
-
 // delDefaults removes the lab's own default routes (proto boot): a
 // network manager brings its own.
 func delDefaults(t *testing.T, h *netlink.Handle) {
@@ -113,7 +99,7 @@ func TestLabNetworkdReset(t *testing.T) {
 	h, tg := nsHandle(t, env.Server)
 	testnet.Sysctl(t, tg, "net/ipv6/conf/s0/accept_dad", "1")
 	delDefaults(t, h)
-	nd := testnet.StartNetworkd(t, tg, map[string]string{"10-s0.network": serverNetwork})
+	nd := testnet.StartNetworkd(t, tg, map[string]string{"10-s0.network": testnet.LabServerNetwork})
 	waitDefaults(t, h, unix.RTPROT_STATIC, 15*time.Second)
 
 	opts := repairOpts(env.Server, t.TempDir())

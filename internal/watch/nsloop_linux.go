@@ -14,6 +14,7 @@ import (
 
 	"github.com/synscope/synscope/internal/collect"
 	"github.com/synscope/synscope/internal/counters"
+	"github.com/synscope/synscope/internal/netmgr"
 	"github.com/synscope/synscope/internal/netns"
 	"github.com/synscope/synscope/internal/report"
 )
@@ -73,6 +74,13 @@ type nsLoop struct {
 	prev   *counters.Snapshot
 	repair *repairer
 	expiry *time.Timer
+	// mgrs are the network managers running in the namespace, from the
+	// process scan at mgrsAt (each interval; zero: not scanned yet), or
+	// why the scan failed: route-lost names the owner without a /proc
+	// scan on the loss's path.
+	mgrs    []netmgr.Proc
+	mgrsErr error
+	mgrsAt  time.Time
 }
 
 type riskKey struct {
@@ -571,6 +579,7 @@ func (l *nsLoop) settle(ctx context.Context, now time.Time, senders map[key]uint
 		if pid != 0 {
 			args = append(args, slog.Uint64("portid", uint64(pid)))
 		}
+		args = append(args, l.ownerArgs(r)...)
 		if !l.presentNow(ft, now) {
 			args = append(args, slog.Bool("family_table_empty", true))
 		}
@@ -585,7 +594,11 @@ func (l *nsLoop) settle(ctx context.Context, now time.Time, senders map[key]uint
 			delete(l.lastErr, ft)
 			pid, sent := senders[r.key()]
 			who := ProtoName(r.Protocol)
-			if !sent && sentByProcess(r.Protocol) {
+			conf, read := l.conf[r.Ifindex]
+			if !read {
+				conf = devConf{Forwarding: -1, AcceptRA: -1}
+			}
+			if !sent && sentByProcess(r.Protocol, conf) {
 				// Found by a dump: the route news naming its sender is
 				// still on its way.
 				l.unnamed[r.key()] = unnamedRestore{route: r, sameAsLost: prev.key() == r.key(), at: now}
@@ -616,11 +629,16 @@ type unnamedRestore struct {
 const unnamedWait = 500 * time.Millisecond
 
 // sentByProcess reports whether routes of proto reach the kernel from a
-// process through netlink (RA, kernel and redirect routes are the
-// kernel's own: port id 0).
-func sentByProcess(proto uint8) bool {
+// process through netlink (kernel and redirect routes are the kernel's
+// own, port id 0; RA routes too, unless the device's accept_ra is 0).
+func sentByProcess(proto uint8, conf devConf) bool {
 	switch proto {
-	case protoRA, unix.RTPROT_KERNEL, unix.RTPROT_REDIRECT:
+	case protoRA:
+		// The kernel learns RA routes itself only on a device that takes
+		// RAs; with accept_ra=0 (read, not unknown) a network manager's
+		// own RA client (systemd-networkd, NetworkManager) installed it.
+		return conf.AcceptRA == 0
+	case unix.RTPROT_KERNEL, unix.RTPROT_REDIRECT:
 		return false
 	}
 	return true
@@ -635,6 +653,21 @@ func (l *nsLoop) logRestored(ctx context.Context, r Route, sameAsLost bool, at t
 	}
 	who := restorerName(r.Protocol, process)
 	args := []any{slog.String("restored_by", who), slog.Bool("same_as_lost", sameAsLost)}
+	if process == "" && r.Protocol == protoRA {
+		// A refresh of a listed route sends no news naming its sender;
+		// on a device whose kernel takes no RAs, the RA client is the
+		// network manager running for it.
+		if c, read := l.conf[r.Ifindex]; read && c.AcceptRA == 0 {
+			if l.mgrsAt.IsZero() {
+				l.scanManagers(time.Now())
+			}
+			if o := netmgr.OwnerOf(l.mgrs, r.Ifindex); o.Acts() {
+				who = o.Name
+				args[0] = slog.String("restored_by", who)
+				args = append(args, slog.String("restored_by_detail", "the device's accept_ra is 0, so the kernel learns no RA routes there; its RA client is "+o.Name+": "+o.How))
+			}
+		}
+	}
 	if process != "" {
 		args = append(args, slog.String("process", process))
 	}
@@ -761,6 +794,7 @@ func (l *nsLoop) interval(ctx context.Context) bool {
 		return true
 	}
 	now := time.Now()
+	l.scanManagers(now)
 	l.readSysctls(ctx)
 	if err := l.refreshLinks(); err == nil {
 		if err := l.resync(now, false); err == nil {
@@ -832,4 +866,29 @@ func (l *nsLoop) checkRisks(ctx context.Context, now time.Time) {
 			l.m.setRisk(l.name, fam, k, on[[2]string{FamilyName(fam), k}])
 		}
 	}
+}
+
+// scanManagers lists the network managers running in the namespace.
+func (l *nsLoop) scanManagers(now time.Time) {
+	l.mgrs, l.mgrsErr = netmgr.Running("/proc", l.t.Inode)
+	l.mgrsAt = now
+}
+
+// ownerArgs names the network manager that owns a lost route's device,
+// for the route-lost line: owner and owner_detail (what was read, and the
+// time of the process scan it comes from), or owner "not checked" with
+// the reason when /proc could not be read; no field when no manager runs
+// in the namespace.
+func (l *nsLoop) ownerArgs(r Route) []any {
+	if l.mgrsAt.IsZero() {
+		l.scanManagers(time.Now())
+	}
+	if l.mgrsErr != nil {
+		return []any{slog.String("owner", "not checked"), slog.String("owner_detail", l.mgrsErr.Error())}
+	}
+	o := netmgr.OwnerOf(l.mgrs, r.Ifindex)
+	if o.Name == "" {
+		return nil
+	}
+	return []any{slog.String("owner", o.Name), slog.String("owner_detail", o.How+" (process scan at "+l.mgrsAt.UTC().Format("15:04:05")+")")}
 }

@@ -34,7 +34,7 @@ type repairKernel interface {
 	AddRoute(r Route) error
 	// VerifyLookup checks that a lookup goes through the route.
 	VerifyLookup(r Route) error
-	// Owner finds the network manager that owns the device (findOwner);
+	// Owner finds the network manager that owns the device (netmgr.Find);
 	// an error when it could not be looked for.
 	Owner(link Link) (Owner, error)
 }
@@ -189,8 +189,8 @@ func (g guardChain) run(ctx context.Context, k repairKernel) outcome {
 	}
 	if owner.Acts() {
 		detail := fmt.Sprintf("owned by %s (%s): watch adds no route of its own", owner.Name, owner.How)
-		if c := owner.FixCmd(link.Name); c != "" {
-			detail += "; if the route does not come back run `" + c + "`"
+		if c, ok := owner.FixCmd(link.Name); ok {
+			detail += "; if the route does not come back run `" + c.String() + "`"
 		}
 		return final(RepairLeftToOwner, detail)
 	}

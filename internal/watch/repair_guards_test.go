@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/synscope/synscope/internal/routeloss"
 )
 
@@ -260,22 +262,25 @@ func TestOwnerNames(t *testing.T) {
 			t.Errorf("restorerName(%d, %q) = %q, want %q", tc.proto, tc.process, got, tc.want)
 		}
 	}
-	admin, file := parseNetworkdLink([]byte("# This is private data. Do not parse.\nADMIN_STATE=configured\nOPER_STATE=routable\nNETWORK_FILE=/etc/systemd/network/10-s0.network\n"))
-	if admin != "configured" || file != "/etc/systemd/network/10-s0.network" || !networkdManages(admin, file) {
-		t.Errorf("networkd state: %q %q", admin, file)
-	}
-	for _, a := range []string{"unmanaged", "linger", "failed", ""} {
-		if networkdManages(a, "/x.network") {
-			t.Errorf("ADMIN_STATE=%s read as managed", a)
-		}
-	}
-	if networkdManages("configured", "") {
-		t.Error("a link without a .network file read as managed")
-	}
-	if got := (Owner{Name: MgrNetworkd}).FixCmd("s0;reboot"); got != "networkctl reconfigure 's0;reboot'" {
-		t.Errorf("FixCmd of a hostile name: %s", got)
-	}
 	if (Owner{Name: MgrNetworkd, Running: false, Manages: true}).Acts() {
 		t.Error("a stopped networkd acts")
+	}
+}
+
+// TestSentByProcess: an RA route on a device with accept_ra=0 came from a
+// network manager's own RA client (its route-restored line waits for the
+// sender); with accept_ra read as 1 or 2, or not read, it is the kernel's.
+func TestSentByProcess(t *testing.T) {
+	for _, tc := range []struct {
+		proto    uint8
+		acceptRA int
+		want     bool
+	}{
+		{protoRA, 0, true}, {protoRA, 1, false}, {protoRA, 2, false}, {protoRA, -1, false},
+		{unix.RTPROT_KERNEL, 0, false}, {unix.RTPROT_STATIC, 1, true}, {ProtoSynscope, -1, true},
+	} {
+		if got := sentByProcess(tc.proto, devConf{Forwarding: -1, AcceptRA: tc.acceptRA}); got != tc.want {
+			t.Errorf("sentByProcess(%d, accept_ra=%d) = %v, want %v", tc.proto, tc.acceptRA, got, tc.want)
+		}
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/mdlayher/ndp"
 	"golang.org/x/sys/unix"
 
+	"github.com/synscope/synscope/internal/netmgr"
 	"github.com/synscope/synscope/internal/netns"
 	"github.com/synscope/synscope/internal/nl/rtnl"
 	"github.com/synscope/synscope/internal/routeloss"
@@ -48,11 +49,11 @@ func (k *nlKernel) AddRoute(r Route) error                { return addRoute(k.s,
 func (k *nlKernel) VerifyLookup(r Route) error            { return verifyLookup(k.s, r) }
 
 func (k *nlKernel) Owner(link Link) (Owner, error) {
-	ino, err := netnsInode(k.t.FD())
+	ino, err := netmgr.NetnsInode(k.t.FD())
 	if err != nil {
 		return Owner{}, err
 	}
-	return findOwner("/proc", ino, link.Index)
+	return netmgr.Find("/proc", ino, link.Index)
 }
 
 // DevConf reads net.ipv6.conf.<dev>.{forwarding,accept_ra} inside the
