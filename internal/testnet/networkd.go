@@ -3,6 +3,7 @@ package testnet
 import (
 	"bytes"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,14 +12,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/synscope/synscope/internal/lab"
 	"github.com/synscope/synscope/internal/netns"
 )
 
 // LabServerNetwork is the lab server's configuration (s0) as a
 // systemd-networkd .network file: its addresses and both static default
-// routes, RAs off.
-var LabServerNetwork = fmt.Sprintf(`[Match]
+// routes, RAs off. The caller passes internal/lab's addresses (testnet
+// cannot import lab: lab's tests import testnet).
+func LabServerNetwork(srv4, srv6, gw4, gw6 netip.Addr) string {
+	return fmt.Sprintf(`[Match]
 Name=s0
 
 [Network]
@@ -28,7 +30,8 @@ Gateway=%s
 Gateway=%s
 IPv6AcceptRA=no
 LinkLocalAddressing=ipv6
-`, lab.ServerV4, lab.ServerV6, lab.RouterS4, lab.RouterS6)
+`, srv4, srv6, gw4, gw6)
+}
 
 // networkdBin is Debian's systemd-networkd (package systemd).
 const networkdBin = "/lib/systemd/systemd-networkd"

@@ -99,7 +99,7 @@ func TestLabNetworkdReset(t *testing.T) {
 	h, tg := nsHandle(t, env.Server)
 	testnet.Sysctl(t, tg, "net/ipv6/conf/s0/accept_dad", "1")
 	delDefaults(t, h)
-	nd := testnet.StartNetworkd(t, tg, map[string]string{"10-s0.network": testnet.LabServerNetwork})
+	nd := testnet.StartNetworkd(t, tg, map[string]string{"10-s0.network": testnet.LabServerNetwork(lab.ServerV4, lab.ServerV6, lab.RouterS4, lab.RouterS6)})
 	waitDefaults(t, h, unix.RTPROT_STATIC, 15*time.Second)
 
 	opts := repairOpts(env.Server, t.TempDir())

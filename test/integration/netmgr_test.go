@@ -60,7 +60,7 @@ func TestDoctorNetworkdOwner(t *testing.T) {
 			}
 		}
 	}
-	nd := testnet.StartNetworkd(t, srv, map[string]string{"10-s0.network": testnet.LabServerNetwork})
+	nd := testnet.StartNetworkd(t, srv, map[string]string{"10-s0.network": testnet.LabServerNetwork(lab.ServerV4, lab.ServerV6, lab.RouterS4, lab.RouterS6)})
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		v4, v6 := defaultsOf(t, h, unix.AF_INET), defaultsOf(t, h, unix.AF_INET6)
