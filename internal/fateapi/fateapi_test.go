@@ -99,4 +99,3 @@ func TestParse(t *testing.T) {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
-
