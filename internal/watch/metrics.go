@@ -57,6 +57,8 @@ type Metrics struct {
 	lastCheck    prometheus.Gauge
 	collectorOK  *prometheus.GaugeVec
 	collectorDur *prometheus.GaugeVec
+	fateReqs     *prometheus.CounterVec
+	fateDropped  prometheus.Counter
 
 	mu        sync.Mutex
 	listeners map[string][]listenerSample // netns → capped samples
@@ -117,6 +119,14 @@ func NewMetrics() *Metrics {
 			Name: "synscope_collector_duration_seconds",
 			Help: "How long the collector's last read in the namespace took.",
 		}, []string{"netns", "collector"}),
+		fateReqs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "synscope_fate_api_requests_total",
+			Help: "Fate API requests (--fate-api) by HTTP status: 200 served, 400 bad request, 401 not TLS-authenticated, 429 rate or concurrency limit, 503 tracer not running or web config lost TLS or auth.",
+		}, []string{"code"}),
+		fateDropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "synscope_fate_api_dropped_total",
+			Help: "Fates a fate API request matched but lost because its reader was slower than the tracer (the request's done line counts them too).",
+		}),
 		listeners: map[string][]listenerSample{},
 	}
 	bi := buildinfo.Get()
@@ -127,7 +137,7 @@ func NewMetrics() *Metrics {
 	})
 	build.Set(1)
 	m.Registry.MustRegister(m.present, m.losses, m.expiry, m.atRisk, m.synDrops, m.synTraceUp, m.repairs,
-		m.up, m.lastCheck, m.collectorOK, m.collectorDur, listenerCollector{m}, build,
+		m.up, m.lastCheck, m.collectorOK, m.collectorDur, m.fateReqs, m.fateDropped, listenerCollector{m}, build,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -298,3 +308,6 @@ func (c listenerCollector) Collect(ch chan<- prometheus.Metric) {
 func attributeDrops(d counters.Delta) map[causes.ID]uint64 {
 	return causes.AttributeDrops(d.Get)
 }
+
+// fateRequest counts one fate API answer by its status code.
+func (m *Metrics) fateRequest(code int) { m.fateReqs.WithLabelValues(strconv.Itoa(code)).Inc() }

@@ -23,6 +23,7 @@ const (
 // of namespaces watch does not watch are ignored.
 func (w *watcher) startSYNTrace(ctx context.Context) error {
 	if w.opts.SYNTrace == SYNTraceOff {
+		w.tracing.set(false, "watch runs with --syn-trace off", nil)
 		return nil
 	}
 	tr, err := trace.Open(trace.Options{})
@@ -30,13 +31,20 @@ func (w *watcher) startSYNTrace(ctx context.Context) error {
 		if w.opts.SYNTrace == SYNTraceOn {
 			return fmt.Errorf("watch: --syn-trace=on: %w", err)
 		}
+		w.tracing.set(false, "the eBPF tracer did not load: "+err.Error(), nil)
 		w.opts.Logger.Warn("per-SYN drop attribution unavailable: synscope_syn_drops_total comes from the kernel counters only",
 			slog.String("event", EventSYNTrace), slog.String("error", safetext.Show(err.Error())))
 		return nil
 	}
 	w.m.synTraceUp.Set(1)
+	var missing []string
+	for _, c := range trace.Missing(tr.Capabilities()) {
+		missing = append(missing, c.String())
+	}
+	w.tracing.set(true, "", missing)
 	eng := trace.NewEngine(0)
 	emit := func(o trace.Outcome) {
+		w.publishFate(o)
 		if o.Fate != trace.Dropped || o.Cause == "" {
 			return
 		}
@@ -48,7 +56,16 @@ func (w *watcher) startSYNTrace(ctx context.Context) error {
 	go func() {
 		defer tr.Close()
 		defer w.m.synTraceUp.Set(0)
-		if err := trace.Run(ctx, tr, eng, emit); err != nil && ctx.Err() == nil {
+		err := trace.Run(ctx, tr, eng, emit)
+		why := "watch is stopping"
+		if err != nil {
+			why = "the eBPF tracer stopped: " + err.Error()
+		}
+		w.tracing.set(false, why, nil)
+		if w.fates != nil {
+			w.fates.stopped(why)
+		}
+		if err != nil && ctx.Err() == nil {
 			w.opts.Logger.Error("per-SYN drop attribution stopped", slog.String("event", EventSYNTrace),
 				slog.String("error", safetext.Show(err.Error())))
 		}

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/exporter-toolkit/web"
 
+	"github.com/synscope/synscope/internal/fateapi"
 	"github.com/synscope/synscope/internal/netns"
 	"github.com/synscope/synscope/internal/safetext"
 )
@@ -33,6 +34,9 @@ func Run(ctx context.Context, opts Options) error {
 		m = NewMetrics()
 	}
 	w := &watcher{opts: &opts, m: m, loops: map[string]*running{}, failed: map[string]bool{}, inodes: map[uint32]string{}}
+	if opts.FateAPI {
+		w.fates = newFateHub(m.fateDropped.Inc)
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	if h, err := openProcHistory(); err != nil {
@@ -79,16 +83,25 @@ func Run(ctx context.Context, opts Options) error {
 
 	var addr net.Addr
 	srvErr := make(chan error, 1)
-	if opts.Listen != "" {
-		ln, err := net.Listen("tcp", opts.Listen)
-		if err != nil {
-			w.stopAll()
-			return fmt.Errorf("watch: metrics endpoint: %w", err)
+	if opts.Listen != "" || opts.Listener != nil {
+		ln := opts.Listener
+		if ln == nil {
+			var err error
+			if ln, err = net.Listen("tcp", opts.Listen); err != nil {
+				w.stopAll()
+				return fmt.Errorf("watch: metrics endpoint: %w", err)
+			}
 		}
 		addr = ln.Addr()
+		var fa *fateAPI
+		if opts.FateAPI {
+			fa = &fateAPI{hub: w.fates, trace: &w.tracing, limiter: newTokenBucket(opts.FateAPIRate, fateAPIBurst),
+				sem: make(chan struct{}, FateAPIConcurrent), maxDur: opts.FateAPIMaxDuration, webConfig: opts.WebConfigFile,
+				log: opts.Logger, m: m, now: time.Now, done: ctx.Done()}
+		}
 		// The server's own errors (TLS handshakes, bad requests) go to the
 		// structured log, escaped like every other line.
-		srv := &http.Server{Handler: Handler(m), ReadHeaderTimeout: 10 * time.Second,
+		srv := &http.Server{Handler: handler(m, fa), ReadHeaderTimeout: 10 * time.Second,
 			ErrorLog: slog.NewLogLogger(opts.Logger.Handler(), slog.LevelWarn)}
 		cfg := opts.WebConfigFile
 		go func() {
@@ -131,8 +144,14 @@ func Run(ctx context.Context, opts Options) error {
 }
 
 // Handler serves GET /metrics, / and /healthz; nothing changes state.
-func Handler(m *Metrics) http.Handler {
+func Handler(m *Metrics) http.Handler { return handler(m, nil) }
+
+// handler is Handler plus, when fa is set, POST /api/v1/fates.
+func handler(m *Metrics, fa *fateAPI) http.Handler {
 	mux := http.NewServeMux()
+	if fa != nil {
+		mux.Handle("POST "+fateapi.Path, fa)
+	}
 	mux.Handle("GET /metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{MaxRequestsInFlight: 4, Timeout: 10 * time.Second}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = w.Write([]byte("ok\n"))
@@ -163,6 +182,10 @@ type watcher struct {
 	// procs is the eBPF process history (nil where it does not load):
 	// names deleters that exited before /proc could be read.
 	procs *procHistory
+	// tracing is the SYN tracer's state; fates (nil without --fate-api)
+	// fans its outcomes out to the fate API's requests.
+	tracing traceStatus
+	fates   *fateHub
 }
 
 // runNetnsPrefix marks a spec found in /run/netns by --all-netns: opened
