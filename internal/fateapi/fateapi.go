@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/synscope/synscope/internal/causes"
-	"github.com/synscope/synscope/internal/trace"
 )
 
 // Path is the endpoint's path (POST only).
@@ -172,7 +171,9 @@ func (f *Filter) Match(x Fate) bool {
 }
 
 // Fate is one SYN's (or one attempt's) fate as the server's trace engine
-// decided it: trace.Outcome's facts with watch's label of the namespace.
+// decided it: trace.Outcome's facts with watch's label of the namespace
+// (watch converts; this package stays free of the tracer, so probe builds
+// everywhere).
 type Fate struct {
 	Time time.Time `json:"time"`
 	// Netns is watch's label of the namespace the SYN arrived in.
@@ -191,14 +192,6 @@ type Fate struct {
 	Retransmits int `json:"synack_retransmits"`
 	// Incomplete: tracing stopped while the handshake was under way.
 	Incomplete bool `json:"incomplete,omitempty"`
-}
-
-// FromOutcome is the wire form of a trace outcome in the namespace
-// labelled netns.
-func FromOutcome(o trace.Outcome, netns string) Fate {
-	return Fate{Time: o.Time, Netns: netns, Client: o.Client, Server: o.Server, Fate: string(o.Fate),
-		Cause: o.Cause, Evidence: o.Evidence, SYNs: o.SYNs, SynAcks: o.SynAcks, Retransmits: o.Retransmits,
-		Incomplete: o.Incomplete}
 }
 
 // Line types, in the order a response writes them.

@@ -335,6 +335,13 @@ func (w *watcher) publishFate(o trace.Outcome) {
 		return
 	}
 	if ns, ok := w.nameOf(o.Netns); ok {
-		w.fates.publish(fateapi.FromOutcome(o, ns))
+		w.fates.publish(fateOf(o, ns))
 	}
+}
+
+// fateOf is the wire form of a trace outcome in the namespace labelled ns.
+func fateOf(o trace.Outcome, ns string) fateapi.Fate {
+	return fateapi.Fate{Time: o.Time, Netns: ns, Client: o.Client, Server: o.Server, Fate: string(o.Fate),
+		Cause: o.Cause, Evidence: o.Evidence, SYNs: o.SYNs, SynAcks: o.SynAcks, Retransmits: o.Retransmits,
+		Incomplete: o.Incomplete}
 }
