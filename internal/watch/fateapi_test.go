@@ -2,6 +2,7 @@ package watch
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -81,8 +82,11 @@ func TestFateAPIGate(t *testing.T) {
 			t.Errorf("%s: error %v, want one line with %q", c.name, err, c.want)
 		}
 	}
-	// Run itself refuses, with the same line, before opening anything.
-	err := Run(t.Context(), Options{Logger: lg, FateAPI: true, Listen: "127.0.0.1:0", WebConfigFile: fateWebConfig(t, true, false, "")})
+	// Run itself refuses, with the same line, before opening anything
+	// (bounded: a broken gate fails here rather than running on).
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second)
+	defer cancel()
+	err := Run(ctx, Options{Logger: lg, FateAPI: true, Listen: "127.0.0.1:0", WebConfigFile: fateWebConfig(t, true, false, "")})
 	if err == nil || !strings.Contains(err.Error(), "authenticates nobody") {
 		t.Errorf("Run: %v", err)
 	}
@@ -279,6 +283,16 @@ func TestFateAPILimits(t *testing.T) {
 	if c, _ := code(); c != http.StatusOK {
 		t.Fatalf("6s later: %d, want 200", c)
 	}
+	// An idle hour refills the bucket to its size, not beyond.
+	fs.clock.add(time.Hour)
+	for i := range fateAPIBurst {
+		if c, _ := code(); c != http.StatusOK {
+			t.Fatalf("after an hour, request %d: %d", i+1, c)
+		}
+	}
+	if c, _ := code(); c != http.StatusTooManyRequests {
+		t.Fatalf("after an hour, request %d: %d, want 429 (burst %d)", fateAPIBurst+1, c, fateAPIBurst)
+	}
 
 	// Concurrency: FateAPIConcurrent long requests held open, one more
 	// refused.
@@ -311,12 +325,17 @@ func TestFateHubNeverBlocks(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := h.subscribe(f)
-	start := time.Now()
-	for range fateSubBuffer + 10 {
-		h.publish(fateapi.Fate{Client: "10.0.0.2:1", Server: "10.0.0.1:80"})
-	}
-	if el := time.Since(start); el > time.Second {
-		t.Errorf("publish blocked: %v", el)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range fateSubBuffer + 10 {
+			h.publish(fateapi.Fate{Client: "10.0.0.2:1", Server: "10.0.0.1:80"})
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(2 * time.Second):
+		t.Fatal("publish blocked on a reader that does not read")
 	}
 	if d := h.unsubscribe(s); d != 10 || len(s.ch) != fateSubBuffer {
 		t.Errorf("dropped %d queued %d", d, len(s.ch))
