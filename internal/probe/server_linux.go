@@ -193,6 +193,11 @@ func joinServer(h serverHarvest, src netip.Addr, lport, port uint16) *ServerView
 			return &ServerView{Checked: false, Text: "not checked: " + h.partial}
 		}
 		v.Text = "never seen at the server"
+		if h.named != nil {
+			// The watch matched the flow as named: behind NAT the server
+			// sees another client address or port.
+			v.Text += " as " + netip.AddrPortFrom(src.Unmap(), lport).String() + " (a NAT on the way would change that)"
+		}
 		return v
 	}
 	v.Seen = true
