@@ -143,10 +143,10 @@ func startServerEndpoint(ctx context.Context, o Options, t *netns.Target, flows 
 	hr.Header.Set("Content-Type", "application/json")
 	resp, err := client.Do(hr)
 	if err != nil {
-		arm.Stop()
+		timedOut := !arm.Stop()
 		cancel()
 		e.rep.Reason = "the server's watch is unreachable: " + err.Error()
-		if rctx.Err() != nil && ctx.Err() == nil {
+		if timedOut {
 			e.rep.Reason = fmt.Sprintf("the server's watch did not answer within %s", armTimeout)
 		}
 		return e
