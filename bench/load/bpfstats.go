@@ -1,9 +1,11 @@
 package main
 
 import (
+	"cmp"
 	"errors"
 	"io"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -26,6 +28,7 @@ func enableBPFStats() (io.Closer, error) {
 
 // bpfRun is one program's cumulative run time and run count.
 type bpfRun struct {
+	name     string
 	ns, runs uint64
 }
 
@@ -45,27 +48,42 @@ func bpfSnapshot() map[ebpf.ProgramID]bpfRun {
 			continue
 		}
 		st, err := p.Stats()
+		var name string
+		if info, err := p.Info(); err == nil {
+			name = info.Name
+		}
 		p.Close()
 		if err != nil {
 			continue
 		}
-		out[id] = bpfRun{ns: uint64(st.Runtime), runs: st.RunCount}
+		out[id] = bpfRun{name: name, ns: uint64(st.Runtime), runs: st.RunCount}
 	}
 	return out
 }
 
 // bpfDelta sums the run time and runs between two snapshots (programs
-// loaded in between count from zero).
-func bpfDelta(a, b map[ebpf.ProgramID]bpfRun) bpfRun {
+// loaded in between count from zero), and lists the programs that ran,
+// costliest first.
+func bpfDelta(a, b map[ebpf.ProgramID]bpfRun) (bpfRun, []progCost) {
 	var d bpfRun
+	var ran []progCost
 	for id, r := range b {
 		p := a[id]
-		if r.ns >= p.ns && r.runs >= p.runs {
+		if r.ns >= p.ns && r.runs >= p.runs && r.runs > p.runs {
 			d.ns += r.ns - p.ns
 			d.runs += r.runs - p.runs
+			ran = append(ran, progCost{Name: r.name, Ms: float64(r.ns-p.ns) / 1e6, Runs: r.runs - p.runs})
 		}
 	}
-	return d
+	slices.SortFunc(ran, func(x, y progCost) int { return cmp.Compare(y.Ms, x.Ms) })
+	return d, ran
+}
+
+// progCost is one program's run time and runs in a phase.
+type progCost struct {
+	Name string  `json:"name"`
+	Ms   float64 `json:"ms"`
+	Runs uint64  `json:"runs"`
 }
 
 // busyTime is the machine's non-idle CPU time so far (all CPUs; user,
@@ -112,6 +130,8 @@ type kernelCost struct {
 	// programs and the tool together over BusyMs: what the mode costs.
 	ToolMs        float64 `json:"tool_ms"`
 	TotalSharePct float64 `json:"total_share_pct"`
+	// Programs lists the programs that ran, costliest first.
+	Programs []progCost `json:"programs,omitempty"`
 }
 
 // costMeter measures one phase.
@@ -127,10 +147,10 @@ func startCost() costMeter {
 
 // stop ends the phase; tool is the tool's CPU time in it.
 func (m costMeter) stop(tool time.Duration) kernelCost {
-	d := bpfDelta(m.bpf, bpfSnapshot())
+	d, ran := bpfDelta(m.bpf, bpfSnapshot())
 	b, _ := busyTime()
 	c := kernelCost{BPFms: float64(d.ns) / 1e6, BPFRuns: d.runs, BusyMs: float64(b-m.busy) / float64(time.Millisecond),
-		ToolMs: float64(tool) / float64(time.Millisecond)}
+		ToolMs: float64(tool) / float64(time.Millisecond), Programs: ran}
 	if c.BusyMs > 0 {
 		c.SharePct = c.BPFms / c.BusyMs * 100
 		c.TotalSharePct = (c.BPFms + c.ToolMs) / c.BusyMs * 100

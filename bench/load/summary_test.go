@@ -52,7 +52,7 @@ func TestParseModes(t *testing.T) {
 func TestKernelCost(t *testing.T) {
 	a := map[ebpf.ProgramID]bpfRun{1: {ns: 100, runs: 10}, 2: {ns: 50, runs: 5}}
 	b := map[ebpf.ProgramID]bpfRun{1: {ns: 400, runs: 40}, 2: {ns: 50, runs: 5}, 3: {ns: 70, runs: 7}}
-	if d := bpfDelta(a, b); d.ns != 370 || d.runs != 37 {
+	if d, ran := bpfDelta(a, b); d.ns != 370 || d.runs != 37 || len(ran) != 2 || ran[0].Runs != 30 {
 		t.Errorf("delta %+v, want 370 ns over 37 runs (program 3 loaded in between counts from zero)", d)
 	}
 	var ss []sample
