@@ -187,6 +187,16 @@ func TestProbeServerWatchNoRouteToPeer(t *testing.T) {
 	if rep.ExitCode() != 1 {
 		t.Errorf("exit %d, want 1", rep.ExitCode())
 	}
+	// --raw: the ports are the raw attempts' own reservations.
+	rep = labProbe(t, env, 6, func(o *Options) { withWatch(w.good)(o); o.Raw = true })
+	if rep.Target.Mode != ModeRaw || rep.Verdict != Confirmed || rep.Cause != causes.NoRouteToPeer {
+		t.Fatalf("raw: mode %s verdict %s [%s]: %s", rep.Target.Mode, rep.Verdict, rep.Cause, rep.Summary)
+	}
+	for _, at := range rep.Addresses[0].Attempts {
+		if at.Server == nil || !at.Server.Seen || at.Server.SYNs != 1 {
+			t.Errorf("raw attempt %d (sport %d): server view %+v", at.Seq, at.LocalPort, at.Server)
+		}
+	}
 
 	for _, cfg := range []string{w.noAuth, w.badPass} {
 		rep = labProbe(t, env, 6, withWatch(cfg))
