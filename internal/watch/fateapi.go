@@ -38,6 +38,8 @@ const (
 	// fateSubBuffer is each request's queue of matched fates; a reader
 	// slower than the tracer loses fates (counted, said in "done").
 	fateSubBuffer = 256
+	// fateWriteTimeout bounds the write of one response line.
+	fateWriteTimeout = 5 * time.Second
 )
 
 // checkFateWebConfig is the gate: the exporter-toolkit web config at path
@@ -275,6 +277,9 @@ func (a *fateAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rc := http.NewResponseController(w)
 	enc := json.NewEncoder(w)
 	write := func(l fateapi.Line) bool {
+		// A caller that stops reading cannot hold the request beyond
+		// its window: each line must leave within fateWriteTimeout.
+		_ = rc.SetWriteDeadline(time.Now().Add(fateWriteTimeout))
 		if enc.Encode(l) != nil {
 			return false
 		}
