@@ -29,6 +29,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/synscope/synscope/bench/load/kuberules"
 )
 
 func main() {
@@ -46,11 +48,13 @@ func main() {
 	flag.IntVar(&o.workers, "workers", 16, "handshake-storm client workers")
 	modes := flag.String("modes", modeList, "modes to measure (baseline is always included)")
 	flag.StringVar(&o.window, "doctor-window", "2s", "doctor's --window in the doctor mode")
+	doctorArgs := flag.String("doctor-args", "", "extra doctor flags in the doctor mode, space-separated (e.g. \"--no-trace --no-capture\", to find what costs)")
 	flag.IntVar(&o.kubeServices, "kube-services", 0, "load this many kube-proxy services (2 iptables-nft nat rules each) into the server namespace first")
 	flag.StringVar(&o.jsonOut, "json", "", "also write the results as JSON to this file")
 	report := flag.String("report", "", "print the table again from a -json file (no measurement)")
 	flag.StringVar(&o.lockPath, "lock", "/tmp/synscope-ns.lock", "flock held while the benchmark runs (\"\": the caller holds it, e.g. around several runs)")
 	flag.Parse()
+	o.doctorArgs = strings.Fields(*doctorArgs)
 
 	var err error
 	switch *role {
@@ -61,7 +65,7 @@ func main() {
 	case "storm":
 		err = runStorm(*addr, *n, *d)
 	case "kuberules":
-		_, err = fmt.Print(kubeRules(*n))
+		_, err = fmt.Print(kuberules.IPTables(*n))
 	case "":
 		if *report != "" {
 			err = reprint(*report)

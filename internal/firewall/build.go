@@ -80,7 +80,7 @@ func build(tables []rawTable) *Ruleset {
 			sets[s.set.Name] = si
 		}
 		for _, c := range t.chains {
-			ci := &chainInfo{family: fam, table: t.table.Name, name: c.chain.Name, typ: string(c.chain.Type)}
+			ci := &chainInfo{family: fam, table: t.table.Name, name: c.chain.Name, typ: string(c.chain.Type), nfFamily: t.table.Family, sets: sets}
 			if c.chain.Hooknum != nil {
 				ci.base = true
 				ci.hook = hookName(t.table.Family, *c.chain.Hooknum)
