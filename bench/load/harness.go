@@ -438,6 +438,7 @@ func measure(ctx context.Context, o *options, self, mode string) (sample, error)
 	var t *tool
 	var doc *doctorLoop
 	switch mode {
+	case "baseline":
 	case "trace", "watch":
 		var err error
 		var attach time.Duration
@@ -447,8 +448,12 @@ func measure(ctx context.Context, o *options, self, mode string) (sample, error)
 		}
 		defer t.stop()
 		s.AttachS = attach.Seconds()
-	case "doctor":
-		doc = startDoctor(ctx, o.bin, o.window, o.doctorArgs)
+	default:
+		extra, err := doctorModeArgs(mode)
+		if err != nil {
+			return s, err
+		}
+		doc = startDoctor(ctx, o.bin, o.window, append(append([]string{}, o.doctorArgs...), extra...))
 	}
 	cpu := func() time.Duration {
 		if t == nil {

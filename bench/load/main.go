@@ -93,6 +93,10 @@ func parseModes(s string) ([]string, error) {
 		case "trace", "watch", "doctor":
 			out = append(out, m)
 		default:
+			if _, err := doctorModeArgs(m); err == nil {
+				out = append(out, m)
+				continue
+			}
 			return nil, fmt.Errorf("unknown mode %q (want %s)", m, modeList)
 		}
 	}
@@ -100,4 +104,25 @@ func parseModes(s string) ([]string, error) {
 }
 
 // modeList is every mode beside the baseline.
-const modeList = "trace,watch,doctor"
+const modeList = "trace,watch,doctor (or doctor+no-capture, doctor+no-trace+no-capture, ...: doctor with those flags)"
+
+// doctorModeArgs gives the extra doctor flags a mode names: "doctor" none,
+// "doctor+no-capture+no-trace" --no-capture --no-trace. Variants of doctor
+// measured in the same run, rounds interleaved, tell what of its cost
+// comes from which part.
+func doctorModeArgs(mode string) ([]string, error) {
+	parts := strings.Split(mode, "+")
+	if parts[0] != "doctor" {
+		return nil, fmt.Errorf("not a doctor mode: %q", mode)
+	}
+	var args []string
+	for _, p := range parts[1:] {
+		switch p {
+		case "no-capture", "no-trace":
+			args = append(args, "--"+p)
+		default:
+			return nil, fmt.Errorf("unknown doctor variant %q in mode %q (want no-capture, no-trace)", p, mode)
+		}
+	}
+	return args, nil
+}

@@ -361,7 +361,10 @@ func readFirewall(_ context.Context, t *netns.Target, in *Sample) (func(*Sample)
 		return nil, "", err
 	}
 	detail := fmt.Sprintf("%d rules in %d tables", len(rs.Rules), rs.Tables)
-	if partial, n := rs.Partial(); partial {
+	switch partial, n := rs.Partial(); {
+	case partial && n == 0:
+		detail += " (unchanged since the first read, and no rule that can drop has a counter: nothing to re-read)"
+	case partial:
 		detail += fmt.Sprintf(" (unchanged since the first read: counters of the %d rules that can drop re-read)", n)
 	}
 	return func(s *Sample) { s.Firewall = rs }, detail, nil
