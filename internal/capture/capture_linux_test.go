@@ -734,6 +734,18 @@ func TestCaptureCoalescesWakeups(t *testing.T) {
 	if r.Packets != n || r.KernelDrops != 0 {
 		t.Fatalf("read %d packets, kernel dropped %d; want all %d read", r.Packets, r.KernelDrops, n)
 	}
+	// Many packets per recvmmsg: each must be its own (one flow per
+	// source port), with its own kernel timestamp.
+	if len(r.Flows) != n {
+		t.Fatalf("%d flows from %d SYNs from distinct ports", len(r.Flows), n)
+	}
+	stamps := map[time.Time]bool{}
+	for _, f := range r.Flows {
+		stamps[f.FirstSYN] = true
+	}
+	if len(stamps) < n*9/10 {
+		t.Errorf("only %d distinct timestamps on %d packets sent a millisecond apart", len(stamps), n)
+	}
 	t.Logf("%d packets in %d reads by the reader", n, s.reads)
 	if s.reads > n/5 {
 		t.Errorf("%d reads for %d packets a millisecond apart: the reader is not resting between them", s.reads, n)
