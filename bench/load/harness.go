@@ -44,6 +44,7 @@ type options struct {
 	doctorArgs        []string
 	jsonOut, lockPath string
 	kubeServices      int
+	bpfStats          bool
 }
 
 // sample is one mode's measurement in one round.
@@ -53,12 +54,16 @@ type sample struct {
 	LoadAvg string  `json:"loadavg"`
 	AttachS float64 `json:"attach_s,omitempty"`
 	// Tool CPU in millicores during each phase, and its memory.
-	IdleMCPU  float64      `json:"tool_idle_mcpu"`
-	BulkMCPU  float64      `json:"tool_bulk_mcpu"`
-	StormMCPU float64      `json:"tool_storm_mcpu"`
-	RSSMiB    float64      `json:"tool_peak_rss_mib"`
-	Bulk      bulkResult   `json:"bulk"`
-	Storm     stormResult  `json:"storm"`
+	IdleMCPU  float64     `json:"tool_idle_mcpu"`
+	BulkMCPU  float64     `json:"tool_bulk_mcpu"`
+	StormMCPU float64     `json:"tool_storm_mcpu"`
+	RSSMiB    float64     `json:"tool_peak_rss_mib"`
+	Bulk      bulkResult  `json:"bulk"`
+	Storm     stormResult `json:"storm"`
+	// Kernel-side cost in each phase (BPF run-time statistics and the
+	// machine's busy time); absent with -bpf-stats=false.
+	BulkCost  *kernelCost  `json:"bulk_cost,omitempty"`
+	StormCost *kernelCost  `json:"storm_cost,omitempty"`
 	Doctor    *doctorStats `json:"doctor,omitempty"`
 }
 
@@ -127,6 +132,13 @@ func run(o *options) error {
 	res.Params.Streams, res.Params.Workers, res.Params.Modes, res.Params.DoctorWindow = o.streams, o.workers, o.modes, o.window
 	res.Params.DoctorArgs = o.doctorArgs
 
+	if o.bpfStats {
+		st, err := enableBPFStats()
+		if err != nil {
+			return fmt.Errorf("-bpf-stats: enable the kernel's BPF run-time statistics: %w", err)
+		}
+		defer st.Close()
+	}
 	teardown()
 	defer teardown()
 	if err := setup(ctx); err != nil {
@@ -466,6 +478,20 @@ func measure(ctx context.Context, o *options, self, mode string) (sample, error)
 		err := f()
 		return float64(cpu()-c0) / float64(time.Since(w0)) * 1000, err
 	}
+	// costed runs a workload phase and, with -bpf-stats, records what
+	// BPF programs and the machine spent in it.
+	costed := func(into **kernelCost, f func() error) func() error {
+		return func() error {
+			if !o.bpfStats {
+				return f()
+			}
+			m, c0 := startCost(), cpu()
+			err := f()
+			c := m.stop(cpu() - c0)
+			*into = &c
+			return err
+		}
+	}
 	var err error
 	if s.IdleMCPU, err = phase(func() error {
 		select {
@@ -477,14 +503,14 @@ func measure(ctx context.Context, o *options, self, mode string) (sample, error)
 	}); err != nil {
 		return s, err
 	}
-	if s.BulkMCPU, err = phase(func() error {
+	if s.BulkMCPU, err = phase(costed(&s.BulkCost, func() error {
 		return client(ctx, self, "bulk", fmt.Sprintf("%s:%d", addrSrv, portBulk), o.streams, o.duration, &s.Bulk)
-	}); err != nil {
+	})); err != nil {
 		return s, err
 	}
-	if s.StormMCPU, err = phase(func() error {
+	if s.StormMCPU, err = phase(costed(&s.StormCost, func() error {
 		return client(ctx, self, "storm", fmt.Sprintf("%s:%d", addrSrv, portStorm), o.workers, o.duration, &s.Storm)
-	}); err != nil {
+	})); err != nil {
 		return s, err
 	}
 	if t != nil {

@@ -50,6 +50,7 @@ func main() {
 	flag.StringVar(&o.window, "doctor-window", "2s", "doctor's --window in the doctor mode")
 	doctorArgs := flag.String("doctor-args", "", "extra doctor flags in the doctor mode, space-separated (e.g. \"--no-trace --no-capture\", to find what costs)")
 	flag.IntVar(&o.kubeServices, "kube-services", 0, "load this many kube-proxy services (2 iptables-nft nat rules each) into the server namespace first")
+	flag.BoolVar(&o.bpfStats, "bpf-stats", true, "measure the kernel time BPF programs take in each phase (BPF_ENABLE_STATS while the harness runs; adds two clock reads per program run in every mode)")
 	flag.StringVar(&o.jsonOut, "json", "", "also write the results as JSON to this file")
 	report := flag.String("report", "", "print the table again from a -json file (no measurement)")
 	flag.StringVar(&o.lockPath, "lock", "/tmp/synscope-ns.lock", "flock held while the benchmark runs (\"\": the caller holds it, e.g. around several runs)")

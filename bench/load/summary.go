@@ -43,6 +43,18 @@ type summary struct {
 	NoiseHS      float64 `json:"spread_handshakes_pct"`
 	NoiseP99     float64 `json:"spread_p99_pct"`
 	LoadAvgFirst string  `json:"loadavg_first"`
+	// Kernel-side cost (medians over rounds; absent without -bpf-stats):
+	// the BPF programs' share of the machine's busy CPU in each phase,
+	// and their run time per handshake in the storm.
+	BulkBPFShare  float64 `json:"bulk_bpf_share_pct"`
+	StormBPFShare float64 `json:"storm_bpf_share_pct"`
+	BPFNsPerHS    float64 `json:"storm_bpf_ns_per_handshake"`
+	BusyUsPerHS   float64 `json:"storm_busy_us_per_handshake"`
+	// BPF programs and the tool's own CPU together, over the machine's
+	// busy CPU: the mode's whole cost in each phase.
+	BulkTotalShare  float64 `json:"bulk_total_share_pct"`
+	StormTotalShare float64 `json:"storm_total_share_pct"`
+	Costed          bool    `json:"bpf_stats"`
 }
 
 func median(v []float64) float64 {
@@ -76,7 +88,7 @@ func change(v, base float64) float64 {
 func summarize(modes []string, samples []sample) []summary {
 	var out []summary
 	for _, m := range modes {
-		var bulk, hs, p50, p99, idle, bc, sc, rss, att, dw []float64
+		var bulk, hs, p50, p99, idle, bc, sc, rss, att, dw, bsh, ssh, nsh, bsy, bts, sts []float64
 		s := summary{Mode: m}
 		for _, x := range samples {
 			if x.Mode != m {
@@ -91,6 +103,15 @@ func summarize(modes []string, samples []sample) []summary {
 			idle, bc, sc = append(idle, x.IdleMCPU), append(bc, x.BulkMCPU), append(sc, x.StormMCPU)
 			rss, att = append(rss, x.RSSMiB), append(att, x.AttachS)
 			s.Failures += x.Storm.Failures + x.Bulk.Failures
+			if x.BulkCost != nil && x.StormCost != nil {
+				s.Costed = true
+				bsh, ssh = append(bsh, x.BulkCost.SharePct), append(ssh, x.StormCost.SharePct)
+				bts, sts = append(bts, x.BulkCost.TotalSharePct), append(sts, x.StormCost.TotalSharePct)
+				if x.Storm.Handshakes > 0 {
+					nsh = append(nsh, x.StormCost.BPFms*1e6/float64(x.Storm.Handshakes))
+					bsy = append(bsy, x.StormCost.BusyMs*1e3/float64(x.Storm.Handshakes))
+				}
+			}
 			if x.Doctor != nil {
 				dw = append(dw, x.Doctor.MeanWallS)
 				s.DoctorRuns += x.Doctor.Runs
@@ -99,6 +120,8 @@ func summarize(modes []string, samples []sample) []summary {
 		s.BulkGbps, s.HSPerS, s.P50ms, s.P99ms = median(bulk), median(hs), median(p50), median(p99)
 		s.IdleMCPU, s.BulkMCPU, s.StormMCPU, s.RSSMiB, s.AttachS = median(idle), median(bc), median(sc), slices.Max(append(rss, 0)), median(att)
 		s.DoctorWallS = median(dw)
+		s.BulkBPFShare, s.StormBPFShare, s.BPFNsPerHS, s.BusyUsPerHS = median(bsh), median(ssh), median(nsh), median(bsy)
+		s.BulkTotalShare, s.StormTotalShare = median(bts), median(sts)
 		s.NoiseBulk, s.NoiseHS, s.NoiseP99 = spread(bulk), spread(hs), spread(p99)
 		out = append(out, s)
 	}
@@ -175,6 +198,24 @@ func writeTable(w io.Writer, r *results) {
 	if len(r.Summary) > 0 {
 		b := r.Summary[0]
 		fmt.Fprintf(w, "\nnoise (baseline spread between rounds, max-min over median): bulk %.1f%%, handshakes/s %.1f%%, p99 %.1f%%\n", b.NoiseBulk, b.NoiseHS, b.NoiseP99)
+	}
+	if len(r.Summary) > 0 && r.Summary[0].Costed {
+		b := r.Summary[0]
+		fmt.Fprintln(w, "\ncost share (the kernel's BPF run-time statistics and the tool's CPU over the machine's busy CPU in the phase, medians over rounds;")
+		fmt.Fprintln(w, "(+x) is over the baseline, which shows the programs the host runs anyway; both workloads are CPU-bound here, so the share is the throughput or rate the mode can cost)")
+		fmt.Fprintf(w, "%-9s %18s %18s %20s %20s %20s %22s\n", "mode", "bulk BPF share", "storm BPF share", "bulk BPF+tool", "storm BPF+tool", "BPF ns/handshake", "machine µs/handshake")
+		for _, s := range r.Summary {
+			bt := fmt.Sprintf("%.2f%% (%+.2f)", s.BulkTotalShare, s.BulkTotalShare-b.BulkTotalShare)
+			st := fmt.Sprintf("%.2f%% (%+.2f)", s.StormTotalShare, s.StormTotalShare-b.StormTotalShare)
+			if s.Mode == "doctor" { // its runs' CPU comes from rusage per run, not per phase
+				bt, st = "see tool mCPU", "see tool mCPU"
+			}
+			fmt.Fprintf(w, "%-9s %18s %18s %20s %20s %20s %22.1f\n", s.Mode,
+				fmt.Sprintf("%.2f%% (%+.2f)", s.BulkBPFShare, s.BulkBPFShare-b.BulkBPFShare),
+				fmt.Sprintf("%.2f%% (%+.2f)", s.StormBPFShare, s.StormBPFShare-b.StormBPFShare),
+				bt, st,
+				fmt.Sprintf("%.0f (%+.0f)", s.BPFNsPerHS, s.BPFNsPerHS-b.BPFNsPerHS), s.BusyUsPerHS)
+		}
 	}
 	var notes []string
 	for _, s := range r.Summary {

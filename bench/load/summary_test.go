@@ -3,6 +3,8 @@ package main
 import (
 	"strings"
 	"testing"
+
+	"github.com/cilium/ebpf"
 )
 
 func TestSummarize(t *testing.T) {
@@ -34,5 +36,28 @@ func TestParseModes(t *testing.T) {
 	}
 	if _, err := parseModes("tarce"); err == nil {
 		t.Error("a misspelt mode was accepted")
+	}
+}
+
+func TestKernelCost(t *testing.T) {
+	a := map[ebpf.ProgramID]bpfRun{1: {ns: 100, runs: 10}, 2: {ns: 50, runs: 5}}
+	b := map[ebpf.ProgramID]bpfRun{1: {ns: 400, runs: 40}, 2: {ns: 50, runs: 5}, 3: {ns: 70, runs: 7}}
+	if d, ran := bpfDelta(a, b); d.ns != 370 || d.runs != 37 || len(ran) != 2 || ran[0].Runs != 30 {
+		t.Errorf("delta %+v, want 370 ns over 37 runs (program 3 loaded in between counts from zero)", d)
+	}
+	var ss []sample
+	for r := range 3 {
+		ss = append(ss,
+			sample{Round: r + 1, Mode: "baseline", Storm: stormResult{Handshakes: 1000}, BulkCost: &kernelCost{SharePct: 0.1}, StormCost: &kernelCost{BPFms: 0.1, BusyMs: 100, SharePct: 0.1}},
+			sample{Round: r + 1, Mode: "trace", Storm: stormResult{Handshakes: 1000}, BulkCost: &kernelCost{SharePct: 1}, StormCost: &kernelCost{BPFms: 2, BusyMs: 100, SharePct: 2, TotalSharePct: 3}})
+	}
+	out := summarize([]string{"baseline", "trace"}, ss)
+	if !out[1].Costed || out[1].StormBPFShare != 2 || out[1].BulkBPFShare != 1 || out[1].BPFNsPerHS != 2000 || out[1].BusyUsPerHS != 100 || out[0].BPFNsPerHS != 100 || out[1].StormTotalShare != 3 {
+		t.Errorf("%+v", out[1])
+	}
+	var w strings.Builder
+	writeTable(&w, &results{Summary: out})
+	if !strings.Contains(w.String(), "2.00% (+1.90)") || !strings.Contains(w.String(), "2000 (+1900)") {
+		t.Errorf("table:\n%s", w.String())
 	}
 }

@@ -2,6 +2,7 @@
 # Benchmark synscope pcap against tshark on a generated capture.
 #
 #   bench/pcap/run.sh [SIZE] [FILE]
+#   REPEAT=5 bench/pcap/run.sh [SIZE] [FILE]   # synscope runs 5 times per mode (default 3)
 #   FLOOD=1000000 bench/pcap/run.sh [SIZE] [FILE]   # also a SYN flood of that many SYNs
 #
 # SIZE defaults to 1G (the generator's -size syntax); FILE defaults to
@@ -47,6 +48,7 @@ measure() { # name, allowed exit statuses (e.g. "0 1"), command...
 	local name=$1 ok=$2
 	shift 2
 	local t0 t1 rss="" rc=0 err
+	LAST=""
 	err=$(dirname "$BIN")/stderr
 	t0=$(date +%s.%N)
 	"${TIME[@]}" "$@" >/dev/null 2>"$err" || rc=$?
@@ -60,13 +62,37 @@ measure() { # name, allowed exit statuses (e.g. "0 1"), command...
 	[[ ${#TIME[@]} -gt 0 ]] && rss=$(tail -1 "$(dirname "$BIN")/rss")
 	awk -v n="$name" -v p="$PKTS" -v a="$t0" -v b="$t1" -v r="$rss" \
 		'BEGIN { s = b - a; printf "%-40s %8.2f s  %12.0f packets/s", n, s, p / s; if (r != "") printf "  max RSS %d MB", r / 1024; printf "\n" }'
+	LAST=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
 }
+
+# median of the arguments (seconds)
+median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 # /usr/bin/time exits with the command's status; "${TIME[@]}" is empty
 # without it. synscope: 0 all handshakes completed, 1 some failed.
-measure "synscope pcap (summary, 1 core)" "0 1" env GOMAXPROCS=1 "${PIN[@]}" "$BIN" pcap "$FILE"
-measure "synscope pcap --json (1 core)" "0 1" env GOMAXPROCS=1 "${PIN[@]}" "$BIN" pcap --json "$FILE"
-measure "tshark -q -z conv,tcp" "0" "${PIN[@]}" tshark -n -r "$FILE" -q -z conv,tcp
+# synscope runs REPEAT times in each mode (short runs feel a busy
+# machine most); tshark once, between them; the ratio line compares the
+# median --json run with tshark's, all from this one invocation.
+REPEAT=${REPEAT:-3}
+echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+SUM=() JSON=()
+for ((i = 1; i <= REPEAT; i++)); do
+	measure "synscope pcap (summary, 1 core) #$i" "0 1" env GOMAXPROCS=1 "${PIN[@]}" "$BIN" pcap "$FILE"
+	SUM+=("${LAST:-}")
+	measure "synscope pcap --json (1 core) #$i" "0 1" env GOMAXPROCS=1 "${PIN[@]}" "$BIN" pcap --json "$FILE"
+	JSON+=("${LAST:-}")
+	if ((i == (REPEAT + 1) / 2)); then
+		measure "tshark -q -z conv,tcp" "0" "${PIN[@]}" tshark -n -r "$FILE" -q -z conv,tcp
+		TSHARK=${LAST:-}
+	fi
+done
+echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
+if [[ $FAILED == 0 ]]; then
+	awk -v p="$PKTS" -v s="$(median "${SUM[@]}")" -v j="$(median "${JSON[@]}")" -v t="$TSHARK" 'BEGIN {
+		printf "median of %d: summary %.2f s (%.2f M packets/s), --json %.2f s (%.2f M packets/s)\n", '"$REPEAT"', s, p / s / 1e6, j, p / j / 1e6
+		printf "synscope pcap --json is %.1fx tshark on this file (%.2f s vs %.2f s)\n", t / j, j, t
+	}'
+fi
 if [[ ${TSHARK_TWOPASS:-0} == 1 ]]; then
 	measure "tshark -2 tcp.analysis (two-pass)" "0" "${PIN[@]}" tshark -n -2 -r "$FILE" -q -R 'tcp.analysis.flags' -z io,stat,0
 fi
