@@ -113,7 +113,12 @@ func (l *testLab) dial(local netip.Addr, to netip.AddrPort, timeout time.Duratio
 
 // inject sends raw frames out of c0 through an AF_PACKET socket of the
 // client namespace, addressed to s0.
-func (l *testLab) inject(t *testing.T, frames ...[]byte) {
+func (l *testLab) inject(t *testing.T, frames ...[]byte) { l.injectPaced(t, 0, frames...) }
+
+// injectPaced is inject with a pause of gap after each frame, all on one
+// socket (closing a packet socket waits for an RCU grace period: an
+// inject call per frame would space them ~10 ms apart).
+func (l *testLab) injectPaced(t *testing.T, gap time.Duration, frames ...[]byte) {
 	t.Helper()
 	if err := l.cli.Do(func() error {
 		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
@@ -126,6 +131,9 @@ func (l *testLab) inject(t *testing.T, frames ...[]byte) {
 		for _, fr := range frames {
 			if err := unix.Sendto(fd, fr, 0, to); err != nil {
 				return fmt.Errorf("inject: %w", err)
+			}
+			if gap > 0 {
+				time.Sleep(gap)
 			}
 		}
 		return nil
@@ -709,27 +717,7 @@ func TestCaptureCoalescesWakeups(t *testing.T) {
 		copy(frames[i][0:6], l.srvMAC)
 		copy(frames[i][6:12], l.cliMAC)
 	}
-	// One socket for the whole stream (closing a packet socket waits for
-	// an RCU grace period: inject's per-call socket would space the
-	// packets ~10 ms apart).
-	if err := l.cli.Do(func() error {
-		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
-		if err != nil {
-			return err
-		}
-		defer unix.Close(fd)
-		to := &unix.SockaddrLinklayer{Ifindex: l.cliIfidx, Halen: 6}
-		copy(to.Addr[:], l.srvMAC)
-		for _, fr := range frames {
-			if err := unix.Sendto(fd, fr, 0, to); err != nil {
-				return err
-			}
-			time.Sleep(time.Millisecond)
-		}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
+	l.injectPaced(t, time.Millisecond, frames...)
 	r := stop(t, s)
 	if r.Packets != n || r.KernelDrops != 0 {
 		t.Fatalf("read %d packets, kernel dropped %d; want all %d read", r.Packets, r.KernelDrops, n)

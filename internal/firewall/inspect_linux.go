@@ -19,22 +19,18 @@ func Inspect(nsFD int) (*Ruleset, error) {
 		return nil, err
 	}
 	defer func() { _ = c.CloseLasting() }()
-	g, err := dialGen(nsFD)
+	g, before, err := openGen(nsFD)
 	if err != nil {
-		return nil, wrapErr("open nftables netlink", err)
+		return nil, err
 	}
 	defer g.Close()
-	before, err := generation(g)
-	if err != nil {
-		return nil, wrapErr("read the generation", err)
-	}
 	rs, err := inspect(c)
 	if err != nil {
 		return nil, err
 	}
 	after, err := generation(g)
 	if err != nil {
-		return nil, wrapErr("read the generation", err)
+		return nil, err
 	}
 	// A commit between the two reads may have changed what was read: the
 	// ruleset stands, but no later Refresh may trust it.

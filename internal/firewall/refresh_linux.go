@@ -26,7 +26,7 @@ func generation(c *nl.Conn) (uint32, error) {
 	req := nl.Request{Type: unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_GETGEN, Data: []byte{unix.AF_UNSPEC, unix.NFNETLINK_V0, 0, 0}}
 	msgs, err := c.Execute("nftables generation", req)
 	if err != nil {
-		return 0, err
+		return 0, wrapErr("read the generation", err)
 	}
 	var gen uint32
 	found := false
@@ -46,12 +46,23 @@ func generation(c *nl.Conn) (uint32, error) {
 	return gen, nil
 }
 
-func dialGen(nsFD int) (*nl.Conn, error) {
+// openGen opens the netfilter netlink socket generation reads use and
+// reads the generation once; the caller closes the socket.
+func openGen(nsFD int) (*nl.Conn, uint32, error) {
 	cfg := nl.Config{}
 	if nsFD >= 0 {
 		cfg.NetNS = nsFD
 	}
-	return nl.Dial(unix.NETLINK_NETFILTER, cfg)
+	c, err := nl.Dial(unix.NETLINK_NETFILTER, cfg)
+	if err != nil {
+		return nil, 0, wrapErr("open nftables netlink", err)
+	}
+	gen, err := generation(c)
+	if err != nil {
+		c.Close()
+		return nil, 0, err
+	}
+	return c, gen, nil
 }
 
 // Refresh reads the namespace's ruleset again after prev, which Inspect
@@ -66,15 +77,11 @@ func Refresh(nsFD int, prev *Ruleset) (*Ruleset, error) {
 	if prev == nil || !prev.genKnown {
 		return Inspect(nsFD)
 	}
-	g, err := dialGen(nsFD)
+	g, before, err := openGen(nsFD)
 	if err != nil {
-		return nil, wrapErr("open nftables netlink", err)
+		return nil, err
 	}
 	defer g.Close()
-	before, err := generation(g)
-	if err != nil {
-		return nil, wrapErr("read the generation", err)
-	}
 	if before != prev.gen {
 		return Inspect(nsFD)
 	}
@@ -114,11 +121,10 @@ func Refresh(nsFD int, prev *Ruleset) (*Ruleset, error) {
 			}
 		}
 	}
-	after, err := generation(g)
-	if err != nil {
-		return nil, wrapErr("read the generation", err)
-	}
-	if after != before {
+	if after, err := generation(g); err != nil || after != before {
+		if err != nil {
+			return nil, err
+		}
 		return Inspect(nsFD)
 	}
 	return &rs, nil
