@@ -75,6 +75,7 @@ func build(tables []rawTable) *Ruleset {
 		fam := familyName(t.table.Family)
 		sets := map[string]*setInfo{}
 		for _, s := range t.sets {
+			rs.volatileSets = rs.volatileSets || s.set.Dynamic || s.set.HasTimeout
 			si := &setInfo{name: s.set.Name, anonymous: s.set.Anonymous, isMap: s.set.IsMap}
 			si.ivs, si.ok = setIntervals(s.set, s.elems)
 			sets[s.set.Name] = si

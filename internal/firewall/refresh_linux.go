@@ -70,11 +70,12 @@ func openGen(nsFD int) (*nl.Conn, uint32, error) {
 // is still the one prev was read at, the rules are prev's: Refresh then
 // re-reads only the chains holding a rule that can end a handshake (drop,
 // reject, verdict map — what Droppers reports) and has a counter, and the
-// other rules keep prev's counters. Otherwise — the generation moved, or
-// prev has none — it reads everything, as Inspect does. Partial tells
-// which it did.
+// other rules keep prev's counters. Otherwise — the generation moved,
+// prev has none, or prev has a set whose elements change without a
+// commit (a dynamic set the rules fill, elements with timeouts) — it
+// reads everything, as Inspect does. Partial tells which it did.
 func Refresh(nsFD int, prev *Ruleset) (*Ruleset, error) {
-	if prev == nil || !prev.genKnown {
+	if prev == nil || !prev.genKnown || prev.volatileSets {
 		return Inspect(nsFD)
 	}
 	g, before, err := openGen(nsFD)

@@ -62,3 +62,28 @@ func TestRefreshKernel(t *testing.T) {
 		t.Fatalf("Refresh of a ruleset with no generation: partial %v, %d rules, want all %d", p, len(rs3.Rules), len(rs2.Rules))
 	}
 }
+
+// TestRefreshVolatileSetKernel: a set the packet path fills (or whose
+// elements expire) changes without a commit, so Refresh reads it all.
+func TestRefreshVolatileSetKernel(t *testing.T) {
+	ns := kernelNS(t, `table inet meter {
+	set seen { type ipv4_addr; flags dynamic, timeout; timeout 1m; }
+	chain input {
+		type filter hook input priority 0; policy accept;
+		tcp dport 8080 update @seen { ip saddr }
+		ip saddr @seen tcp dport 8081 counter drop
+	}
+}
+`)
+	rs0, err := Inspect(ns.FD())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs1, err := Refresh(ns.FD(), rs0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p, _ := rs1.Partial(); p {
+		t.Fatal("Refresh trusted the generation with a dynamic set in the ruleset")
+	}
+}

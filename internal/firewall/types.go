@@ -90,6 +90,9 @@ type Ruleset struct {
 	// gen is the nf_tables generation the rules were read at, if known.
 	gen      uint32
 	genKnown bool
+	// volatileSets: a set whose elements change without a commit (filled
+	// from the packet path, or expiring): Refresh then reads everything.
+	volatileSets bool
 	// partial: Refresh re-read only the counters of reread rules.
 	partial bool
 	reread  int
