@@ -41,6 +41,7 @@ type options struct {
 	streams, workers  int
 	modes             []string
 	window            string
+	doctorArgs        []string
 	jsonOut, lockPath string
 	kubeServices      int
 	bpfStats          bool
@@ -92,6 +93,7 @@ type results struct {
 		Workers      int      `json:"storm_workers"`
 		Modes        []string `json:"modes"`
 		DoctorWindow string   `json:"doctor_window"`
+		DoctorArgs   []string `json:"doctor_args,omitempty"`
 		KubeRules    int      `json:"kube_proxy_rules"`
 	} `json:"params"`
 	Samples []sample  `json:"samples"`
@@ -128,6 +130,7 @@ func run(o *options) error {
 	}
 	res.Params.DurationS, res.Params.IdleS, res.Params.Rounds = o.duration.Seconds(), o.idle.Seconds(), o.rounds
 	res.Params.Streams, res.Params.Workers, res.Params.Modes, res.Params.DoctorWindow = o.streams, o.workers, o.modes, o.window
+	res.Params.DoctorArgs = o.doctorArgs
 
 	if o.bpfStats {
 		st, err := enableBPFStats()
@@ -385,7 +388,7 @@ type doctorLoop struct {
 	wall  time.Duration
 }
 
-func startDoctor(ctx context.Context, bin, window string) *doctorLoop {
+func startDoctor(ctx context.Context, bin, window string, extra []string) *doctorLoop {
 	l := &doctorLoop{stopc: make(chan struct{}), done: make(chan struct{})}
 	start := time.Now()
 	go func() {
@@ -404,7 +407,8 @@ func startDoctor(ctx context.Context, bin, window string) *doctorLoop {
 			default:
 			}
 			rctx, cancel := context.WithTimeout(ctx, time.Minute)
-			cmd := exec.CommandContext(rctx, bin, "doctor", "--netns", nsSrv, "--window", window, "--json")
+			args := append([]string{"doctor", "--netns", nsSrv, "--window", window, "--json"}, extra...)
+			cmd := exec.CommandContext(rctx, bin, args...)
 			t0 := time.Now()
 			err := cmd.Run()
 			cancel()
@@ -446,6 +450,7 @@ func measure(ctx context.Context, o *options, self, mode string) (sample, error)
 	var t *tool
 	var doc *doctorLoop
 	switch mode {
+	case "baseline":
 	case "trace", "watch":
 		var err error
 		var attach time.Duration
@@ -455,8 +460,12 @@ func measure(ctx context.Context, o *options, self, mode string) (sample, error)
 		}
 		defer t.stop()
 		s.AttachS = attach.Seconds()
-	case "doctor":
-		doc = startDoctor(ctx, o.bin, o.window)
+	default:
+		extra, err := doctorModeArgs(mode)
+		if err != nil {
+			return s, err
+		}
+		doc = startDoctor(ctx, o.bin, o.window, append(append([]string{}, o.doctorArgs...), extra...))
 	}
 	cpu := func() time.Duration {
 		if t == nil {

@@ -29,6 +29,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/synscope/synscope/bench/load/kuberules"
 )
 
 func main() {
@@ -46,12 +48,14 @@ func main() {
 	flag.IntVar(&o.workers, "workers", 16, "handshake-storm client workers")
 	modes := flag.String("modes", modeList, "modes to measure (baseline is always included)")
 	flag.StringVar(&o.window, "doctor-window", "2s", "doctor's --window in the doctor mode")
+	doctorArgs := flag.String("doctor-args", "", "extra doctor flags in the doctor mode, space-separated (e.g. \"--no-trace --no-capture\", to find what costs)")
 	flag.IntVar(&o.kubeServices, "kube-services", 0, "load this many kube-proxy services (2 iptables-nft nat rules each) into the server namespace first")
 	flag.BoolVar(&o.bpfStats, "bpf-stats", true, "measure the kernel time BPF programs take in each phase (BPF_ENABLE_STATS while the harness runs; adds two clock reads per program run in every mode)")
 	flag.StringVar(&o.jsonOut, "json", "", "also write the results as JSON to this file")
 	report := flag.String("report", "", "print the table again from a -json file (no measurement)")
 	flag.StringVar(&o.lockPath, "lock", "/tmp/synscope-ns.lock", "flock held while the benchmark runs (\"\": the caller holds it, e.g. around several runs)")
 	flag.Parse()
+	o.doctorArgs = strings.Fields(*doctorArgs)
 
 	var err error
 	switch *role {
@@ -62,7 +66,7 @@ func main() {
 	case "storm":
 		err = runStorm(*addr, *n, *d)
 	case "kuberules":
-		_, err = fmt.Print(kubeRules(*n))
+		_, err = fmt.Print(kuberules.IPTables(*n))
 	case "":
 		if *report != "" {
 			err = reprint(*report)
@@ -90,6 +94,10 @@ func parseModes(s string) ([]string, error) {
 		case "trace", "watch", "doctor":
 			out = append(out, m)
 		default:
+			if _, err := doctorModeArgs(m); err == nil {
+				out = append(out, m)
+				continue
+			}
 			return nil, fmt.Errorf("unknown mode %q (want %s)", m, modeList)
 		}
 	}
@@ -97,4 +105,25 @@ func parseModes(s string) ([]string, error) {
 }
 
 // modeList is every mode beside the baseline.
-const modeList = "trace,watch,doctor"
+const modeList = "trace,watch,doctor (or doctor+no-capture, doctor+no-trace+no-capture, ...: doctor with those flags)"
+
+// doctorModeArgs gives the extra doctor flags a mode names: "doctor" none,
+// "doctor+no-capture+no-trace" --no-capture --no-trace. Variants of doctor
+// measured in the same run, rounds interleaved, tell what of its cost
+// comes from which part.
+func doctorModeArgs(mode string) ([]string, error) {
+	parts := strings.Split(mode, "+")
+	if parts[0] != "doctor" {
+		return nil, fmt.Errorf("not a doctor mode: %q", mode)
+	}
+	var args []string
+	for _, p := range parts[1:] {
+		switch p {
+		case "no-capture", "no-trace":
+			args = append(args, "--"+p)
+		default:
+			return nil, fmt.Errorf("unknown doctor variant %q in mode %q (want no-capture, no-trace)", p, mode)
+		}
+	}
+	return args, nil
+}

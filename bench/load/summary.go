@@ -173,16 +173,16 @@ func writeTable(w io.Writer, r *results) {
 		fmt.Fprintf(w, "server namespace carries a kube-proxy-shaped ruleset: %d iptables-nft nat rules\n", r.Params.KubeRules)
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintf(w, "%-9s %16s %18s %16s %16s %8s %22s %9s %8s\n", "mode", "bulk Gbit/s", "handshakes/s", "p50 connect ms", "p99 connect ms", "failed", "tool mCPU idle/bulk/storm", "RSS MiB", "attach s")
+	fmt.Fprintf(w, "%-28s %16s %18s %16s %16s %8s %22s %9s %8s\n", "mode", "bulk Gbit/s", "handshakes/s", "p50 connect ms", "p99 connect ms", "failed", "tool mCPU idle/bulk/storm", "RSS MiB", "attach s")
 	for _, s := range r.Summary {
 		att := "-"
 		if s.AttachS > 0 {
 			att = fmt.Sprintf("%.2f", s.AttachS)
 		}
-		if s.Mode == "doctor" {
+		if strings.HasPrefix(s.Mode, "doctor") {
 			att = fmt.Sprintf("(run %.2fs)", s.DoctorWallS)
 		}
-		fmt.Fprintf(w, "%-9s %16s %18s %16s %16s %8d %22s %9.1f %8s\n", s.Mode,
+		fmt.Fprintf(w, "%-28s %16s %18s %16s %16s %8d %22s %9.1f %8s\n", s.Mode,
 			fmt.Sprintf("%.2f (%+.1f%%)", s.BulkGbps, s.BulkDelta),
 			fmt.Sprintf("%.0f (%+.1f%%)", s.HSPerS, s.HSDelta),
 			fmt.Sprintf("%.3f (%+.1f%%)", s.P50ms, s.P50Delta),
@@ -193,7 +193,7 @@ func writeTable(w io.Writer, r *results) {
 	}
 	fmt.Fprintln(w, "\npaired: median over rounds of each round's change against that round's baseline")
 	for _, s := range r.Summary[min(1, len(r.Summary)):] {
-		fmt.Fprintf(w, "%-9s bulk %+.1f%%, handshakes/s %+.1f%%, p99 connect %+.1f%%\n", s.Mode, s.PairedBulk, s.PairedHS, s.PairedP99)
+		fmt.Fprintf(w, "%-28s bulk %+.1f%%, handshakes/s %+.1f%%, p99 connect %+.1f%%\n", s.Mode, s.PairedBulk, s.PairedHS, s.PairedP99)
 	}
 	if len(r.Summary) > 0 {
 		b := r.Summary[0]
@@ -219,8 +219,8 @@ func writeTable(w io.Writer, r *results) {
 	}
 	var notes []string
 	for _, s := range r.Summary {
-		if s.Mode == "doctor" {
-			notes = append(notes, fmt.Sprintf("doctor: %d runs back to back with --window %s: mean run %.3fs, %.0f ms beyond the window; CPU averaged over its loop (rusage), RSS is ru_maxrss", s.DoctorRuns, r.Params.DoctorWindow, s.DoctorWallS, (s.DoctorWallS-windowSeconds(r.Params.DoctorWindow))*1000))
+		if strings.HasPrefix(s.Mode, "doctor") {
+			notes = append(notes, fmt.Sprintf("%s: %d runs back to back with --window %s: mean run %.3fs, %.0f ms beyond the window; CPU averaged over its loop (rusage), RSS is ru_maxrss", s.Mode, s.DoctorRuns, r.Params.DoctorWindow, s.DoctorWallS, (s.DoctorWallS-windowSeconds(r.Params.DoctorWindow))*1000))
 		}
 	}
 	notes = append(notes, "tool CPU excludes BPF programs, which run in the kernel on the traffic's behalf: their cost is in the throughput, rate and latency columns")

@@ -29,16 +29,6 @@ func TestSummarize(t *testing.T) {
 	}
 }
 
-func TestKubeRules(t *testing.T) {
-	rs := kubeRules(2500)
-	if n := strings.Count(rs, "\n-A KUBE-"); n != 5000 {
-		t.Errorf("%d service rules, want 5000", n)
-	}
-	if !strings.HasSuffix(rs, "COMMIT\n") || strings.Count(rs, ":KUBE-SVC-") != 2500 {
-		t.Error("ruleset not closed, or chains missing")
-	}
-}
-
 func TestParseModes(t *testing.T) {
 	m, err := parseModes("watch, doctor")
 	if err != nil || strings.Join(m, ",") != "baseline,watch,doctor" {

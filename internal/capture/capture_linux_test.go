@@ -113,7 +113,12 @@ func (l *testLab) dial(local netip.Addr, to netip.AddrPort, timeout time.Duratio
 
 // inject sends raw frames out of c0 through an AF_PACKET socket of the
 // client namespace, addressed to s0.
-func (l *testLab) inject(t *testing.T, frames ...[]byte) {
+func (l *testLab) inject(t *testing.T, frames ...[]byte) { l.injectPaced(t, 0, frames...) }
+
+// injectPaced is inject with a pause of gap after each frame, all on one
+// socket (closing a packet socket waits for an RCU grace period: an
+// inject call per frame would space them ~10 ms apart).
+func (l *testLab) injectPaced(t *testing.T, gap time.Duration, frames ...[]byte) {
 	t.Helper()
 	if err := l.cli.Do(func() error {
 		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
@@ -126,6 +131,9 @@ func (l *testLab) inject(t *testing.T, frames ...[]byte) {
 		for _, fr := range frames {
 			if err := unix.Sendto(fd, fr, 0, to); err != nil {
 				return fmt.Errorf("inject: %w", err)
+			}
+			if gap > 0 {
+				time.Sleep(gap)
 			}
 		}
 		return nil
@@ -691,5 +699,43 @@ func TestStartUnprivileged(t *testing.T) {
 	}
 	if !errors.Is(err, os.ErrPermission) {
 		t.Fatalf("want an error wrapping os.ErrPermission, got %v", err)
+	}
+}
+
+// TestCaptureCoalescesWakeups: a steady stream of SYNs, one a
+// millisecond for 0.3 s, is read in a few dozen passes of the reader, not
+// one wake-up per packet (each a context switch taken from a busy
+// server's CPUs), and every packet is still counted.
+func TestCaptureCoalescesWakeups(t *testing.T) {
+	l := newTestLab(t)
+	s := startIn(t, l.cli, Options{})
+	const n = 300
+	frames := make([][]byte, n)
+	for i := range frames {
+		src := netip.AddrPortFrom(netip.MustParseAddr("10.79.0.2"), uint16(30000+i))
+		frames[i] = pt.Craft(t, pt.Frame{Src: src, Dst: netip.MustParseAddrPort("10.79.0.1:8080"), SYN: true, TTL: 64, MSS: 1460})
+		copy(frames[i][0:6], l.srvMAC)
+		copy(frames[i][6:12], l.cliMAC)
+	}
+	l.injectPaced(t, time.Millisecond, frames...)
+	r := stop(t, s)
+	if r.Packets != n || r.KernelDrops != 0 {
+		t.Fatalf("read %d packets, kernel dropped %d; want all %d read", r.Packets, r.KernelDrops, n)
+	}
+	// Many packets per recvmmsg: each must be its own (one flow per
+	// source port), with its own kernel timestamp.
+	if len(r.Flows) != n {
+		t.Fatalf("%d flows from %d SYNs from distinct ports", len(r.Flows), n)
+	}
+	stamps := map[time.Time]bool{}
+	for _, f := range r.Flows {
+		stamps[f.FirstSYN] = true
+	}
+	if len(stamps) < n*9/10 {
+		t.Errorf("only %d distinct timestamps on %d packets sent a millisecond apart", len(stamps), n)
+	}
+	t.Logf("%d packets in %d reads by the reader", n, s.reads)
+	if s.reads > n/5 {
+		t.Errorf("%d reads for %d packets a millisecond apart: the reader is not resting between them", s.reads, n)
 	}
 }

@@ -25,10 +25,34 @@ const (
 	recvBatch = 256
 	// maxDrain bounds the final read of what is still queued at Stop.
 	maxDrain = 1 << 16
+	// coalesce is how long the reader rests after emptying the queue
+	// before it waits for the next packet. Without it a busy server
+	// (a handshake storm: tens of thousands of SYNs, SYN-ACKs and RSTs a
+	// second) wakes the reader for nearly every packet, and each wake-up
+	// is a context switch taken from the server's own CPUs. Resting lets
+	// the kernel queue the packets and the reader take them in one go;
+	// timestamps are the kernel's (SO_TIMESTAMPNS), so nothing is lost.
+	// The buffer holds far more than one rest's worth (rcvBuf), and drops
+	// would show in KernelDrops. An idle capture still blocks in the
+	// poller; Stop cuts a rest short.
+	coalesce = 10 * time.Millisecond
 	// clockSkewLimit: kernel timestamps further than this from time.Now
-	// are not trusted (see recvOne).
+	// are not trusted (see timestamp).
 	clockSkewLimit = 10 * time.Second
 )
+
+// mmsgBatch is how many packets one recvmmsg call takes: after a rest
+// (coalesce) the queue holds a storm's ten milliseconds of packets, read
+// in a few calls instead of one recvmsg each.
+const mmsgBatch = 64
+
+// slot is where recvmmsg puts one packet.
+type slot struct {
+	buf  [256]byte // the filter trims frames to their headers (≤ 138 bytes)
+	oob  [8]uint64 // control messages; uint64 for cmsghdr alignment
+	from unix.RawSockaddrLinklayer
+	iov  unix.Iovec
+}
 
 // Session is a running capture. Start it inside the target namespace;
 // Stop may be called from any goroutine, once or more.
@@ -43,13 +67,16 @@ type Session struct {
 
 	// Receive state, reused for every packet so that the read loop does
 	// not allocate. Only the reader goroutine touches it.
-	buf    [256]byte // the filter trims frames to their headers (≤ 138 bytes)
-	oob    [8]uint64 // control messages; uint64 for cmsghdr alignment
-	from   unix.RawSockaddrLinklayer
-	iov    unix.Iovec
-	msg    unix.Msghdr
+	slots  [mmsgBatch]slot
+	hdrs   [mmsgBatch]unix.Mmsghdr
 	recvFn func(fd uintptr) bool
 	recvEr error
+	// drained: the last batch read packets and then found the queue empty.
+	drained bool
+	stopc   chan struct{} // closed by Stop
+	// reads counts the batches that read packets (each one a wake-up of
+	// the reader); tests check the coalescing with it after Stop.
+	reads int
 
 	stopOnce sync.Once
 	result   *Result
@@ -129,12 +156,16 @@ func open(opts Options, rcvBufBytes int) (*Session, error) {
 		start: time.Now(),
 		table: newTable(opts),
 		done:  make(chan struct{}),
+		stopc: make(chan struct{}),
 	}
-	s.iov.Base = &s.buf[0]
-	s.iov.SetLen(len(s.buf))
-	s.msg.Name = (*byte)(unsafe.Pointer(&s.from))
-	s.msg.Iov = &s.iov
-	s.msg.Iovlen = 1
+	for i := range s.slots {
+		sl, h := &s.slots[i], &s.hdrs[i].Hdr
+		sl.iov.Base = &sl.buf[0]
+		sl.iov.SetLen(len(sl.buf))
+		h.Name = (*byte)(unsafe.Pointer(&sl.from))
+		h.Iov = &sl.iov
+		h.Iovlen = 1
+	}
 	s.recvFn = s.recvBatch
 	// Packets are already queued from here on: prove the poller can
 	// interrupt the reader before handing the session out.
@@ -149,7 +180,11 @@ func htons(v uint16) uint16 { return v<<8 | v>>8 }
 
 func (s *Session) loop() {
 	defer close(s.done)
+	rest := time.NewTimer(coalesce)
+	rest.Stop()
+	defer rest.Stop()
 	for !s.stopping.Load() {
+		s.drained = false
 		err := s.rc.Read(s.recvFn)
 		if err == nil {
 			err = s.recvEr
@@ -161,11 +196,18 @@ func (s *Session) loop() {
 			}
 			break
 		}
+		if s.drained {
+			rest.Reset(coalesce)
+			select {
+			case <-rest.C:
+			case <-s.stopc:
+			}
+		}
 	}
 	// Whatever the kernel queued before Stop still belongs to the window.
 	_ = s.rc.Control(func(fd uintptr) {
-		for i := 0; i < maxDrain; i++ {
-			if ok, err := s.recvOne(fd); !ok || err != nil {
+		for i := 0; i < maxDrain; i += mmsgBatch {
+			if n, err := s.recvMany(fd); n == 0 || err != nil {
 				return
 			}
 		}
@@ -173,59 +215,73 @@ func (s *Session) loop() {
 }
 
 // recvBatch is the RawConn.Read callback: it returns false to wait for the
-// socket to become readable, true to hand control back to loop.
+// socket to become readable (nothing was queued), true to hand control
+// back to loop — after a full batch, or with drained set when it read
+// packets and emptied the queue (loop then rests, see coalesce).
 func (s *Session) recvBatch(fd uintptr) bool {
-	for i := 0; i < recvBatch; i++ {
-		ok, err := s.recvOne(fd)
+	for got := 0; got < recvBatch; {
+		n, err := s.recvMany(fd)
+		if got == 0 && n > 0 {
+			s.reads++
+		}
 		if err != nil {
 			s.recvEr = err
 			return true
 		}
-		if !ok {
-			return false
+		if n == 0 {
+			s.drained = got > 0
+			return s.drained
 		}
+		got += n
 	}
 	return true
 }
 
-// recvOne reads and accounts one packet. ok is false when the queue is
-// empty.
-func (s *Session) recvOne(fd uintptr) (ok bool, err error) {
-	s.msg.Namelen = unix.SizeofSockaddrLinklayer
-	s.msg.Control = (*byte)(unsafe.Pointer(&s.oob[0]))
-	s.msg.SetControllen(len(s.oob) * 8)
-	n, _, errno := unix.Syscall(unix.SYS_RECVMSG, fd, uintptr(unsafe.Pointer(&s.msg)), unix.MSG_TRUNC)
+// recvMany reads and accounts up to mmsgBatch packets with one recvmmsg;
+// n is 0 when the queue is empty.
+func (s *Session) recvMany(fd uintptr) (n int, err error) {
+	for i := range s.hdrs {
+		h := &s.hdrs[i].Hdr
+		h.Namelen = unix.SizeofSockaddrLinklayer
+		h.Control = (*byte)(unsafe.Pointer(&s.slots[i].oob[0]))
+		h.SetControllen(len(s.slots[i].oob) * 8)
+	}
+	r, _, errno := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&s.hdrs[0])), mmsgBatch, unix.MSG_TRUNC, 0, 0)
 	switch errno {
 	case 0:
 	case unix.EAGAIN, unix.EINTR:
 		// EINTR cannot happen on a non-blocking socket without waiting,
 		// but if it does, waiting for readiness again is correct.
-		return false, nil
+		return 0, nil
 	default:
-		return false, errno
+		return 0, errno
 	}
-	frame := s.buf[:min(int(n), len(s.buf))]
-	now := s.timestamp()
-	linkType := s.from.Hatype
-	if p, ok := Decode(frame, linkType); ok {
-		s.table.add(&p, seen{
-			at:       now,
-			ifindex:  int(s.from.Ifindex),
-			outgoing: s.from.Pkttype == unix.PACKET_OUTGOING,
-			loopback: linkType == packet.ARPHRDLoopback,
-		})
-	} else {
-		s.table.packets++ // passed the filter but not decodable: still counted
+	n = int(r)
+	now := time.Now()
+	for i := 0; i < n; i++ {
+		sl := &s.slots[i]
+		frame := sl.buf[:min(int(s.hdrs[i].Len), len(sl.buf))]
+		linkType := sl.from.Hatype
+		if p, ok := Decode(frame, linkType); ok {
+			s.table.add(&p, seen{
+				at:       timestamp(sl.oob[:], int(s.hdrs[i].Hdr.Controllen), now),
+				ifindex:  int(sl.from.Ifindex),
+				outgoing: sl.from.Pkttype == unix.PACKET_OUTGOING,
+				loopback: linkType == packet.ARPHRDLoopback,
+			})
+		} else {
+			s.table.packets++ // passed the filter but not decodable: still counted
+		}
 	}
-	return true, nil
+	return n, nil
 }
 
-// timestamp returns the kernel receive time of the last packet, falling
-// back to now when the control message is missing or implausible.
-func (s *Session) timestamp() time.Time {
-	now := time.Now()
-	ctl := unsafe.Slice((*byte)(unsafe.Pointer(&s.oob[0])), len(s.oob)*8)
-	ctl = ctl[:min(int(s.msg.Controllen), len(ctl))]
+// timestamp returns a packet's kernel receive time from its control
+// messages (oob, controllen bytes of it), falling back to now when the
+// message is missing or implausible.
+func timestamp(oob []uint64, controllen int, now time.Time) time.Time {
+	ctl := unsafe.Slice((*byte)(unsafe.Pointer(&oob[0])), len(oob)*8)
+	ctl = ctl[:min(controllen, len(ctl))]
 	hdrLen := unix.CmsgLen(0)
 	for len(ctl) >= hdrLen {
 		h := (*unix.Cmsghdr)(unsafe.Pointer(&ctl[0]))
@@ -256,6 +312,7 @@ func (s *Session) timestamp() time.Time {
 func (s *Session) Stop() (*Result, error) {
 	s.stopOnce.Do(func() {
 		s.stopping.Store(true)
+		close(s.stopc)
 		// A deadline in the past wakes a reader blocked in the poller.
 		derr := s.file.SetReadDeadline(time.Unix(1, 0))
 		<-s.done

@@ -41,11 +41,15 @@ type Sample struct {
 	Routes    *routes.State
 	// Managers: the network manager owning each device, by ifindex (no
 	// entry: no manager runs for it).
-	Managers  map[int]netmgr.Owner
-	Sysctl    map[string]string
-	TC        []firewall.TCFilter
-	Firewall  *firewall.Ruleset
-	Conntrack *counters.Conntrack
+	Managers map[int]netmgr.Owner
+	Sysctl   map[string]string
+	TC       []firewall.TCFilter
+	Firewall *firewall.Ruleset
+	// FirewallBase, set by the caller, is an earlier read of the same
+	// namespace's ruleset: the firewall source then re-reads only what
+	// can have changed since (firewall.Refresh). It is never a result.
+	FirewallBase *firewall.Ruleset
+	Conntrack    *counters.Conntrack
 	// XTables: legacy iptables rules with counters; Dataplane: BPF
 	// programs and socket filters, tested against the listeners' SYNs
 	// from Peers (clients seen unanswered or named; set by the caller).
@@ -345,12 +349,25 @@ func readTC(_ context.Context, t *netns.Target, _ *Sample) (func(*Sample), strin
 	return func(s *Sample) { s.TC = fs }, fmt.Sprintf("%d filters", len(fs)), nil
 }
 
-func readFirewall(_ context.Context, t *netns.Target, _ *Sample) (func(*Sample), string, error) {
-	rs, err := firewall.Inspect(t.FD())
+func readFirewall(_ context.Context, t *netns.Target, in *Sample) (func(*Sample), string, error) {
+	var rs *firewall.Ruleset
+	var err error
+	if in.FirewallBase != nil {
+		rs, err = firewall.Refresh(t.FD(), in.FirewallBase)
+	} else {
+		rs, err = firewall.Inspect(t.FD())
+	}
 	if err != nil {
 		return nil, "", err
 	}
-	return func(s *Sample) { s.Firewall = rs }, fmt.Sprintf("%d rules in %d tables", len(rs.Rules), rs.Tables), nil
+	detail := fmt.Sprintf("%d rules in %d tables", len(rs.Rules), rs.Tables)
+	switch partial, n := rs.Partial(); {
+	case partial && n == 0:
+		detail += " (unchanged since the first read, and no rule that can drop has a counter: nothing to re-read)"
+	case partial:
+		detail += fmt.Sprintf(" (unchanged since the first read: counters of the %d rules that can drop re-read)", n)
+	}
+	return func(s *Sample) { s.Firewall = rs }, detail, nil
 }
 
 func readConntrack(_ context.Context, t *netns.Target, _ *Sample) (func(*Sample), string, error) {

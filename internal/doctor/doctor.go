@@ -207,13 +207,14 @@ func (r *run) finish(ctx context.Context) {
 	}
 	capDur := time.Since(capBegan)
 	if r.trace != nil {
-		// The engine drains what the kernel produced (up to ~0.15 s)
-		// while the end sample is read; stopTrace joins it after.
+		// The engine drains what the kernel produced, waiting (at most
+		// trace.DrainMax) for handshakes still under way, while the end
+		// sample is read; stopTrace joins it after.
 		r.trace.cancel()
 	}
 
 	r.wg.Wait()
-	end := &collect.Sample{Routes: r.window.Routes, Owners: r.window.Owners, Peers: r.dataplanePeers(capRes)}
+	end := &collect.Sample{Routes: r.window.Routes, Owners: r.window.Owners, Peers: r.dataplanePeers(capRes), FirewallBase: r.ev.FirewallStart}
 	names := []string{collect.Counters, collect.Listeners, collect.SynRecv, collect.Firewall, collect.Conntrack, collect.XTables, collect.Dataplane}
 	if r.window.Routes != nil {
 		names = append(names, collect.Neighbours)

@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/synscope/synscope/internal/causes"
 	"github.com/synscope/synscope/internal/report"
@@ -72,8 +73,10 @@ func (r *run) stopTrace() {
 		return
 	}
 	kt.cancel()
+	began := time.Now()
 	openErr := <-kt.open
 	runErr := <-kt.done
+	waited := float64(time.Since(began).Microseconds()) / 1000
 	switch {
 	case openErr != nil:
 		r.skip(sourceTrace, "the trace engine cannot load here: "+openErr.Error())
@@ -84,7 +87,7 @@ func (r *run) stopTrace() {
 		kt.mu.Lock()
 		r.ev.Trace = append([]trace.Outcome{}, kt.seen...)
 		kt.mu.Unlock()
-		r.checks = append(r.checks, report.Check{Name: sourceTrace, Status: report.Ran,
+		r.checks = append(r.checks, report.Check{Name: sourceTrace, Status: report.Ran, DurationMS: waited,
 			Detail: fmt.Sprintf("kernel fates of %d handshakes", len(r.ev.Trace))})
 	}
 }

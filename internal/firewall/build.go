@@ -75,12 +75,13 @@ func build(tables []rawTable) *Ruleset {
 		fam := familyName(t.table.Family)
 		sets := map[string]*setInfo{}
 		for _, s := range t.sets {
+			rs.volatileSets = rs.volatileSets || s.set.Dynamic || s.set.HasTimeout
 			si := &setInfo{name: s.set.Name, anonymous: s.set.Anonymous, isMap: s.set.IsMap}
 			si.ivs, si.ok = setIntervals(s.set, s.elems)
 			sets[s.set.Name] = si
 		}
 		for _, c := range t.chains {
-			ci := &chainInfo{family: fam, table: t.table.Name, name: c.chain.Name, typ: string(c.chain.Type)}
+			ci := &chainInfo{family: fam, table: t.table.Name, name: c.chain.Name, typ: string(c.chain.Type), nfFamily: t.table.Family, sets: sets}
 			if c.chain.Hooknum != nil {
 				ci.base = true
 				ci.hook = hookName(t.table.Family, *c.chain.Hooknum)

@@ -501,6 +501,14 @@ func familySees(family string, fam int) bool {
 
 type outcome int
 
+// mayDrop says whether Droppers can report r: its verdict drops, rejects
+// or is a verdict map's (which can do either). Refresh re-reads the
+// counters of exactly these rules.
+func mayDrop(r *Rule) bool {
+	verb, _, _ := strings.Cut(r.Verdict, " ")
+	return verb == "drop" || verb == "reject" || verb == "vmap"
+}
+
 const (
 	fellThrough outcome = iota
 	accepted
@@ -588,14 +596,14 @@ func (w *walker) walk(c *chainInfo, certain bool, depth int) outcome {
 		}
 		definite := certain && w.strict.match(r) == yes
 		verb, target, _ := strings.Cut(r.Verdict, " ")
+		if mayDrop(r) {
+			w.add(*r)
+		}
 		switch verb {
 		case "drop", "reject":
-			w.add(*r)
 			if definite {
 				return dropped
 			}
-		case "vmap":
-			w.add(*r)
 		case "accept", "queue":
 			if definite {
 				return accepted

@@ -11,8 +11,34 @@ import (
 )
 
 // Inspect reads the whole nf_tables ruleset of the namespace nsFD refers to
-// (nsFD < 0: the caller's namespace). It changes nothing.
+// (nsFD < 0: the caller's namespace), and the generation it was read at
+// (see Refresh). It changes nothing.
 func Inspect(nsFD int) (*Ruleset, error) {
+	c, err := dialNFT(nsFD)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = c.CloseLasting() }()
+	g, before, err := openGen(nsFD)
+	if err != nil {
+		return nil, err
+	}
+	defer g.Close()
+	rs, err := inspect(c)
+	if err != nil {
+		return nil, err
+	}
+	after, err := generation(g)
+	if err != nil {
+		return nil, err
+	}
+	// A commit between the two reads may have changed what was read: the
+	// ruleset stands, but no later Refresh may trust it.
+	rs.gen, rs.genKnown = before, before == after
+	return rs, nil
+}
+
+func dialNFT(nsFD int) (*nftables.Conn, error) {
 	opts := []nftables.ConnOption{nftables.AsLasting()}
 	if nsFD >= 0 {
 		opts = append(opts, nftables.WithNetNSFd(nsFD))
@@ -21,7 +47,10 @@ func Inspect(nsFD int) (*Ruleset, error) {
 	if err != nil {
 		return nil, wrapErr("open nftables netlink", err)
 	}
-	defer func() { _ = c.CloseLasting() }()
+	return c, nil
+}
+
+func inspect(c *nftables.Conn) (*Ruleset, error) {
 
 	tables, err := c.ListTables()
 	if err != nil {

@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"strings"
 
+	"github.com/google/nftables"
+
 	"github.com/synscope/synscope/internal/fixcmd"
 )
 
@@ -84,11 +86,27 @@ type Ruleset struct {
 
 	chains []*chainInfo
 	byName map[string]*chainInfo // family/table/chain
+
+	// gen is the nf_tables generation the rules were read at, if known.
+	gen      uint32
+	genKnown bool
+	// volatileSets: a set whose elements change without a commit (filled
+	// from the packet path, or expiring): Refresh then reads everything.
+	volatileSets bool
+	// partial: Refresh re-read only the counters of reread rules.
+	partial bool
+	reread  int
 }
+
+// Partial reports whether Refresh made rs by re-reading only the rules
+// that can drop a handshake (the generation had not moved), and how many.
+func (rs *Ruleset) Partial() (bool, int) { return rs.partial, rs.reread }
 
 // chainInfo is what evaluation needs about one chain.
 type chainInfo struct {
 	family, table, name string
+	nfFamily            nftables.TableFamily
+	sets                map[string]*setInfo // the table's, for decoding the chain's rules again
 	base                bool
 	typ                 string // "filter", "nat", "route"
 	hook                string

@@ -390,6 +390,17 @@ func (e *Engine) firewallCause(f *flow, ev Event) causes.ID {
 	return causes.ConntrackInvalid
 }
 
+// Unfinished reports whether a handshake whose first SYN the kernel saw
+// before mono time before is still waiting for its next step.
+func (e *Engine) Unfinished(before time.Duration) bool {
+	for _, f := range e.flows {
+		if f.synMono < before {
+			return true
+		}
+	}
+	return false
+}
+
 // Expire reports flows idle longer than Pending at kernel monotonic time now.
 func (e *Engine) Expire(now time.Duration) []Outcome {
 	var out []Outcome

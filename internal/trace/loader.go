@@ -291,8 +291,13 @@ func notPermitted(err error) error {
 // Names returns the kernel enum names the tracer resolved at load time.
 func (t *Tracer) Names() *Names { return t.names }
 
+// Wake makes a blocked Read return ringbuf.ErrFlushed once the events
+// already queued are read.
+func (t *Tracer) Wake() error { return t.rd.Flush() }
+
 // Read blocks until the next event, the deadline passes
-// (os.ErrDeadlineExceeded) or the tracer is closed (os.ErrClosed).
+// (os.ErrDeadlineExceeded), Wake is called (ringbuf.ErrFlushed) or the
+// tracer is closed (os.ErrClosed).
 func (t *Tracer) Read(deadline time.Time) (Event, error) {
 	t.rd.SetDeadline(deadline)
 	rec, err := t.rd.Read()
