@@ -1,0 +1,136 @@
+// Package procstat holds what the benchmarks under bench/ share: the
+// namespace-test flock, a process's CPU, memory, threads and descriptors
+// read from /proc, the load average, and medians and quantiles.
+package procstat
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"math"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Lock takes the namespace-test flock at path, waiting (in line with the
+// other waiters, a blocking flock) at most 30 minutes. The returned
+// function releases it.
+func Lock(ctx context.Context, path string) (func(), error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	if unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) != nil {
+		fmt.Fprintf(os.Stderr, "waiting for %s ...\n", path)
+		errc := make(chan error, 1)
+		go func() { errc <- unix.Flock(int(f.Fd()), unix.LOCK_EX) }()
+		select {
+		case err := <-errc:
+			if err != nil {
+				f.Close()
+				return nil, fmt.Errorf("flock %s: %w", path, err)
+			}
+		case <-ctx.Done():
+			// The blocked flock ends with the process.
+			return nil, ctx.Err()
+		case <-time.After(30 * time.Minute):
+			return nil, fmt.Errorf("flock %s: not free within 30 minutes", path)
+		}
+	}
+	return func() { _ = unix.Flock(int(f.Fd()), unix.LOCK_UN); f.Close() }, nil
+}
+
+// CPU is a process's utime+stime from /proc/PID/stat (0 when unreadable).
+func CPU(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the command name (which may hold spaces) in parens.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseUint(f[11], 10, 64)
+	st, _ := strconv.ParseUint(f[12], 10, 64)
+	const hz = 100 // USER_HZ on Linux
+	return time.Duration(ut+st) * time.Second / hz
+}
+
+// Status reads one numeric field of /proc/PID/status ("VmHWM", "VmRSS",
+// "Threads"; kB units are kept as read), 0 when unreadable.
+func Status(pid int, field string) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, field+":"); ok {
+			n, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
+			return n
+		}
+	}
+	return 0
+}
+
+// HWM is a process's peak RSS (VmHWM) in MiB.
+func HWM(pid int) float64 { return Status(pid, "VmHWM") / 1024 }
+
+// RSS is a process's resident set (VmRSS) in MiB.
+func RSS(pid int) float64 { return Status(pid, "VmRSS") / 1024 }
+
+// FDs counts a process's open descriptors (-1 when unreadable).
+func FDs(pid int) int {
+	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		return -1
+	}
+	return len(ents)
+}
+
+// Loadavg is the 1, 5 and 15 minute load average, "?" when unreadable.
+func Loadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
+}
+
+// Median of v (0 for none).
+func Median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := slices.Clone(v)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// Quantile is the nearest-rank q-quantile of v (0 < q <= 1; 0 for none):
+// the smallest value with at least q of the values at or below it.
+func Quantile(v []float64, q float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := slices.Clone(v)
+	slices.Sort(s)
+	i := int(math.Ceil(q*float64(len(s)))) - 1
+	return s[max(0, min(i, len(s)-1))]
+}
