@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 
+	"github.com/synscope/synscope/internal/causes"
 	"github.com/synscope/synscope/internal/safetext"
 	"github.com/synscope/synscope/internal/trace"
 )
@@ -34,15 +35,21 @@ func (w *watcher) startSYNTrace(ctx context.Context) error {
 			slog.String("event", EventSYNTrace), slog.String("error", safetext.Show(err.Error())))
 		return nil
 	}
-	w.m.synTraceUp.Set(1)
+	w.mu.Lock()
+	names := make([]string, 0, len(w.inodes))
+	for _, n := range w.inodes {
+		names = append(names, n)
+	}
+	// Under the lock: a namespace whose loop ends now is either in names
+	// (and its series are dropped after this) or not (and gets none).
+	w.m.traceStarted(names)
+	w.mu.Unlock()
 	eng := trace.NewEngine(0)
 	emit := func(o trace.Outcome) {
 		if o.Fate != trace.Dropped || o.Cause == "" {
 			return
 		}
-		if ns, ok := w.nameOf(o.Netns); ok {
-			w.m.addTracedDrop(ns, o.Cause)
-		}
+		w.countTraced(o.Netns, o.Cause)
 	}
 	w.opts.Logger.Info("per-SYN drop attribution on (eBPF tracepoints)", slog.String("event", EventSYNTrace))
 	go func() {
@@ -56,11 +63,13 @@ func (w *watcher) startSYNTrace(ctx context.Context) error {
 	return nil
 }
 
-// nameOf maps a namespace inode from the tracer to the watched
-// namespace's label.
-func (w *watcher) nameOf(inode uint32) (string, bool) {
+// countTraced counts a traced drop for the watched namespace with that
+// inode; under the lock, so a namespace being dropped never gets a series
+// back after its removal (its loop leaves inodes before its series go).
+func (w *watcher) countTraced(inode uint32, id causes.ID) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	n, ok := w.inodes[inode]
-	return n, ok
+	if ns, ok := w.inodes[inode]; ok {
+		w.m.addTracedDrop(ns, id)
+	}
 }
