@@ -18,8 +18,6 @@ import (
 	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/synscope/synscope/bench/internal/procstat"
 )
 
@@ -96,13 +94,7 @@ type results struct {
 }
 
 func run(o *options) error {
-	if os.Geteuid() != 0 {
-		return errors.New("needs root (creates network namespaces)")
-	}
-	if o.bin == "" {
-		return errors.New("-bin: the synscope binary to measure is required")
-	}
-	if _, err := os.Stat(o.bin); err != nil {
+	if err := procstat.Preflight(o.bin); err != nil {
 		return err
 	}
 	if o.rounds < 1 || o.rounds > 50 || o.duration <= 0 || o.duration > 10*time.Minute || o.streams < 1 || o.streams > 1000 || o.workers < 1 || o.workers > 1000 || o.kubeServices < 0 || o.kubeServices > 50000 {
@@ -118,11 +110,7 @@ func run(o *options) error {
 		defer unlock()
 	}
 
-	res := &results{Schema: "synscope.bench.load/v1", Started: time.Now().UTC(), CPUs: runtime.NumCPU(), LoadAvgStart: procstat.Loadavg()}
-	var un unix.Utsname
-	if unix.Uname(&un) == nil {
-		res.Kernel = unix.ByteSliceToString(un.Release[:])
-	}
+	res := &results{Schema: "synscope.bench.load/v1", Started: time.Now().UTC(), CPUs: runtime.NumCPU(), LoadAvgStart: procstat.Loadavg(), Kernel: procstat.Kernel()}
 	res.Params.DurationS, res.Params.IdleS, res.Params.Rounds = o.duration.Seconds(), o.idle.Seconds(), o.rounds
 	res.Params.Streams, res.Params.Workers, res.Params.Modes, res.Params.DoctorWindow = o.streams, o.workers, o.modes, o.window
 
@@ -162,16 +150,7 @@ func run(o *options) error {
 	res.LoadAvgEnd = procstat.Loadavg()
 	res.Summary = summarize(o.modes, res.Samples)
 	writeTable(os.Stdout, res)
-	if o.jsonOut != "" {
-		b, err := json.MarshalIndent(res, "", "  ")
-		if err != nil {
-			return err
-		}
-		if err := os.WriteFile(o.jsonOut, append(b, '\n'), 0o644); err != nil {
-			return err
-		}
-	}
-	return nil
+	return procstat.WriteJSON(o.jsonOut, res)
 }
 
 func sh(ctx context.Context, args ...string) error {

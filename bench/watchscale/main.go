@@ -31,7 +31,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -42,8 +41,6 @@ import (
 	"strings"
 	"syscall"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/synscope/synscope/bench/internal/procstat"
 )
@@ -114,13 +111,7 @@ type results struct {
 }
 
 func run(o *options) error {
-	if os.Geteuid() != 0 {
-		return errors.New("needs root (creates network namespaces)")
-	}
-	if o.bin == "" {
-		return errors.New("-bin: the synscope binary to measure is required")
-	}
-	if _, err := os.Stat(o.bin); err != nil {
+	if err := procstat.Preflight(o.bin); err != nil {
 		return err
 	}
 	if o.interval < time.Second || o.idle <= 0 || o.idle > 30*time.Minute || o.scrapes < 1 || o.scrapes > 10000 ||
@@ -137,11 +128,7 @@ func run(o *options) error {
 		defer unlock()
 	}
 	res := &results{Schema: "synscope.bench.watchscale/v1", Started: time.Now().UTC(), CPUs: runtime.NumCPU(),
-		LoadAvgStart: procstat.Loadavg(), IntervalS: o.interval.Seconds()}
-	var un unix.Utsname
-	if unix.Uname(&un) == nil {
-		res.Kernel = unix.ByteSliceToString(un.Release[:])
-	}
+		LoadAvgStart: procstat.Loadavg(), IntervalS: o.interval.Seconds(), Kernel: procstat.Kernel()}
 	if err := removeStale(); err != nil {
 		return fmt.Errorf("stale namespaces: %w", err)
 	}
@@ -157,12 +144,5 @@ func run(o *options) error {
 	}
 	res.LoadAvgEnd = procstat.Loadavg()
 	writeTable(os.Stdout, res)
-	if o.jsonOut != "" {
-		b, err := json.MarshalIndent(res, "", "  ")
-		if err != nil {
-			return err
-		}
-		return os.WriteFile(o.jsonOut, append(b, '\n'), 0o644)
-	}
-	return nil
+	return procstat.WriteJSON(o.jsonOut, res)
 }

@@ -107,15 +107,6 @@ func (d *daemon) waitAllSeries(t *testing.T, names []string, want int, timeout t
 	}
 }
 
-func fdCount(t *testing.T) int {
-	t.Helper()
-	ents, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return len(ents)
-}
-
 // TestAllNetnsScale: --all-netns over 100 namespaces. Each has exactly
 // SeriesPerNetns series, the same two intervals later; the exposition is
 // served well within the 50 ms budget (the best of 20 handler runs at
@@ -197,7 +188,7 @@ func TestAllNetnsScale(t *testing.T) {
 
 	// Churn.
 	runtime.GC()
-	fds0, gor0 := fdCount(t), runtime.NumGoroutine()
+	fds0, gor0 := openFDs(t), runtime.NumGoroutine()
 	from := d.log.count()
 	var added []string
 	for i := range churn {
@@ -221,7 +212,7 @@ func TestAllNetnsScale(t *testing.T) {
 	}
 	deadline := time.Now().Add(2 * interval)
 	for {
-		fds, gor := fdCount(t), runtime.NumGoroutine()
+		fds, gor := openFDs(t), runtime.NumGoroutine()
 		if fds <= fds0 && gor <= gor0 {
 			break
 		}

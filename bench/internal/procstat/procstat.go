@@ -6,6 +6,8 @@ package procstat
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"os"
@@ -133,4 +135,38 @@ func Quantile(v []float64, q float64) float64 {
 	slices.Sort(s)
 	i := int(math.Ceil(q*float64(len(s)))) - 1
 	return s[max(0, min(i, len(s)-1))]
+}
+
+// Preflight checks what every benchmark needs before it changes anything:
+// root (it makes network namespaces) and the synscope binary to measure.
+func Preflight(bin string) error {
+	if os.Geteuid() != 0 {
+		return errors.New("needs root (creates network namespaces)")
+	}
+	if bin == "" {
+		return errors.New("-bin: the synscope binary to measure is required")
+	}
+	_, err := os.Stat(bin)
+	return err
+}
+
+// Kernel is the running kernel's release ("" when unknown).
+func Kernel() string {
+	var un unix.Utsname
+	if unix.Uname(&un) != nil {
+		return ""
+	}
+	return unix.ByteSliceToString(un.Release[:])
+}
+
+// WriteJSON writes v, indented, to path ("" writes nothing).
+func WriteJSON(path string, v any) error {
+	if path == "" {
+		return nil
+	}
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(b, '\n'), 0o644)
 }
