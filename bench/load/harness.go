@@ -9,9 +9,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -73,13 +71,8 @@ type doctorStats struct {
 
 // results is the JSON document.
 type results struct {
-	Schema       string    `json:"schema"`
-	Started      time.Time `json:"started"`
-	Kernel       string    `json:"kernel"`
-	CPUs         int       `json:"cpus"`
-	LoadAvgStart string    `json:"loadavg_start"`
-	LoadAvgEnd   string    `json:"loadavg_end"`
-	Params       struct {
+	procstat.Header
+	Params struct {
 		DurationS    float64  `json:"phase_s"`
 		IdleS        float64  `json:"idle_s"`
 		Rounds       int      `json:"rounds"`
@@ -100,17 +93,13 @@ func run(o *options) error {
 	if o.rounds < 1 || o.rounds > 50 || o.duration <= 0 || o.duration > 10*time.Minute || o.streams < 1 || o.streams > 1000 || o.workers < 1 || o.workers > 1000 || o.kubeServices < 0 || o.kubeServices > 50000 {
 		return errors.New("rounds 1-50, duration up to 10m, streams and workers 1-1000, kube-services up to 50000")
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if o.lockPath != "" {
-		unlock, err := procstat.Lock(ctx, o.lockPath)
-		if err != nil {
-			return err
-		}
-		defer unlock()
+	ctx, end, err := procstat.Begin(o.lockPath)
+	if err != nil {
+		return err
 	}
+	defer end()
 
-	res := &results{Schema: "synscope.bench.load/v1", Started: time.Now().UTC(), CPUs: runtime.NumCPU(), LoadAvgStart: procstat.Loadavg(), Kernel: procstat.Kernel()}
+	res := &results{Header: procstat.NewHeader("synscope.bench.load/v1")}
 	res.Params.DurationS, res.Params.IdleS, res.Params.Rounds = o.duration.Seconds(), o.idle.Seconds(), o.rounds
 	res.Params.Streams, res.Params.Workers, res.Params.Modes, res.Params.DoctorWindow = o.streams, o.workers, o.modes, o.window
 
@@ -119,7 +108,6 @@ func run(o *options) error {
 	if err := setup(ctx); err != nil {
 		return fmt.Errorf("setup: %w", err)
 	}
-	var err error
 	if o.kubeServices > 0 {
 		if res.Params.KubeRules, err = loadKubeRules(ctx, o.kubeServices); err != nil {
 			return err

@@ -30,16 +30,12 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"os"
-	"os/signal"
-	"runtime"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/synscope/synscope/bench/internal/procstat"
@@ -100,14 +96,9 @@ func parseSizes(s string, out *[]int) error {
 
 // results is the JSON document.
 type results struct {
-	Schema       string       `json:"schema"`
-	Started      time.Time    `json:"started"`
-	Kernel       string       `json:"kernel"`
-	CPUs         int          `json:"cpus"`
-	LoadAvgStart string       `json:"loadavg_start"`
-	LoadAvgEnd   string       `json:"loadavg_end"`
-	IntervalS    float64      `json:"interval_s"`
-	Sizes        []sizeResult `json:"sizes"`
+	procstat.Header
+	IntervalS float64      `json:"interval_s"`
+	Sizes     []sizeResult `json:"sizes"`
 }
 
 func run(o *options) error {
@@ -118,17 +109,12 @@ func run(o *options) error {
 		o.losses < 0 || o.losses > 1000 || o.churnRate < 0 || o.churnRate > 100 || o.churnFor > 10*time.Minute || o.churnLife <= o.interval {
 		return errors.New("interval ≥ 1s, idle up to 30m, scrapes 1-10000, losses up to 1000, churn-rate up to 100/s for up to 10m, churn-life longer than the interval")
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if o.lockPath != "" {
-		unlock, err := procstat.Lock(ctx, o.lockPath)
-		if err != nil {
-			return err
-		}
-		defer unlock()
+	ctx, end, err := procstat.Begin(o.lockPath)
+	if err != nil {
+		return err
 	}
-	res := &results{Schema: "synscope.bench.watchscale/v1", Started: time.Now().UTC(), CPUs: runtime.NumCPU(),
-		LoadAvgStart: procstat.Loadavg(), IntervalS: o.interval.Seconds(), Kernel: procstat.Kernel()}
+	defer end()
+	res := &results{Header: procstat.NewHeader("synscope.bench.watchscale/v1"), IntervalS: o.interval.Seconds()}
 	if err := removeStale(); err != nil {
 		return fmt.Errorf("stale namespaces: %w", err)
 	}

@@ -11,9 +11,12 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"os/signal"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -169,4 +172,36 @@ func WriteJSON(path string, v any) error {
 		return err
 	}
 	return os.WriteFile(path, append(b, '\n'), 0o644)
+}
+
+// Begin starts a benchmark run: a context that ends on SIGINT or
+// SIGTERM, and the flock at lockPath ("" when the caller holds it). The
+// returned function releases both.
+func Begin(lockPath string) (context.Context, func(), error) {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	if lockPath == "" {
+		return ctx, stop, nil
+	}
+	unlock, err := Lock(ctx, lockPath)
+	if err != nil {
+		stop()
+		return nil, nil, err
+	}
+	return ctx, func() { unlock(); stop() }, nil
+}
+
+// Header opens every benchmark's JSON document: what ran where, and the
+// load average around it (the machine is shared: every number needs it).
+type Header struct {
+	Schema       string    `json:"schema"`
+	Started      time.Time `json:"started"`
+	Kernel       string    `json:"kernel"`
+	CPUs         int       `json:"cpus"`
+	LoadAvgStart string    `json:"loadavg_start"`
+	LoadAvgEnd   string    `json:"loadavg_end"`
+}
+
+// NewHeader fills a Header at the start of a run (LoadAvgEnd at its end).
+func NewHeader(schema string) Header {
+	return Header{Schema: schema, Started: time.Now().UTC(), Kernel: Kernel(), CPUs: runtime.NumCPU(), LoadAvgStart: Loadavg()}
 }
