@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 
+	"github.com/synscope/synscope/internal/causes"
 	"github.com/synscope/synscope/internal/safetext"
 	"github.com/synscope/synscope/internal/trace"
 )
@@ -36,7 +37,15 @@ func (w *watcher) startSYNTrace(ctx context.Context) error {
 			slog.String("event", EventSYNTrace), slog.String("error", safetext.Show(err.Error())))
 		return nil
 	}
-	w.m.synTraceUp.Set(1)
+	w.mu.Lock()
+	names := make([]string, 0, len(w.inodes))
+	for _, n := range w.inodes {
+		names = append(names, n)
+	}
+	// Under the lock: a namespace whose loop ends now is either in names
+	// (and its series are dropped after this) or not (and gets none).
+	w.m.traceStarted(names)
+	w.mu.Unlock()
 	var missing []string
 	for _, c := range trace.Missing(tr.Capabilities()) {
 		missing = append(missing, c.String())
@@ -48,9 +57,7 @@ func (w *watcher) startSYNTrace(ctx context.Context) error {
 		if o.Fate != trace.Dropped || o.Cause == "" {
 			return
 		}
-		if ns, ok := w.nameOf(o.Netns); ok {
-			w.m.addTracedDrop(ns, o.Cause)
-		}
+		w.countTraced(o.Netns, o.Cause)
 	}
 	w.opts.Logger.Info("per-SYN drop attribution on (eBPF tracepoints)", slog.String("event", EventSYNTrace))
 	go func() {
@@ -80,4 +87,15 @@ func (w *watcher) nameOf(inode uint32) (string, bool) {
 	defer w.mu.Unlock()
 	n, ok := w.inodes[inode]
 	return n, ok
+}
+
+// countTraced counts a traced drop for the watched namespace with that
+// inode; under the lock, so a namespace being dropped never gets a series
+// back after its removal (its loop leaves inodes before its series go).
+func (w *watcher) countTraced(inode uint32, id causes.ID) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if ns, ok := w.inodes[inode]; ok {
+		w.m.addTracedDrop(ns, id)
+	}
 }

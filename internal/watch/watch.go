@@ -33,7 +33,8 @@ func Run(ctx context.Context, opts Options) error {
 	if m == nil {
 		m = NewMetrics()
 	}
-	w := &watcher{opts: &opts, m: m, loops: map[string]*running{}, failed: map[string]bool{}, inodes: map[uint32]string{}}
+	w := &watcher{opts: &opts, m: m, loops: map[string]*running{}, failed: map[string]bool{}, inodes: map[uint32]string{},
+		mgrScan: newManagerScan("/proc")}
 	if opts.FateAPI {
 		w.fates = newFateHub(m.fateDropped.Inc)
 	}
@@ -186,6 +187,8 @@ type watcher struct {
 	// fans its outcomes out to the fate API's requests.
 	tracing traceStatus
 	fates   *fateHub
+	// mgrScan is the network-manager process scan the loops share.
+	mgrScan *managerScan
 }
 
 // runNetnsPrefix marks a spec found in /run/netns by --all-netns: opened
@@ -270,7 +273,7 @@ func (w *watcher) start(ctx context.Context, spec string) error {
 	if err != nil {
 		return fmt.Errorf("watch: %w", err)
 	}
-	l, err := newNSLoop(w.opts, w.m, t, name)
+	l, err := newNSLoop(w.opts, w.m, w.mgrScan, t, name)
 	if err != nil {
 		t.Close()
 		return err
@@ -291,10 +294,17 @@ func (w *watcher) start(ctx context.Context, spec string) error {
 		if lctx.Err() != nil && !errors.Is(err, errNetnsGone) {
 			return // shutting down; series stay until the process exits
 		}
+		// Out of inodes first, then the series, then out of loops: the
+		// tracer counts only namespaces in inodes (under the lock), so
+		// none of this one's series comes back after the drop, and
+		// discovery starts a namespace of the same name only once loops
+		// lets it, after the drop.
+		w.mu.Lock()
+		delete(w.inodes, uint32(t.Inode))
+		w.mu.Unlock()
 		w.m.dropNetns(l.name)
 		w.mu.Lock()
 		delete(w.loops, spec)
-		delete(w.inodes, uint32(t.Inode))
 		w.mu.Unlock()
 		msg := "namespace gone: its series were removed"
 		lvl := slog.LevelInfo
