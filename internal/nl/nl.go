@@ -36,6 +36,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -105,6 +106,8 @@ type link interface {
 	recv(deadline time.Time) ([]netlink.Message, error)
 	// poll is recv that does not wait (EAGAIN when nothing is queued).
 	poll() ([]netlink.Message, error)
+	// wake makes a recv under way, and every later one, time out at once.
+	wake()
 	close() error
 }
 
@@ -301,6 +304,13 @@ func (c *Conn) ReceiveWithin(d time.Duration) ([]Message, error) {
 	return c.received(c.l.recv(time.Now().Add(d)))
 }
 
+// Wake makes a Receive under way, and every later one, return ErrTimeout
+// at once, from any goroutine: the owner of a monitor Conn stops its
+// receiver without waiting out the receive timeout, so the timeout can be
+// long (a receiver that wakes only to check whether it should stop costs
+// CPU in every watched namespace).
+func (c *Conn) Wake() { c.l.wake() }
+
 // TryReceive is Receive without waiting: what is queued now, ErrTimeout
 // when nothing is.
 func (c *Conn) TryReceive() ([]Message, error) { return c.received(c.l.poll()) }
@@ -343,9 +353,17 @@ const recvBufSize = 64 << 10
 
 // sock is the real socket.
 type sock struct {
-	c   *netlink.Conn
-	rc  syscall.RawConn
-	buf []byte
+	c     *netlink.Conn
+	rc    syscall.RawConn
+	buf   []byte
+	woken atomic.Bool
+}
+
+// wake: the flag for a recv that sets its deadline after this one, the
+// past deadline for a recv that set its own before (and waits).
+func (s *sock) wake() {
+	s.woken.Store(true)
+	_ = s.c.SetReadDeadline(time.Unix(1, 0))
 }
 
 func (s *sock) send(m netlink.Message) (netlink.Header, error) {
@@ -356,6 +374,11 @@ func (s *sock) send(m netlink.Message) (netlink.Header, error) {
 func (s *sock) recv(deadline time.Time) ([]netlink.Message, error) {
 	if err := s.c.SetReadDeadline(deadline); err != nil {
 		return nil, err
+	}
+	// After the deadline is set: a wake before this is seen here, one
+	// after it overrides the deadline.
+	if s.woken.Load() {
+		return nil, os.ErrDeadlineExceeded
 	}
 	var n int
 	var rerr error
@@ -455,6 +478,7 @@ type fakeLink struct {
 	seq    uint32
 	queued []netlink.Message
 	err    error
+	woken  bool
 }
 
 // fakePID is the port id fake requests carry.
@@ -471,6 +495,9 @@ func (f *fakeLink) send(m netlink.Message) (netlink.Header, error) {
 }
 
 func (f *fakeLink) recv(time.Time) ([]netlink.Message, error) {
+	if f.woken {
+		return nil, os.ErrDeadlineExceeded
+	}
 	if f.err != nil {
 		err := f.err
 		f.err = nil
@@ -494,3 +521,5 @@ func (f *fakeLink) recv(time.Time) ([]netlink.Message, error) {
 func (f *fakeLink) poll() ([]netlink.Message, error) { return f.recv(time.Time{}) }
 
 func (f *fakeLink) close() error { return nil }
+
+func (f *fakeLink) wake() { f.woken = true }

@@ -259,3 +259,31 @@ func TestGetWithAck(t *testing.T) {
 		}
 	}
 }
+
+// A real socket: Wake ends a Receive that waits (a minute here) at once,
+// and every later Receive returns ErrTimeout without waiting.
+func TestWakeRealSocket(t *testing.T) {
+	c, err := Dial(unix.NETLINK_ROUTE, Config{ReceiveTimeout: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	done := make(chan error, 1)
+	go func() { _, err := c.Receive(); done <- err }()
+	time.Sleep(50 * time.Millisecond) // let it wait
+	start := time.Now()
+	c.Wake()
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrTimeout) {
+			t.Fatalf("err = %v, want ErrTimeout", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Receive still waiting 5s after Wake")
+	}
+	t.Logf("woken after %s", time.Since(start))
+	start = time.Now()
+	if _, err := c.Receive(); !errors.Is(err, ErrTimeout) || time.Since(start) > time.Second {
+		t.Errorf("Receive after Wake: %v after %s, want ErrTimeout at once", err, time.Since(start))
+	}
+}

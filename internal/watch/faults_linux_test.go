@@ -414,6 +414,7 @@ func TestLabENOBUFSResync(t *testing.T) {
 	opts := Options{Netns: []string{ns}, Interval: time.Minute}
 	opts.deps.monitorRcvBuf = 4096 // the kernel's floor is a few KiB
 	opts.deps.beforeRecv = beforeRecv
+	opts.deps.monitorWait = 250 * time.Millisecond // the hook is armed while the receiver waits
 	d := startWatch(t, opts)
 	s0 := p.link(t, p.hs, "s0")
 

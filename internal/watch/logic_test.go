@@ -148,3 +148,29 @@ func TestAwaitingReturn(t *testing.T) {
 		t.Error("the route is usable again, still awaiting")
 	}
 }
+
+// TestNeedsFastRecheck: the fast re-check ticks whenever its tick could
+// do something — awaitingReturn could be true, or a restored line waits
+// for its sender — and not otherwise (an idle loop does not wake for it).
+func TestNeedsFastRecheck(t *testing.T) {
+	now := time.Unix(1000, 0)
+	lost := Route{Family: 4, Table: 254, Type: rtnUnicast, Ifindex: 2}
+	l := &nsLoop{routes: routeSet{}, lastErr: map[famTable]Route{}, unnamed: map[key]unnamedRestore{}, ignDev: map[[2]int]bool{}}
+	if l.needsFastRecheck(now) {
+		t.Error("nothing lost, nothing waiting: needs the fast re-check")
+	}
+	l.lastErr[famTable{4, 254}], l.lostAt = lost, now
+	for _, at := range []time.Time{now, now.Add(fastRecheckFor)} {
+		if l.awaitingReturn(at) && !l.needsFastRecheck(at) {
+			t.Errorf("%s after the loss: awaiting the return, yet no fast re-check", at.Sub(now))
+		}
+	}
+	if l.needsFastRecheck(now.Add(fastRecheckFor + time.Second)) {
+		t.Error("fast re-check beyond fastRecheckFor")
+	}
+	clear(l.lastErr)
+	l.unnamed[lost.key()] = unnamedRestore{route: lost, at: now}
+	if !l.needsFastRecheck(now.Add(time.Hour)) {
+		t.Error("a restored line waits for its sender, no fast re-check to flush it")
+	}
+}

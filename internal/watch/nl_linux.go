@@ -56,15 +56,18 @@ func openSock(groups []int, rcvbuf int, recvTimeout time.Duration) (*nlSock, err
 
 func (s *nlSock) close() error { return s.c.Close() }
 
+// wake ends a receive under way, and every later one, with a timeout.
+func (s *nlSock) wake() { s.c.Wake() }
+
 // errRecvTimeout is a receive that saw nothing within the timeout (or, not
 // waiting, nothing queued).
 var errRecvTimeout = nl.ErrTimeout
 
 // recv reads one datagram of notifications, waiting up to the receive
 // timeout, or not at all with dontwait. An overrun (ENOBUFS: messages were
-// lost) is an error that errors.Is(err, unix.ENOBUFS) recognises. buf is
-// not used (the socket has its own).
-func (s *nlSock) recv(_ []byte, dontwait bool) ([]nlMsg, error) {
+// lost) is an error that errors.Is(err, unix.ENOBUFS) recognises. The
+// socket has its own buffer.
+func (s *nlSock) recv(dontwait bool) ([]nlMsg, error) {
 	if dontwait {
 		return s.c.TryReceive()
 	}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -102,7 +101,7 @@ func newNSLoop(opts *Options, m *Metrics, mgrScan *managerScan, t *netns.Target,
 	}
 	err := t.Do(func() error {
 		var err error
-		if l.mon, err = openSock(monitorGroups, opts.deps.monitorRcvBuf, 250*time.Millisecond); err != nil {
+		if l.mon, err = openSock(monitorGroups, opts.deps.monitorRcvBuf, opts.deps.monitorWait); err != nil {
 			return err
 		}
 		if l.dump, err = openSock(nil, 0, time.Second); err != nil {
@@ -204,24 +203,21 @@ func (l *nsLoop) run(ctx context.Context) error {
 	}()
 	defer func() {
 		cancel()
+		l.mon.wake() // its receive waits up to monitorWait otherwise
 		<-recvDone
 	}()
-	// The first check comes at a random point of the first interval,
-	// then one every interval: loops that start together (hundreds at
-	// startup with --all-netns) spread their checks over the interval
-	// instead of all reading the kernel at once, every interval, while
-	// a scrape or a route loss waits for the CPU.
-	first := time.NewTimer(rand.N(l.opts.Interval))
-	defer first.Stop()
-	var ticker *time.Ticker
-	var tick <-chan time.Time // nil, never ready, until the first check
+	tick := time.NewTicker(l.opts.Interval)
+	defer tick.Stop()
+	// The fast re-check ticks only while something waits for it (a lost
+	// route within fastRecheckFor, a restored line waiting for its
+	// sender): idle, a loop wakes only for its interval.
+	var fast *time.Ticker
+	var fastC <-chan time.Time
 	defer func() {
-		if ticker != nil {
-			ticker.Stop()
+		if fast != nil {
+			fast.Stop()
 		}
 	}()
-	fast := time.NewTicker(fastRecheck)
-	defer fast.Stop()
 	l.expiry = time.NewTimer(time.Hour)
 	defer l.expiry.Stop()
 	defer func() { l.flushUnnamed(ctx, time.Now(), true) }()
@@ -232,6 +228,14 @@ func (l *nsLoop) run(ctx context.Context) error {
 		defer l.repair.stop()
 	}
 	for {
+		switch need := l.needsFastRecheck(time.Now()); {
+		case need && fast == nil:
+			fast = time.NewTicker(fastRecheck)
+			fastC = fast.C
+		case !need && fast != nil:
+			fast.Stop()
+			fast, fastC = nil, nil
+		}
 		select {
 		case <-ctx.Done():
 			return nil
@@ -246,17 +250,11 @@ func (l *nsLoop) run(ctx context.Context) error {
 			if err := l.resync(now, false); err == nil {
 				l.settle(ctx, now, nil)
 			}
-		case <-first.C:
-			ticker = time.NewTicker(l.opts.Interval)
-			tick = ticker.C
+		case <-tick.C:
 			if gone := l.interval(ctx); gone {
 				return errNetnsGone
 			}
-		case <-tick:
-			if gone := l.interval(ctx); gone {
-				return errNetnsGone
-			}
-		case <-fast.C:
+		case <-fastC:
 			l.flushUnnamed(ctx, time.Now(), false)
 			if now := time.Now(); l.awaitingReturn(now) {
 				if err := l.resync(now, false); err == nil {
@@ -271,6 +269,13 @@ func (l *nsLoop) run(ctx context.Context) error {
 
 var errNetnsGone = errors.New("namespace gone")
 
+// monitorWait bounds one wait of the monitor's receive. The loop wakes
+// the receiver when it stops (nlSock.wake), so this is only how often an
+// idle receiver looks at its context by itself: hundreds of namespaces'
+// receivers waking four times a second cost more CPU than all their
+// interval checks.
+const monitorWait = 10 * time.Second
+
 // fastRecheck is how often the routes are re-read while a family/table
 // has lost its default route, for at most fastRecheckFor after the loss.
 // A route can come back with no netlink news: an RA that refreshes a route
@@ -282,6 +287,14 @@ const (
 	fastRecheck    = 500 * time.Millisecond
 	fastRecheckFor = 10 * time.Minute
 )
+
+// needsFastRecheck reports whether the fast re-check has work: a
+// route-restored line waiting for its sender, or a loss within
+// fastRecheckFor whose family/table may still be empty (awaitingReturn
+// says which). When it has none, its tick would do nothing.
+func (l *nsLoop) needsFastRecheck(now time.Time) bool {
+	return len(l.unnamed) > 0 || (len(l.lastErr) > 0 && now.Sub(l.lostAt) <= fastRecheckFor)
+}
 
 // awaitingReturn reports whether some family/table that lost its default
 // route has none usable now, within fastRecheckFor of the last loss.
@@ -312,7 +325,6 @@ func (l *nsLoop) lostGateway(k neighKey) bool {
 // the socket then overruns and ENOBUFS leads to a resync: memory stays
 // bounded whatever the event rate.
 func (l *nsLoop) receive(ctx context.Context, ch chan<- batch) {
-	buf := make([]byte, 1<<16)
 	send := func(b batch) bool {
 		select {
 		case ch <- b:
@@ -325,12 +337,12 @@ func (l *nsLoop) receive(ctx context.Context, ch chan<- batch) {
 		if l.opts.deps.beforeRecv != nil {
 			l.opts.deps.beforeRecv(ctx)
 		}
-		msgs, err := l.mon.recv(buf, false)
+		msgs, err := l.mon.recv(false)
 		if errors.Is(err, errRecvTimeout) {
 			continue
 		}
 		if errors.Is(err, unix.ENOBUFS) {
-			l.drainStale(buf)
+			l.drainStale()
 			if !send(batch{resync: true}) {
 				return
 			}
@@ -343,10 +355,10 @@ func (l *nsLoop) receive(ctx context.Context, ch chan<- batch) {
 		// Drain what is queued now: news of one kernel operation arrive
 		// together, and the loop wants them in one batch. Bounded.
 		for i := 0; i < 256; i++ {
-			more, err := l.mon.recv(buf, true)
+			more, err := l.mon.recv(true)
 			if err != nil {
 				if errors.Is(err, unix.ENOBUFS) {
-					l.drainStale(buf)
+					l.drainStale()
 					msgs = append(msgs, nlMsg{Type: unix.NLMSG_OVERRUN})
 				}
 				break
@@ -366,9 +378,9 @@ func (l *nsLoop) receive(ctx context.Context, ch chan<- batch) {
 // a change whose notification was dropped after it. The dump that follows
 // supersedes what is discarded. Bounded: the queue holds at most the
 // receive buffer.
-func (l *nsLoop) drainStale(buf []byte) {
+func (l *nsLoop) drainStale() {
 	for i := 0; i < 1<<16; i++ {
-		if _, err := l.mon.recv(buf, true); err != nil && !errors.Is(err, unix.ENOBUFS) {
+		if _, err := l.mon.recv(true); err != nil && !errors.Is(err, unix.ENOBUFS) {
 			return // errRecvTimeout: empty, the kernel delivers again
 		}
 	}

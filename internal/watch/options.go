@@ -93,6 +93,10 @@ type deps struct {
 	// socket: a test can hold the receiver while it bursts changes, so
 	// the socket overruns for certain.
 	beforeRecv func(ctx context.Context)
+	// monitorWait bounds one wait of the monitor's receive (default
+	// monitorWait); a test that arms beforeRecv while the receiver waits
+	// shortens it, so the hook is reached soon.
+	monitorWait time.Duration
 	// beforeReread runs in a repair attempt after every guard decided to
 	// write and before the re-read: a test changes the link or the routes
 	// there, as another program could, and watch must not write.
@@ -136,6 +140,9 @@ func (o *Options) defaults() error {
 	}
 	if o.deps.monitorRcvBuf == 0 {
 		o.deps.monitorRcvBuf = 8 << 20
+	}
+	if o.deps.monitorWait == 0 {
+		o.deps.monitorWait = monitorWait
 	}
 	if o.HoldDir == "" {
 		o.HoldDir = "/run/synscope/hold"
