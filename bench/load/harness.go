@@ -9,16 +9,14 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/synscope/synscope/bench/internal/procstat"
 )
 
 // This file sets up the namespaces, runs the rounds and measures the tool.
@@ -79,13 +77,8 @@ type doctorStats struct {
 
 // results is the JSON document.
 type results struct {
-	Schema       string    `json:"schema"`
-	Started      time.Time `json:"started"`
-	Kernel       string    `json:"kernel"`
-	CPUs         int       `json:"cpus"`
-	LoadAvgStart string    `json:"loadavg_start"`
-	LoadAvgEnd   string    `json:"loadavg_end"`
-	Params       struct {
+	procstat.Header
+	Params struct {
 		DurationS    float64  `json:"phase_s"`
 		IdleS        float64  `json:"idle_s"`
 		Rounds       int      `json:"rounds"`
@@ -101,33 +94,19 @@ type results struct {
 }
 
 func run(o *options) error {
-	if os.Geteuid() != 0 {
-		return errors.New("needs root (creates network namespaces)")
-	}
-	if o.bin == "" {
-		return errors.New("-bin: the synscope binary to measure is required")
-	}
-	if _, err := os.Stat(o.bin); err != nil {
+	if err := procstat.Preflight(o.bin); err != nil {
 		return err
 	}
 	if o.rounds < 1 || o.rounds > 50 || o.duration <= 0 || o.duration > 10*time.Minute || o.streams < 1 || o.streams > 1000 || o.workers < 1 || o.workers > 1000 || o.kubeServices < 0 || o.kubeServices > 50000 {
 		return errors.New("rounds 1-50, duration up to 10m, streams and workers 1-1000, kube-services up to 50000")
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if o.lockPath != "" {
-		unlock, err := lock(ctx, o.lockPath)
-		if err != nil {
-			return err
-		}
-		defer unlock()
+	ctx, end, err := procstat.Begin(o.lockPath)
+	if err != nil {
+		return err
 	}
+	defer end()
 
-	res := &results{Schema: "synscope.bench.load/v1", Started: time.Now().UTC(), CPUs: runtime.NumCPU(), LoadAvgStart: loadavg()}
-	var un unix.Utsname
-	if unix.Uname(&un) == nil {
-		res.Kernel = unix.ByteSliceToString(un.Release[:])
-	}
+	res := &results{Header: procstat.NewHeader("synscope.bench.load/v1")}
 	res.Params.DurationS, res.Params.IdleS, res.Params.Rounds = o.duration.Seconds(), o.idle.Seconds(), o.rounds
 	res.Params.Streams, res.Params.Workers, res.Params.Modes, res.Params.DoctorWindow = o.streams, o.workers, o.modes, o.window
 	res.Params.DoctorArgs = o.doctorArgs
@@ -144,7 +123,6 @@ func run(o *options) error {
 	if err := setup(ctx); err != nil {
 		return fmt.Errorf("setup: %w", err)
 	}
-	var err error
 	if o.kubeServices > 0 {
 		if res.Params.KubeRules, err = loadKubeRules(ctx, o.kubeServices); err != nil {
 			return err
@@ -163,7 +141,7 @@ func run(o *options) error {
 	for r := range o.rounds {
 		for i := range o.modes {
 			mode := o.modes[(i+r)%len(o.modes)]
-			fmt.Fprintf(os.Stderr, "round %d/%d: %s (load %s)\n", r+1, o.rounds, mode, loadavg())
+			fmt.Fprintf(os.Stderr, "round %d/%d: %s (load %s)\n", r+1, o.rounds, mode, procstat.Loadavg())
 			s, err := measure(ctx, o, self, mode)
 			if err != nil {
 				return fmt.Errorf("round %d, %s: %w", r+1, mode, err)
@@ -172,46 +150,10 @@ func run(o *options) error {
 			res.Samples = append(res.Samples, s)
 		}
 	}
-	res.LoadAvgEnd = loadavg()
+	res.LoadAvgEnd = procstat.Loadavg()
 	res.Summary = summarize(o.modes, res.Samples)
 	writeTable(os.Stdout, res)
-	if o.jsonOut != "" {
-		b, err := json.MarshalIndent(res, "", "  ")
-		if err != nil {
-			return err
-		}
-		if err := os.WriteFile(o.jsonOut, append(b, '\n'), 0o644); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// lock takes the namespace-test flock, waiting (in line with the other
-// waiters, a blocking flock) at most 30 minutes.
-func lock(ctx context.Context, path string) (func(), error) {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
-	if err != nil {
-		return nil, err
-	}
-	if unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) != nil {
-		fmt.Fprintf(os.Stderr, "waiting for %s ...\n", path)
-		errc := make(chan error, 1)
-		go func() { errc <- unix.Flock(int(f.Fd()), unix.LOCK_EX) }()
-		select {
-		case err := <-errc:
-			if err != nil {
-				f.Close()
-				return nil, fmt.Errorf("flock %s: %w", path, err)
-			}
-		case <-ctx.Done():
-			// The blocked flock ends with the process.
-			return nil, ctx.Err()
-		case <-time.After(30 * time.Minute):
-			return nil, fmt.Errorf("flock %s: not free within 30 minutes", path)
-		}
-	}
-	return func() { _ = unix.Flock(int(f.Fd()), unix.LOCK_UN); f.Close() }, nil
+	return procstat.WriteJSON(o.jsonOut, res)
 }
 
 func sh(ctx context.Context, args ...string) error {
@@ -446,7 +388,7 @@ func (l *doctorLoop) stop() doctorStats {
 
 // measure runs the idle, bulk and storm phases under one mode.
 func measure(ctx context.Context, o *options, self, mode string) (sample, error) {
-	s := sample{Mode: mode, LoadAvg: loadavg()}
+	s := sample{Mode: mode, LoadAvg: procstat.Loadavg()}
 	var t *tool
 	var doc *doctorLoop
 	switch mode {
@@ -471,7 +413,7 @@ func measure(ctx context.Context, o *options, self, mode string) (sample, error)
 		if t == nil {
 			return 0
 		}
-		return procCPU(t.cmd.Process.Pid)
+		return procstat.CPU(t.cmd.Process.Pid)
 	}
 	phase := func(f func() error) (float64, error) {
 		c0, w0 := cpu(), time.Now()
@@ -514,7 +456,7 @@ func measure(ctx context.Context, o *options, self, mode string) (sample, error)
 		return s, err
 	}
 	if t != nil {
-		s.RSSMiB = procHWM(t.cmd.Process.Pid)
+		s.RSSMiB = procstat.HWM(t.cmd.Process.Pid)
 	}
 	if doc != nil {
 		st := doc.stop()
@@ -531,52 +473,4 @@ func measure(ctx context.Context, o *options, self, mode string) (sample, error)
 		}
 	}
 	return s, nil
-}
-
-// procCPU is a process's utime+stime from /proc/PID/stat.
-func procCPU(pid int) time.Duration {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	// Fields after the command name (which may hold spaces) in parens.
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 13 {
-		return 0
-	}
-	ut, _ := strconv.ParseUint(f[11], 10, 64)
-	st, _ := strconv.ParseUint(f[12], 10, 64)
-	const hz = 100 // USER_HZ on Linux
-	return time.Duration(ut+st) * time.Second / hz
-}
-
-// procHWM is a process's peak RSS (VmHWM) in MiB.
-func procHWM(pid int) float64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
-			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
-			return kb / 1024
-		}
-	}
-	return 0
-}
-
-func loadavg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "?"
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "?"
-	}
-	return strings.Join(f[:3], " ")
 }

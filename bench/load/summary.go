@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/synscope/synscope/bench/internal/procstat"
 )
 
 // This file reduces the samples to one row per mode and prints the table.
@@ -57,21 +59,9 @@ type summary struct {
 	Costed          bool    `json:"bpf_stats"`
 }
 
-func median(v []float64) float64 {
-	if len(v) == 0 {
-		return 0
-	}
-	s := slices.Clone(v)
-	slices.Sort(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
-}
-
 // spread is (max-min)/median in percent: the noise between rounds.
 func spread(v []float64) float64 {
-	m := median(v)
+	m := procstat.Median(v)
 	if m == 0 || len(v) < 2 {
 		return 0
 	}
@@ -117,11 +107,11 @@ func summarize(modes []string, samples []sample) []summary {
 				s.DoctorRuns += x.Doctor.Runs
 			}
 		}
-		s.BulkGbps, s.HSPerS, s.P50ms, s.P99ms = median(bulk), median(hs), median(p50), median(p99)
-		s.IdleMCPU, s.BulkMCPU, s.StormMCPU, s.RSSMiB, s.AttachS = median(idle), median(bc), median(sc), slices.Max(append(rss, 0)), median(att)
-		s.DoctorWallS = median(dw)
-		s.BulkBPFShare, s.StormBPFShare, s.BPFNsPerHS, s.BusyUsPerHS = median(bsh), median(ssh), median(nsh), median(bsy)
-		s.BulkTotalShare, s.StormTotalShare = median(bts), median(sts)
+		s.BulkGbps, s.HSPerS, s.P50ms, s.P99ms = procstat.Median(bulk), procstat.Median(hs), procstat.Median(p50), procstat.Median(p99)
+		s.IdleMCPU, s.BulkMCPU, s.StormMCPU, s.RSSMiB, s.AttachS = procstat.Median(idle), procstat.Median(bc), procstat.Median(sc), slices.Max(append(rss, 0)), procstat.Median(att)
+		s.DoctorWallS = procstat.Median(dw)
+		s.BulkBPFShare, s.StormBPFShare, s.BPFNsPerHS, s.BusyUsPerHS = procstat.Median(bsh), procstat.Median(ssh), procstat.Median(nsh), procstat.Median(bsy)
+		s.BulkTotalShare, s.StormTotalShare = procstat.Median(bts), procstat.Median(sts)
 		s.NoiseBulk, s.NoiseHS, s.NoiseP99 = spread(bulk), spread(hs), spread(p99)
 		out = append(out, s)
 	}
@@ -142,7 +132,7 @@ func summarize(modes []string, samples []sample) []summary {
 			ph = append(ph, change(x.Storm.PerSecond, b.Storm.PerSecond))
 			pp = append(pp, change(x.Storm.P99ms, b.Storm.P99ms))
 		}
-		out[i].PairedBulk, out[i].PairedHS, out[i].PairedP99 = median(pb), median(ph), median(pp)
+		out[i].PairedBulk, out[i].PairedHS, out[i].PairedP99 = procstat.Median(pb), procstat.Median(ph), procstat.Median(pp)
 	}
 	if len(out) > 0 && out[0].Mode == "baseline" {
 		b := out[0]

@@ -41,14 +41,14 @@ PIN=()
 command -v taskset >/dev/null && PIN=(taskset -c 0)
 
 TIME=()
-[[ -x /usr/bin/time ]] && TIME=(/usr/bin/time -f %M -o "$(dirname "$BIN")/rss")
+[[ -x /usr/bin/time ]] && TIME=(/usr/bin/time -f '%M %U %S' -o "$(dirname "$BIN")/rss")
 
 FAILED=0
 measure() { # name, allowed exit statuses (e.g. "0 1"), command...
 	local name=$1 ok=$2
 	shift 2
-	local t0 t1 rss="" rc=0 err
-	LAST=""
+	local t0 t1 rss="" cpu="" rc=0 err
+	LAST="" LASTCPU=""
 	err=$(dirname "$BIN")/stderr
 	t0=$(date +%s.%N)
 	"${TIME[@]}" "$@" >/dev/null 2>"$err" || rc=$?
@@ -59,10 +59,14 @@ measure() { # name, allowed exit statuses (e.g. "0 1"), command...
 		FAILED=1
 		return 0
 	fi
-	[[ ${#TIME[@]} -gt 0 ]] && rss=$(tail -1 "$(dirname "$BIN")/rss")
-	awk -v n="$name" -v p="$PKTS" -v a="$t0" -v b="$t1" -v r="$rss" \
-		'BEGIN { s = b - a; printf "%-40s %8.2f s  %12.0f packets/s", n, s, p / s; if (r != "") printf "  max RSS %d MB", r / 1024; printf "\n" }'
+	if [[ ${#TIME[@]} -gt 0 ]]; then
+		read -r rss u s < <(tail -1 "$(dirname "$BIN")/rss")
+		cpu=$(awk -v u="$u" -v s="$s" 'BEGIN { printf "%.2f", u + s }')
+	fi
+	awk -v n="$name" -v p="$PKTS" -v a="$t0" -v b="$t1" -v r="$rss" -v c="$cpu" \
+		'BEGIN { s = b - a; printf "%-40s %8.2f s  %12.0f packets/s", n, s, p / s; if (c != "") printf "  CPU %.2f s", c; if (r != "") printf "  max RSS %d MB", r / 1024; printf "\n" }'
 	LAST=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
+	LASTCPU=$cpu
 }
 
 # median of the arguments (seconds)
@@ -75,23 +79,31 @@ median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 
 # median --json run with tshark's, all from this one invocation.
 REPEAT=${REPEAT:-3}
 echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
-SUM=() JSON=()
+SUM=() JSON=() JSONCPU=()
 for ((i = 1; i <= REPEAT; i++)); do
 	measure "synscope pcap (summary, 1 core) #$i" "0 1" env GOMAXPROCS=1 "${PIN[@]}" "$BIN" pcap "$FILE"
 	SUM+=("${LAST:-}")
 	measure "synscope pcap --json (1 core) #$i" "0 1" env GOMAXPROCS=1 "${PIN[@]}" "$BIN" pcap --json "$FILE"
 	JSON+=("${LAST:-}")
+	JSONCPU+=("${LASTCPU:-}")
 	if ((i == (REPEAT + 1) / 2)); then
 		measure "tshark -q -z conv,tcp" "0" "${PIN[@]}" tshark -n -r "$FILE" -q -z conv,tcp
-		TSHARK=${LAST:-}
+		TSHARK=${LAST:-} TSHARKCPU=${LASTCPU:-}
 	fi
 done
 echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
 if [[ $FAILED == 0 ]]; then
 	awk -v p="$PKTS" -v s="$(median "${SUM[@]}")" -v j="$(median "${JSON[@]}")" -v t="$TSHARK" 'BEGIN {
 		printf "median of %d: summary %.2f s (%.2f M packets/s), --json %.2f s (%.2f M packets/s)\n", '"$REPEAT"', s, p / s / 1e6, j, p / j / 1e6
-		printf "synscope pcap --json is %.1fx tshark on this file (%.2f s vs %.2f s)\n", t / j, j, t
+		printf "synscope pcap --json is %.1fx tshark on this file in wall time (%.2f s vs %.2f s)\n", t / j, j, t
 	}'
+	if [[ -n ${TSHARKCPU:-} && -n ${JSONCPU[0]:-} ]]; then
+		# CPU time (user+system) moves less than wall time when other
+		# work shares the core.
+		awk -v j="$(median "${JSONCPU[@]}")" -v t="$TSHARKCPU" -v p="$PKTS" 'BEGIN {
+			printf "in CPU time: --json %.2f s (%.2f M packets per CPU second) vs tshark %.2f s: %.1fx\n", j, p / j / 1e6, t, t / j
+		}'
+	fi
 fi
 if [[ ${TSHARK_TWOPASS:-0} == 1 ]]; then
 	measure "tshark -2 tcp.analysis (two-pass)" "0" "${PIN[@]}" tshark -n -2 -r "$FILE" -q -R 'tcp.analysis.flags' -z io,stat,0

@@ -25,6 +25,7 @@ type probeFlags struct {
 	mark     uint32
 	netns    string
 	server   string
+	srvConf  string
 	json     bool
 }
 
@@ -82,7 +83,8 @@ func newProbeCmd() *cobra.Command {
 	fl.StringVar(&f.source, "source", "", "bind this local address")
 	fl.Uint32Var(&f.mark, "mark", 0, "SO_MARK for the probe's sockets and route lookup (needs CAP_NET_ADMIN)")
 	fl.StringVar(&f.netns, "netns", "", "network namespace: a name (as `ip netns add` makes), a path, or pid:N")
-	fl.StringVar(&f.server, "server", "", "the server's network namespace on this host (name, path, or pid:N): trace each SYN's fate there, for the probe's own flows (root, eBPF)")
+	fl.StringVar(&f.server, "server", "", "the server's side of each SYN: its network namespace on this host (name, path, or pid:N; the trace engine runs there, root, eBPF), or its watch, https://HOST:PORT (watch --fate-api; asked over TLS for the probe's own flows only)")
+	fl.StringVar(&f.srvConf, "server-config", "", "for --server https://...: a Prometheus-style HTTP client file (tls_config: ca_file, cert_file, key_file, server_name; basic_auth: username, password_file)")
 	fl.BoolVar(&f.json, "json", false, "print one JSON object (schema synscope.probe/v1, see docs/probe.md)")
 	return cmd
 }
@@ -105,7 +107,7 @@ func (f probeFlags) options(target string, portSet bool) (probe.Options, error) 
 		return probe.Options{}, fmt.Errorf("%q: no port: give HOST:PORT or --port N", target)
 	}
 	opts := probe.Options{Host: host, Port: uint16(port), Count: f.count, Interval: f.interval,
-		Timeout: f.timeout, Path: f.path, Raw: f.raw, Family: f.family, Mark: f.mark, Netns: f.netns, Server: f.server}
+		Timeout: f.timeout, Path: f.path, Raw: f.raw, Family: f.family, Mark: f.mark, Netns: f.netns, Server: f.server, ServerConfig: f.srvConf}
 	if f.source != "" {
 		a, err := netip.ParseAddr(f.source)
 		if err != nil || a.Zone() != "" {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/synscope/synscope/internal/fateapi"
 	"github.com/synscope/synscope/internal/watch"
 )
 
@@ -24,7 +25,8 @@ func newWatchCmd() *cobra.Command {
 			"the moment a default route is lost, with the reason; it warns about routes at risk,\n" +
 			"serves Prometheus metrics on --listen and, with --repair, restores a lost route under\n" +
 			"guards (hold-down, carrier, router solicitation first, neighbour and lookup checks,\n" +
-			"rate limit, operator hold files). See docs/watch.md.",
+			"rate limit, operator hold files). With --fate-api it answers probe --server https://...\n" +
+			"for the flows the caller names (TLS and authentication required). See docs/watch.md.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := checkListen(o.Listen, o.WebConfigFile, insecure); err != nil {
@@ -47,6 +49,9 @@ func newWatchCmd() *cobra.Command {
 	fl.DurationVar(&o.Interval, "interval", 15*time.Second, "full check interval (route dump, risks, counters, listeners)")
 	fl.DurationVar(&o.RiskLifetime, "risk-lifetime", time.Minute, "warn when an expiring (RA) default route has less lifetime left")
 	fl.StringVar(&o.SYNTrace, "syn-trace", "auto", "per-SYN drop attribution from eBPF tracepoints (synscope_syn_drops_total{source=\"trace\"}): auto (where it loads), on (required), off")
+	fl.BoolVar(&o.FateAPI, "fate-api", false, "serve POST /api/v1/fates: the fate of each SYN of the flows an authenticated caller names (probe --server https://...), for a bounded time; needs --web.config.file with TLS and authentication (no --insecure-listen escape) and the SYN tracer; see README \"Security\"")
+	fl.IntVar(&o.FateAPIRate, "fate-api-rate", watch.DefaultFateAPIRate, "fate API requests per minute (token bucket, 3 back to back); at most 4 are served at once; over the limit: 429 with Retry-After")
+	fl.DurationVar(&o.FateAPIMaxDuration, "fate-api-max-duration", fateapi.DefaultDuration, "longest window one fate request may trace (at most 1m)")
 	fl.BoolVar(&o.Repair, "repair", false, "restore lost default routes under guards")
 	fl.BoolVar(&o.DryRun, "dry-run", false, "with --repair: log what repair would do, change nothing")
 	fl.DurationVar(&o.HoldDown, "hold-down", 10*time.Second, "how long a lost route stays lost before repair acts")

@@ -56,6 +56,11 @@ type Sample struct {
 	XTables   []dataplane.XTRule
 	Dataplane *dataplane.Inventory
 	Peers     []netip.Addr
+	// SysctlNames, set by the caller, is what the sysctls source reads
+	// (watch: the few settings it judges routes with, in every namespace
+	// each interval); unset, every name sysctl.RelevantNames gives for
+	// the route devices.
+	SysctlNames []string
 	// Checks has one entry per source asked for, in order.
 	Checks []report.Check
 }
@@ -325,7 +330,11 @@ func readSysctls(_ context.Context, t *netns.Target, in *Sample) (func(*Sample),
 	// Entering the namespace can fail: then nothing was read, and the
 	// check says why instead of reporting an empty (healthy) sample.
 	if err := t.Do(func() error {
-		vals = sysctl.Relevant(ifaces)
+		if in.SysctlNames != nil {
+			vals = sysctl.Values(in.SysctlNames)
+		} else {
+			vals = sysctl.Relevant(ifaces)
+		}
 		return nil
 	}); err != nil {
 		return nil, "", fmt.Errorf("entering the namespace: %w", err)

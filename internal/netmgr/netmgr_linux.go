@@ -40,6 +40,15 @@ func (p Proc) alive() bool {
 // Processes that exit during the scan are skipped; an unreadable /proc is
 // an error, never "no manager".
 func Running(procRoot string, nsIno uint64) ([]Proc, error) {
+	all, err := Scan(procRoot)
+	return InNetns(all, nsIno), err
+}
+
+// Scan lists the network manager daemons running in any namespace, each
+// with the namespace it runs in: one pass over /proc that serves every
+// namespace (InNetns picks one's), where Running per namespace would read
+// every process's name once per namespace.
+func Scan(procRoot string) ([]Proc, error) {
 	ents, err := os.ReadDir(procRoot)
 	if err != nil {
 		return nil, fmt.Errorf("reading %s: %w", procRoot, err)
@@ -60,12 +69,23 @@ func Running(procRoot string, nsIno uint64) ([]Proc, error) {
 			continue
 		}
 		var st syscall.Stat_t
-		if err := syscall.Stat(filepath.Join(dir, "ns", "net"), &st); err != nil || st.Ino != nsIno {
+		if err := syscall.Stat(filepath.Join(dir, "ns", "net"), &st); err != nil {
 			continue
 		}
-		out = append(out, Proc{Name: mgr, PID: pid, Dir: dir, NsIno: nsIno})
+		out = append(out, Proc{Name: mgr, PID: pid, Dir: dir, NsIno: st.Ino})
 	}
 	return out, nil
+}
+
+// InNetns picks the processes of a Scan that run in namespace nsIno.
+func InNetns(all []Proc, nsIno uint64) []Proc {
+	var out []Proc
+	for _, p := range all {
+		if p.NsIno == nsIno {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // OwnerOf picks the owner of device ifindex among the running managers:

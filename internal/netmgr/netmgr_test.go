@@ -99,3 +99,62 @@ func TestOwnerOf(t *testing.T) {
 		t.Errorf("no manager running: %+v", o)
 	}
 }
+
+// TestScan: one pass over a /proc of fake processes finds the managers of
+// every namespace, each with its namespace (the inode of its ns/net);
+// Running and InNetns pick one namespace's; other programs, ifup and
+// processes without a namespace link are left out.
+func TestScan(t *testing.T) {
+	root := t.TempDir()
+	ino := map[string]uint64{}
+	mk := func(pid, comm, ns string) {
+		dir := filepath.Join(root, pid)
+		if err := os.MkdirAll(filepath.Join(dir, "ns"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "comm"), []byte(comm+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if ns == "" {
+			return
+		}
+		// A namespace is a file here: processes in the same one link to it.
+		nsf := filepath.Join(root, "ns-"+ns)
+		if _, err := os.Stat(nsf); err != nil {
+			if err := os.WriteFile(nsf, nil, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := os.Link(nsf, filepath.Join(dir, "ns", "net")); err != nil {
+			t.Fatal(err)
+		}
+		var st syscall.Stat_t
+		if err := syscall.Stat(nsf, &st); err != nil {
+			t.Fatal(err)
+		}
+		ino[ns] = st.Ino
+	}
+	mk("10", "systemd-network", "a")
+	mk("11", "NetworkManager", "b")
+	mk("12", "dhcpcd", "a")
+	mk("13", "bash", "a")
+	mk("14", "ifup", "a")
+	mk("15", "systemd-networkd", "") // exited: no ns/net
+	all, err := Scan(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(all) != 3 {
+		t.Fatalf("Scan: %+v, want 3 managers", all)
+	}
+	a, err := Running(root, ino["a"])
+	if err != nil || len(a) != 2 || a[0].PID != 10 || a[1].PID != 12 || a[0].NsIno != ino["a"] {
+		t.Errorf("Running(a) = %+v, %v", a, err)
+	}
+	if b := InNetns(all, ino["b"]); len(b) != 1 || b[0].Name != NetworkManager || b[0].Dir != filepath.Join(root, "11") {
+		t.Errorf("InNetns(b) = %+v", b)
+	}
+	if _, err := Scan(filepath.Join(root, "missing")); err == nil {
+		t.Error("an unreadable /proc gave no error")
+	}
+}

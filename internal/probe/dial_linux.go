@@ -22,6 +22,9 @@ type dialSpec struct {
 	mark    uint32
 	ttl     int // 0: the system default
 	timeout time.Duration
+	// resv, when set, is the attempt's socket, already bound (its port
+	// was named to the server's watch); dialOnce takes it over.
+	resv *reservedPort
 }
 
 // dialResult is what the attempt got.
@@ -52,6 +55,10 @@ func dialOnce(ctx context.Context, s dialSpec) dialResult {
 	}
 	var fd int
 	err := s.t.Do(func() error {
+		if s.resv != nil {
+			fd = s.resv.fd
+			return nil
+		}
 		var e error
 		fd, e = unix.Socket(af, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 		return e
@@ -77,7 +84,7 @@ func dialOnce(ctx context.Context, s dialSpec) dialResult {
 			return dialResult{outcome: OutLocalError, err: "SO_MARK: " + err.Error()}
 		}
 	}
-	if s.src.IsValid() {
+	if s.src.IsValid() && s.resv == nil {
 		if err := unix.Bind(fd, sockaddr(netip.AddrPortFrom(s.src, 0))); err != nil {
 			return dialResult{outcome: OutLocalError, err: fmt.Sprintf("bind %s: %v", s.src, err)}
 		}

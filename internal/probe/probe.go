@@ -20,6 +20,8 @@ import (
 	"fmt"
 	"net/netip"
 	"time"
+
+	"github.com/synscope/synscope/internal/fateapi"
 )
 
 // Limits.
@@ -46,8 +48,13 @@ type Options struct {
 	Netns  string
 	// Server is the server's network namespace on this host (name, path
 	// or pid:N): the trace engine runs there for the probe's own flows
-	// and each attempt gets the server kernel's fate (Linux, root).
+	// and each attempt gets the server kernel's fate (Linux, root). Or
+	// the server's watch, https://HOST:PORT (watch --fate-api): it is
+	// asked, over TLS, for the fates of the probe's own flows.
 	Server string
+	// ServerConfig is a Prometheus-style HTTP client file (tls_config,
+	// basic_auth, ...) for a Server URL.
+	ServerConfig string
 	// Env is the environment whose proxy variables are checked (os.Environ).
 	Env []string
 	// Etc is the configuration root ("/etc" when empty).
@@ -74,6 +81,15 @@ func (o Options) Validate() error {
 		return fmt.Errorf("--family %d: want 4 or 6", o.Family)
 	case o.Source.IsValid() && o.Family != 0 && (o.Source.Is4() != (o.Family == 4)):
 		return fmt.Errorf("--source %s is not IPv%d", o.Source, o.Family)
+	case o.ServerConfig != "" && !IsServerURL(o.Server):
+		return errors.New("--server-config is for --server https://HOST:PORT (the server's watch)")
+	case IsServerURL(o.Server) && (o.Count < 1 || o.Count > fateapi.MaxFlows):
+		return fmt.Errorf("--server %s asks the server's watch about named flows: give --count 1-%d", o.Server, fateapi.MaxFlows)
+	}
+	if IsServerURL(o.Server) {
+		if _, err := parseServerURL(o.Server); err != nil {
+			return err
+		}
 	}
 	return nil
 }

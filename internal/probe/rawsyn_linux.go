@@ -60,6 +60,9 @@ type rawSpec struct {
 	src     netip.Addr // the local address (from --source or the route)
 	mark    uint32
 	timeout time.Duration
+	// resv, when set, is the port's reservation, already bound (its port
+	// was named to the server's watch); synOnce takes it over.
+	resv *reservedPort
 }
 
 // rawAvailable opens (and closes) the sockets raw mode needs, in the
@@ -90,6 +93,9 @@ func synOnce(ctx context.Context, s rawSpec) dialResult {
 	src := s.src.Unmap()
 	v6 := dst.Addr().Is6()
 	if !src.IsValid() || src.Is6() != v6 {
+		if s.resv != nil {
+			unix.Close(s.resv.fd)
+		}
 		return dialResult{outcome: OutLocalError, err: "no local address for the flow (the route lookup failed)"}
 	}
 	af := unix.AF_INET
@@ -107,14 +113,18 @@ func synOnce(ctx context.Context, s rawSpec) dialResult {
 	var lport uint16
 	err := s.t.Do(func() error {
 		var e error
-		if resv, e = unix.Socket(af, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0); e != nil {
-			return fmt.Errorf("socket: %w", e)
-		}
-		if e = unix.Bind(resv, sockaddr(netip.AddrPortFrom(src, 0))); e != nil {
-			return fmt.Errorf("reserving a port on %s: %w", src, e)
-		}
-		if lport = localPort(resv); lport == 0 {
-			return errors.New("reserving a port: no port bound")
+		if s.resv != nil {
+			resv, lport = s.resv.fd, s.resv.port
+		} else {
+			if resv, e = unix.Socket(af, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0); e != nil {
+				return fmt.Errorf("socket: %w", e)
+			}
+			if e = unix.Bind(resv, sockaddr(netip.AddrPortFrom(src, 0))); e != nil {
+				return fmt.Errorf("reserving a port on %s: %w", src, e)
+			}
+			if lport = localPort(resv); lport == 0 {
+				return errors.New("reserving a port: no port bound")
+			}
 		}
 		if raw, e = unix.Socket(af, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.IPPROTO_TCP); e != nil {
 			return fmt.Errorf("raw socket: %w", e)

@@ -159,7 +159,15 @@ func Text(w io.Writer, r *Report) error {
 	}
 
 	if sv := r.Server; sv != nil {
-		p("\nserver: netns %s: %s", S(sv.Netns), sv.Status)
+		if sv.Via == ServerViaWatch {
+			p("\nserver: watch %s", S(sv.Endpoint))
+			if sv.Netns != "" {
+				p(" (netns %s)", S(sv.Netns))
+			}
+			p(": %s", sv.Status)
+		} else {
+			p("\nserver: netns %s: %s", S(sv.Netns), sv.Status)
+		}
 		if sv.Reason != "" {
 			p(" (%s)", S(sv.Reason))
 		}

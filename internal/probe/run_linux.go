@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/synscope/synscope/internal/fateapi"
 	"github.com/synscope/synscope/internal/firewall"
 	"github.com/synscope/synscope/internal/netns"
 	"github.com/synscope/synscope/internal/routes"
@@ -108,9 +109,20 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			srcs[i] = routeRes[i].Prefsrc
 		}
 	}
-	var sw *serverWatch
-	if o.Server != "" {
-		sw = startServerWatch(ctx, o.Server, o.Port, srcs)
+	var side serverSide
+	var resv [][]*reservedPort
+	switch {
+	case IsServerURL(o.Server):
+		var flows []netip.AddrPort
+		resv, flows = reservePorts(t, o, srcs, raw)
+		defer closeUnused(resv)
+		// The window covers every attempt, its timeout and the grace;
+		// the server may grant less (then later attempts are "not
+		// checked").
+		window := time.Duration(o.Count)*(o.Timeout+o.Interval) + serverGrace + time.Second
+		side = startServerEndpoint(ctx, o, t, flows, window)
+	case o.Server != "":
+		side = startServerWatch(ctx, o.Server, o.Port, srcs)
 	}
 
 	// Handshakes: every address in parallel, Count attempts each.
@@ -129,14 +141,18 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 					break
 				}
 				var r dialResult
+				var rp *reservedPort
+				if n < len(resvRow(resv, i)) {
+					rp = resv[i][n].take()
+				}
 				if raw {
 					src := o.Source
 					if !src.IsValid() {
 						src = routeRes[i].Prefsrc
 					}
-					r = synOnce(ctx, rawSpec{t: t, dst: dst, src: src, mark: o.Mark, timeout: o.Timeout})
+					r = synOnce(ctx, rawSpec{t: t, dst: dst, src: src, mark: o.Mark, timeout: o.Timeout, resv: rp})
 				} else {
-					r = dialOnce(ctx, dialSpec{t: t, dst: dst, src: o.Source, mark: o.Mark, timeout: o.Timeout})
+					r = dialOnce(ctx, dialSpec{t: t, dst: dst, src: o.Source, mark: o.Mark, timeout: o.Timeout, resv: rp})
 				}
 				if ctx.Err() != nil && r.outcome == OutTimeout {
 					break // interrupted, not lost
@@ -161,8 +177,8 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		}()
 	}
 	wg.Wait()
-	if sw != nil {
-		sw.stop(rep, srcs)
+	if side != nil {
+		finishServer(side, rep, srcs)
 	}
 	for _, ap := range rep.Addresses {
 		ap.Stats = Summarize(ap.Attempts)
@@ -277,4 +293,51 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	decide(rep)
 	rep.Elapsed = ms(time.Since(start))
 	return rep, nil
+}
+
+// reservePorts binds, before any SYN leaves, one socket per attempt the
+// server's watch will be asked about (at most fateapi.MaxFlows in all,
+// shared among the addresses) and returns them with the flows to name:
+// the attempt's source address and the reserved port. An address
+// without a source address (its route lookup failed) gets none.
+func reservePorts(t *netns.Target, o Options, srcs []netip.Addr, raw bool) ([][]*reservedPort, []netip.AddrPort) {
+	rs := make([][]*reservedPort, len(srcs))
+	var flows []netip.AddrPort
+	if len(srcs) == 0 {
+		return rs, nil
+	}
+	quota := min(o.Count, fateapi.MaxFlows/len(srcs))
+	for i, src := range srcs {
+		if !src.IsValid() {
+			continue
+		}
+		bind := o.Source // connect(): bound as dialOnce would bind
+		if raw || !bind.IsValid() {
+			bind = src
+		}
+		if !raw && !o.Source.IsValid() {
+			// connect() without --source: the wildcard of the family, so
+			// the kernel still picks the source by the route.
+			bind = netip.IPv4Unspecified()
+			if src.Is6() {
+				bind = netip.IPv6Unspecified()
+			}
+		}
+		for range quota {
+			r, err := reservePort(t, bind)
+			if err != nil {
+				break // the attempt reserves its own port, and is "not checked"
+			}
+			rs[i] = append(rs[i], r)
+			flows = append(flows, netip.AddrPortFrom(src.Unmap(), r.port))
+		}
+	}
+	return rs, flows
+}
+
+func resvRow(rs [][]*reservedPort, i int) []*reservedPort {
+	if i < len(rs) {
+		return rs[i]
+	}
+	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/synscope/synscope/internal/causes"
 	"github.com/synscope/synscope/internal/netns"
 	"github.com/synscope/synscope/internal/trace"
 )
@@ -16,16 +17,60 @@ import (
 // attempt, so a SYN still in flight gets its fate.
 const serverGrace = 500 * time.Millisecond
 
+// serverFate is one outcome of the server's trace engine, from either
+// source: the engine run here in the server's namespace (serverWatch) or
+// the server's watch answering over HTTPS (serverEndpoint). Both become
+// this, and one join (joinServer) makes the report from it.
+type serverFate struct {
+	client, server netip.AddrPort
+	netns          string // watch's label (endpoint); "" here
+	fate           string
+	cause          causes.ID
+	evidence       []string
+	syns, synacks  int
+	incomplete     bool
+}
+
+func fateOfOutcome(o trace.Outcome) serverFate {
+	return serverFate{client: o.ClientAddr(), server: o.ServerAddr(), fate: string(o.Fate), cause: o.Cause,
+		evidence: o.Evidence, syns: o.SYNs, synacks: o.SynAcks, incomplete: o.Incomplete}
+}
+
+// serverHarvest is what a server source collected while the probe ran.
+type serverHarvest struct {
+	fates []serverFate
+	// failed: nothing was checked (the reason); every attempt is "not
+	// checked".
+	failed string
+	// partial: the source stopped listening or lost fates before the
+	// probe ended (the reason); an attempt it has no fate for is "not
+	// checked", never "never seen".
+	partial string
+	// named are the flows the source was asked about (nil: every flow of
+	// the probe was covered).
+	named map[netip.AddrPort]bool
+	// detail is the "server" check's text.
+	detail string
+}
+
+// serverSide is a source of the server's fates (--server).
+type serverSide interface {
+	// finish ends the collection after the grace period.
+	finish() serverHarvest
+	report() *ServerReport
+}
+
 // serverWatch runs the trace engine in the server's namespace while the
 // probe makes its attempts, keeping only the outcomes of the probe's own
 // flows (its source addresses, the server port); every other flow is
 // filtered out in the kernel or dropped here, never reported.
 type serverWatch struct {
 	rep    *ServerReport
+	port   uint16
 	cancel context.CancelFunc
 	done   chan error
 	mu     sync.Mutex
-	seen   []trace.Outcome
+	seen   []serverFate
 }
 
 // startServerWatch opens the server namespace and attaches the tracer
@@ -33,7 +78,7 @@ type serverWatch struct {
 // returned watch reports "not checked" with the reason and collects
 // nothing.
 func startServerWatch(ctx context.Context, spec string, port uint16, sources []netip.Addr) *serverWatch {
-	w := &serverWatch{rep: &ServerReport{Netns: spec, Status: ServerNotChecked}}
+	w := &serverWatch{rep: &ServerReport{Via: ServerViaNetns, Netns: spec, Status: ServerNotChecked}, port: port}
 	t, err := netns.Open(spec)
 	if err != nil {
 		w.rep.Reason = "server namespace: " + errText(err)
@@ -65,69 +110,98 @@ func startServerWatch(ctx context.Context, spec string, port uint16, sources []n
 		defer sess.Close()
 		w.done <- sess.Run(rctx, func(o trace.Outcome) {
 			w.mu.Lock()
-			w.seen = append(w.seen, o)
+			w.seen = append(w.seen, fateOfOutcome(o))
 			w.mu.Unlock()
 		})
 	}()
 	return w
 }
 
-// stop ends the trace after the grace period and joins its outcomes to the
-// attempts: per attempt, matched on the client's address and port and the
-// server port.
-func (w *serverWatch) stop(rep *Report, srcs []netip.Addr) {
-	rep.Server = w.rep
+func (w *serverWatch) report() *ServerReport { return w.rep }
+
+// finish ends the trace after the grace period.
+func (w *serverWatch) finish() serverHarvest {
 	if w.cancel == nil {
-		rep.Checks = append(rep.Checks, Check{Name: "server", Status: "skipped", Detail: "not checked: " + w.rep.Reason})
-		return
+		return serverHarvest{failed: w.rep.Reason}
 	}
 	time.Sleep(serverGrace)
 	w.cancel()
 	if err := <-w.done; err != nil {
-		w.rep.Status, w.rep.Reason = ServerNotChecked, "trace engine: "+errText(err)
-		rep.Checks = append(rep.Checks, Check{Name: "server", Status: "failed", Detail: w.rep.Reason})
-		return
+		return serverHarvest{failed: "trace engine: " + errText(err)}
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	return serverHarvest{fates: w.seen,
+		detail: fmt.Sprintf("trace engine in %s for the probe's flows to port %d", w.rep.Netns, w.port)}
+}
+
+// finishServer ends the server side and joins its fates to the attempts:
+// per attempt, matched on the client's address and port and the server
+// port. One join for every source.
+func finishServer(side serverSide, rep *Report, srcs []netip.Addr) {
+	h := side.finish()
+	rep.Server = side.report()
+	if h.failed != "" {
+		rep.Server.Status, rep.Server.Reason = ServerNotChecked, h.failed
+		for _, ap := range rep.Addresses {
+			for j := range ap.Attempts {
+				ap.Attempts[j].Server = &ServerView{Checked: false, Text: "not checked: " + h.failed}
+			}
+		}
+		rep.Checks = append(rep.Checks, Check{Name: "server", Status: "skipped", Detail: "not checked: " + h.failed})
+		return
+	}
 	for i, ap := range rep.Addresses {
 		for j := range ap.Attempts {
 			at := &ap.Attempts[j]
-			at.Server = joinServer(w.seen, srcs[i], at.LocalPort, rep.Target.Port)
+			at.Server = joinServer(h, srcs[i], at.LocalPort, rep.Target.Port)
 		}
 	}
-	detail := fmt.Sprintf("trace engine in %s for the probe's flows to port %d", w.rep.Netns, rep.Target.Port)
-	if len(w.rep.Missing) > 0 {
-		detail += "; not hooked on this kernel: " + strings.Join(w.rep.Missing, "; ")
+	detail := h.detail
+	if h.partial != "" {
+		detail += "; " + h.partial
+	}
+	if len(rep.Server.Missing) > 0 {
+		detail += "; not hooked on this kernel: " + strings.Join(rep.Server.Missing, "; ")
 	}
 	rep.Checks = append(rep.Checks, Check{Name: "server", Status: "ok", Detail: detail})
 }
 
 // joinServer finds the server's outcomes of one attempt (pure).
-func joinServer(seen []trace.Outcome, src netip.Addr, lport, port uint16) *ServerView {
+func joinServer(h serverHarvest, src netip.Addr, lport, port uint16) *ServerView {
 	if lport == 0 {
 		return &ServerView{Checked: false, Text: "not checked: the attempt had no source port"}
 	}
+	if h.named != nil && !h.named[netip.AddrPortFrom(src.Unmap(), lport)] {
+		return &ServerView{Checked: false, Text: "not checked: the flow was not among those named to the server's watch"}
+	}
 	v := &ServerView{Checked: true}
-	var best *trace.Outcome
-	for i := range seen {
-		o := &seen[i]
-		c, s := o.ClientAddr(), o.ServerAddr()
-		if c.Port() != lport || s.Port() != port || (src.IsValid() && c.Addr().Unmap() != src.Unmap()) {
+	var best *serverFate
+	for i := range h.fates {
+		o := &h.fates[i]
+		if o.client.Port() != lport || o.server.Port() != port || (src.IsValid() && o.client.Addr().Unmap() != src.Unmap()) {
 			continue
 		}
-		v.SYNs += o.SYNs
-		v.SynAcks += o.SynAcks
-		if best == nil || (best.Cause == "" && o.Cause != "") || (best.Incomplete && !o.Incomplete) {
+		v.SYNs += o.syns
+		v.SynAcks += o.synacks
+		if best == nil || (best.cause == "" && o.cause != "") || (best.incomplete && !o.incomplete) {
 			best = o
 		}
 	}
 	if best == nil {
+		if h.partial != "" {
+			return &ServerView{Checked: false, Text: "not checked: " + h.partial}
+		}
 		v.Text = "never seen at the server"
+		if h.named != nil {
+			// The watch matched the flow as named: behind NAT the server
+			// sees another client address or port.
+			v.Text += " as " + netip.AddrPortFrom(src.Unmap(), lport).String() + " (a NAT on the way would change that)"
+		}
 		return v
 	}
 	v.Seen = true
-	v.Fate, v.Cause, v.Evidence, v.Incomplete = string(best.Fate), best.Cause, best.Evidence, best.Incomplete
+	v.Fate, v.Cause, v.Evidence, v.Incomplete = best.fate, best.cause, best.evidence, best.incomplete
 	v.Text = serverText(v)
 	return v
 }

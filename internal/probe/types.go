@@ -86,7 +86,16 @@ type Report struct {
 
 // ServerReport says whether the server's kernel was watched (--server).
 type ServerReport struct {
-	// Netns is the server's namespace as given (or its label).
+	// Via is how: ServerViaNetns (the trace engine run here in the
+	// server's namespace) or ServerViaWatch (the server's watch asked over
+	// HTTPS, --server https://...).
+	Via string `json:"via"`
+	// Endpoint is the watch URL (credentials in it redacted); via watch
+	// only.
+	Endpoint string `json:"endpoint,omitempty"`
+	// Netns is the server's namespace as given (or its label); via watch,
+	// watch's label of the namespace the fates came from ("" when none
+	// came).
 	Netns string `json:"netns"`
 	// Status is ServerChecked or ServerNotChecked; Reason says why not.
 	Status string `json:"status"`
@@ -94,6 +103,12 @@ type ServerReport struct {
 	// Missing are the trace hooks this kernel lacks (what may go unseen).
 	Missing []string `json:"missing_hooks,omitempty"`
 }
+
+// ServerReport sources (Via).
+const (
+	ServerViaNetns = "netns"
+	ServerViaWatch = "watch"
+)
 
 // ServerReport statuses.
 const (

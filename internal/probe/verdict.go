@@ -428,16 +428,17 @@ func nextStep(r *Report, bad []*AddrProbe) {
 	case ForgedReset:
 		r.Next = fmt.Sprintf("the reset is forged by the device at hop %d: check that hop's firewall (a reject-with-tcp-reset rule for this port); --path names the hops", b.ResetHop)
 	case Confirmed:
-		ns := ""
-		if r.Server != nil {
-			ns = r.Server.Netns
-		}
+		where, ns := serverWhere(r.Server)
 		fix := "see the cause"
 		if c, ok := causes.Lookup(b.Cause); ok {
 			fix = c.Fix
 		}
-		r.Next = fmt.Sprintf("the fix is on the server (%s): %s The command below names the server's concrete fix", ns, fix)
-		cmd := fixcmd.New("synscope", "doctor", "--netns", ns, "--port", r.Target.Port)
+		r.Next = fmt.Sprintf("the fix is on the server (%s): %s The command below names the server's concrete fix", where, fix)
+		cmd := fixcmd.New("synscope", "doctor")
+		if ns != "" {
+			cmd = cmd.Append("--netns", ns)
+		}
+		cmd = cmd.Append("--port", r.Target.Port)
 		if b.Local.Source != "" {
 			cmd = cmd.Append("--peer", b.Local.Source)
 		}
@@ -463,4 +464,21 @@ func (r *Report) ExitCode() int {
 		}
 	}
 	return 0
+}
+
+// serverWhere names the server for the next step, and the namespace
+// doctor is to run in there ("" = the host's own): the namespace here, or
+// the watch endpoint and the namespace its fates came from (pure).
+func serverWhere(s *ServerReport) (where, ns string) {
+	if s == nil {
+		return "", ""
+	}
+	if s.Via != ServerViaWatch {
+		return s.Netns, s.Netns
+	}
+	where = "the host of " + s.Endpoint
+	if s.Netns != "" && s.Netns != "host" {
+		return where + ", netns " + s.Netns, s.Netns
+	}
+	return where, ""
 }

@@ -171,8 +171,16 @@ func RelevantNames(ifaces []string) []string {
 func Relevant(ifaces []string) map[string]string { return relevantAt(procSys, ifaces) }
 
 func relevantAt(root string, ifaces []string) map[string]string {
+	return valuesAt(root, RelevantNames(ifaces))
+}
+
+// Values reads the named settings in the calling thread's namespace, as
+// Relevant does: one that does not exist or cannot be read is omitted.
+func Values(names []string) map[string]string { return valuesAt(procSys, names) }
+
+func valuesAt(root string, names []string) map[string]string {
 	out := map[string]string{}
-	for _, n := range RelevantNames(ifaces) {
+	for _, n := range names {
 		if v, err := getAt(root, n); err == nil {
 			out[n] = v
 		}

@@ -74,3 +74,15 @@ func TestRelevantFixture(t *testing.T) {
 		t.Errorf("got %d keys, want %d", len(m), len(names)+1)
 	}
 }
+
+// TestValuesFixture: Values reads exactly the names asked for, omitting
+// the ones that do not exist.
+func TestValuesFixture(t *testing.T) {
+	m := valuesAt("testdata/procsys", []string{"net.ipv6.conf.lo.accept_ra", "net.ipv4.conf.eth0/100.rp_filter", "net.ipv6.conf.absent0.forwarding"})
+	if len(m) != 2 || m["net.ipv4.conf.eth0/100.rp_filter"] != "2" || m["net.ipv6.conf.lo.accept_ra"] == "" {
+		t.Errorf("got %v, want accept_ra of lo and rp_filter of eth0.100 only", m)
+	}
+	if len(valuesAt("testdata/procsys", nil)) != 0 {
+		t.Error("no names, yet values")
+	}
+}

@@ -29,12 +29,16 @@ const (
 
 // collectSources runs internal/collect's sources in the namespace — the
 // code doctor reads the kernel with — and records each as a check. The
-// sysctls source reads the devices of the default routes.
+// sysctls source reads the settings watch judges the default routes'
+// devices with (judgedSysctls).
 func (l *nsLoop) collectSources(ctx context.Context, names ...string) *collect.Sample {
 	s := &collect.Sample{Routes: &routes.State{}}
-	for _, name := range l.routeDevs() {
+	devs := l.routeDevs()
+	for _, name := range devs {
 		s.Routes.Links = append(s.Routes.Links, routes.Link{Name: name})
 	}
+	// Only what applySysctls judges with: every namespace, every interval.
+	s.SysctlNames = judgedSysctls(devs)
 	_ = collect.Run(ctx, l.t, s, collectDeadline, names...)
 	for _, c := range s.Checks {
 		l.record(c)
@@ -97,6 +101,23 @@ func (l *nsLoop) readSysctls(ctx context.Context) {
 		return
 	}
 	applySysctls(s.Sysctl, l.routeDevNames(), &l.ignLD, l.ignDev, l.conf)
+}
+
+// judgedSysctls names the settings applySysctls reads for route devices
+// devs: ignore_routes_with_linkdown (all and each device, both families),
+// IPv6 forwarding and accept_ra of each device.
+func judgedSysctls(devs []string) []string {
+	out := make([]string, 0, 2+4*len(devs))
+	for _, fam := range [2]string{"ipv4", "ipv6"} {
+		out = append(out, sysctl.ConfName(fam, "all", "ignore_routes_with_linkdown"))
+		for _, d := range devs {
+			out = append(out, sysctl.ConfName(fam, d, "ignore_routes_with_linkdown"))
+		}
+	}
+	for _, d := range devs {
+		out = append(out, sysctl.ConfName("ipv6", d, "forwarding"), sysctl.ConfName("ipv6", d, "accept_ra"))
+	}
+	return out
 }
 
 // applySysctls fills the link-down settings and the device configurations

@@ -1,6 +1,7 @@
 package watch
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/synscope/synscope/internal/report"
@@ -66,5 +67,42 @@ func TestCollectorMetrics(t *testing.T) {
 	m.dropNetns("a")
 	if _, ok := d.value("synscope_collector_success", map[string]string{"netns": "a"}); ok {
 		t.Error("series of a dropped namespace remain")
+	}
+}
+
+// TestJudgedSysctls: judgedSysctls names exactly what applySysctls reads
+// (watch reads only those, in every namespace each interval): with every
+// named value at 1 each setting is known and on, and leaving out any one
+// name changes what applySysctls concludes.
+func TestJudgedSysctls(t *testing.T) {
+	devs := map[int]string{2: "eth0", 5: "wan0"}
+	names := judgedSysctls([]string{"eth0", "wan0"})
+	type out struct {
+		ign    [2]bool
+		ignDev map[[2]int]bool
+		conf   map[int]devConf
+	}
+	apply := func(skip string) out {
+		vals := map[string]string{}
+		for _, n := range names {
+			if n != skip {
+				vals[n] = "1"
+			}
+		}
+		o := out{ignDev: map[[2]int]bool{}, conf: map[int]devConf{}}
+		applySysctls(vals, devs, &o.ign, o.ignDev, o.conf)
+		return o
+	}
+	full := apply("")
+	if full.ign != [2]bool{true, true} || len(full.ignDev) != 4 || full.conf[2] != (devConf{Forwarding: 1, AcceptRA: 1}) || full.conf[5] != (devConf{Forwarding: 1, AcceptRA: 1}) {
+		t.Fatalf("every judged value 1: %+v; something applySysctls reads is not in judgedSysctls %v", full, names)
+	}
+	if len(names) != 2+4*len(devs) {
+		t.Errorf("%d names for %d devices: %v", len(names), len(devs), names)
+	}
+	for _, n := range names {
+		if o := apply(n); fmt.Sprint(o) == fmt.Sprint(full) {
+			t.Errorf("%s is read but changes nothing", n)
+		}
 	}
 }

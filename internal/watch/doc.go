@@ -38,6 +38,7 @@
 //	reason.go       loss attribution (pure)
 //	portid_linux.go netlink port id → process
 //	risk.go         route-at-risk checks
+//	fateapi.go      the fate API (--fate-api): TLS/auth gate, limits, fan-out
 //	metrics.go      Prometheus metrics
 //	collect_linux.go interval collectors: SYN drops by cause, listeners
 //	repair_linux.go guarded repair

@@ -26,6 +26,7 @@ const (
 	EventNetnsGone     = "netns-gone"
 	EventError         = "collector-error"
 	EventStopped       = "watch-stopped"
+	EventFateAPI       = "fate-api"
 )
 
 // NewLogger builds the daemon's logger: JSON lines (one object per line,

@@ -10,6 +10,7 @@ import (
 
 	"github.com/synscope/synscope/internal/buildinfo"
 	"github.com/synscope/synscope/internal/causes"
+	"github.com/synscope/synscope/internal/collect"
 	"github.com/synscope/synscope/internal/counters"
 	"github.com/synscope/synscope/internal/report"
 )
@@ -57,9 +58,13 @@ type Metrics struct {
 	lastCheck    prometheus.Gauge
 	collectorOK  *prometheus.GaugeVec
 	collectorDur *prometheus.GaugeVec
+	fateReqs     *prometheus.CounterVec
+	fateDropped  prometheus.Counter
 
 	mu        sync.Mutex
 	listeners map[string][]listenerSample // netns → capped samples
+	// tracing: the SYN tracer runs, so namespaces get trace series.
+	tracing bool
 }
 
 type listenerSample struct {
@@ -117,6 +122,14 @@ func NewMetrics() *Metrics {
 			Name: "synscope_collector_duration_seconds",
 			Help: "How long the collector's last read in the namespace took.",
 		}, []string{"netns", "collector"}),
+		fateReqs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "synscope_fate_api_requests_total",
+			Help: "Fate API requests (--fate-api) by HTTP status: 200 served, 400 bad request, 401 not TLS-authenticated, 429 rate or concurrency limit, 503 tracer not running or web config lost TLS or auth.",
+		}, []string{"code"}),
+		fateDropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "synscope_fate_api_dropped_total",
+			Help: "Fates a fate API request matched but lost because its reader was slower than the tracer (the request's done line counts them too).",
+		}),
 		listeners: map[string][]listenerSample{},
 	}
 	bi := buildinfo.Get()
@@ -127,28 +140,98 @@ func NewMetrics() *Metrics {
 	})
 	build.Set(1)
 	m.Registry.MustRegister(m.present, m.losses, m.expiry, m.atRisk, m.synDrops, m.synTraceUp, m.repairs,
-		m.up, m.lastCheck, m.collectorOK, m.collectorDur, listenerCollector{m}, build,
+		m.up, m.lastCheck, m.collectorOK, m.collectorDur, m.fateReqs, m.fateDropped, listenerCollector{m}, build,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 
-// initNetns creates every series of a namespace at 0.
-func (m *Metrics) initNetns(ns string) {
+// watchCollectors are the reads each namespace records as a check
+// (synscope_collector_success and _duration_seconds): neighbours only
+// while a default route has a gateway.
+var watchCollectors = []string{checkMonitor, checkLinks, checkRoutes, checkNeighbours, collect.Sysctls, collect.Counters, collect.Listeners}
+
+// SeriesPerNetns is how many series one watched namespace has, at most:
+// presence for the main table in both families and for each other
+// family/table pair seen holding a default route (extraTables), two
+// expiry gauges, the
+// losses by family and reason, the risks, the SYN drops of the causes
+// the counters attribute (and of every cause while the tracer runs), the
+// repair results when repair is on, two series per collector, and three
+// per listener up to MaxListeners, then the "other" aggregate's two
+// gauges and its drop gauge. Nothing else carries a netns label, so the
+// series of N namespaces are at most N times this (docs/watch.md).
+func SeriesPerNetns(repair, trace bool, extraTables, listeners int) int {
+	n := 2 + extraTables + 2 + 2*len(Reasons) + 2*len(riskKinds) + 2*len(watchCollectors)
+	for _, c := range causes.All() {
+		if len(c.DropCounters) > 0 {
+			n++
+		}
+		if trace {
+			n++
+		}
+	}
+	if repair {
+		n += 2 * len(RepairResults)
+	}
+	if listeners > MaxListeners {
+		return n + 3*MaxListeners + 3
+	}
+	return n + 3*listeners
+}
+
+// initNetns creates at 0 every series of a namespace that something
+// running can move, so that a rate over it starts from the first scrape:
+// the loss reasons, the risks, the SYN drops of the causes the kernel
+// counters attribute (the catalog's DropCounters: the other causes never
+// get a source="counters" count), the traced drops of every cause while
+// the tracer runs (initTrace), and the repair results when repair is on.
+// A series that nothing can move is not created: a zero there would say
+// "checked, none" for what nothing checks. Per namespace, with the main
+// table in both families and one listener: see SeriesPerNetns.
+func (m *Metrics) initNetns(ns string, repair bool) {
 	for _, fam := range []string{"ipv4", "ipv6"} {
 		for _, r := range Reasons {
 			m.losses.WithLabelValues(ns, fam, string(r))
 		}
-		for _, r := range RepairResults {
-			m.repairs.WithLabelValues(ns, fam, r)
+		if repair {
+			for _, r := range RepairResults {
+				m.repairs.WithLabelValues(ns, fam, r)
+			}
 		}
 		for _, r := range riskKinds {
 			m.atRisk.WithLabelValues(ns, fam, r).Set(0)
 		}
 	}
 	for _, c := range causes.All() {
-		m.synDrops.WithLabelValues(ns, string(c.ID), "counters")
+		if len(c.DropCounters) > 0 {
+			m.synDrops.WithLabelValues(ns, string(c.ID), "counters")
+		}
+	}
+	m.mu.Lock()
+	trace := m.tracing
+	m.mu.Unlock()
+	if trace {
+		m.initTrace(ns)
+	}
+}
+
+// initTrace creates a namespace's source="trace" series at 0.
+func (m *Metrics) initTrace(ns string) {
+	for _, c := range causes.All() {
 		m.synDrops.WithLabelValues(ns, string(c.ID), "trace")
 	}
+}
+
+// traceStarted marks the tracer running: the namespaces in ns, and every
+// namespace initialised from now on, get their source="trace" series.
+func (m *Metrics) traceStarted(ns []string) {
+	m.mu.Lock()
+	m.tracing = true
+	m.mu.Unlock()
+	for _, n := range ns {
+		m.initTrace(n)
+	}
+	m.synTraceUp.Set(1)
 }
 
 // dropNetns removes a namespace's series (it is gone).
@@ -298,3 +381,6 @@ func (c listenerCollector) Collect(ch chan<- prometheus.Metric) {
 func attributeDrops(d counters.Delta) map[causes.ID]uint64 {
 	return causes.AttributeDrops(d.Get)
 }
+
+// fateRequest counts one fate API answer by its status code.
+func (m *Metrics) fateRequest(code int) { m.fateReqs.WithLabelValues(strconv.Itoa(code)).Inc() }

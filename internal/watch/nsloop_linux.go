@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -81,6 +82,8 @@ type nsLoop struct {
 	mgrs    []netmgr.Proc
 	mgrsErr error
 	mgrsAt  time.Time
+	// mgrScan is the process scan shared by every loop of the watcher.
+	mgrScan *managerScan
 }
 
 type riskKey struct {
@@ -89,9 +92,9 @@ type riskKey struct {
 }
 
 // newNSLoop opens the namespace's sockets and reads its initial state.
-func newNSLoop(opts *Options, m *Metrics, t *netns.Target, name string) (*nsLoop, error) {
+func newNSLoop(opts *Options, m *Metrics, mgrScan *managerScan, t *netns.Target, name string) (*nsLoop, error) {
 	l := &nsLoop{
-		opts: opts, m: m, lg: opts.Logger, t: t, name: name,
+		opts: opts, m: m, lg: opts.Logger, t: t, name: name, mgrScan: mgrScan,
 		links: map[int]Link{}, routes: routeSet{}, judged: judged{},
 		neigh: map[neighKey]uint16{}, known: map[famTable]bool{}, ignDev: map[[2]int]bool{},
 		lastErr: map[famTable]Route{}, unnamed: map[key]unnamedRestore{}, risks: map[riskKey]bool{}, procCache: map[uint32]procEntry{},
@@ -114,7 +117,7 @@ func newNSLoop(opts *Options, m *Metrics, t *netns.Target, name string) (*nsLoop
 	for _, fam := range []int{4, 6} {
 		l.known[famTable{fam, unix.RT_TABLE_MAIN}] = true
 	}
-	m.initNetns(l.name)
+	m.initNetns(l.name, opts.Repair)
 	l.record(report.Check{Name: checkMonitor, Status: report.Ran})
 	if opts.Repair {
 		l.repair = newRepairer(l)
@@ -203,8 +206,20 @@ func (l *nsLoop) run(ctx context.Context) error {
 		cancel()
 		<-recvDone
 	}()
-	tick := time.NewTicker(l.opts.Interval)
-	defer tick.Stop()
+	// The first check comes at a random point of the first interval,
+	// then one every interval: loops that start together (hundreds at
+	// startup with --all-netns) spread their checks over the interval
+	// instead of all reading the kernel at once, every interval, while
+	// a scrape or a route loss waits for the CPU.
+	first := time.NewTimer(rand.N(l.opts.Interval))
+	defer first.Stop()
+	var ticker *time.Ticker
+	var tick <-chan time.Time // nil, never ready, until the first check
+	defer func() {
+		if ticker != nil {
+			ticker.Stop()
+		}
+	}()
 	fast := time.NewTicker(fastRecheck)
 	defer fast.Stop()
 	l.expiry = time.NewTimer(time.Hour)
@@ -231,7 +246,13 @@ func (l *nsLoop) run(ctx context.Context) error {
 			if err := l.resync(now, false); err == nil {
 				l.settle(ctx, now, nil)
 			}
-		case <-tick.C:
+		case <-first.C:
+			ticker = time.NewTicker(l.opts.Interval)
+			tick = ticker.C
+			if gone := l.interval(ctx); gone {
+				return errNetnsGone
+			}
+		case <-tick:
 			if gone := l.interval(ctx); gone {
 				return errNetnsGone
 			}
@@ -868,10 +889,10 @@ func (l *nsLoop) checkRisks(ctx context.Context, now time.Time) {
 	}
 }
 
-// scanManagers lists the network managers running in the namespace.
+// scanManagers lists the network managers running in the namespace,
+// from the process scan the loops share (managerScan).
 func (l *nsLoop) scanManagers(now time.Time) {
-	l.mgrs, l.mgrsErr = netmgr.Running("/proc", l.t.Inode)
-	l.mgrsAt = now
+	l.mgrs, l.mgrsAt, l.mgrsErr = l.mgrScan.running(l.t.Inode, now)
 }
 
 // ownerArgs names the network manager that owns a lost route's device,

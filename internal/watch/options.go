@@ -8,6 +8,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/synscope/synscope/internal/fateapi"
 	"github.com/synscope/synscope/internal/netns"
 )
 
@@ -31,6 +32,21 @@ type Options struct {
 	// RiskLifetime: an expiring route with less left is at risk.
 	// Default 60s.
 	RiskLifetime time.Duration
+
+	// FateAPI serves POST /api/v1/fates (off by default): the fate of the
+	// SYNs of the flows a caller names, for a bounded time. Refused at
+	// start unless WebConfigFile serves TLS and authenticates every
+	// caller, and unless the SYN tracer may run (SYNTrace not off).
+	FateAPI bool
+	// FateAPIRate is fate requests per minute (token bucket, burst 3).
+	// Default DefaultFateAPIRate.
+	FateAPIRate int
+	// FateAPIMaxDuration caps one request's window. Default
+	// fateapi.DefaultDuration, at most fateapi.MaxDuration.
+	FateAPIMaxDuration time.Duration
+	// Listener, if set, is served instead of listening on Listen (tests
+	// serve from inside a lab namespace).
+	Listener net.Listener
 
 	// SYNTrace: "auto" (default), "on" or "off": per-SYN drop
 	// attribution from eBPF tracepoints beside the counters'.
@@ -127,8 +143,37 @@ func (o *Options) defaults() error {
 	if o.DryRun && !o.Repair {
 		o.Repair = true // dry-run implies deciding, never acting
 	}
+	if o.FateAPI {
+		if err := o.fateDefaults(); err != nil {
+			return err
+		}
+	}
 	if o.AllNetns && len(o.Netns) > 0 {
 		return errors.New("watch: --all-netns and --netns exclude each other")
+	}
+	return nil
+}
+
+// fateDefaults checks the fate API's preconditions and fills its defaults.
+func (o *Options) fateDefaults() error {
+	switch {
+	case o.Listen == "" && o.Listener == nil:
+		return errors.New("watch: --fate-api needs --listen")
+	case o.SYNTrace == SYNTraceOff:
+		return errors.New("watch: --fate-api needs the SYN tracer: --syn-trace is off")
+	case o.FateAPIRate < 0:
+		return fmt.Errorf("watch: --fate-api-rate %d: want > 0", o.FateAPIRate)
+	case o.FateAPIMaxDuration < 0 || o.FateAPIMaxDuration > fateapi.MaxDuration:
+		return fmt.Errorf("watch: --fate-api-max-duration %s: want up to %s", o.FateAPIMaxDuration, fateapi.MaxDuration)
+	}
+	if err := checkFateWebConfig(o.WebConfigFile); err != nil {
+		return fmt.Errorf("watch: --fate-api: %w", err)
+	}
+	if o.FateAPIRate == 0 {
+		o.FateAPIRate = DefaultFateAPIRate
+	}
+	if o.FateAPIMaxDuration == 0 {
+		o.FateAPIMaxDuration = fateapi.DefaultDuration
 	}
 	return nil
 }

@@ -313,14 +313,14 @@ type privateRunDir struct {
 	dir string
 }
 
-func newPrivateRunDir(t *testing.T) *privateRunDir {
+func newPrivateRunDir(t testing.TB) *privateRunDir {
 	t.Helper()
 	dir := t.TempDir()
 	return &privateRunDir{dir: dir}
 }
 
 // add makes a namespace visible in the directory under name.
-func (r *privateRunDir) add(t *testing.T, ns *netns.Target, name string) {
+func (r *privateRunDir) add(t testing.TB, ns *netns.Target, name string) {
 	t.Helper()
 	dst := filepath.Join(r.dir, name)
 	if err := os.WriteFile(dst, nil, 0o444); err != nil {

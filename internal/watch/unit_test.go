@@ -194,7 +194,7 @@ func TestListenerOtherDrops(t *testing.T) {
 // TestHandlerReadOnly: only GET on /metrics, / and /healthz.
 func TestHandlerReadOnly(t *testing.T) {
 	m := NewMetrics()
-	m.initNetns("x")
+	m.initNetns("x", false)
 	srv := httptest.NewServer(Handler(m))
 	defer srv.Close()
 	for _, tc := range []struct {

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/exporter-toolkit/web"
 
+	"github.com/synscope/synscope/internal/fateapi"
 	"github.com/synscope/synscope/internal/netns"
 	"github.com/synscope/synscope/internal/safetext"
 )
@@ -32,7 +33,11 @@ func Run(ctx context.Context, opts Options) error {
 	if m == nil {
 		m = NewMetrics()
 	}
-	w := &watcher{opts: &opts, m: m, loops: map[string]*running{}, failed: map[string]bool{}, inodes: map[uint32]string{}}
+	w := &watcher{opts: &opts, m: m, loops: map[string]*running{}, failed: map[string]bool{}, inodes: map[uint32]string{},
+		mgrScan: newManagerScan("/proc")}
+	if opts.FateAPI {
+		w.fates = newFateHub(m.fateDropped.Inc)
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	if h, err := openProcHistory(); err != nil {
@@ -79,16 +84,25 @@ func Run(ctx context.Context, opts Options) error {
 
 	var addr net.Addr
 	srvErr := make(chan error, 1)
-	if opts.Listen != "" {
-		ln, err := net.Listen("tcp", opts.Listen)
-		if err != nil {
-			w.stopAll()
-			return fmt.Errorf("watch: metrics endpoint: %w", err)
+	if opts.Listen != "" || opts.Listener != nil {
+		ln := opts.Listener
+		if ln == nil {
+			var err error
+			if ln, err = net.Listen("tcp", opts.Listen); err != nil {
+				w.stopAll()
+				return fmt.Errorf("watch: metrics endpoint: %w", err)
+			}
 		}
 		addr = ln.Addr()
+		var fa *fateAPI
+		if opts.FateAPI {
+			fa = &fateAPI{hub: w.fates, trace: &w.tracing, limiter: newTokenBucket(opts.FateAPIRate, fateAPIBurst),
+				sem: make(chan struct{}, FateAPIConcurrent), maxDur: opts.FateAPIMaxDuration, webConfig: opts.WebConfigFile,
+				log: opts.Logger, m: m, now: time.Now, done: ctx.Done()}
+		}
 		// The server's own errors (TLS handshakes, bad requests) go to the
 		// structured log, escaped like every other line.
-		srv := &http.Server{Handler: Handler(m), ReadHeaderTimeout: 10 * time.Second,
+		srv := &http.Server{Handler: handler(m, fa), ReadHeaderTimeout: 10 * time.Second,
 			ErrorLog: slog.NewLogLogger(opts.Logger.Handler(), slog.LevelWarn)}
 		cfg := opts.WebConfigFile
 		go func() {
@@ -131,8 +145,14 @@ func Run(ctx context.Context, opts Options) error {
 }
 
 // Handler serves GET /metrics, / and /healthz; nothing changes state.
-func Handler(m *Metrics) http.Handler {
+func Handler(m *Metrics) http.Handler { return handler(m, nil) }
+
+// handler is Handler plus, when fa is set, POST /api/v1/fates.
+func handler(m *Metrics, fa *fateAPI) http.Handler {
 	mux := http.NewServeMux()
+	if fa != nil {
+		mux.Handle("POST "+fateapi.Path, fa)
+	}
 	mux.Handle("GET /metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{MaxRequestsInFlight: 4, Timeout: 10 * time.Second}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = w.Write([]byte("ok\n"))
@@ -163,6 +183,12 @@ type watcher struct {
 	// procs is the eBPF process history (nil where it does not load):
 	// names deleters that exited before /proc could be read.
 	procs *procHistory
+	// tracing is the SYN tracer's state; fates (nil without --fate-api)
+	// fans its outcomes out to the fate API's requests.
+	tracing traceStatus
+	fates   *fateHub
+	// mgrScan is the network-manager process scan the loops share.
+	mgrScan *managerScan
 }
 
 // runNetnsPrefix marks a spec found in /run/netns by --all-netns: opened
@@ -247,7 +273,7 @@ func (w *watcher) start(ctx context.Context, spec string) error {
 	if err != nil {
 		return fmt.Errorf("watch: %w", err)
 	}
-	l, err := newNSLoop(w.opts, w.m, t, name)
+	l, err := newNSLoop(w.opts, w.m, w.mgrScan, t, name)
 	if err != nil {
 		t.Close()
 		return err
@@ -268,10 +294,17 @@ func (w *watcher) start(ctx context.Context, spec string) error {
 		if lctx.Err() != nil && !errors.Is(err, errNetnsGone) {
 			return // shutting down; series stay until the process exits
 		}
+		// Out of inodes first, then the series, then out of loops: the
+		// tracer counts only namespaces in inodes (under the lock), so
+		// none of this one's series comes back after the drop, and
+		// discovery starts a namespace of the same name only once loops
+		// lets it, after the drop.
+		w.mu.Lock()
+		delete(w.inodes, uint32(t.Inode))
+		w.mu.Unlock()
 		w.m.dropNetns(l.name)
 		w.mu.Lock()
 		delete(w.loops, spec)
-		delete(w.inodes, uint32(t.Inode))
 		w.mu.Unlock()
 		msg := "namespace gone: its series were removed"
 		lvl := slog.LevelInfo
