@@ -81,6 +81,11 @@ func TestKubeProxyScaleLab(t *testing.T) {
 				if want := fmt.Sprintf("%d rules", v.rules); !strings.HasPrefix(checks["firewall-start"].Detail, want) {
 					t.Fatalf("run %d: firewall read %q, want %s", i, checks["firewall-start"].Detail, want)
 				}
+				// Nothing committed during the window: the end read must be
+				// the cheap one (firewall.Refresh), not all chains again.
+				if !strings.Contains(checks["firewall"].Detail, "unchanged since the first read") {
+					t.Fatalf("run %d: end firewall read %q is not the refresh", i, checks["firewall"].Detail)
+				}
 				if !strings.Contains(checks["capture"].Detail, "flows") || strings.HasPrefix(checks["capture"].Detail, "0 handshake") {
 					t.Fatalf("run %d: the lab client's handshakes were not seen: %s", i, checks["capture"].Detail)
 				}
