@@ -46,7 +46,7 @@ func main() {
 	flag.IntVar(&o.rounds, "rounds", 3, "rounds; each runs every mode once, in rotated order")
 	flag.IntVar(&o.streams, "streams", 50, "parallel bulk streams")
 	flag.IntVar(&o.workers, "workers", 16, "handshake-storm client workers")
-	modes := flag.String("modes", modeList, "modes to measure (baseline is always included)")
+	modes := flag.String("modes", modeList, "modes to measure (baseline is always included); doctor variants such as doctor+no-capture or doctor+no-trace+no-capture run doctor with those flags")
 	flag.StringVar(&o.window, "doctor-window", "2s", "doctor's --window in the doctor mode")
 	doctorArgs := flag.String("doctor-args", "", "extra doctor flags in the doctor mode, space-separated (e.g. \"--no-trace --no-capture\", to find what costs)")
 	flag.IntVar(&o.kubeServices, "kube-services", 0, "load this many kube-proxy services (2 iptables-nft nat rules each) into the server namespace first")
@@ -98,14 +98,14 @@ func parseModes(s string) ([]string, error) {
 				out = append(out, m)
 				continue
 			}
-			return nil, fmt.Errorf("unknown mode %q (want %s)", m, modeList)
+			return nil, fmt.Errorf("unknown mode %q (want %s, or doctor variants such as doctor+no-capture, doctor+no-trace+no-capture)", m, modeList)
 		}
 	}
 	return out, nil
 }
 
 // modeList is every mode beside the baseline.
-const modeList = "trace,watch,doctor (or doctor+no-capture, doctor+no-trace+no-capture, ...: doctor with those flags)"
+const modeList = "trace,watch,doctor"
 
 // doctorModeArgs gives the extra doctor flags a mode names: "doctor" none,
 // "doctor+no-capture+no-trace" --no-capture --no-trace. Variants of doctor
