@@ -105,10 +105,16 @@ func inspectFirewall(t *netns.Target) (*firewall.Ruleset, error) {
 // localDroppers are the output/postrouting rules that may drop the SYN to
 // dst from src on dev, with their counters before and after.
 func localDroppers(t *netns.Target, before, after *firewall.Ruleset, src netip.Addr, dst netip.AddrPort, dev string) []FWRule {
+	return droppers(t, before, after, firewall.Packet{Dir: firewall.OutSYN, Local: src, Remote: dst.Addr(), RemotePort: dst.Port(), Oif: dev})
+}
+
+// droppers are the rules of the ruleset read in t that may drop pkt, with
+// their counters before and after and the command that removes each (the
+// client's output rules and a server namespace's input rules alike).
+func droppers(t *netns.Target, before, after *firewall.Ruleset, pkt firewall.Packet) []FWRule {
 	if before == nil {
 		return nil
 	}
-	pkt := firewall.Packet{Dir: firewall.OutSYN, Local: src, Remote: dst.Addr(), RemotePort: dst.Port(), Oif: dev}
 	var delta map[string]uint64
 	if after != nil {
 		delta = firewall.Diff(before, after)

@@ -213,6 +213,7 @@ func Text(w io.Writer, r *Report) error {
 				p("          remove: %s\n", f.Fix)
 			}
 		}
+		shownFW := map[string]bool{}
 		for _, at := range a.Attempts {
 			p("  #%-3d %-16s", at.Seq, at.Outcome)
 			if at.RTTms > 0 {
@@ -247,6 +248,20 @@ func Text(w io.Writer, r *Report) error {
 					back = "reset back at the client"
 				}
 				p(" → %s\n", back)
+				for _, f := range sv.Firewall {
+					if shownFW[f.Where] {
+						continue // the same rule for every attempt: once
+					}
+					shownFW[f.Where] = true
+					p("        server firewall: %s: %s  [%s]", S(f.Where), S(f.Rule), S(f.Verdict))
+					if f.Delta >= 0 {
+						p(" packets %d (+%d during the probe)", f.Packets, f.Delta)
+					}
+					p("\n")
+					if f.Fix != "" {
+						p("          remove: %s\n", f.Fix)
+					}
+				}
 			}
 		}
 		if a.ServerHop > 0 {

@@ -102,6 +102,31 @@ func TestProbeServerFirewallDrop(t *testing.T) {
 	if rep.Verdict != Confirmed || rep.Cause != causes.FirewallDrop {
 		t.Fatalf("verdict %s [%s], want confirmed [firewall-drop]: %s", rep.Verdict, rep.Cause, rep.Summary)
 	}
+	// The server's rule named: the lab's input drop rule in table inet
+	// synscope, its counter risen by this attempt's SYNs, with the
+	// command that removes it in the server's namespace.
+	for _, at := range rep.Addresses[0].Attempts {
+		sv := at.Server
+		if sv == nil || len(sv.Firewall) == 0 {
+			t.Errorf("attempt %d: no server rule named: %+v", at.Seq, sv)
+			continue
+		}
+		f := sv.Firewall[0]
+		if !strings.Contains(f.Where, "synscope") || !strings.Contains(f.Where, "input") || f.Verdict != "drop" ||
+			f.Delta < 1 || !strings.Contains(f.Fix, "delete rule") || !strings.Contains(f.Fix, env.Server) {
+			t.Errorf("attempt %d: server rule %+v", at.Seq, f)
+		}
+	}
+	var out strings.Builder
+	if err := Text(&out, rep); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(rep.NextCmd, "delete rule") || !strings.Contains(rep.Next, "server's firewall drops the SYN") {
+		t.Errorf("next step %q / %q, want the server rule's removal", rep.Next, rep.NextCmd)
+	}
+	if c := strings.Count(out.String(), "server firewall: "); c != 1 {
+		t.Errorf("the server's rule is printed %d times, want once:\n%s", c, out.String())
+	}
 }
 
 // Negative controls: a healthy server is connected, every attempt seen

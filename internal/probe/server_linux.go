@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/synscope/synscope/internal/causes"
+	"github.com/synscope/synscope/internal/firewall"
 	"github.com/synscope/synscope/internal/netns"
 	"github.com/synscope/synscope/internal/trace"
 )
@@ -51,6 +52,9 @@ type serverHarvest struct {
 	named map[netip.AddrPort]bool
 	// detail is the "server" check's text.
 	detail string
+	// rules names the server's rules that may drop a SYN from client to
+	// server (nil: the server's ruleset was not read).
+	rules func(client, server netip.AddrPort) []FWRule
 }
 
 // serverSide is a source of the server's fates (--server).
@@ -71,6 +75,11 @@ type serverWatch struct {
 	done   chan error
 	mu     sync.Mutex
 	seen   []serverFate
+	// ns stays open while the probe runs to read the server's nftables
+	// ruleset before and after (fwBefore nil: not readable, no rule is
+	// named).
+	ns       *netns.Target
+	fwBefore *firewall.Ruleset
 }
 
 // startServerWatch opens the server namespace and attaches the tracer
@@ -86,7 +95,12 @@ func startServerWatch(ctx context.Context, spec string, port uint16, sources []n
 	}
 	w.rep.Netns = t.Label()
 	opts := trace.Options{Netns: uint32(t.Inode), Ports: []uint16{port}, SamplesPerSec: -1}
-	_ = t.Close()
+	keep := false
+	defer func() {
+		if !keep {
+			_ = t.Close()
+		}
+	}()
 	uniq := map[netip.Addr]bool{}
 	for _, s := range sources {
 		if s.IsValid() && !uniq[s] && len(opts.Peers) < trace.MaxPeers {
@@ -100,6 +114,11 @@ func startServerWatch(ctx context.Context, spec string, port uint16, sources []n
 		return w
 	}
 	w.rep.Status = ServerChecked
+	// The server's ruleset, to name the rule when its kernel calls a drop
+	// firewall-drop; unreadable, the drop is still named, its rule is not.
+	if fw, err := inspectFirewall(t); err == nil {
+		w.ns, w.fwBefore, keep = t, fw, true
+	}
 	for _, c := range trace.Missing(sess.Capabilities()) {
 		w.rep.Missing = append(w.rep.Missing, c.String())
 	}
@@ -127,12 +146,31 @@ func (w *serverWatch) finish() serverHarvest {
 	time.Sleep(serverGrace)
 	w.cancel()
 	if err := <-w.done; err != nil {
+		w.closeNS()
 		return serverHarvest{failed: "trace engine: " + errText(err)}
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return serverHarvest{fates: w.seen,
+	h := serverHarvest{fates: w.seen,
 		detail: fmt.Sprintf("trace engine in %s for the probe's flows to port %d", w.rep.Netns, w.port)}
+	if w.ns != nil {
+		after, _ := inspectFirewall(w.ns)
+		t, before := w.ns, w.fwBefore
+		h.rules = func(client, server netip.AddrPort) []FWRule {
+			return droppers(t, before, after, firewall.Packet{Dir: firewall.In, Local: server.Addr(), LocalPort: server.Port(),
+				Remote: client.Addr(), RemotePort: client.Port()})
+		}
+		h.detail += fmt.Sprintf("; its nftables ruleset read before and after (%d rules)", len(before.Rules))
+	}
+	return h
+}
+
+// closeNS releases the server namespace (after the report is built).
+func (w *serverWatch) closeNS() {
+	if w.ns != nil {
+		_ = w.ns.Close()
+		w.ns = nil
+	}
 }
 
 // finishServer ends the server side and joins its fates to the attempts:
@@ -155,7 +193,13 @@ func finishServer(side serverSide, rep *Report, srcs []netip.Addr) {
 		for j := range ap.Attempts {
 			at := &ap.Attempts[j]
 			at.Server = joinServer(h, srcs[i], at.LocalPort, rep.Target.Port)
+			if v := at.Server; h.rules != nil && v.Cause == causes.FirewallDrop && v.server.IsValid() {
+				v.Firewall = h.rules(netip.AddrPortFrom(srcs[i].Unmap(), at.LocalPort), v.server)
+			}
 		}
+	}
+	if w, ok := side.(*serverWatch); ok {
+		w.closeNS()
 	}
 	detail := h.detail
 	if h.partial != "" {
@@ -202,6 +246,7 @@ func joinServer(h serverHarvest, src netip.Addr, lport, port uint16) *ServerView
 	}
 	v.Seen = true
 	v.Fate, v.Cause, v.Evidence, v.Incomplete = best.fate, best.cause, best.evidence, best.incomplete
+	v.server = best.server
 	v.Text = serverText(v)
 	return v
 }

@@ -1,6 +1,7 @@
 package probe
 
 import (
+	"net/netip"
 	"time"
 
 	"github.com/synscope/synscope/internal/buildinfo"
@@ -134,6 +135,14 @@ type ServerView struct {
 	SynAcks int `json:"synacks,omitempty"`
 	// Incomplete: tracing stopped while the handshake was under way.
 	Incomplete bool `json:"incomplete,omitempty"`
+	// Firewall names the server's nftables rules that may drop this
+	// SYN, with their counters' rise while the probe ran and the removal
+	// command: read where the server is a namespace on this host and its
+	// kernel called the drop firewall-drop (a watch endpoint does not
+	// reveal the server's ruleset).
+	Firewall []FWRule `json:"firewall,omitempty"`
+	// server is the server end the fate was seen at (for the rule walk).
+	server netip.AddrPort
 	// Text is the server side in words ("arrived, consumed: no route
 	// back to the client for the SYN-ACK", "never seen at the server").
 	Text string `json:"text"`

@@ -443,7 +443,28 @@ func nextStep(r *Report, bad []*AddrProbe) {
 			cmd = cmd.Append("--peer", b.Local.Source)
 		}
 		r.NextCmd = cmd.String()
+		if f := serverRuleHit(b); f != nil {
+			r.Next = fmt.Sprintf("the server's firewall drops the SYN (%s), %s: its counter rose by %d during the probe; remove or narrow it — the command below removes it",
+				where, f.Where, f.Delta)
+			r.NextCmd = f.Fix
+		}
 	}
+}
+
+// serverRuleHit is the server's rule whose counter rose with the probe's
+// SYNs (the first named for any attempt), or nil.
+func serverRuleHit(b *AddrProbe) *FWRule {
+	for _, at := range b.Attempts {
+		if at.Server == nil {
+			continue
+		}
+		for i := range at.Server.Firewall {
+			if f := &at.Server.Firewall[i]; f.Delta > 0 && f.Fix != "" {
+				return f
+			}
+		}
+	}
+	return nil
 }
 
 func orDash(s string) string {
