@@ -57,6 +57,9 @@ func (l *ConntrackLookup) Func() ConntrackFunc {
 		l.mu.Unlock()
 		st, err := l.Lookup(ns)
 		l.mu.Lock()
+		if len(l.cache) >= maxListenerCache {
+			clear(l.cache)
+		}
 		l.cache[ns] = ctSample{at: time.Now(), st: st, ok: err == nil}
 		l.mu.Unlock()
 		return st, err == nil

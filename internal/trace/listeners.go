@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/synscope/synscope/internal/netns"
 	"github.com/synscope/synscope/internal/sockets"
@@ -18,15 +19,59 @@ import (
 type ListenerLookup struct {
 	mu    sync.Mutex
 	paths map[uint32]string
+	// states caches Func's answers per namespace and port.
+	states map[listenerKey]listenerSample
+	// look is Lookup (tests count the calls through it).
+	look func(ns uint32, server netip.AddrPort) (ListenerState, error)
 }
 
-// NewListenerLookup returns an empty lookup cache.
-func NewListenerLookup() *ListenerLookup { return &ListenerLookup{paths: map[uint32]string{}} }
+type listenerKey struct {
+	ns   uint32
+	port uint16
+}
 
-// Func adapts the lookup to Engine.Listener.
+type listenerSample struct {
+	at time.Time
+	st ListenerState
+	ok bool
+}
+
+// listenerCacheFor bounds how stale a cached listener state may be: a
+// full queue that drops SYNs stays full far longer, and a flood of drops
+// then costs a sock_diag dump every 100 ms per port instead of one per
+// SYN.
+const listenerCacheFor = 100 * time.Millisecond
+
+// maxListenerCache bounds the cache (entries are replaced, never grown
+// past it: namespaces and ports come and go under watch).
+const maxListenerCache = 4096
+
+// NewListenerLookup returns an empty lookup cache.
+func NewListenerLookup() *ListenerLookup {
+	l := &ListenerLookup{paths: map[uint32]string{}, states: map[listenerKey]listenerSample{}}
+	l.look = l.Lookup
+	return l
+}
+
+// Func adapts the lookup to Engine.Listener, with answers cached for
+// listenerCacheFor per namespace and port.
 func (l *ListenerLookup) Func() ListenerFunc {
 	return func(ns uint32, server netip.AddrPort) (ListenerState, bool) {
-		st, err := l.Lookup(ns, server)
+		k := listenerKey{ns, server.Port()}
+		now := time.Now()
+		l.mu.Lock()
+		if s, ok := l.states[k]; ok && now.Sub(s.at) < listenerCacheFor {
+			l.mu.Unlock()
+			return s.st, s.ok
+		}
+		l.mu.Unlock()
+		st, err := l.look(ns, server)
+		l.mu.Lock()
+		if len(l.states) >= maxListenerCache {
+			clear(l.states)
+		}
+		l.states[k] = listenerSample{at: now, st: st, ok: err == nil}
+		l.mu.Unlock()
 		return st, err == nil
 	}
 }

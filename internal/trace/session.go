@@ -20,10 +20,20 @@ func OpenSession(opts Options, pending time.Duration) (*Session, error) {
 	if err != nil {
 		return nil, err
 	}
+	return &Session{tr: tr, eng: NewWiredEngine(pending)}, nil
+}
+
+// NewWiredEngine is the engine every mode runs (trace, probe --server,
+// doctor's trace source through Session, and watch): with the listener
+// and conntrack lookups that tell an accept-queue overflow from another
+// admission drop and a conntrack-invalid drop from a rule's. Both answers
+// are cached per namespace (and port) for a fraction of a second, so a
+// flood of dropped SYNs costs a few lookups a second, not one each.
+func NewWiredEngine(pending time.Duration) *Engine {
 	eng := NewEngine(pending)
 	eng.Listener = NewListenerLookup().Func()
 	eng.Conntrack = NewConntrackLookup().Func()
-	return &Session{tr: tr, eng: eng}, nil
+	return eng
 }
 
 // Capabilities are the tracer's hooks and whether each is available.

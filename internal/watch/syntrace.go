@@ -51,7 +51,7 @@ func (w *watcher) startSYNTrace(ctx context.Context) error {
 		missing = append(missing, c.String())
 	}
 	w.tracing.set(true, "", missing)
-	eng := trace.NewEngine(0)
+	eng := trace.NewWiredEngine(0) // the engine trace and probe run: one answer per SYN
 	emit := func(o trace.Outcome) {
 		w.publishFate(o)
 		if o.Fate != trace.Dropped || o.Cause == "" {
