@@ -100,7 +100,15 @@ func (l *nsLoop) readSysctls(ctx context.Context) {
 	if s.Sysctl == nil {
 		return
 	}
+	before := make(map[int]devConf, len(l.conf))
+	for i, c := range l.conf {
+		before[i] = c
+	}
 	applySysctls(s.Sysctl, l.routeDevNames(), &l.ignLD, l.ignDev, l.conf)
+	// Forwarding seen switched on is news, as its netconf message is: a
+	// dump can see the RA routes the kernel purged for it before that
+	// message is read (the kernel queues the message first).
+	noteForwardingOn(&l.hist, before, l.conf, time.Now())
 }
 
 // judgedSysctls names the settings applySysctls reads for route devices

@@ -587,7 +587,7 @@ func (l *nsLoop) isGateway(k neighKey) bool {
 func (l *nsLoop) settle(ctx context.Context, now time.Time, senders map[key]uint32) {
 	dels := senders
 	lost, added := l.judged.reconcile(l.routes, now, l.ignore)
-	linksFresh := false
+	linksFresh, confFresh := false, false
 	for _, r := range lost {
 		pid := dels[r.key()]
 		in := lossInput{Route: r, Now: now, PortID: pid, Recent: l.hist.since(now.Add(-correlationWindow))}
@@ -597,6 +597,14 @@ func (l *nsLoop) settle(ctx context.Context, now time.Time, senders map[key]uint
 			// The link news may still be on its way: ask the kernel.
 			_ = l.refreshLinks()
 			linksFresh = true
+		}
+		if pid == 0 && r.Family == 6 && r.Protocol == protoRA && !confFresh {
+			// So may the netconf news of forwarding switched on, which
+			// the kernel sends before it purges RA routes: a dump can see
+			// the purge first. Ask the kernel too.
+			confFresh = true
+			l.readSysctls(ctx)
+			in.Recent = l.hist.since(now.Add(-correlationWindow))
 		}
 		in.Link, in.LinkKnown = l.links[r.Ifindex]
 		reason, detail := attribute(in)
@@ -649,6 +657,20 @@ func (l *nsLoop) settle(ctx context.Context, now time.Time, senders map[key]uint
 		l.publish(now)
 	}
 	l.armExpiry(now)
+}
+
+// noteForwardingOn adds a forwarding-on happening for every device whose
+// IPv6 forwarding was read 0 before and 1 now (pure; a device not read
+// before tells nothing).
+func noteForwardingOn(h *history, before, after map[int]devConf, now time.Time) bool {
+	found := false
+	for i, c := range after {
+		if b, ok := before[i]; ok && b.Forwarding == 0 && c.Forwarding == 1 {
+			h.add(happening{At: now, Kind: hapForwardingOn, Ifindex: i, Family: 6})
+			found = true
+		}
+	}
+	return found
 }
 
 // unnamedRestore is a route-restored line waiting for its sender.
