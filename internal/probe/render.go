@@ -26,6 +26,18 @@ func Text(w io.Writer, r *Report) error {
 	bw := bufio.NewWriter(w)
 	p := func(format string, args ...any) { fmt.Fprintf(bw, format, args...) }
 	S := safetext.Show
+	// fwLine prints one firewall rule that may drop the SYN (this host's
+	// or the server's), with its counter and removal command.
+	fwLine := func(label string, f FWRule) {
+		p("%s%s: %s  [%s]", label, S(f.Where), S(f.Rule), S(f.Verdict))
+		if f.Delta >= 0 {
+			p(" packets %d (+%d during the probe)", f.Packets, f.Delta)
+		}
+		p("\n")
+		if f.Fix != "" {
+			p("          remove: %s\n", f.Fix)
+		}
+	}
 
 	if r.Target.OS != "" {
 		p("synscope probe %s port %d — %s", S(r.Target.Host), r.Target.Port, S(r.Target.OS))
@@ -204,14 +216,7 @@ func Text(w io.Writer, r *Report) error {
 			p("\n")
 		}
 		for _, f := range l.Firewall {
-			p("  local firewall: %s: %s  [%s]", S(f.Where), S(f.Rule), S(f.Verdict))
-			if f.Delta >= 0 {
-				p(" packets %d (+%d during the probe)", f.Packets, f.Delta)
-			}
-			p("\n")
-			if f.Fix != "" {
-				p("          remove: %s\n", f.Fix)
-			}
+			fwLine("  local firewall: ", f)
 		}
 		shownFW := map[string]bool{}
 		for _, at := range a.Attempts {
@@ -253,14 +258,7 @@ func Text(w io.Writer, r *Report) error {
 						continue // the same rule for every attempt: once
 					}
 					shownFW[f.Where] = true
-					p("        server firewall: %s: %s  [%s]", S(f.Where), S(f.Rule), S(f.Verdict))
-					if f.Delta >= 0 {
-						p(" packets %d (+%d during the probe)", f.Packets, f.Delta)
-					}
-					p("\n")
-					if f.Fix != "" {
-						p("          remove: %s\n", f.Fix)
-					}
+					fwLine("        server firewall: ", f)
 				}
 			}
 		}
